@@ -1,0 +1,88 @@
+"""The ``synapseg`` command line.
+
+This module holds the typer app and the shared error handling; each command lives in
+``synapseg.commands.<name>`` and registers itself on :data:`app` when imported below.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from synapseg import __version__
+from synapseg.errors import InputError
+
+app = typer.Typer(
+    name="synapseg",
+    help="Segment synaptic vesicles in cryo-electron tomograms.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(fn: F) -> F:
+    """Turn ``InputError`` into one ``error: ...`` line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            err_console.print(f"error: {exc.message}", markup=False)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class _StderrHandler(logging.Handler):
+    """Log records as ``warning: ...`` lines on the current stderr (CliRunner swaps it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(f"{record.levelname.lower()}: {self.format(record)}\n")
+        except Exception:  # pragma: no cover - logging must never crash the tool
+            self.handleError(record)
+
+
+def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Send synapseg's log records to stderr at a level chosen by the flags."""
+    logger = logging.getLogger("synapseg")
+    for handler in list(logger.handlers):
+        if isinstance(handler, _StderrHandler):
+            logger.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING)
+    logger.propagate = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"synapseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log details."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors; no progress bars."),
+) -> None:
+    """Segment synaptic vesicles in cryo-electron tomograms."""
+    setup_logging(verbose, quiet)
+
+
+# Commands register themselves on `app` when imported.
+from synapseg.commands import info  # noqa: E402,F401

@@ -1,0 +1,1 @@
+"""File input/output: tomograms, tables and annotation formats."""
