@@ -1,0 +1,2 @@
+"""Post-processing: from a probability map to vesicles (instances, sphere fitting, filters,
+label rendering)."""
