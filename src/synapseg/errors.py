@@ -32,7 +32,8 @@ class InputError(Exception):
     @property
     def message(self) -> str:
         head = f"{self.path}: " if self.path else ""
-        tail = f". {self.fix}." if self.fix else "."
+        fix = self.fix[:1].upper() + self.fix[1:]
+        tail = f". {fix}." if fix else "."
         return f"{head}{self.problem}{tail}"
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from synapseg.errors import InputError, VoxelSizeError
-from synapseg.io.atomic import atomic_path
+from synapseg.errors import InputError, OutputExistsError, VoxelSizeError
+from synapseg.io.atomic import atomic_path, check_writable
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +324,7 @@ def _read_tiff(path: Path, user_vs: VoxelSize | None) -> Volume:
     try:
         with tifffile.TiffFile(path) as tif:
             header_nm = _tiff_voxel_size_nm(tif)
+            ij_meta = tif.imagej_metadata or {}
             series = tif.series[0]
             shape, dtype = series.shape, series.dtype
     except Exception as exc:  # tifffile raises many types for corrupt files
@@ -340,7 +341,8 @@ def _read_tiff(path: Path, user_vs: VoxelSize | None) -> Volume:
         raise InputError(path, f"TIFF has shape {shape}, not a 3D stack", "give a z-stack")
     vs, source = _resolve_voxel_size(path, header_nm, user_vs)
     info = {"format": "TIFF", "file_dtype": str(dtype), "series_shape": list(shape)}
-    return Volume(data, vs, (0.0, 0.0, 0.0), path, source, info)
+    origin = tuple(float(ij_meta.get(f"origin_{a}_nm", 0.0)) for a in "zyx")
+    return Volume(data, vs, origin, path, source, info)  # type: ignore[arg-type]
 
 
 def _looks_like_zarr(path: Path) -> bool:
@@ -380,9 +382,12 @@ def _read_zarr(path: Path, user_vs: VoxelSize | None) -> Volume:
     axes = [a if isinstance(a, dict) else {"name": a} for a in axes]
     names = [a["name"] for a in axes]
     scale = None
+    translation = None
     for transform in dataset.get("coordinateTransformations", []):
         if transform.get("type") == "scale":
             scale = [float(s) for s in transform["scale"]]
+        elif transform.get("type") == "translation":
+            translation = [float(t) for t in transform["translation"]]
     # Drop singleton non-spatial axes (t, c) so the data is (z, y, x).
     index: list[Any] = []
     spatial: list[int] = []
@@ -414,8 +419,12 @@ def _read_zarr(path: Path, user_vs: VoxelSize | None) -> Volume:
             "pass --voxel-size in nm, e.g. --voxel-size 1.4",
         )
     vs, source = _resolve_voxel_size(path, header_nm, user_vs)  # type: ignore[arg-type]
+    origin = (0.0, 0.0, 0.0)
+    if translation is not None and header_nm is not None:
+        units = [axes[i].get("unit") for i in spatial]
+        origin = tuple(translation[i] * _ZARR_UNITS_NM[u] for i, u in zip(spatial, units))
     info = {"format": "OME-Zarr", "file_dtype": str(data.dtype), "axes": names}
-    return Volume(data, vs, (0.0, 0.0, 0.0), path, source, info)
+    return Volume(data, vs, origin, path, source, info)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- writing
@@ -452,12 +461,13 @@ def write_volume(
     overwrite: bool = False,
     label: str | None = None,
 ) -> Path:
-    """Write a (z, y, x) array to an MRC file atomically.
+    """Write a (z, y, x) array atomically as MRC, TIFF (ImageJ) or OME-Zarr, by suffix.
 
     Parameters
     ----------
     path
-        Target ``.mrc``/``.rec`` path.
+        Target ``.mrc``/``.rec``/``.map`` (MRC), ``.tif``/``.tiff`` (ImageJ hyperstack with
+        scale in nm and the origin as metadata) or ``.zarr`` (OME-NGFF 0.4, one scale level).
     data
         Array of float32, float16, int8, uint8, int16 or uint16. uint8 is written as
         mode 0 with IMOD's unsigned-bytes convention.
@@ -471,11 +481,71 @@ def write_volume(
     path = Path(path)
     data = np.asarray(data)
     _check_write_dtype(path, data.dtype)
+    lower = path.name.lower()
+    if lower.endswith(TIFF_SUFFIXES + ZARR_SUFFIXES):
+        vs = as_voxel_size(voxel_size_nm, str(path))
+        writer = _write_tiff if lower.endswith(TIFF_SUFFIXES) else _write_zarr
+        return writer(path, data, vs, origin_nm, overwrite)
+    if not lower.endswith(MRC_SUFFIXES):
+        raise InputError(path, "unknown output type", "use .mrc, .tif or .zarr")
     with open_volume_writer(
         path, data.shape, data.dtype, voxel_size_nm, origin_nm, overwrite=overwrite, label=label
     ) as out:
         for z in range(data.shape[0]):  # section-wise: bounded extra memory for memmap input
             out[z] = data[z]
+    return path
+
+
+def _write_tiff(
+    path: Path, data: np.ndarray, vs: VoxelSize, origin_nm: Sequence[float], overwrite: bool
+) -> Path:
+    import tifffile
+
+    meta = {"spacing": vs[0], "unit": "nm", "axes": "ZYX"}
+    meta.update({f"origin_{a}_nm": float(o) for a, o in zip("zyx", origin_nm)})
+    with atomic_path(path, overwrite) as tmp:
+        tifffile.imwrite(tmp, data, imagej=True, resolution=(1 / vs[2], 1 / vs[1]), metadata=meta)
+    return path
+
+
+def _write_zarr(
+    path: Path, data: np.ndarray, vs: VoxelSize, origin_nm: Sequence[float], overwrite: bool
+) -> Path:
+    import shutil
+
+    import zarr
+
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            path, "output exists", "pass --overwrite to replace it or choose another output"
+        )
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    check_writable(tmp, overwrite=True)  # the parent folder exists and is writable
+    try:
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
+        chunks = tuple(min(n, 128) for n in data.shape)
+        array = group.create_array("0", shape=data.shape, dtype=data.dtype, chunks=chunks)
+        array[:] = data
+        axes = [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
+        transforms = [
+            {"type": "scale", "scale": list(vs)},
+            {"type": "translation", "translation": [float(o) for o in origin_nm]},
+        ]
+        group.attrs["multiscales"] = [
+            {
+                "version": "0.4",
+                "name": path.name,
+                "axes": axes,
+                "datasets": [{"path": "0", "coordinateTransformations": transforms}],
+            }
+        ]
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return path
 
 
