@@ -74,6 +74,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
     ),
@@ -82,7 +83,17 @@ def main(
 ) -> None:
     """Segment synaptic vesicles in cryo-electron tomograms."""
     setup_logging(verbose, quiet)
+    ctx.ensure_object(dict)["quiet"] = quiet
 
 
-# Commands register themselves on `app` when imported.
+def show_progress(ctx: typer.Context) -> bool:
+    """Progress bars only on a terminal and without ``--quiet``."""
+    quiet = bool((ctx.find_root().obj or {}).get("quiet"))
+    return not quiet and sys.stderr.isatty()
+
+
+# Commands register themselves on `app` when imported: one line per command module.
 from synapseg.commands import info  # noqa: E402,F401
+from synapseg.commands import segment  # noqa: E402,F401
+from synapseg.commands import export  # noqa: E402,F401
+from synapseg.commands import demo  # noqa: E402,F401

@@ -1,0 +1,136 @@
+"""``synapseg segment``: the whole pipeline on one tomogram or a folder of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from synapseg.cli import app, err_console, handle_errors, show_progress
+from synapseg.errors import InputError
+from synapseg.pipeline import ALL_FORMATS, DEFAULT_FORMATS, STAGES, SegmentOptions, list_tomograms
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """``"csv,star"`` → ``("csv", "star")``; CSV is always written."""
+    formats = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
+    return formats if "csv" in formats else ("csv",) + formats
+
+
+def expand_inputs(inputs: list[Path]) -> list[Path]:
+    """Files as given; folders expand to the tomograms inside them."""
+    files: list[Path] = []
+    for path in inputs:
+        files.extend(list_tomograms(path) if path.is_dir() else [path])
+    names = [p.name.rsplit(".", 1)[0] for p in files]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InputError(
+            ", ".join(duplicates),
+            "several inputs share this name, so their outputs would collide",
+            "rename them or segment them into different -o folders",
+        )
+    return files
+
+
+@app.command()
+@handle_errors
+def segment(
+    ctx: typer.Context,
+    inputs: list[Path] = typer.Argument(..., help="Tomogram file(s) or folder(s) of tomograms."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder."),
+    voxel_size: float | None = typer.Option(
+        None, "--voxel-size", help="Voxel size in nm; overrides the header."
+    ),
+    model: str = typer.Option("default", "--model", help="Model name, folder or model.json."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation (flips; slower)."),
+    tile_size: int | None = typer.Option(None, "--tile-size", help="Tile edge in model voxels."),
+    mask: Path | None = typer.Option(
+        None, "--mask", help="Label/mask MRC on the tomogram grid: keep vesicles inside it."
+    ),
+    formats: str = typer.Option(
+        ",".join(DEFAULT_FORMATS), "--formats", help=f"Any of {','.join(ALL_FORMATS)}."
+    ),
+    star_binning: float = typer.Option(
+        1.0, "--star-binning", help="Binning of the tomogram relative to the tilt series (STAR)."
+    ),
+    pyto_boundaries: Path | None = typer.Option(
+        None, "--pyto-boundaries", help="Pyto boundary labels to merge the vesicles into."
+    ),
+    invert: str = typer.Option("auto", "--invert", help="Contrast: auto, yes or no."),
+    threshold: float | None = typer.Option(
+        None, "--threshold", help="Probability threshold (default: automatic)."
+    ),
+    tilt_range: float = typer.Option(60.0, "--tilt-range", help="Tilt range ± degrees."),
+    min_radius: float | None = typer.Option(None, "--min-radius", help="Smallest radius, nm."),
+    max_radius: float | None = typer.Option(None, "--max-radius", help="Largest radius, nm."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    from_stage: str | None = typer.Option(
+        None, "--from-stage", help=f"Recompute from this stage: {', '.join(STAGES)}."
+    ),
+) -> None:
+    """Find vesicles: probabilities, vesicle table, labels, STAR, IMOD and Pyto outputs.
+
+    A folder is processed as a batch; finished tomograms are skipped unless --overwrite,
+    and an interrupted run resumes at its first unfinished stage.
+    """
+    from synapseg.pipeline import segment_tomogram
+
+    fmt = parse_formats(formats)
+    if pyto_boundaries is not None and "pyto" not in fmt:
+        fmt = fmt + ("pyto",)
+    options = SegmentOptions(
+        model=model,
+        device=device,
+        tta=tta,
+        tile_size=tile_size,
+        voxel_size_nm=voxel_size,
+        mask=mask,
+        formats=fmt,
+        star_binning=star_binning,
+        pyto_boundaries=pyto_boundaries,
+        invert=invert,
+        threshold=threshold,
+        tilt_range_deg=tilt_range,
+        min_radius_nm=min_radius,
+        max_radius_nm=max_radius,
+        overwrite=overwrite,
+        from_stage=from_stage,
+        progress=show_progress(ctx),
+    )
+    files = expand_inputs(inputs)
+    reports = []
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=not options.progress,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("", total=len(files))
+        for path in files:
+
+            def on_stage(stage: str, path: Path = path) -> None:
+                progress.update(task, description=f"{path.name}: {stage}")
+
+            reports.append(segment_tomogram(path, output, options, on_stage=on_stage))
+            progress.advance(task)
+    summary(reports, output)
+
+
+def summary(reports: list[dict], output: Path) -> None:
+    """Print one line per tomogram: vesicles found, time, or 'skipped'."""
+    table = Table(title=f"synapseg segment → {output}", title_justify="left")
+    for col in ("tomogram", "vesicles", "time s", "note"):
+        table.add_column(col)
+    for r in reports:
+        note = "already done (skipped)" if r.get("skipped") else ""
+        seconds = sum(r.get("timings_s", {}).values())
+        name = Path(r.get("tomogram", "?")).name
+        table.add_row(name, str(r.get("n_vesicles", "?")), f"{seconds:.1f}", note)
+    Console(soft_wrap=True).print(table)

@@ -1,0 +1,440 @@
+"""The segmentation pipeline: tomogram → probabilities → vesicle table → exports.
+
+Stages, each writing its artifact atomically into the output folder:
+
+``predict``
+    ``<name>_probabilities.mrc``: vesicle probability on the input grid (uint8, 0–255).
+``vesicles``
+    ``<name>_vesicles.csv`` (+ ``.provenance.json``): instances, sphere fit, QC filters.
+``export``
+    label volume, JSON, STAR, IMOD model, Pyto labels, as requested by ``formats``.
+
+``<name>_report.json`` is rewritten after every stage and records what is done, so an
+interrupted run resumes at the first unfinished stage. A finished tomogram is skipped
+unless ``overwrite``; ``from_stage`` recomputes from that stage on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from synapseg import __version__
+from synapseg.errors import InputError, OutputExistsError
+from synapseg.io.atomic import write_text_atomic
+from synapseg.io.tables import CENTER_PX, read_table_csv, write_table_csv
+from synapseg.io.volume import MRC_SUFFIXES, TIFF_SUFFIXES, Volume, open_volume_writer, read_volume
+
+log = logging.getLogger(__name__)
+
+STAGES = ("predict", "vesicles", "export")
+ALL_FORMATS = ("csv", "json", "star", "mod", "labels", "pyto")
+DEFAULT_FORMATS = ("csv", "json", "star", "mod", "labels")
+_OUTPUT_SUFFIXES = (
+    "_probabilities",
+    "_vesicles",
+    "_pyto_labels",
+    "_report",
+)
+
+
+@dataclass
+class SegmentOptions:
+    """Everything that controls ``segment``; recorded in the report."""
+
+    model: str = "default"
+    device: str = "auto"
+    tta: bool = False
+    tile_size: int | None = None
+    voxel_size_nm: float | None = None
+    mask: Path | None = None
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    star_binning: float = 1.0
+    pyto_boundaries: Path | None = None
+    invert: str = "auto"
+    threshold: float | None = None
+    tilt_range_deg: float = 60.0
+    min_radius_nm: float | None = None
+    max_radius_nm: float | None = None
+    overwrite: bool = False
+    from_stage: str | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.formats) - set(ALL_FORMATS))
+        if unknown:
+            raise InputError(
+                "--formats",
+                f"unknown format(s) {', '.join(unknown)}",
+                f"use {','.join(ALL_FORMATS)}",
+            )
+        if self.from_stage is not None and self.from_stage not in STAGES:
+            raise InputError(
+                "--from-stage",
+                f"unknown stage '{self.from_stage}'",
+                f"use one of {', '.join(STAGES)}",
+            )
+        if self.invert not in ("auto", "yes", "no"):
+            raise InputError("--invert", f"unknown value '{self.invert}'", "use auto, yes or no")
+        if self.star_binning <= 0:
+            raise InputError("--star-binning", "must be positive", "give e.g. 4 for bin-4 data")
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["mask"] = str(self.mask) if self.mask else None
+        out["pyto_boundaries"] = str(self.pyto_boundaries) if self.pyto_boundaries else None
+        out["formats"] = list(self.formats)
+        return out
+
+
+@dataclass
+class OutputPaths:
+    """Where ``segment`` writes the outputs for one tomogram."""
+
+    folder: Path
+    name: str
+    files: dict[str, Path] = field(init=False)
+
+    def __post_init__(self) -> None:
+        f, n = self.folder, self.name
+        self.files = {
+            "probabilities": f / f"{n}_probabilities.mrc",
+            "csv": f / f"{n}_vesicles.csv",
+            "json": f / f"{n}_vesicles.json",
+            "star": f / f"{n}_vesicles.star",
+            "mod": f / f"{n}_vesicles.mod",
+            "labels": f / f"{n}_vesicles.mrc",
+            "pyto": f / f"{n}_pyto_labels.mrc",
+            "report": f / f"{n}_report.json",
+        }
+
+    def __getitem__(self, key: str) -> Path:
+        return self.files[key]
+
+
+def list_tomograms(folder: Path) -> list[Path]:
+    """Tomogram files in a folder (MRC/REC/TIFF), excluding synapseg's own outputs."""
+    found = []
+    for path in sorted(folder.iterdir()):
+        lower = path.name.lower()
+        if not path.is_file() or not lower.endswith(MRC_SUFFIXES + TIFF_SUFFIXES):
+            continue
+        stem = path.name.rsplit(".", 1)[0]
+        if stem.endswith(_OUTPUT_SUFFIXES) or stem.endswith("_labels"):
+            continue
+        found.append(path)
+    if not found:
+        raise InputError(folder, "folder holds no tomograms (.mrc/.rec/.tif)", "check the path")
+    return found
+
+
+def provenance(options: SegmentOptions, card: Any | None = None) -> dict[str, Any]:
+    """Tool, model and parameters: attached to every output."""
+    model = None
+    if card is not None:
+        model = {"name": getattr(card, "name", None), "sha256": getattr(card, "sha256", None)}
+        model["voxel_size_nm"] = getattr(card, "voxel_size_nm", None)
+    return {
+        "tool": "synapseg",
+        "synapseg_version": __version__,
+        "python": platform.python_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": model,
+        "parameters": options.to_json(),
+    }
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def _load_mask(options: SegmentOptions, volume: Volume) -> np.ndarray | None:
+    if options.mask is None:
+        return None
+    mask = read_volume(options.mask, volume.voxel_size_nm if options.voxel_size_nm else None)
+    if mask.shape != volume.shape:
+        raise InputError(
+            options.mask,
+            f"mask shape {mask.shape} differs from the tomogram's {volume.shape}",
+            "give a mask on the tomogram's grid",
+        )
+    if not np.allclose(mask.voxel_size_nm, volume.voxel_size_nm, rtol=1e-3):
+        raise InputError(
+            options.mask,
+            f"mask voxel size {mask.voxel_size_nm} nm differs from the tomogram's "
+            f"{volume.voxel_size_nm} nm",
+            "give a mask on the tomogram's grid (or fix its header)",
+        )
+    return np.asarray(mask.data) != 0
+
+
+def stage_predict(volume: Volume, options: SegmentOptions, target: Path) -> dict[str, Any]:
+    """Predict vesicle probabilities and stream them into ``target`` (uint8, 0–255)."""
+    from synapseg.infer.predict import predict_volume
+    from synapseg.model.registry import load_model
+
+    net, card = load_model(options.model, device="cpu")
+    del net  # predict_volume loads onto the chosen device itself
+    t0 = time.perf_counter()
+    with open_volume_writer(
+        target,
+        volume.shape,
+        np.uint8,
+        volume.voxel_size_nm,
+        volume.origin_nm,
+        overwrite=True,
+        label=f"synapseg {__version__} vesicle probability x255",
+    ) as out:
+        predict_volume(
+            volume,
+            model=options.model,
+            device=options.device,
+            tta=options.tta,
+            tile_size=options.tile_size,
+            out=out,
+            progress=options.progress,
+            invert=options.invert == "yes",
+        )
+    seconds = time.perf_counter() - t0
+    return {
+        "seconds": seconds,
+        "mvoxel_per_s": float(np.prod(volume.shape)) / 1e6 / max(seconds, 1e-9),
+        "model": {"name": card.name, "sha256": card.sha256, "voxel_size_nm": card.voxel_size_nm},
+    }
+
+
+def stage_vesicles(
+    volume: Volume, options: SegmentOptions, probabilities: Path, target: Path, prov: dict
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Instances, sphere fit and QC filters on the tomogram + probability map."""
+    from synapseg.post.vesicles import PostParams, find_vesicles
+
+    prob = read_volume(probabilities, volume.voxel_size_nm).data
+    params = {"tilt_range_deg": options.tilt_range_deg, "invert": options.invert}
+    for key in ("threshold", "min_radius_nm", "max_radius_nm"):
+        if getattr(options, key) is not None:
+            params[key] = getattr(options, key)
+    t0 = time.perf_counter()
+    table, rejected, info = find_vesicles(
+        volume.data, prob, volume.voxel_size_nm, params=PostParams(**params)
+    )
+    mask = _load_mask(options, volume)
+    if mask is not None and len(table):
+        idx = np.rint(table[CENTER_PX].to_numpy()).astype(int)
+        idx = np.clip(idx, 0, np.array(volume.shape) - 1)
+        inside = mask[idx[:, 0], idx[:, 1], idx[:, 2]]
+        outside = table[~inside].assign(reason="center outside --mask")
+        rejected = pd.concat([rejected, outside], ignore_index=True)
+        table = table[inside].reset_index(drop=True)
+        table["id"] = np.arange(1, len(table) + 1)
+    if len(table) == 0:
+        log.warning("%s: no vesicles found", volume.path)
+    write_table_csv(target, table, provenance=prov, overwrite=True)
+    info = dict(info)
+    info["seconds"] = time.perf_counter() - t0
+    info["n_vesicles"] = int(len(table))
+    info["rejected"] = _rejected_summary(rejected)
+    return table, info
+
+
+def _rejected_summary(rejected: pd.DataFrame) -> list[dict[str, Any]]:
+    cols = [
+        c
+        for c in ("center_z_px", "center_y_px", "center_x_px", "radius_nm", "reason")
+        if c in rejected
+    ]
+    return json.loads(rejected[cols].to_json(orient="records", double_precision=3))
+
+
+def stage_export(
+    volume: Volume, options: SegmentOptions, table: pd.DataFrame, paths: OutputPaths, prov: dict
+) -> dict[str, str]:
+    """Write every requested format from the vesicle table; returns format → path."""
+    written: dict[str, str] = {"csv": str(paths["csv"])}
+    shape, vs = volume.shape, volume.voxel_size_nm
+    for fmt in options.formats:
+        if fmt == "csv":
+            continue
+        target = paths[fmt]
+        if fmt == "json":
+            from synapseg.io.tables import write_table_json
+
+            write_table_json(target, table, provenance=prov, overwrite=True)
+        elif fmt == "star":
+            from synapseg.io.tables import write_table_star
+
+            write_table_star(
+                target,
+                table,
+                tomogram_name=volume.name,
+                voxel_size_nm=vs,
+                shape=shape,
+                binning=options.star_binning,
+                overwrite=True,
+            )
+        elif fmt == "mod":
+            from synapseg.io.imod import write_imod_spheres
+
+            write_imod_spheres(target, table, voxel_size_nm=vs, shape=shape, overwrite=True)
+        elif fmt == "labels":
+            from synapseg.post.render import render_labels
+
+            with open_volume_writer(
+                target,
+                shape,
+                np.uint16,
+                vs,
+                volume.origin_nm,
+                overwrite=True,
+                label="synapseg labels",
+            ) as out:
+                render_labels(table, shape, vs, out=out)
+        elif fmt == "pyto":
+            from synapseg.io.pyto import write_pyto
+
+            boundaries = None
+            if options.pyto_boundaries is not None:
+                boundaries = np.asarray(read_volume(options.pyto_boundaries, vs).data)
+            elif options.mask is not None:
+                boundaries = np.where(_load_mask(options, volume), 3, 0).astype(np.int16)
+            result = write_pyto(
+                target, table, shape=shape, voxel_size_nm=vs, boundaries=boundaries, overwrite=True
+            )
+            written.update({f"pyto_{k}": str(v) for k, v in result.items()})
+            continue
+        written[fmt] = str(target)
+    return written
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def _options_digest(options: SegmentOptions, volume: Volume) -> str:
+    relevant = options.to_json()
+    for key in ("overwrite", "from_stage", "progress", "formats", "star_binning"):
+        relevant.pop(key)
+    relevant["voxel_size_nm"] = list(volume.voxel_size_nm)
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _load_state(paths: OutputPaths, options: SegmentOptions, digest: str) -> dict[str, Any]:
+    """The report of an earlier run for resuming, or a fresh one; refuse foreign files."""
+    report_path = paths["report"]
+    fresh = {"stages": {}, "finished": False, "digest": digest}
+    if options.overwrite:
+        return fresh
+    if report_path.exists():
+        try:
+            state = json.loads(report_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(
+                report_path, "earlier report is unreadable", "pass --overwrite to start again"
+            ) from exc
+        if state.get("digest") != digest and options.from_stage is None:
+            raise InputError(
+                report_path,
+                "outputs exist from a run with different parameters",
+                "pass --overwrite to recompute, or --from-stage to redo later stages",
+            )
+        state.setdefault("stages", {})
+        return state
+    for key in ("probabilities", "csv"):
+        if paths[key].exists():
+            raise OutputExistsError(
+                paths[key], "output exists", "pass --overwrite to replace it or choose another -o"
+            )
+    return fresh
+
+
+def segment_tomogram(
+    tomogram: str | Path,
+    out_dir: str | Path,
+    options: SegmentOptions | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) the whole pipeline on one tomogram; return the report dict.
+
+    Parameters
+    ----------
+    tomogram
+        Input tomogram file.
+    out_dir
+        Output folder (created if needed).
+    options
+        Pipeline options; defaults otherwise.
+    on_stage
+        Called with a stage name before it runs (for progress display).
+    """
+    options = options or SegmentOptions()
+    volume = read_volume(tomogram, options.voxel_size_nm)
+    from synapseg.summary import check_usable
+
+    check_usable(volume)
+    paths = OutputPaths(Path(out_dir), volume.name)
+    digest = _options_digest(options, volume)
+    state = _load_state(paths, options, digest)
+    if state.get("finished") and options.from_stage is None:
+        log.info("%s: already segmented (pass --overwrite to redo)", tomogram)
+        state["skipped"] = True
+        return state
+    redo_from = STAGES.index(options.from_stage) if options.from_stage else len(STAGES)
+    for i, stage in enumerate(STAGES):
+        if i >= redo_from:
+            state["stages"].pop(stage, None)
+    state.update(
+        {
+            "tomogram": str(Path(tomogram).resolve()),
+            "shape_zyx": list(volume.shape),
+            "voxel_size_nm_zyx": list(volume.voxel_size_nm),
+            "voxel_size_source": volume.voxel_size_source,
+            "finished": False,
+            "digest": digest,
+        }
+    )
+    prov = provenance(options)
+    prov["tomogram"] = state["tomogram"]
+    prov["voxel_size_nm_zyx"] = state["voxel_size_nm_zyx"]
+    table: pd.DataFrame | None = None
+
+    def save() -> None:
+        state["provenance"] = prov
+        write_text_atomic(paths["report"], json.dumps(state, indent=2, default=str), overwrite=True)
+
+    if "predict" not in state["stages"]:
+        on_stage and on_stage("predict")
+        state["stages"]["predict"] = stage_predict(volume, options, paths["probabilities"])
+        save()
+    prov["model"] = state["stages"]["predict"].get("model")
+    if "vesicles" not in state["stages"]:
+        on_stage and on_stage("vesicles")
+        table, info = stage_vesicles(volume, options, paths["probabilities"], paths["csv"], prov)
+        state["stages"]["vesicles"] = info
+        save()
+    if "export" not in state["stages"]:
+        on_stage and on_stage("export")
+        if table is None:
+            table = read_table_csv(paths["csv"])
+        t0 = time.perf_counter()
+        written = stage_export(volume, options, table, paths, prov)
+        state["stages"]["export"] = {"seconds": time.perf_counter() - t0, "files": written}
+    state["finished"] = True
+    state["n_vesicles"] = state["stages"]["vesicles"]["n_vesicles"]
+    state["timings_s"] = {s: round(state["stages"][s].get("seconds", 0.0), 3) for s in STAGES}
+    save()
+    return state
+
+
+def segment_many(
+    inputs: Sequence[Path], out_dir: Path, options: SegmentOptions
+) -> list[dict[str, Any]]:
+    """Segment several tomograms into one folder; finished ones are skipped."""
+    return [segment_tomogram(path, out_dir, options) for path in inputs]
