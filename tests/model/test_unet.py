@@ -1,0 +1,87 @@
+"""Tests for the compact 3D U-Net."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from synapseg.model.unet import UNetConfig, build_unet, count_parameters, fuse_batchnorm
+
+
+def _reach(config: UNetConfig, n: int = 160) -> list[tuple[int, int]]:
+    """Measured input window of single output voxels, via the gradient."""
+    net = build_unet(config, seed=0).eval()
+    gen = torch.Generator().manual_seed(1)
+    out = []
+    for pos in range(64, 64 + config.size_multiple):
+        x = torch.randn(1, 1, n, 16, 16, generator=gen, requires_grad=True)
+        net(x)[0, 0, pos, 8, 8].backward()
+        hit = np.nonzero((x.grad[0, 0].abs() > 0).numpy().any(axis=(1, 2)))[0]
+        out.append((int(hit.min()) - pos, int(hit.max()) - pos))
+    return out
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        UNetConfig(depth=2, convs_per_level=1, base_channels=4),
+        UNetConfig(depth=2, convs_per_level=1, base_channels=4, upsample="trilinear"),
+        UNetConfig(depth=3, convs_per_level=2, base_channels=4),
+    ],
+)
+def test_receptive_field_matches_gradient(config):
+    measured = _reach(config)
+    assert measured == config._dependence_windows()
+    assert config.receptive_field == max(hi - lo + 1 for lo, hi in measured)
+    assert config.halo == max(max(-lo, hi) for lo, hi in measured)
+    assert config.min_tile % config.size_multiple == 0
+    assert config.min_tile >= config.receptive_field
+
+
+def test_output_shape_channels_and_multiple():
+    net = build_unet(UNetConfig(base_channels=4, depth=2, out_channels=3), seed=0).eval()
+    y = net(torch.zeros(2, 1, 8, 12, 16))
+    assert y.shape == (2, 3, 8, 12, 16)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        net(torch.zeros(1, 1, 8, 10, 16))
+
+
+def test_config_round_trip_and_validation():
+    cfg = UNetConfig(base_channels=6, depth=4, max_channels=32, norm="none")
+    assert UNetConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.channels == (6, 12, 24, 32, 32)
+    with pytest.raises(ValueError, match="unknown"):
+        UNetConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+    with pytest.raises(ValueError, match="norm"):
+        UNetConfig(norm="instance")
+
+
+def test_seeded_build_is_reproducible():
+    a = build_unet(UNetConfig(base_channels=4, depth=2), seed=3)
+    b = build_unet(UNetConfig(base_channels=4, depth=2), seed=3)
+    c = build_unet(UNetConfig(base_channels=4, depth=2), seed=4)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_fused_batchnorm_is_equivalent():
+    net = build_unet(UNetConfig(base_channels=4, depth=2), seed=0)
+    # give the batch norms non-trivial statistics
+    net.train()
+    with torch.no_grad():
+        net(torch.randn(2, 1, 16, 16, 16) * 3 + 1)
+    net.eval()
+    fused = fuse_batchnorm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in fused.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules())
+    x = torch.randn(1, 1, 16, 16, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), net(x), atol=1e-5, rtol=1e-4)
+
+
+def test_no_instance_norm_and_parameter_count():
+    net = build_unet(UNetConfig(base_channels=8, depth=3))
+    assert not any(isinstance(m, torch.nn.InstanceNorm3d) for m in net.modules())
+    assert 100_000 < count_parameters(net) < 1_000_000
