@@ -124,3 +124,398 @@ def read_table_csv(path: str | os.PathLike) -> pd.DataFrame:
             "use synapseg's column names (see docs)",
         )
     return table
+
+
+# --------------------------------------------------------------------------- JSON
+
+JSON_FORMAT = "synapseg-vesicles"
+JSON_VERSION = 1
+
+
+def _json_value(value: Any) -> Any:
+    """Plain JSON value: numpy scalars to Python, NaN/inf to ``None``."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def write_table_json(
+    path: str | os.PathLike,
+    table: pd.DataFrame,
+    provenance: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write the vesicle table as JSON: one object per vesicle plus provenance.
+
+    Layout: ``{"format": "synapseg-vesicles", "version": 1, "columns": [...],
+    "units": {...}, "provenance": {...}, "vesicles": [{column: value, ...}, ...]}``.
+    Non-finite numbers are written as ``null`` and read back as NaN.
+    """
+    path = Path(path)
+    missing = [c for c in CORE_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"vesicle table lacks columns {missing}")
+    columns = CORE_COLUMNS + [c for c in table.columns if c not in CORE_COLUMNS]
+    rows = [
+        {c: _json_value(v) for c, v in zip(columns, row)}
+        for row in table[columns].itertuples(index=False, name=None)
+    ]
+    doc = {
+        "format": JSON_FORMAT,
+        "version": JSON_VERSION,
+        "columns": columns,
+        "units": {
+            "center_*_px": "voxels of the input grid, zero-based, voxel centers at integers",
+            "center_*_nm": "nm, center_px * voxel_size_nm",
+            "radius_nm": "nm, bilayer midline",
+            "outer_radius_nm": "nm, outer membrane surface",
+            "radius_px": "voxels along x",
+        },
+        "provenance": provenance or {},
+        "vesicles": rows,
+    }
+    text = json.dumps(doc, indent=1, default=str, allow_nan=False)
+    with atomic_path(path, overwrite) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+def read_table_json(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a table written by :func:`write_table_json`; provenance lands in ``df.attrs``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "table file not found", "check the path")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"not valid JSON ({exc})", "check the file") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("vesicles"), list):
+        raise InputError(
+            path,
+            "not a synapseg vesicle JSON (no 'vesicles' list)",
+            "write it with synapseg or use the documented layout (docs/formats.md)",
+        )
+    columns = doc.get("columns") or (list(doc["vesicles"][0]) if doc["vesicles"] else CORE_COLUMNS)
+    try:
+        table = pd.DataFrame.from_records(doc["vesicles"], columns=columns)
+    except (TypeError, ValueError) as exc:
+        raise InputError(path, f"malformed 'vesicles' records ({exc})", "check the file") from exc
+    for col in table.columns:
+        if col != "id" and table[col].dtype == object:
+            converted = pd.to_numeric(table[col], errors="coerce")
+            if converted.notna().sum() == table[col].notna().sum():
+                table[col] = converted
+    table.attrs["provenance"] = doc.get("provenance", {})
+    return table
+
+
+# --------------------------------------------------------------------------- STAR
+
+STAR_COORD = ["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]
+STAR_CENTERED = [
+    "rlnCenteredCoordinateXAngst",
+    "rlnCenteredCoordinateYAngst",
+    "rlnCenteredCoordinateZAngst",
+]
+STAR_RADIUS = "synapsegRadiusAngst"  # bilayer-midline radius, Å (not a RELION label)
+STAR_OUTER_RADIUS = "synapsegOuterRadiusAngst"
+STAR_ID = "synapsegVesicleId"
+STAR_SCORE = "synapsegScore"
+
+
+def _star_geometry(
+    path: Path,
+    voxel_size_nm: float | Sequence[float] | None,
+    shape: Sequence[int] | None,
+    binning: float | None,
+    need_shape: bool,
+) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """Validate the STAR conversion arguments; return zyx voxel size, zyx shape, binning."""
+    if voxel_size_nm is None:
+        raise InputError(
+            path, "STAR coordinates need the tomogram's voxel size", "pass --voxel-size in nm"
+        )
+    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,)).copy()
+    if not np.all(np.isfinite(vs)) or np.any(vs <= 0):
+        raise InputError(path, f"invalid voxel size {voxel_size_nm} nm", "give e.g. 1.4")
+    if binning is None or not np.isfinite(binning) or binning <= 0:
+        raise InputError(
+            path,
+            f"STAR export needs the binning of the tomogram relative to the tilt series, "
+            f"got {binning}",
+            "pass --star-binning (1 for an unbinned tomogram)",
+        )
+    shp = None
+    if shape is not None:
+        shp = np.asarray(shape, dtype=float).reshape(-1)
+        if shp.size != 3 or np.any(shp <= 0):
+            raise InputError(path, f"invalid tomogram shape {shape}", "give (z, y, x) sizes")
+    elif need_shape:
+        raise InputError(
+            path,
+            "RELION-5 centered coordinates need the tomogram shape",
+            "pass --tomogram so the shape is known",
+        )
+    return vs, shp, float(binning)
+
+
+def write_table_star(
+    path: str | os.PathLike,
+    table: pd.DataFrame,
+    *,
+    tomogram_name: str,
+    voxel_size_nm: float | Sequence[float] | None,
+    shape: Sequence[int] | None,
+    binning: float | None = 1.0,
+    overwrite: bool = False,
+) -> Path:
+    """Write vesicle centers as a RELION particle STAR file holding both conventions.
+
+    * ``rlnCoordinateX/Y/Z``: RELION-4 (and RELION >= 4.1 zero-origin) pixels of the
+      *unbinned* tilt series: ``center_px * binning``.
+    * ``rlnCenteredCoordinateX/Y/ZAngst``: RELION-5, Å from the tomogram center, defined
+      by RELION as ``size / 2.0`` in unbinned pixels (float division, also for odd sizes):
+      ``(center_px - shape / 2) * voxel_size_nm * 10``.
+    * ``rlnTomoName``; plus ``synapsegVesicleId``, ``synapsegRadiusAngst`` (bilayer
+      midline), ``synapsegOuterRadiusAngst`` and ``synapsegScore`` (RELION keeps unknown
+      labels with a warning).
+
+    Parameters
+    ----------
+    tomogram_name
+        Value of ``rlnTomoName`` (must match the tomogram's name in RELION's tomograms.star).
+    voxel_size_nm
+        Voxel size of the (binned) tomogram in nm, scalar or (z, y, x).
+    shape
+        (z, y, x) size of the (binned) tomogram in voxels.
+    binning
+        Tomogram voxel size / tilt-series pixel size (1 for an unbinned tomogram).
+    """
+    path = Path(path)
+    import starfile
+
+    vs, shp, b = _star_geometry(path, voxel_size_nm, shape, binning, need_shape=True)
+    assert shp is not None
+    if not tomogram_name:
+        raise InputError(path, "STAR export needs a tomogram name", "pass the tomogram name")
+    centers = table[CENTER_PX].to_numpy(dtype=float)  # zyx
+    n = len(table)
+    data: dict[str, Any] = {"rlnTomoName": [str(tomogram_name)] * n}
+    for k, label in enumerate(STAR_COORD):  # x, y, z -> zyx index 2, 1, 0
+        data[label] = centers[:, 2 - k] * b
+    for k, label in enumerate(STAR_CENTERED):
+        axis = 2 - k
+        data[label] = (centers[:, axis] - shp[axis] / 2.0) * vs[axis] * 10.0
+    data[STAR_ID] = table["id"].to_numpy(dtype=int)
+    data[STAR_RADIUS] = table["radius_nm"].to_numpy(dtype=float) * 10.0
+    if "outer_radius_nm" in table:
+        data[STAR_OUTER_RADIUS] = table["outer_radius_nm"].to_numpy(dtype=float) * 10.0
+    if "score" in table:
+        data[STAR_SCORE] = table["score"].to_numpy(dtype=float)
+    df = pd.DataFrame(data)
+    with atomic_path(path, overwrite) as tmp:
+        starfile.write({"particles": df}, tmp, float_format="%.6f")
+    return path
+
+
+def read_table_star(
+    path: str | os.PathLike,
+    *,
+    voxel_size_nm: float | Sequence[float] | None,
+    shape: Sequence[int] | None = None,
+    binning: float | None = 1.0,
+    tomogram_name: str | None = None,
+) -> pd.DataFrame:
+    """Read vesicles from a RELION particle STAR file into a vesicle table.
+
+    Uses ``rlnCoordinateX/Y/Z`` (divided by ``binning``) when present, otherwise the
+    RELION-5 ``rlnCentered...Angst`` columns (needs ``shape``). Radii come from
+    ``synapsegRadiusAngst`` (or NaN when absent). With several ``rlnTomoName`` values,
+    ``tomogram_name`` selects the rows.
+    """
+    path = Path(path)
+    import starfile
+
+    if not path.is_file():
+        raise InputError(path, "STAR file not found", "check the path")
+    try:
+        blocks = starfile.read(path, always_dict=True)
+    except Exception as exc:  # starfile raises many types on malformed text
+        raise InputError(path, f"not a readable STAR file ({exc})", "check the file") from exc
+    df = next(
+        (b for b in blocks.values() if isinstance(b, pd.DataFrame) and _has_star_coords(b)),
+        None,
+    )
+    if df is None:
+        raise InputError(
+            path,
+            "no particle block with rlnCoordinateX/Y/Z or rlnCenteredCoordinateX/Y/ZAngst",
+            "give a RELION particle STAR file",
+        )
+    if "rlnTomoName" in df:
+        names = df["rlnTomoName"].astype(str)
+        if tomogram_name is not None:
+            df = df[names == str(tomogram_name)]
+        elif names.nunique() > 1:
+            raise InputError(
+                path,
+                f"holds {names.nunique()} tomograms ({', '.join(sorted(names.unique())[:5])})",
+                "choose one with the tomogram name",
+            )
+    use_px = all(c in df for c in STAR_COORD)
+    vs, shp, b = _star_geometry(path, voxel_size_nm, shape, binning, need_shape=not use_px)
+    xyz = np.zeros((len(df), 3))
+    for k in range(3):
+        axis = 2 - k
+        if use_px:
+            xyz[:, axis] = df[STAR_COORD[k]].to_numpy(dtype=float) / b
+        else:
+            assert shp is not None
+            angst = df[STAR_CENTERED[k]].to_numpy(dtype=float)
+            xyz[:, axis] = angst / (vs[axis] * 10.0) + shp[axis] / 2.0
+    radius = (
+        df[STAR_RADIUS].to_numpy(dtype=float) / 10.0
+        if STAR_RADIUS in df
+        else np.full(len(df), np.nan)
+    )
+    outer = df[STAR_OUTER_RADIUS].to_numpy(dtype=float) / 10.0 if STAR_OUTER_RADIUS in df else None
+    score = df[STAR_SCORE].to_numpy(dtype=float) if STAR_SCORE in df else None
+    ids = df[STAR_ID].to_numpy(dtype=int) if STAR_ID in df else None
+    return make_table(xyz, radius, vs, score=score, outer_radius_nm=outer, ids=ids)
+
+
+def _has_star_coords(df: pd.DataFrame) -> bool:
+    return all(c in df for c in STAR_COORD) or all(c in df for c in STAR_CENTERED)
+
+
+# --------------------------------------------------------------------------- any format
+
+
+def normalize_table(
+    table: pd.DataFrame,
+    voxel_size_nm: float | Sequence[float] | None,
+    *,
+    path: str | os.PathLike | None = None,
+    require_radius: bool = True,
+) -> pd.DataFrame:
+    """Turn a hand-made or partial table into a full :func:`make_table` table.
+
+    Centers come from ``center_*_px`` (preferred) or ``center_*_nm``; the radius from
+    ``radius_nm``, ``radius_px`` (x voxels) or ``outer_radius_nm`` minus half the default
+    membrane thickness. ``voxel_size_nm`` may be omitted when both px and nm centers are
+    present (it is then inferred from their ratio). Extra columns are kept as QC columns.
+    """
+    has_px = all(c in table for c in CENTER_PX)
+    has_nm = all(c in table for c in CENTER_NM)
+    if voxel_size_nm is None and has_px and has_nm:
+        px = table[CENTER_PX].to_numpy(dtype=float)
+        nm = table[CENTER_NM].to_numpy(dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(np.abs(px) > 1e-6, nm / px, np.nan)
+        voxel_size_nm = np.nanmedian(ratio, axis=0) if np.isfinite(ratio).any() else None
+        if voxel_size_nm is not None and not np.all(np.isfinite(voxel_size_nm)):
+            voxel_size_nm = None
+    if voxel_size_nm is None:
+        raise InputError(path, "the voxel size is needed to read this table", "pass --voxel-size")
+    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
+    if has_px:
+        centers = table[CENTER_PX].to_numpy(dtype=float)
+    elif has_nm:
+        centers = table[CENTER_NM].to_numpy(dtype=float) / vs
+    else:
+        raise InputError(
+            path, "table lacks center columns (center_z_px.. or center_z_nm..)", "see docs"
+        )
+    outer = table["outer_radius_nm"].to_numpy(dtype=float) if "outer_radius_nm" in table else None
+    if "radius_nm" in table:
+        radius = table["radius_nm"].to_numpy(dtype=float)
+    elif "radius_px" in table:
+        radius = table["radius_px"].to_numpy(dtype=float) * vs[2]
+    elif outer is not None:
+        radius = outer - DEFAULT_MEMBRANE_THICKNESS_NM / 2
+    elif require_radius:
+        raise InputError(path, "table lacks a radius column", "add radius_nm (see docs)")
+    else:
+        radius = np.full(len(table), np.nan)
+    if outer is not None and np.isnan(outer).all():
+        outer = None
+    score = table["score"].to_numpy(dtype=float) if "score" in table else None
+    ids = table["id"].to_numpy(dtype=int) if "id" in table else None
+    qc = {c: table[c].to_numpy() for c in table.columns if c not in CORE_COLUMNS}
+    return make_table(centers, radius, vs, score=score, outer_radius_nm=outer, ids=ids, **qc)
+
+
+def read_vesicles(
+    path: str | os.PathLike,
+    *,
+    voxel_size_nm: float | Sequence[float] | None = None,
+    shape: Sequence[int] | None = None,
+    binning: float | None = 1.0,
+    allow_missing_radius: bool = False,
+    tomogram_name: str | None = None,
+) -> pd.DataFrame:
+    """Read vesicles from ``.csv``, ``.json``, ``.star`` or ``.mod`` into a vesicle table.
+
+    Parameters
+    ----------
+    voxel_size_nm
+        Needed for STAR files, for CSV tables without both px and nm centers, and for
+        ``.mod`` files whose header has no pixel size in nm; JSON written by synapseg
+        carries it.
+    shape
+        (z, y, x) tomogram size; needed for STAR files with only RELION-5 centered
+        coordinates.
+    binning
+        Tomogram binning relative to the tilt series, for STAR ``rlnCoordinate`` values.
+    allow_missing_radius
+        Give NaN radii (for callers that re-fit radii from centers) instead of raising
+        ``InputError`` when the file holds no radius.
+    tomogram_name
+        Selects the rows of one ``rlnTomoName`` in a STAR file holding several tomograms.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    require_radius = not allow_missing_radius
+    if suffix == ".csv":
+        raw = _read_csv_loose(path)
+        return normalize_table(raw, voxel_size_nm, path=path, require_radius=require_radius)
+    if suffix == ".json":
+        raw = read_table_json(path)
+        vs = voxel_size_nm
+        if vs is None:
+            vs = raw.attrs.get("provenance", {}).get("voxel_size_nm")
+        out = normalize_table(raw, vs, path=path, require_radius=require_radius)
+        out.attrs.update(raw.attrs)
+        return out
+    if suffix == ".star":
+        out = read_table_star(
+            path,
+            voxel_size_nm=voxel_size_nm,
+            shape=shape,
+            binning=binning,
+            tomogram_name=tomogram_name,
+        )
+        if require_radius and out["radius_nm"].isna().all() and len(out):
+            raise InputError(
+                path, f"STAR file has no {STAR_RADIUS} column", "add radii or re-fit them"
+            )
+        return out
+    if suffix == ".mod":
+        from synapseg.io.imod import imod_to_table
+
+        return imod_to_table(path, voxel_size_nm=voxel_size_nm, require_radius=require_radius)
+    raise InputError(
+        path, f"unknown vesicle file type '{suffix}'", "use .csv, .json, .star or .mod"
+    )
+
+
+def _read_csv_loose(path: Path) -> pd.DataFrame:
+    """CSV with centers; a radius column is optional here (checked by the caller)."""
+    if not path.is_file():
+        raise InputError(path, "table file not found", "check the path")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"not a readable CSV table ({exc})", "check the file") from exc

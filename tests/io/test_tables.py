@@ -1,0 +1,192 @@
+"""Vesicle tables: CSV / JSON / STAR round trips, RELION conventions, read_vesicles dispatch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+
+from synapseg.errors import InputError, OutputExistsError
+from synapseg.io.tables import (
+    CORE_COLUMNS,
+    make_table,
+    read_table_csv,
+    read_table_json,
+    read_table_star,
+    read_vesicles,
+    write_table_csv,
+    write_table_json,
+    write_table_star,
+)
+
+VS = (1.5, 1.2, 1.2)
+SHAPE = (41, 64, 75)  # odd z and x: RELION's centre is size / 2.0, not an integer voxel
+
+
+@pytest.fixture
+def table() -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    centers = rng.uniform([5, 5, 5], [35, 58, 70], (6, 3))
+    return make_table(
+        centers,
+        rng.uniform(15, 25, 6),
+        VS,
+        score=rng.uniform(0.5, 1, 6),
+        ids=[1, 2, 5, 8, 9, 12],
+        membrane_contrast=rng.normal(size=6),
+    )
+
+
+def _assert_tables_equal(a: pd.DataFrame, b: pd.DataFrame, atol: float = 1e-4) -> None:
+    assert list(a.columns[: len(CORE_COLUMNS)]) == CORE_COLUMNS
+    np.testing.assert_array_equal(a["id"].to_numpy(), b["id"].to_numpy())
+    for col in CORE_COLUMNS[1:]:
+        np.testing.assert_allclose(a[col].to_numpy(float), b[col].to_numpy(float), atol=atol)
+
+
+def test_csv_round_trip(tmp_path, table):
+    path = write_table_csv(tmp_path / "v.csv", table)
+    _assert_tables_equal(read_table_csv(path), table)
+    _assert_tables_equal(read_vesicles(path, voxel_size_nm=VS), table)
+    # voxel size inferred from the px and nm columns when not given
+    back = read_vesicles(path)
+    _assert_tables_equal(back, table)
+    np.testing.assert_allclose(back["membrane_contrast"], table["membrane_contrast"], atol=1e-4)
+
+
+def test_json_round_trip_with_provenance_and_nan(tmp_path, table):
+    table.loc[2, "membrane_contrast"] = np.nan
+    prov = {"voxel_size_nm": list(VS), "model": "x"}
+    path = write_table_json(tmp_path / "v.json", table, provenance=prov)
+    doc = json.loads(path.read_text())
+    assert doc["format"] == "synapseg-vesicles" and len(doc["vesicles"]) == 6
+    back = read_table_json(path)
+    _assert_tables_equal(back, table, atol=1e-9)
+    assert np.isnan(back.loc[2, "membrane_contrast"])
+    assert back.attrs["provenance"]["model"] == "x"
+    _assert_tables_equal(read_vesicles(path), table, atol=1e-9)
+
+
+def test_star_round_trip_both_conventions(tmp_path, table):
+    path = write_table_star(
+        tmp_path / "v.star", table, tomogram_name="tomo1", voxel_size_nm=VS, shape=SHAPE, binning=4
+    )
+    df = starfile.read(path)
+    assert (df["rlnTomoName"] == "tomo1").all()
+    # RELION-4: unbinned tilt-series pixels = input px * binning (x from the last axis)
+    np.testing.assert_allclose(df["rlnCoordinateX"], table["center_x_px"] * 4, atol=1e-5)
+    np.testing.assert_allclose(df["rlnCoordinateZ"], table["center_z_px"] * 4, atol=1e-5)
+    np.testing.assert_allclose(df["synapsegRadiusAngst"], table["radius_nm"] * 10, atol=1e-5)
+    back = read_table_star(path, voxel_size_nm=VS, shape=SHAPE, binning=4)
+    _assert_tables_equal(back, table, atol=1e-5)
+    # RELION-5 only: drop the pixel columns and read from the centered Å
+    df5 = df.drop(columns=["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"])
+    starfile.write({"particles": df5}, tmp_path / "v5.star")
+    back5 = read_table_star(tmp_path / "v5.star", voxel_size_nm=VS, shape=SHAPE)
+    _assert_tables_equal(back5, table, atol=1e-5)
+
+
+def test_relion5_center_on_odd_and_even_sizes(tmp_path):
+    # RELION: centre = size / 2.0 in pixels (float), so the middle voxel of an odd axis
+    # (index 20 of 41) is 0.5 px off centre, and voxel 32 of an even 64 axis is exactly 0.
+    t = make_table([[20.0, 32.0, 37.0]], [20.0], VS)
+    path = write_table_star(
+        tmp_path / "c.star", t, tomogram_name="t", voxel_size_nm=VS, shape=SHAPE, binning=2
+    )
+    row = starfile.read(path).iloc[0]
+    assert row["rlnCenteredCoordinateZAngst"] == pytest.approx((20 - 20.5) * 15.0)
+    assert row["rlnCenteredCoordinateYAngst"] == pytest.approx(0.0)
+    assert row["rlnCenteredCoordinateXAngst"] == pytest.approx((37 - 37.5) * 12.0)
+    # independent of binning: the same physical point
+    path1 = write_table_star(
+        tmp_path / "c1.star", t, tomogram_name="t", voxel_size_nm=VS, shape=SHAPE, binning=1
+    )
+    row1 = starfile.read(path1).iloc[0]
+    assert row1["rlnCenteredCoordinateXAngst"] == pytest.approx(row["rlnCenteredCoordinateXAngst"])
+
+
+def test_star_needs_voxel_size_binning_and_shape(tmp_path, table):
+    kw = dict(tomogram_name="t", voxel_size_nm=VS, shape=SHAPE, binning=1.0)
+    for bad, match in [
+        ({"voxel_size_nm": None}, "voxel size"),
+        ({"binning": None}, "binning"),
+        ({"binning": 0}, "binning"),
+        ({"shape": None}, "shape"),
+    ]:
+        with pytest.raises(InputError, match=match):
+            write_table_star(tmp_path / "x.star", table, **{**kw, **bad})
+    path = write_table_star(tmp_path / "v.star", table, **kw)
+    with pytest.raises(InputError, match="voxel size"):
+        read_vesicles(path)
+    with pytest.raises(InputError, match="voxel size"):
+        read_table_star(path, voxel_size_nm=None)
+
+
+def test_star_several_tomograms_need_a_name(tmp_path, table):
+    df = pd.DataFrame(
+        {"rlnTomoName": ["a", "b"], "rlnCoordinateX": [1.0, 2.0], "rlnCoordinateY": [1.0, 2.0],
+         "rlnCoordinateZ": [1.0, 2.0]}
+    )  # fmt: skip
+    starfile.write({"particles": df}, tmp_path / "m.star")
+    with pytest.raises(InputError, match="2 tomograms"):
+        read_table_star(tmp_path / "m.star", voxel_size_nm=1.0)
+    one = read_table_star(tmp_path / "m.star", voxel_size_nm=1.0, tomogram_name="b")
+    assert len(one) == 1 and one["center_x_px"].iloc[0] == 2.0
+    assert np.isnan(one["radius_nm"].iloc[0])
+    with pytest.raises(InputError, match="synapsegRadiusAngst"):
+        read_vesicles(tmp_path / "m.star", voxel_size_nm=1.0, tomogram_name="a")
+
+
+def test_existing_files_and_unwritable_outputs(tmp_path, table):
+    write_table_json(tmp_path / "v.json", table)
+    with pytest.raises(OutputExistsError):
+        write_table_json(tmp_path / "v.json", table)
+    write_table_json(tmp_path / "v.json", table, overwrite=True)
+    kw = dict(tomogram_name="t", voxel_size_nm=VS, shape=SHAPE)
+    write_table_star(tmp_path / "v.star", table, **kw)
+    with pytest.raises(OutputExistsError):
+        write_table_star(tmp_path / "v.star", table, **kw)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(InputError, match="cannot create"):
+        write_table_json(blocker / "sub" / "v.json", table)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("bad.json", "{not json", "not valid JSON"),
+        ("list.json", "[1, 2]", "no 'vesicles' list"),
+        ("bad.star", "data_\nloop_\n_rlnFoo #1\n1\n", "no particle block"),
+        ("bad.csv", "a,b\n1,2\n", "center columns"),
+        ("v.txt", "", "unknown vesicle file type"),
+    ],
+)
+def test_malformed_inputs_give_one_clear_error(tmp_path, name, content, match):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(InputError, match=match) as info:
+        read_vesicles(path, voxel_size_nm=1.0)
+    assert str(path) in info.value.message
+
+
+def test_hand_made_csv_in_nm_with_outer_radius(tmp_path):
+    pd.DataFrame(
+        {"center_x_nm": [12.0], "center_y_nm": [24.0], "center_z_nm": [30.0],
+         "outer_radius_nm": [22.25]}
+    ).to_csv(tmp_path / "h.csv", index=False)  # fmt: skip
+    t = read_vesicles(tmp_path / "h.csv", voxel_size_nm=VS)
+    assert t[["center_z_px", "center_y_px", "center_x_px"]].iloc[0].tolist() == [20, 20, 10]
+    assert t["radius_nm"].iloc[0] == pytest.approx(20.0)
+    with pytest.raises(InputError, match="voxel size"):
+        read_vesicles(tmp_path / "h.csv")
+    pd.DataFrame({"center_x_px": [1.0], "center_y_px": [2.0], "center_z_px": [3.0]}).to_csv(
+        tmp_path / "c.csv", index=False
+    )
+    with pytest.raises(InputError, match="radius"):
+        read_vesicles(tmp_path / "c.csv", voxel_size_nm=1.0)
+    t = read_vesicles(tmp_path / "c.csv", voxel_size_nm=1.0, allow_missing_radius=True)
+    assert np.isnan(t["radius_nm"].iloc[0]) and t["id"].iloc[0] == 1
