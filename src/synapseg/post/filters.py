@@ -1,0 +1,156 @@
+"""QC filters and outlier removal for fitted vesicle spheres; every removal keeps a reason.
+
+Per-vesicle tests (in this order; the first failing one is the reason):
+
+- ``radius below min`` / ``radius above max``: ``radius_nm`` outside [min_radius_nm, max_radius_nm]
+  (big compartments, debris);
+- ``fit drifted``: the center moved more than ``max_shift_fraction x radius`` from its candidate
+  (the fit locked onto something else);
+- ``weak membrane``: ``membrane_contrast`` (σ per voxel) below ``min_membrane_contrast``;
+- ``low profile correlation``: correlation with the bilayer template below
+  ``min_profile_correlation``;
+- ``inconsistent membrane``: weighted RMS of the per-direction radii about the sphere above
+  ``max_fit_residual_nm`` (not a sphere: tubes, irregular compartments);
+- ``dark lumen``: ``lumen_contrast`` above ``max_lumen_ratio x membrane_contrast`` (solid blobs,
+  dense-core vesicles: the inside is as dark as the rim).
+
+Overlaps (after the per-vesicle tests), in order of quality (``membrane_contrast x
+profile_correlation``, best first): a vesicle whose outer surface overlaps an already kept one by
+more than ``max_overlap_nm`` (default: one membrane thickness, i.e. the bilayer midlines
+intersect) is removed (``overlaps a better vesicle``, typically a duplicate from an over-split
+component); smaller overlaps are resolved by shrinking both ``outer_radius_nm`` by half the
+overlap (never below ``radius_nm``), recorded in ``outer_shrunk_nm``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+
+log = logging.getLogger(__name__)
+
+CENTER_COLUMNS = ["center_z_px", "center_y_px", "center_x_px"]
+
+
+@dataclass(frozen=True)
+class FilterParams:
+    """Thresholds of :func:`qc_filter` (nm, noise σ per voxel, correlation)."""
+
+    min_radius_nm: float = 10.0
+    max_radius_nm: float = 40.0
+    min_membrane_contrast: float = 0.15
+    min_profile_correlation: float = 0.5
+    max_fit_residual_nm: float = 3.0
+    max_lumen_ratio: float = 0.6
+    max_shift_fraction: float = 0.6
+    membrane_thickness_nm: float = 4.5
+    max_overlap_nm: float | None = None
+
+
+def _reasons(fits: pd.DataFrame, p: FilterParams) -> np.ndarray:
+    n = len(fits)
+    reason = np.full(n, "", dtype=object)
+
+    def flag(cond, text):
+        cond = np.asarray(cond, dtype=bool) & (reason == "")
+        reason[cond] = text
+
+    r = fits["radius_nm"].to_numpy(float)
+    flag(~np.isfinite(r), "fit failed")
+    flag(r < p.min_radius_nm, "radius below min")
+    flag(r > p.max_radius_nm, "radius above max")
+    if "shift_nm" in fits:
+        flag(fits["shift_nm"].to_numpy(float) > p.max_shift_fraction * r, "fit drifted")
+    mc = fits["membrane_contrast"].to_numpy(float)
+    flag(~(mc >= p.min_membrane_contrast), "weak membrane")
+    flag(
+        ~(fits["profile_correlation"].to_numpy(float) >= p.min_profile_correlation),
+        "low profile correlation",
+    )
+    flag(
+        ~(fits["fit_residual_nm"].to_numpy(float) <= p.max_fit_residual_nm), "inconsistent membrane"
+    )
+    if "lumen_contrast" in fits:
+        flag(fits["lumen_contrast"].to_numpy(float) > p.max_lumen_ratio * mc, "dark lumen")
+    return reason
+
+
+def qc_filter(
+    fits: pd.DataFrame,
+    voxel_size_nm: Sequence[float] | float,
+    params: FilterParams | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split fitted spheres into kept vesicles and rejected candidates (with ``reason``).
+
+    Parameters
+    ----------
+    fits
+        One row per candidate with ``center_*_px``, ``radius_nm``, ``membrane_contrast``,
+        ``profile_correlation``, ``fit_residual_nm`` (and optionally ``lumen_contrast``,
+        ``shift_nm``, ``outer_radius_nm``, ``score``), as from
+        :func:`synapseg.post.spheres.refine_spheres`.
+    voxel_size_nm
+        Voxel size, scalar or zyx triple (for distances in nm).
+    params
+        :class:`FilterParams`.
+
+    Returns
+    -------
+    (kept, rejected)
+        ``kept``: the passing rows (original order) with ``outer_radius_nm`` and
+        ``outer_shrunk_nm``; ``rejected``: the others with a ``reason`` column.
+    """
+    p = params or FilterParams()
+    t = p.membrane_thickness_nm
+    max_overlap = t if p.max_overlap_nm is None else p.max_overlap_nm
+    fits = fits.reset_index(drop=True).copy()
+    if "outer_radius_nm" not in fits:
+        fits["outer_radius_nm"] = fits["radius_nm"] + t / 2
+    fits["outer_shrunk_nm"] = 0.0
+    reason = _reasons(fits, p)
+    ok = np.flatnonzero(reason == "")
+    if len(ok) > 1:
+        vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
+        xyz = fits.loc[ok, CENTER_COLUMNS].to_numpy(float) * vs
+        outer = fits.loc[ok, "outer_radius_nm"].to_numpy(float).copy()
+        quality = fits.loc[ok, "membrane_contrast"].to_numpy(float) * fits.loc[
+            ok, "profile_correlation"
+        ].to_numpy(float)
+        tree = cKDTree(xyz)
+        order = np.argsort(-quality, kind="stable")
+        kept_local = np.zeros(len(ok), bool)
+        for i in order:
+            near = tree.query_ball_point(xyz[i], outer[i] + outer.max())
+            clash = [
+                j
+                for j in near
+                if kept_local[j]
+                and outer[i] + outer[j] - np.linalg.norm(xyz[i] - xyz[j]) > max_overlap
+            ]
+            if clash:
+                reason[ok[i]] = "overlaps a better vesicle"
+            else:
+                kept_local[i] = True
+        kept_idx = np.flatnonzero(kept_local)
+        radius = fits.loc[ok, "radius_nm"].to_numpy(float)
+        for i, j in sorted(cKDTree(xyz[kept_idx]).query_pairs(2 * outer.max())):
+            a, b = kept_idx[i], kept_idx[j]
+            overlap = outer[a] + outer[b] - np.linalg.norm(xyz[a] - xyz[b])
+            if overlap > 0:
+                for k in (a, b):
+                    new = max(radius[k], outer[k] - overlap / 2)
+                    outer[k] = new
+        shrunk = fits.loc[ok, "outer_radius_nm"].to_numpy(float) - outer
+        fits.loc[ok, "outer_radius_nm"] = outer
+        fits.loc[ok, "outer_shrunk_nm"] = shrunk
+    keep = reason == ""
+    kept = fits[keep].reset_index(drop=True)
+    rejected = fits[~keep].assign(reason=reason[~keep]).reset_index(drop=True)
+    if len(rejected):
+        log.info("QC removed %d of %d candidates", len(rejected), len(fits))
+    return kept, rejected

@@ -1,0 +1,104 @@
+import numpy as np
+import pandas as pd
+
+from synapseg.post.filters import FilterParams, qc_filter
+
+VOXEL_NM = 1.68
+
+
+def _fits(rows):
+    base = {
+        "membrane_contrast": 0.6,
+        "lumen_contrast": 0.1,
+        "profile_correlation": 0.95,
+        "fit_residual_nm": 0.7,
+        "shift_nm": 1.0,
+    }
+    out = []
+    for r in rows:
+        row = dict(base)
+        row.update(r)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def test_each_outlier_is_removed_with_its_reason():
+    good = {"center_z_px": 20.0, "center_y_px": 20.0, "center_x_px": 20.0, "radius_nm": 18.0}
+
+    def at(x, **kw):
+        return {**good, "center_x_px": float(x), **kw}
+
+    fits = _fits(
+        [
+            at(20),
+            at(80, radius_nm=60.0),
+            at(140, radius_nm=6.0),
+            at(200, membrane_contrast=0.05),
+            at(260, profile_correlation=0.2),
+            at(320, fit_residual_nm=5.0),
+            at(380, lumen_contrast=0.55),
+            at(440, shift_nm=15.0),
+            at(500, radius_nm=np.nan),
+        ]
+    )
+    kept, rejected = qc_filter(fits, VOXEL_NM, FilterParams())
+    assert len(kept) == 1 and kept["center_x_px"].iloc[0] == 20
+    assert list(rejected["reason"]) == [
+        "radius above max",
+        "radius below min",
+        "weak membrane",
+        "low profile correlation",
+        "inconsistent membrane",
+        "dark lumen",
+        "fit drifted",
+        "fit failed",
+    ]
+
+
+def test_duplicates_are_removed_and_small_overlaps_shrunk():
+    r = 18.0
+    outer = r + 2.25
+    touch_px = 2 * outer / VOXEL_NM
+    fits = _fits(
+        [
+            # a duplicate of the first, slightly worse: removed
+            {"center_z_px": 30, "center_y_px": 30, "center_x_px": 30, "radius_nm": r},
+            {
+                "center_z_px": 30,
+                "center_y_px": 31,
+                "center_x_px": 30,
+                "radius_nm": r,
+                "membrane_contrast": 0.5,
+            },
+            # a neighbour whose outer surface overlaps the first by 1 nm: both shrink 0.5 nm
+            {
+                "center_z_px": 30,
+                "center_y_px": 30,
+                "center_x_px": 30 + touch_px - 1 / VOXEL_NM,
+                "radius_nm": r,
+            },
+        ]
+    )
+    kept, rejected = qc_filter(fits, VOXEL_NM)
+    assert list(rejected["reason"]) == ["overlaps a better vesicle"]
+    assert rejected["center_y_px"].iloc[0] == 31
+    np.testing.assert_allclose(kept["outer_shrunk_nm"], [0.5, 0.5], atol=1e-6)
+    np.testing.assert_allclose(kept["outer_radius_nm"], outer - 0.5, atol=1e-6)
+    assert np.all(kept["outer_radius_nm"] >= kept["radius_nm"])
+
+
+def test_empty_input():
+    cols = [
+        "center_z_px",
+        "center_y_px",
+        "center_x_px",
+        "radius_nm",
+        "membrane_contrast",
+        "lumen_contrast",
+        "profile_correlation",
+        "fit_residual_nm",
+        "shift_nm",
+    ]
+    kept, rejected = qc_filter(pd.DataFrame({c: np.zeros(0) for c in cols}), VOXEL_NM)
+    assert len(kept) == 0 and len(rejected) == 0
+    assert "outer_radius_nm" in kept and "reason" in rejected
