@@ -51,7 +51,9 @@ def test_info_warns_when_beam_axis_is_not_z(runner, tmp_path):
 
 
 def test_info_voxel_size_override(runner, tmp_path):
-    path = write_volume(tmp_path / "t.mrc", (np.ones((4, 5, 6)) * np.arange(6)).astype(np.float32), 1.4)
+    path = write_volume(
+        tmp_path / "t.mrc", (np.ones((4, 5, 6)) * np.arange(6)).astype(np.float32), 1.4
+    )
     result = runner.invoke(app, ["info", str(path), "--voxel-size", "2.5", "--json"])
     facts = json.loads(result.stdout)
     assert facts["voxel_size_nm_zyx"] == [2.5, 2.5, 2.5] and facts["voxel_size_source"] == "user"
