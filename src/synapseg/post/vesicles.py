@@ -1,0 +1,248 @@
+"""One call from (tomogram, probability map) to the vesicle table: :func:`find_vesicles`.
+
+Stages: candidates from the map (:mod:`~synapseg.post.instances`) → contrast polarity
+(:mod:`~synapseg.post.polarity`) → sphere refinement on the tomogram
+(:mod:`~synapseg.post.spheres`) → QC filters and overlaps (:mod:`~synapseg.post.filters`).
+All pure: arrays in, tables out; nothing is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from synapseg.io.tables import make_table
+from synapseg.post.filters import FilterParams, qc_filter
+from synapseg.post.instances import REJECT_COLUMNS, candidate_instances
+from synapseg.post.polarity import detect_polarity
+from synapseg.post.spheres import SphereParams, estimate_background, refine_spheres
+
+log = logging.getLogger(__name__)
+
+QC_COLUMNS = [
+    "membrane_contrast",
+    "lumen_contrast",
+    "profile_correlation",
+    "fit_residual_nm",
+    "wedge_coverage",
+    "shift_nm",
+    "outer_shrunk_nm",
+    "probability",
+]
+
+
+@dataclass(frozen=True)
+class PostParams:
+    """Parameters of :func:`find_vesicles` (nm, degrees, noise σ per voxel).
+
+    Attributes
+    ----------
+    threshold
+        Probability threshold (0..1); ``None`` = automatic (Otsu of the map, clipped to 0.3-0.7).
+    min_radius_nm, max_radius_nm
+        Accepted bilayer-midline radius range (synaptic vesicles: ≈ 12-25 nm; defaults leave
+        room for tails).
+    tilt_range_deg, tilt_axis
+        Missing-wedge geometry of the tilt series (±degrees; ``"y"`` or ``"x"``).
+    invert
+        ``"auto"`` (detect from the candidates' membranes), ``"yes"`` (densities are bright)
+        or ``"no"`` (densities are dark).
+    membrane_thickness_nm
+        Bilayer thickness; ``outer_radius_nm = radius_nm + thickness / 2``.
+    min_membrane_contrast, min_profile_correlation, max_fit_residual_nm, max_lumen_ratio,
+    max_shift_fraction, max_overlap_nm
+        QC thresholds, see :mod:`synapseg.post.filters`.
+    min_separation_nm
+        Minimum distance of watershed seeds; ``None`` = ``min_radius_nm``.
+    n_directions, n_iter
+        Sphere refinement: number of ray directions and of sample/fit iterations.
+    polarity_candidates
+        How many of the highest-scoring candidates judge the polarity.
+    """
+
+    threshold: float | None = None
+    min_radius_nm: float = 10.0
+    max_radius_nm: float = 40.0
+    tilt_range_deg: float | None = 60.0
+    tilt_axis: str = "y"
+    invert: str = "auto"
+    membrane_thickness_nm: float = 4.5
+    min_membrane_contrast: float = 0.15
+    min_profile_correlation: float = 0.5
+    max_fit_residual_nm: float = 3.0
+    max_lumen_ratio: float = 0.6
+    max_shift_fraction: float = 0.6
+    max_overlap_nm: float | None = None
+    min_separation_nm: float | None = None
+    n_directions: int = 240
+    n_iter: int = 5
+    polarity_candidates: int = 300
+
+    def __post_init__(self) -> None:
+        if self.invert not in ("auto", "yes", "no"):
+            raise ValueError(f"invert must be 'auto', 'yes' or 'no', not {self.invert!r}")
+        if not 0 < self.min_radius_nm < self.max_radius_nm:
+            raise ValueError("need 0 < min_radius_nm < max_radius_nm")
+        if self.threshold is not None and not 0 < self.threshold < 1:
+            raise ValueError("threshold must lie strictly between 0 and 1")
+
+
+def _empty_rejected() -> pd.DataFrame:
+    return pd.DataFrame(
+        {c: pd.Series(dtype=object if c == "reason" else float) for c in REJECT_COLUMNS}
+    )
+
+
+def find_vesicles(
+    tomogram: np.ndarray,
+    probability: np.ndarray,
+    voxel_size_nm: Sequence[float] | float,
+    params: PostParams | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Vesicles (centers, bilayer radii, QC) from a tomogram and its vesicle probability map.
+
+    Parameters
+    ----------
+    tomogram
+        (z, y, x) array, any real dtype; may be a read-only memmap (never copied whole).
+    probability
+        (z, y, x) probability on the same grid, float in [0, 1] or uint8 0..255.
+    voxel_size_nm
+        Voxel size, scalar or zyx triple.
+    params
+        :class:`PostParams`.
+
+    Returns
+    -------
+    (table, rejected, info)
+        ``table``: :func:`synapseg.io.tables.make_table` layout with ids 1..n and the QC columns
+        ``QC_COLUMNS``; ``rejected``: removed candidates (center px, ``radius_nm``, ``score``,
+        QC where measured, ``reason``); ``info``: threshold, counts per stage and per reason,
+        polarity decision, timings (s) and ``warnings``.
+    """
+    p = params or PostParams()
+    if tuple(tomogram.shape) != tuple(probability.shape):
+        raise ValueError(
+            f"tomogram {tuple(tomogram.shape)} and probability {tuple(probability.shape)} "
+            "must share one grid"
+        )
+    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,)).copy()
+    t = p.membrane_thickness_nm
+    info: dict[str, Any] = {"params": asdict(p), "timings_s": {}, "warnings": []}
+    t0 = time.perf_counter()
+    cand = candidate_instances(
+        probability,
+        vs,
+        threshold=p.threshold,
+        min_radius_nm=p.min_radius_nm,
+        max_radius_nm=p.max_radius_nm,
+        min_separation_nm=p.min_separation_nm,
+        membrane_thickness_nm=t,
+    )
+    info["timings_s"]["instances"] = time.perf_counter() - t0
+    info["threshold"] = cand.threshold
+    info["counts"] = {
+        "components": cand.n_components,
+        "components_split": cand.n_split,
+        "candidates": len(cand),
+    }
+    rejected = [cand.rejected] if len(cand.rejected) else []
+    polarity = {"auto": 0, "yes": -1, "no": 1}[p.invert]
+    info["polarity"] = {"mode": p.invert, "sign": polarity or 1, "confidence": None}
+    if len(cand) == 0:
+        msg = f"no vesicle candidates above threshold {cand.threshold:.3f} in the probability map"
+        log.warning(msg)
+        info["warnings"].append(msg)
+        info["counts"]["vesicles"] = 0
+        table = make_table(np.zeros((0, 3)), np.zeros(0), vs, membrane_thickness_nm=t)
+        for c in QC_COLUMNS:
+            table[c] = np.zeros(0)
+        rej = pd.concat(rejected, ignore_index=True) if rejected else _empty_rejected()
+        return table, rej, info
+
+    t0 = time.perf_counter()
+    background = estimate_background(tomogram)
+    info["background"] = {"median": background[0], "sigma": background[1]}
+    init_r = np.clip(cand.inscribed_radius_nm - t / 2, p.min_radius_nm, p.max_radius_nm)
+    if polarity == 0:
+        order = np.argsort(-cand.score, kind="stable")
+        sign, conf = detect_polarity(
+            tomogram,
+            cand.centers_px[order],
+            init_r[order],
+            vs,
+            tilt_range_deg=p.tilt_range_deg,
+            tilt_axis=p.tilt_axis,
+            background=background,
+            max_candidates=p.polarity_candidates,
+        )
+        polarity = sign
+        info["polarity"].update(sign=sign, confidence=conf)
+        if sign < 0:
+            info["warnings"].append(
+                f"inverted contrast detected (confidence {conf:.2f}); the tomogram was "
+                "processed as inverted (use --invert no to override)"
+            )
+        elif conf < 0.6:
+            info["warnings"].append(f"contrast polarity uncertain (confidence {conf:.2f})")
+    info["timings_s"]["polarity"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    sp = SphereParams(
+        tilt_range_deg=p.tilt_range_deg,
+        tilt_axis=p.tilt_axis,
+        membrane_thickness_nm=t,
+        n_directions=p.n_directions,
+        n_iter=p.n_iter,
+    )
+    fits = refine_spheres(
+        tomogram, cand.centers_px, init_r, vs, params=sp, polarity=polarity, background=background
+    )
+    fits["score"] = cand.score
+    fits["probability"] = cand.score
+    info["timings_s"]["spheres"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    fp = FilterParams(
+        min_radius_nm=p.min_radius_nm,
+        max_radius_nm=p.max_radius_nm,
+        min_membrane_contrast=p.min_membrane_contrast,
+        min_profile_correlation=p.min_profile_correlation,
+        max_fit_residual_nm=p.max_fit_residual_nm,
+        max_lumen_ratio=p.max_lumen_ratio,
+        max_shift_fraction=p.max_shift_fraction,
+        membrane_thickness_nm=t,
+        max_overlap_nm=p.max_overlap_nm,
+    )
+    kept, rej = qc_filter(fits, vs, fp)
+    info["timings_s"]["filters"] = time.perf_counter() - t0
+    if len(rej):
+        rejected.append(rej)
+    rejected_df = pd.concat(rejected, ignore_index=True) if rejected else _empty_rejected()
+    # order the table along z, y, x for stable, readable ids
+    kept = kept.sort_values(["center_z_px", "center_y_px", "center_x_px"], kind="stable")
+    table = make_table(
+        kept[["center_z_px", "center_y_px", "center_x_px"]].to_numpy(),
+        kept["radius_nm"].to_numpy(),
+        vs,
+        score=kept["score"].to_numpy(),
+        outer_radius_nm=kept["outer_radius_nm"].to_numpy(),
+        membrane_thickness_nm=t,
+        **{c: kept[c].to_numpy() for c in QC_COLUMNS},
+    )
+    info["counts"]["vesicles"] = len(table)
+    info["counts"]["rejected"] = {
+        str(k): int(v) for k, v in rejected_df["reason"].value_counts().items()
+    }
+    if len(table) == 0:
+        msg = "no vesicles passed the QC filters"
+        log.warning(msg)
+        info["warnings"].append(msg)
+    info["timings_s"]["total"] = float(sum(info["timings_s"].values()))
+    return table, rejected_df, info
