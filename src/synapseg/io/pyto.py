@@ -1,0 +1,234 @@
+"""Pyto-ready outputs: an int16 labels volume with the vesicles, and the matching parameters.
+
+Layout (as in Pyto's presynaptic example, ``viz/labels.mrc`` + ``common/tomo_info.py``):
+``membrane_id`` (2) is the active-zone plasma membrane, ``cytoplasm_id`` (3) the
+segmentation region (presynaptic cytoplasm), and vesicles are filled balls (to the outer
+membrane surface) with ids ``first_vesicle_id`` (10), 11, ... in table order. The text
+snippet lists those ids explicitly (``all_ids``, ``boundary_ids``, ``vesicle_ids``,
+``segmentation_region``, ``distance_id``) together with the synapseg id of each vesicle.
+
+Merging with ``boundaries`` (a user's existing labels): vesicle voxels replace only
+background (0) and ``cytoplasm_id`` voxels; the membrane and every other existing label
+are kept. If the existing labels already use ids >= ``first_vesicle_id``, the new vesicle
+ids start above the largest existing id so nothing is merged by accident.
+
+Pyto requires boundaries (vesicles) not to touch the volume faces: a vesicle whose ball
+reaches the first or last voxel of any axis is left out of the Pyto labels and the
+parameters, with a warning naming it (it stays in every other synapseg output).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from synapseg import __version__
+from synapseg.errors import InputError
+from synapseg.io.atomic import check_writable, write_text_atomic
+from synapseg.io.volume import write_volume
+from synapseg.post.render import render_labels
+
+log = logging.getLogger(__name__)
+
+INT16_MAX = int(np.iinfo(np.int16).max)
+
+
+def _output_paths(out: Path) -> tuple[Path, Path]:
+    """Labels and parameter paths from a folder, a ``*_labels.mrc`` file or a prefix."""
+    if out.is_dir() or str(out).endswith(os.sep):
+        return out / "pyto_labels.mrc", out / "pyto_params.py"
+    if out.suffix.lower() == ".mrc":
+        stem = out.name[: -len(out.suffix)]
+        base = stem[: -len("_labels")] if stem.endswith("_labels") else stem
+        return out, out.with_name(base + "_params.py")
+    return out.with_name(out.name + "_pyto_labels.mrc"), out.with_name(out.name + "_pyto_params.py")
+
+
+def face_touching_ids(labels: np.ndarray) -> np.ndarray:
+    """Sorted nonzero labels present on any of the six faces of a (z, y, x) volume."""
+    faces = [labels[0], labels[-1], labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]]
+    found = np.unique(np.concatenate([np.unique(f) for f in faces]))
+    return found[found != 0]
+
+
+def pyto_labels(
+    table: pd.DataFrame,
+    *,
+    shape: Sequence[int],
+    voxel_size_nm: float | Sequence[float],
+    boundaries: np.ndarray | None = None,
+    membrane_id: int = 2,
+    cytoplasm_id: int = 3,
+    first_vesicle_id: int = 10,
+) -> tuple[np.ndarray, dict[int, int], list[int]]:
+    """Build the int16 Pyto labels in memory.
+
+    Returns
+    -------
+    labels
+        (z, y, x) int16 volume.
+    id_map
+        synapseg vesicle id -> Pyto id, for the vesicles written.
+    excluded
+        synapseg ids left out because their ball touches a volume face.
+    """
+    shape = tuple(int(s) for s in shape)
+    base = np.zeros(shape, dtype=np.int16)
+    if boundaries is not None:
+        boundaries = np.asarray(boundaries)
+        if boundaries.shape != shape:
+            raise InputError(
+                "--pyto-boundaries",
+                f"boundary labels have shape {boundaries.shape}, the tomogram {shape}",
+                "give labels on the tomogram's grid",
+            )
+        if not np.issubdtype(boundaries.dtype, np.integer):
+            raise InputError("--pyto-boundaries", "boundary labels are not integers", "")
+        if boundaries.min() < 0 or boundaries.max() > INT16_MAX:
+            raise InputError("--pyto-boundaries", "boundary ids outside 0..32767", "")
+        base[...] = boundaries
+    start = first_vesicle_id
+    existing_max = int(base.max()) if base.size else 0
+    if existing_max >= first_vesicle_id:
+        start = existing_max + 1
+        log.warning(
+            "boundary labels already use ids up to %d: Pyto vesicle ids start at %d",
+            existing_max,
+            start,
+        )
+    rendered = render_labels(table, shape, voxel_size_nm, radius_column="outer_radius_nm")
+    touching = face_touching_ids(rendered)
+    if len(touching):
+        log.warning(
+            "%d vesicle(s) touch the volume faces and are left out of the Pyto labels "
+            "(Pyto needs boundaries inside the volume): ids %s",
+            len(touching),
+            touching.tolist(),
+        )
+        keep = ~np.isin(table["id"].to_numpy(), touching)
+        rendered = render_labels(table[keep], shape, voxel_size_nm, radius_column="outer_radius_nm")
+    present = np.unique(rendered)
+    present = present[present != 0]
+    if start + len(present) - 1 > INT16_MAX:
+        raise InputError(None, f"{len(present)} vesicles do not fit int16 Pyto ids", "")
+    id_map = {int(v): start + i for i, v in enumerate(present)}
+    lost = sorted(set(table["id"].astype(int)) - set(id_map) - {int(t) for t in touching})
+    if lost:
+        log.warning("vesicle(s) outside the volume, not in the Pyto labels: ids %s", lost)
+    lut = np.zeros(int(rendered.max()) + 1, dtype=np.int16)
+    for v, p in id_map.items():
+        lut[v] = p
+    paint = (rendered != 0) & ((base == 0) | (base == cytoplasm_id))
+    base[paint] = lut[rendered[paint]]
+    return base, id_map, [int(t) for t in touching]
+
+
+def pyto_parameters(
+    id_map: dict[int, int],
+    labels_file_name: str,
+    *,
+    present_ids: Sequence[int],
+    membrane_id: int = 2,
+    cytoplasm_id: int = 3,
+    excluded: Sequence[int] = (),
+) -> str:
+    """Text of the Pyto parameters (``tomo_info.py`` style) matching the labels file."""
+    vesicle_ids = sorted(id_map.values())
+    other = [int(i) for i in present_ids if i not in vesicle_ids]
+    has_membrane = membrane_id in other
+    has_cytoplasm = cytoplasm_id in other
+    lines = [
+        f'"""Pyto parameters for {labels_file_name}, written by synapseg {__version__}.',
+        "",
+        "Copy these into your tomo_info.py (see Pyto's common_tomo_info.py example).",
+        '"""',
+        "",
+        f'labels_file_name = "{labels_file_name}"',
+        "labels_data_type = None",
+        "",
+        "# Ids of all segments in the labels file (boundaries and regions)",
+        f"all_ids = {other} + {vesicle_ids}",
+        "",
+        "# Boundaries: the active-zone membrane and the vesicles",
+        f"boundary_ids = {[membrane_id] if has_membrane else []} + {vesicle_ids}",
+        "",
+        "# Ids of vesicles in the labels file",
+        f"vesicle_ids = {vesicle_ids}",
+        "",
+        "# Segmentation region (presynaptic cytoplasm) where connectors can form",
+    ]
+    if has_cytoplasm:
+        lines.append(f"segmentation_region = {cytoplasm_id}")
+    else:
+        lines += [
+            f"# NOTE: no region {cytoplasm_id} in the labels; add one (--pyto-boundaries or a",
+            "# mask) before running Pyto connectors",
+            f"segmentation_region = {cytoplasm_id}",
+        ]
+    lines += ["", "# Id of the segment distances are measured to (active-zone membrane)"]
+    lines.append(f"distance_id = {membrane_id if has_membrane else None}")
+    lines += ["", "# synapseg vesicle id -> Pyto id", f"synapseg_to_pyto_ids = {id_map}"]
+    if excluded:
+        lines += [
+            "",
+            "# synapseg vesicles left out because they touch the volume faces",
+            f"synapseg_excluded_ids = {sorted(int(e) for e in excluded)}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_pyto(
+    out_prefix_or_dir: str | os.PathLike,
+    table: pd.DataFrame,
+    *,
+    shape: Sequence[int],
+    voxel_size_nm: float | Sequence[float],
+    boundaries: np.ndarray | None = None,
+    membrane_id: int = 2,
+    cytoplasm_id: int = 3,
+    first_vesicle_id: int = 10,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Write the Pyto labels (int16 MRC) and the parameter snippet.
+
+    ``out_prefix_or_dir`` is a folder (``pyto_labels.mrc`` + ``pyto_params.py`` in it), a
+    ``<name>_labels.mrc`` path (parameters in ``<name>_params.py``), or a prefix
+    (``<prefix>_pyto_labels.mrc`` + ``<prefix>_pyto_params.py``).
+
+    Returns
+    -------
+    dict
+        ``{"labels": Path, "params": Path}``.
+    """
+    labels_path, params_path = _output_paths(Path(out_prefix_or_dir))
+    check_writable(labels_path, overwrite)
+    check_writable(params_path, overwrite)
+    labels, id_map, excluded = pyto_labels(
+        table,
+        shape=shape,
+        voxel_size_nm=voxel_size_nm,
+        boundaries=boundaries,
+        membrane_id=membrane_id,
+        cytoplasm_id=cytoplasm_id,
+        first_vesicle_id=first_vesicle_id,
+    )
+    present = np.unique(labels)
+    text = pyto_parameters(
+        id_map,
+        labels_path.name,
+        present_ids=[int(i) for i in present if i != 0],
+        membrane_id=membrane_id,
+        cytoplasm_id=cytoplasm_id,
+        excluded=excluded,
+    )
+    write_volume(
+        labels_path, labels, voxel_size_nm, overwrite=overwrite, label="synapseg Pyto labels"
+    )
+    write_text_atomic(params_path, text, overwrite=overwrite)
+    return {"labels": labels_path, "params": params_path}
