@@ -124,3 +124,12 @@ def test_overwrite_and_pixel_units(tmp_path, table):
     with pytest.raises(InputError, match="no pixel size in nm"):
         imod_to_table(path)
     assert len(imod_to_table(path, voxel_size_nm=VS)) == 3
+
+
+def test_model_from_another_image_warns(tmp_path, table, caplog):
+    path = write_imod_spheres(tmp_path / "v.mod", table, voxel_size_nm=VS, shape=SHAPE)
+    read_vesicles(path, voxel_size_nm=VS, shape=SHAPE)
+    assert "check that it belongs" not in caplog.text
+    t = read_vesicles(path, voxel_size_nm=(3.36, 2.8, 2.8), shape=(30, 45, 55))
+    assert "check that it belongs" in caplog.text and "differs from the tomogram" in caplog.text
+    assert t["radius_nm"].iloc[0] == pytest.approx(2 * table["radius_nm"].iloc[0], rel=1e-4)

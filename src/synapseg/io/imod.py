@@ -260,10 +260,11 @@ def read_imod_spheres(
             "give each vesicle point a size in 3dmod (or use a table with radii)",
         )
     radius[missing] = np.nan
-    px_nm = float(f"{pixsize:.7g}") * _UNIT_TO_NM[units] if units in _UNIT_TO_NM and pixsize > 0 else None
+    pixsize = float(f"{pixsize:.7g}")  # float32 in the file
+    px_nm = pixsize * _UNIT_TO_NM[units] if units in _UNIT_TO_NM and pixsize > 0 else None
     meta = {
         "shape": (int(zmax), int(ymax), int(xmax)),
-        "pixel_size": float(f"{pixsize:.7g}"),
+        "pixel_size": pixsize,
         "units": int(units),
         "pixel_size_nm": px_nm,
         "zscale": float(zscale) if zscale > 0 else 1.0,
@@ -279,15 +280,36 @@ def imod_to_table(
     path: str | os.PathLike,
     *,
     voxel_size_nm: float | Sequence[float] | None = None,
+    shape: Sequence[int] | None = None,
     require_radius: bool = True,
 ) -> pd.DataFrame:
     """Read an IMOD sphere model into a vesicle table.
 
     The voxel size comes from ``voxel_size_nm`` or else from the model header (pixel size
     in nm/Å and ``zscale``). Ids come from the contour labels when they are unique
-    integers (as written by :func:`write_imod_spheres`), else 1..n in file order.
+    integers (as written by :func:`write_imod_spheres`), else 1..n in file order. A
+    warning is logged when the model was made on an image of another size than ``shape``
+    or with another pixel size than ``voxel_size_nm`` (e.g. a binned tomogram).
     """
     centers, radius_px, meta = read_imod_spheres(path, allow_missing_sizes=not require_radius)
+    if shape is not None and tuple(int(s) for s in shape) != meta["shape"]:
+        log.warning(
+            "%s: model was made on a %s (z, y, x) image, the tomogram is %s: check that it "
+            "belongs to this tomogram (same binning)",
+            path,
+            meta["shape"],
+            tuple(int(s) for s in shape),
+        )
+    if voxel_size_nm is not None and meta["pixel_size_nm"] is not None:
+        given = float(np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))[2])
+        if not np.isclose(given, meta["pixel_size_nm"], rtol=1e-2):
+            log.warning(
+                "%s: model pixel size %.4g nm differs from the tomogram's %.4g nm; using %.4g",
+                path,
+                meta["pixel_size_nm"],
+                given,
+                given,
+            )
     if voxel_size_nm is None:
         if meta["pixel_size_nm"] is None:
             raise InputError(path, "the model header has no pixel size in nm", "pass --voxel-size")

@@ -505,7 +505,9 @@ def read_vesicles(
     if suffix == ".mod":
         from synapseg.io.imod import imod_to_table
 
-        return imod_to_table(path, voxel_size_nm=voxel_size_nm, require_radius=require_radius)
+        return imod_to_table(
+            path, voxel_size_nm=voxel_size_nm, shape=shape, require_radius=require_radius
+        )
     raise InputError(
         path, f"unknown vesicle file type '{suffix}'", "use .csv, .json, .star or .mod"
     )
