@@ -86,6 +86,7 @@ def test_model_without_sizes(tmp_path, table):
     assert np.isnan(radius).all()
     t = read_vesicles(tmp_path / "p.mod", voxel_size_nm=VS, allow_missing_radius=True)
     assert len(t) == 3 and t["radius_nm"].isna().all()
+    np.testing.assert_array_equal(t["id"], [1, 2, 3])  # no labels: ids in file order
 
 
 @pytest.mark.parametrize(

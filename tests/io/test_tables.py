@@ -12,6 +12,7 @@ import starfile
 from synapseg.errors import InputError, OutputExistsError
 from synapseg.io.tables import (
     CORE_COLUMNS,
+    complete_ids,
     make_table,
     read_table_csv,
     read_table_json,
@@ -190,3 +191,16 @@ def test_hand_made_csv_in_nm_with_outer_radius(tmp_path):
         read_vesicles(tmp_path / "c.csv", voxel_size_nm=1.0)
     t = read_vesicles(tmp_path / "c.csv", voxel_size_nm=1.0, allow_missing_radius=True)
     assert np.isnan(t["radius_nm"].iloc[0]) and t["id"].iloc[0] == 1
+
+
+def test_edited_ids_are_completed(tmp_path, table):
+    np.testing.assert_array_equal(
+        complete_ids([3, None, 3, "x", 7, 0, 2.5, "12"]), [3, 13, 14, 15, 7, 16, 17, 12]
+    )
+    edited = table.copy()
+    edited["id"] = edited["id"].astype(object)
+    edited.loc[1, "id"] = np.nan  # a row added in a spreadsheet
+    edited.loc[4, "id"] = 1  # a duplicated row
+    write_table_csv(tmp_path / "e.csv", edited)
+    back = read_vesicles(tmp_path / "e.csv", voxel_size_nm=VS)
+    np.testing.assert_array_equal(back["id"], [1, 13, 5, 8, 14, 12])

@@ -32,7 +32,7 @@ import pandas as pd
 
 from synapseg.errors import InputError
 from synapseg.io.atomic import atomic_path
-from synapseg.io.tables import CENTER_PX, make_table
+from synapseg.io.tables import CENTER_PX, complete_ids, make_table
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +287,8 @@ def imod_to_table(
 
     The voxel size comes from ``voxel_size_nm`` or else from the model header (pixel size
     in nm/Å and ``zscale``). Ids come from the contour labels when they are unique
-    integers (as written by :func:`write_imod_spheres`), else 1..n in file order. A
+    integers (as written by :func:`write_imod_spheres`); points added in 3dmod (no label)
+    or repeated labels get new ids above the largest. A
     warning is logged when the model was made on an image of another size than ``shape``
     or with another pixel size than ``voxel_size_nm`` (e.g. a binned tomogram).
     """
@@ -316,11 +317,5 @@ def imod_to_table(
         px = meta["pixel_size_nm"]
         voxel_size_nm = (px * meta["zscale"], px, px)
     vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
-    ids = None
-    try:
-        parsed = np.array([int(s) for s in meta["labels"]])
-        if len(np.unique(parsed)) == len(parsed) and parsed.min() > 0:
-            ids = parsed
-    except ValueError:
-        pass
+    ids = complete_ids([s.strip() or None for s in meta["labels"]], path)
     return make_table(centers, radius_px * vs[2], vs, ids=ids)

@@ -12,6 +12,7 @@ with voxel centers at integer positions; nm coordinates are ``px * voxel_size_nm
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,8 @@ import pandas as pd
 
 from synapseg.errors import InputError
 from synapseg.io.atomic import atomic_path
+
+log = logging.getLogger(__name__)
 
 CORE_COLUMNS = [
     "id",
@@ -393,6 +396,31 @@ def _has_star_coords(df: pd.DataFrame) -> bool:
 # --------------------------------------------------------------------------- any format
 
 
+def complete_ids(ids: Sequence[Any], path: str | os.PathLike | None = None) -> np.ndarray:
+    """Vesicle ids from user-edited input: keep valid unique ids (integers >= 1), give the
+    missing, invalid or repeated ones (after their first use) new ids above the largest."""
+    values = pd.to_numeric(pd.Series(list(ids), dtype=object), errors="coerce").to_numpy(float)
+    ok = np.isfinite(values) & (values >= 1) & (values == np.round(values))
+    out = np.where(ok, values, 0).astype(np.int64)
+    seen: set[int] = set()
+    for i, v in enumerate(out):
+        if v and v in seen:
+            out[i] = 0
+        seen.add(int(v))
+    new = out == 0
+    if new.any():
+        start = int(out.max()) + 1
+        out[new] = np.arange(start, start + int(new.sum()))
+        log.info(
+            "%s: %d vesicle(s) without a valid unique id got ids %d..%d",
+            path,
+            int(new.sum()),
+            start,
+            start + int(new.sum()) - 1,
+        )
+    return out
+
+
 def normalize_table(
     table: pd.DataFrame,
     voxel_size_nm: float | Sequence[float] | None,
@@ -442,7 +470,7 @@ def normalize_table(
     if outer is not None and np.isnan(outer).all():
         outer = None
     score = table["score"].to_numpy(dtype=float) if "score" in table else None
-    ids = table["id"].to_numpy(dtype=int) if "id" in table else None
+    ids = complete_ids(table["id"], path) if "id" in table else None
     qc = {c: table[c].to_numpy() for c in table.columns if c not in CORE_COLUMNS}
     return make_table(centers, radius, vs, score=score, outer_radius_nm=outer, ids=ids, **qc)
 
