@@ -134,3 +134,10 @@ def test_model_from_another_image_warns(tmp_path, table, caplog):
     t = read_vesicles(path, voxel_size_nm=(3.36, 2.8, 2.8), shape=(30, 45, 55))
     assert "check that it belongs" in caplog.text and "differs from the tomogram" in caplog.text
     assert t["radius_nm"].iloc[0] == pytest.approx(2 * table["radius_nm"].iloc[0], rel=1e-4)
+
+
+def test_unwritable_output(tmp_path, table):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(InputError, match="cannot create the output folder"):
+        write_imod_spheres(blocker / "v.mod", table, voxel_size_nm=VS, shape=SHAPE)

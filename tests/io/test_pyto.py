@@ -142,3 +142,12 @@ def test_bad_boundaries_and_existing_outputs(tmp_path):
     write_pyto(
         tmp_path / "a_pyto_labels.mrc", table, shape=(20, 30, 30), voxel_size_nm=1.0, overwrite=True
     )
+
+
+def test_unwritable_output(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    table = make_table([[10.0, 15.0, 15.0]], [4.0], 1.0)
+    with pytest.raises(InputError, match="cannot create the output folder"):
+        write_pyto(blocker / "t", table, shape=(20, 30, 30), voxel_size_nm=1.0)
+    assert not list(tmp_path.glob("**/*.mrc"))

@@ -154,6 +154,8 @@ def test_existing_files_and_unwritable_outputs(tmp_path, table):
     blocker.write_text("x")
     with pytest.raises(InputError, match="cannot create"):
         write_table_json(blocker / "sub" / "v.json", table)
+    with pytest.raises(InputError, match="cannot create"):
+        write_table_star(blocker / "v.star", table, **kw)
 
 
 @pytest.mark.parametrize(
