@@ -73,6 +73,7 @@ def resolve_table(
     *,
     name: str = "table",
     membrane_thickness_nm: float = DEFAULT_MEMBRANE_THICKNESS_NM,
+    default_voxel_size_nm: float | Sequence[float] | None = None,
 ) -> ResolvedTable:
     """Bring a vesicle table into nm: centers from ``center_*_nm`` (or ``center_*_px`` times
     the voxel size) and the midline radius from ``radius_nm`` (or ``radius_px`` times the x
@@ -89,6 +90,9 @@ def resolve_table(
         How error messages name the table (usually its file path).
     membrane_thickness_nm
         Used only to derive the midline radius from an outer radius.
+    default_voxel_size_nm
+        Used like ``voxel_size_nm`` but only when the table itself cannot give nm (pixel-only
+        columns) and ``voxel_size_nm`` is ``None``; never checked against nm columns.
 
     Raises
     ------
@@ -101,6 +105,8 @@ def resolve_table(
     n = len(table)
     has_nm = all(c in cols for c in CENTER_NM)
     has_px = all(c in cols for c in CENTER_PX)
+    if vs is None and not has_nm and default_voxel_size_nm is not None:
+        vs = _vs3(default_voxel_size_nm)
     implied = None
     if has_px and has_nm and n:
         px = table[CENTER_PX].to_numpy(float)

@@ -1,0 +1,301 @@
+"""Loading ground truth and predictions, pairing many tomograms by stem, pooling metrics.
+
+Pairing rule (documented in docs/evaluation.md): each prediction has a *stem*:
+
+- ``PRED/<stem>_vesicles.csv`` (``synapseg segment``'s layout), or
+- ``PRED/<stem>/<anything>_vesicles.csv`` (one segment output folder per tomogram; exactly
+  one ``*_vesicles.csv`` inside).
+
+Ground truth for that stem is, in ``GT``:
+
+- ``GT/<stem>/vesicles.csv`` (``synapseg simulate``'s layout; ``GT/<stem>/tomogram.*`` is
+  used as the tomogram), or
+- ``GT/<stem>.csv`` or ``GT/<stem>_<anything>.csv``. A file that fits several stems
+  (``a_b_gt.csv`` fits ``a`` and ``a_b``) belongs to the longest one.
+
+A stem with two or more ground-truth candidates is refused (``InputError``) rather than
+guessed; stems with a prediction but no ground truth (or the reverse) are skipped with a
+warning and listed in the pooled ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from synapseg.errors import InputError
+from synapseg.evaluate.from_labels import table_from_labels
+from synapseg.evaluate.matching import MatchResult, ResolvedTable, resolve_table
+from synapseg.evaluate.metrics import metrics_from_match
+from synapseg.io.tables import DEFAULT_MEMBRANE_THICKNESS_NM, read_table_csv, read_vesicles
+from synapseg.io.volume import MRC_SUFFIXES, TIFF_SUFFIXES, ZARR_SUFFIXES, Volume, read_volume
+
+log = logging.getLogger(__name__)
+
+VOLUME_SUFFIXES = MRC_SUFFIXES + TIFF_SUFFIXES + ZARR_SUFFIXES
+PRED_SUFFIX = "_vesicles.csv"
+SIM_TABLE = "vesicles.csv"
+SIM_TOMOGRAM = "tomogram"
+
+
+def is_volume(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a volume (label or tomogram) rather than a table."""
+    return str(path).lower().endswith(VOLUME_SUFFIXES)
+
+
+@dataclass
+class Loaded:
+    """One side of an evaluation: its table resolved to nm, plus labels when it was a volume."""
+
+    path: Path
+    table: ResolvedTable
+    labels: np.ndarray | None = None
+    voxel_size_nm: tuple[float, float, float] | None = None
+    raw: pd.DataFrame | None = field(default=None, repr=False)
+
+
+def load_vesicles(
+    path: str | os.PathLike,
+    *,
+    voxel_size_nm: float | Sequence[float] | None = None,
+    ids: Sequence[int] | None = None,
+    convention: str = "synapseg",
+    membrane_thickness_nm: float = DEFAULT_MEMBRANE_THICKNESS_NM,
+    shape: Sequence[int] | None = None,
+    binning: float = 1.0,
+    default_voxel_size_nm: float | Sequence[float] | None = None,
+) -> Loaded:
+    """Read a vesicle table (.csv/.json/.star/.mod) or derive one from a label volume.
+
+    Parameters
+    ----------
+    path
+        Table or label volume (MRC/TIFF/OME-Zarr with integer labels).
+    voxel_size_nm
+        For pixel-only tables, STAR and some .mod files; for a label volume it overrides
+        the header.
+    ids, convention, membrane_thickness_nm
+        Label volumes only: see :func:`synapseg.evaluate.from_labels.table_from_labels`.
+    shape, binning
+        STAR files only (RELION-5 centered coordinates, RELION-4 binning).
+    default_voxel_size_nm
+        Tables only: the voxel size to assume when the table needs one and neither it nor
+        ``voxel_size_nm`` gives one (e.g. the tomogram's).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file not found", "check the path")
+    if is_volume(path):
+        volume = read_volume(path, voxel_size_nm)
+        labels = np.asarray(volume.data)
+        raw = table_from_labels(
+            labels,
+            volume.voxel_size_nm,
+            ids=ids,
+            convention=convention,  # type: ignore[arg-type]
+            membrane_thickness_nm=membrane_thickness_nm,
+            name=str(path),
+        )
+        table = resolve_table(raw, name=str(path))
+        return Loaded(path, table, labels, volume.voxel_size_nm, raw)
+    if ids is not None:
+        raise InputError(path, "vesicle ids select labels, but this is a table", "drop the ids")
+    if path.suffix.lower() == ".csv":
+        raw = read_table_csv(path)  # raw columns: px/nm consistency is checked when resolving
+    else:
+        vs = voxel_size_nm if voxel_size_nm is not None else default_voxel_size_nm
+        raw = read_vesicles(path, voxel_size_nm=vs, shape=shape, binning=binning)
+    table = resolve_table(
+        raw,
+        voxel_size_nm,
+        name=str(path),
+        membrane_thickness_nm=membrane_thickness_nm,
+        default_voxel_size_nm=default_voxel_size_nm,
+    )
+    return Loaded(path, table, None, table.voxel_size_nm, raw)
+
+
+# --------------------------------------------------------------------------- pairing
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Ground truth, prediction and optional tomogram of one tomogram stem."""
+
+    stem: str
+    gt: Path
+    pred: Path
+    tomogram: Path | None = None
+
+
+@dataclass
+class Pairing:
+    pairs: list[Pair]
+    pred_without_gt: list[str]
+    gt_without_pred: list[str]
+
+
+def _prediction_stems(pred_dir: Path) -> dict[str, Path]:
+    stems: dict[str, Path] = {}
+    for path in sorted(pred_dir.iterdir()):
+        if path.is_file() and path.name.endswith(PRED_SUFFIX):
+            stems[path.name[: -len(PRED_SUFFIX)]] = path
+    for sub in sorted(p for p in pred_dir.iterdir() if p.is_dir()):
+        found = sorted(sub.glob(f"*{PRED_SUFFIX}"))
+        if not found:
+            continue
+        if len(found) > 1:
+            raise InputError(
+                sub,
+                f"holds several prediction tables ({', '.join(p.name for p in found)})",
+                "keep one *_vesicles.csv per tomogram folder",
+            )
+        if sub.name in stems:
+            raise InputError(
+                sub,
+                f"tomogram '{sub.name}' has predictions in {stems[sub.name]} and {found[0]}",
+                "remove one of them",
+            )
+        stems[sub.name] = found[0]
+    if not stems:
+        raise InputError(
+            pred_dir,
+            f"folder holds no predictions (<stem>{PRED_SUFFIX} or <stem>/*{PRED_SUFFIX})",
+            "point --pred at synapseg segment's output folder",
+        )
+    return stems
+
+
+def _find_tomogram(folder: Path, names: Sequence[str]) -> Path | None:
+    for name in names:
+        for suffix in VOLUME_SUFFIXES:
+            candidate = folder / f"{name}{suffix}"
+            if candidate.exists():
+                return candidate
+    return None
+
+
+def _owner(name: str, stems: Sequence[str]) -> str | None:
+    """The longest stem that a ground-truth file name ``<stem>.csv``/``<stem>_*.csv`` fits."""
+    base = name[:-4]
+    fits = [s for s in stems if base == s or base.startswith(s + "_")]
+    return max(fits, key=len) if fits else None
+
+
+def pair_folders(gt_dir: Path, pred_dir: Path, tomogram_dir: Path | None = None) -> Pairing:
+    """Pair ground truth and predictions by tomogram stem (rule in the module docstring)."""
+    preds = _prediction_stems(pred_dir)
+    stems = list(preds)
+    candidates: dict[str, list[tuple[Path, Path | None]]] = {s: [] for s in stems}
+    gt_stems: set[str] = set()
+    for entry in sorted(gt_dir.iterdir()):
+        if entry.is_dir() and (entry / SIM_TABLE).is_file():
+            gt_stems.add(entry.name)
+            if entry.name in candidates:
+                tomo = _find_tomogram(entry, [SIM_TOMOGRAM, entry.name])
+                candidates[entry.name].append((entry / SIM_TABLE, tomo))
+        elif entry.is_file() and entry.name.lower().endswith(".csv"):
+            owner = _owner(entry.name, stems)
+            gt_stems.add(owner or entry.name[:-4])
+            if owner is not None:
+                candidates[owner].append((entry, None))
+    if not gt_stems:
+        raise InputError(
+            gt_dir,
+            f"folder holds no ground truth (<stem>/{SIM_TABLE} or <stem>_*.csv)",
+            "point --gt at synapseg simulate's output or a folder of tables",
+        )
+    pairs, missing = [], []
+    for stem in stems:
+        found = candidates[stem]
+        if len(found) > 1:
+            raise InputError(
+                gt_dir,
+                f"tomogram '{stem}' has {len(found)} ground-truth candidates "
+                f"({', '.join(str(p) for p, _ in found)})",
+                "keep one ground truth per tomogram stem (see docs/evaluation.md)",
+            )
+        if not found:
+            missing.append(stem)
+            continue
+        gt_path, tomo = found[0]
+        if tomogram_dir is not None:
+            tomo = _find_tomogram(tomogram_dir, [stem]) or tomo
+        pairs.append(Pair(stem, gt_path, preds[stem], tomo))
+    unclaimed = sorted(gt_stems - set(stems))
+    if missing:
+        log.warning("no ground truth for predictions %s: skipped", missing)
+    if unclaimed:
+        log.warning("no prediction for ground truth %s: skipped", unclaimed)
+    if not pairs:
+        raise InputError(
+            pred_dir,
+            f"no prediction matches a ground-truth stem (predictions: {stems[:10]}, ground "
+            f"truth: {sorted(gt_stems)[:10]})",
+            "name predictions <stem>_vesicles.csv after their ground truth (docs/evaluation.md)",
+        )
+    return Pairing(pairs, missing, unclaimed)
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+def _concat(tables: Sequence[ResolvedTable]) -> ResolvedTable:
+    return ResolvedTable(
+        np.concatenate([t.ids for t in tables]),
+        np.concatenate([t.centers_nm for t in tables]).reshape(-1, 3),
+        np.concatenate([t.radius_nm for t in tables]),
+        np.concatenate([t.score for t in tables]),
+        None,
+    )
+
+
+def pool_matches(matches: Sequence[MatchResult]) -> MatchResult:
+    """One match over all tomograms (pairs never cross tomograms); ids are not unique in it."""
+    if not matches:
+        raise ValueError("nothing to pool")
+    gt_off = np.cumsum([0] + [len(m.gt) for m in matches])
+    pred_off = np.cumsum([0] + [len(m.pred) for m in matches])
+    return MatchResult(
+        _concat([m.gt for m in matches]),
+        _concat([m.pred for m in matches]),
+        matches[0].match_fraction,
+        np.concatenate([m.gt_index + o for m, o in zip(matches, gt_off)]).astype(int),
+        np.concatenate([m.pred_index + o for m, o in zip(matches, pred_off)]).astype(int),
+        np.concatenate([m.distance_nm for m in matches]),
+    )
+
+
+def pooled_metrics(
+    matches: Sequence[MatchResult],
+    per_tomogram: dict[str, dict[str, Any]],
+    *,
+    betas: Sequence[float] = (1, 4),
+    z_slabs: int = 4,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Micro-averaged metrics over all tomograms plus the macro mean of per-tomogram F1.
+
+    Per-vesicle lists (matches, FP and FN ids) stay in the per-tomogram entries, under
+    ``tomograms[stem]``.
+    """
+    pooled = metrics_from_match(pool_matches(matches), betas=betas, z_slabs=z_slabs, **kwargs)
+    for key in ("matches", "false_positive_ids", "false_negative_ids"):
+        pooled.pop(key)
+    f1s = [m["f1"] for m in per_tomogram.values()]
+    pooled["macro_f1"] = float(np.mean(f1s)) if f1s else None
+    pooled["n_tomograms"] = len(per_tomogram)
+    pooled["tomograms"] = per_tomogram
+    return pooled
+
+
+def open_tomogram(path: Path | None, voxel_size_nm: float | None = None) -> Volume | None:
+    """The tomogram to draw the report's slices on (``None`` when not given)."""
+    return None if path is None else read_volume(path, voxel_size_nm)

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from synapseg.errors import InputError
+from synapseg.evaluate.batch import (
+    load_vesicles,
+    pair_folders,
+    pool_matches,
+    pooled_metrics,
+)
+from synapseg.evaluate.matching import match_vesicles
+from synapseg.evaluate.metrics import metrics_from_match
+from synapseg.io.tables import CENTER_NM, make_table, write_table_csv
+from synapseg.io.volume import write_volume
+from synapseg.post.render import render_labels
+
+
+def _touch_table(path, n=2):
+    table = make_table(np.arange(n * 3).reshape(n, 3) * 30.0 + 20, 18.0, 1.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_table_csv(path, table)
+    return table
+
+
+def test_pairs_simulate_layout_with_segment_outputs(tmp_path):
+    for stem in ("syn_a", "syn_b", "syn_c"):
+        _touch_table(tmp_path / "gt" / stem / "vesicles.csv")
+        (tmp_path / "gt" / stem / "tomogram.mrc").write_bytes(b"")
+    _touch_table(tmp_path / "pred" / "syn_a_vesicles.csv")
+    _touch_table(tmp_path / "pred" / "syn_b" / "tomogram_vesicles.csv")  # per-tomogram folder
+    _touch_table(tmp_path / "pred" / "other_vesicles.csv")
+    pairing = pair_folders(tmp_path / "gt", tmp_path / "pred")
+    got = {
+        p.stem: (p.gt.relative_to(tmp_path).as_posix(), p.pred.name, p.tomogram.name)
+        for p in pairing.pairs
+    }
+    assert got == {
+        "syn_a": ("gt/syn_a/vesicles.csv", "syn_a_vesicles.csv", "tomogram.mrc"),
+        "syn_b": ("gt/syn_b/vesicles.csv", "tomogram_vesicles.csv", "tomogram.mrc"),
+    }
+    assert pairing.pred_without_gt == ["other"]
+    assert pairing.gt_without_pred == ["syn_c"]
+
+
+def test_pairs_stem_prefixed_csv_files_to_the_longest_stem(tmp_path):
+    _touch_table(tmp_path / "gt" / "a_gt.csv")
+    _touch_table(tmp_path / "gt" / "a_b_gt.csv")  # fits "a" and "a_b": belongs to "a_b"
+    _touch_table(tmp_path / "pred" / "a_vesicles.csv")
+    _touch_table(tmp_path / "pred" / "a_b_vesicles.csv")
+    pairing = pair_folders(tmp_path / "gt", tmp_path / "pred")
+    assert {p.stem: p.gt.name for p in pairing.pairs} == {"a": "a_gt.csv", "a_b": "a_b_gt.csv"}
+
+
+def test_ambiguous_ground_truth_is_refused(tmp_path):
+    _touch_table(tmp_path / "gt" / "t1_manual.csv")
+    _touch_table(tmp_path / "gt" / "t1_auto.csv")
+    _touch_table(tmp_path / "pred" / "t1_vesicles.csv")
+    with pytest.raises(InputError, match="'t1' has 2 ground-truth candidates"):
+        pair_folders(tmp_path / "gt", tmp_path / "pred")
+
+
+def test_no_common_stem_and_empty_folders_are_clear_errors(tmp_path):
+    _touch_table(tmp_path / "gt" / "x_gt.csv")
+    _touch_table(tmp_path / "pred" / "y_vesicles.csv")
+    with pytest.raises(InputError, match="no prediction matches a ground-truth stem"):
+        pair_folders(tmp_path / "gt", tmp_path / "pred")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="holds no predictions"):
+        pair_folders(tmp_path / "gt", tmp_path / "empty")
+
+
+def test_pooled_metrics_sum_counts_over_tomograms():
+    gt1 = make_table([[0, 0, 0], [0, 0, 100]], 20.0, 1.0)
+    gt2 = make_table([[0, 0, 0]], 20.0, 1.0)
+    m1 = match_vesicles(gt1, gt1.iloc[:1])  # tp 1, fn 1
+    m2 = match_vesicles(gt2, make_table([[0, 0, 1], [50, 50, 50]], 20.0, 1.0))  # tp 1, fp 1
+    pooled = pool_matches([m1, m2])
+    assert (pooled.tp, pooled.fp, pooled.fn) == (2, 1, 1)
+    per = {"a": metrics_from_match(m1), "b": metrics_from_match(m2)}
+    out = pooled_metrics([m1, m2], per)
+    assert out["f1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+    assert out["center_error_nm"]["max"] == pytest.approx(1.0)
+    assert out["macro_f1"] == pytest.approx((per["a"]["f1"] + per["b"]["f1"]) / 2)
+    assert set(out["tomograms"]) == {"a", "b"} and "false_positive_ids" not in out
+
+
+def test_load_label_volume_and_px_only_table(tmp_path):
+    table = make_table([[20, 30, 30], [20, 30, 80]], 17.0, 1.5)
+    labels = render_labels(table, (40, 60, 110), 1.5)
+    write_volume(tmp_path / "labels.mrc", labels, (1.5, 1.5, 1.5))
+    loaded = load_vesicles(tmp_path / "labels.mrc")
+    assert loaded.labels is not None and loaded.voxel_size_nm == pytest.approx((1.5,) * 3, rel=1e-5)
+    np.testing.assert_allclose(loaded.table.centers_nm, table[CENTER_NM], atol=0.1)
+    px_only = table.drop(columns=CENTER_NM)
+    px_only.to_csv(tmp_path / "px.csv", index=False)
+    with pytest.raises(InputError, match="px.csv: the table has pixel centers only"):
+        load_vesicles(tmp_path / "px.csv")
+    fallback = load_vesicles(tmp_path / "px.csv", default_voxel_size_nm=1.5)
+    np.testing.assert_allclose(fallback.table.centers_nm, table[CENTER_NM])
+    with pytest.raises(InputError, match="ids select labels"):
+        load_vesicles(tmp_path / "px.csv", ids=[1])
