@@ -270,7 +270,7 @@ def stage_export(
 
             write_table_json(target, table, provenance=prov, overwrite=True)
         elif fmt == "star":
-            from synapseg.io.tables import write_table_star
+            from synapseg.io.star import write_table_star
 
             write_table_star(
                 target,

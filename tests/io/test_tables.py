@@ -1,4 +1,4 @@
-"""Vesicle tables: CSV / JSON / STAR round trips, RELION conventions, read_vesicles dispatch."""
+"""Vesicle tables: CSV / JSON round trips, edited ids, read_vesicles dispatch (STAR: test_star)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import starfile
 
 from synapseg.errors import InputError, OutputExistsError
 from synapseg.io.tables import (
@@ -16,15 +15,12 @@ from synapseg.io.tables import (
     make_table,
     read_table_csv,
     read_table_json,
-    read_table_star,
     read_vesicles,
     write_table_csv,
     write_table_json,
-    write_table_star,
 )
 
 VS = (1.5, 1.2, 1.2)
-SHAPE = (41, 64, 75)  # odd z and x: RELION's centre is size / 2.0, not an integer voxel
 
 
 @pytest.fixture
@@ -71,91 +67,15 @@ def test_json_round_trip_with_provenance_and_nan(tmp_path, table):
     _assert_tables_equal(read_vesicles(path), table, atol=1e-9)
 
 
-def test_star_round_trip_both_conventions(tmp_path, table):
-    path = write_table_star(
-        tmp_path / "v.star", table, tomogram_name="tomo1", voxel_size_nm=VS, shape=SHAPE, binning=4
-    )
-    df = starfile.read(path)
-    assert (df["rlnTomoName"] == "tomo1").all()
-    # RELION-4: unbinned tilt-series pixels = input px * binning (x from the last axis)
-    np.testing.assert_allclose(df["rlnCoordinateX"], table["center_x_px"] * 4, atol=1e-5)
-    np.testing.assert_allclose(df["rlnCoordinateZ"], table["center_z_px"] * 4, atol=1e-5)
-    np.testing.assert_allclose(df["synapsegRadiusAngst"], table["radius_nm"] * 10, atol=1e-5)
-    back = read_table_star(path, voxel_size_nm=VS, shape=SHAPE, binning=4)
-    _assert_tables_equal(back, table, atol=1e-5)
-    # RELION-5 only: drop the pixel columns and read from the centered Å
-    df5 = df.drop(columns=["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"])
-    starfile.write({"particles": df5}, tmp_path / "v5.star")
-    back5 = read_table_star(tmp_path / "v5.star", voxel_size_nm=VS, shape=SHAPE)
-    _assert_tables_equal(back5, table, atol=1e-5)
-
-
-def test_relion5_center_on_odd_and_even_sizes(tmp_path):
-    # RELION: centre = size / 2.0 in pixels (float), so the middle voxel of an odd axis
-    # (index 20 of 41) is 0.5 px off centre, and voxel 32 of an even 64 axis is exactly 0.
-    t = make_table([[20.0, 32.0, 37.0]], [20.0], VS)
-    path = write_table_star(
-        tmp_path / "c.star", t, tomogram_name="t", voxel_size_nm=VS, shape=SHAPE, binning=2
-    )
-    row = starfile.read(path).iloc[0]
-    assert row["rlnCenteredCoordinateZAngst"] == pytest.approx((20 - 20.5) * 15.0)
-    assert row["rlnCenteredCoordinateYAngst"] == pytest.approx(0.0)
-    assert row["rlnCenteredCoordinateXAngst"] == pytest.approx((37 - 37.5) * 12.0)
-    # independent of binning: the same physical point
-    path1 = write_table_star(
-        tmp_path / "c1.star", t, tomogram_name="t", voxel_size_nm=VS, shape=SHAPE, binning=1
-    )
-    row1 = starfile.read(path1).iloc[0]
-    assert row1["rlnCenteredCoordinateXAngst"] == pytest.approx(row["rlnCenteredCoordinateXAngst"])
-
-
-def test_star_needs_voxel_size_binning_and_shape(tmp_path, table):
-    kw = dict(tomogram_name="t", voxel_size_nm=VS, shape=SHAPE, binning=1.0)
-    for bad, match in [
-        ({"voxel_size_nm": None}, "voxel size"),
-        ({"binning": None}, "binning"),
-        ({"binning": 0}, "binning"),
-        ({"shape": None}, "shape"),
-    ]:
-        with pytest.raises(InputError, match=match):
-            write_table_star(tmp_path / "x.star", table, **{**kw, **bad})
-    path = write_table_star(tmp_path / "v.star", table, **kw)
-    with pytest.raises(InputError, match="voxel size"):
-        read_vesicles(path)
-    with pytest.raises(InputError, match="voxel size"):
-        read_table_star(path, voxel_size_nm=None)
-
-
-def test_star_several_tomograms_need_a_name(tmp_path, table):
-    df = pd.DataFrame(
-        {"rlnTomoName": ["a", "b"], "rlnCoordinateX": [1.0, 2.0], "rlnCoordinateY": [1.0, 2.0],
-         "rlnCoordinateZ": [1.0, 2.0]}
-    )  # fmt: skip
-    starfile.write({"particles": df}, tmp_path / "m.star")
-    with pytest.raises(InputError, match="2 tomograms"):
-        read_table_star(tmp_path / "m.star", voxel_size_nm=1.0)
-    one = read_table_star(tmp_path / "m.star", voxel_size_nm=1.0, tomogram_name="b")
-    assert len(one) == 1 and one["center_x_px"].iloc[0] == 2.0
-    assert np.isnan(one["radius_nm"].iloc[0])
-    with pytest.raises(InputError, match="synapsegRadiusAngst"):
-        read_vesicles(tmp_path / "m.star", voxel_size_nm=1.0, tomogram_name="a")
-
-
 def test_existing_files_and_unwritable_outputs(tmp_path, table):
     write_table_json(tmp_path / "v.json", table)
     with pytest.raises(OutputExistsError):
         write_table_json(tmp_path / "v.json", table)
     write_table_json(tmp_path / "v.json", table, overwrite=True)
-    kw = dict(tomogram_name="t", voxel_size_nm=VS, shape=SHAPE)
-    write_table_star(tmp_path / "v.star", table, **kw)
-    with pytest.raises(OutputExistsError):
-        write_table_star(tmp_path / "v.star", table, **kw)
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(InputError, match="cannot create"):
         write_table_json(blocker / "sub" / "v.json", table)
-    with pytest.raises(InputError, match="cannot create"):
-        write_table_star(blocker / "v.star", table, **kw)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,202 @@
+"""RELION particle STAR files for vesicle tables (written and read with ``starfile``).
+
+One ``data_particles`` loop holds both RELION conventions for each vesicle center:
+
+* ``rlnCoordinateX/Y/Z``: RELION-4 (and RELION >= 4.1 zero-origin) pixels of the
+  *unbinned* tilt series, ``center_px * binning``;
+* ``rlnCenteredCoordinateX/Y/ZAngst``: RELION-5, Å from the tomogram center
+  ``size / 2.0`` (float division, also for odd sizes).
+
+Radii, ids and scores travel in ``synapseg*`` columns (RELION keeps unknown labels).
+See docs/formats.md for the conventions and the RELION sources they were checked against.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from synapseg.errors import InputError
+from synapseg.io.atomic import atomic_path
+from synapseg.io.tables import CENTER_PX, make_table
+
+STAR_COORD = ["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]
+STAR_CENTERED = [
+    "rlnCenteredCoordinateXAngst",
+    "rlnCenteredCoordinateYAngst",
+    "rlnCenteredCoordinateZAngst",
+]
+STAR_RADIUS = "synapsegRadiusAngst"  # bilayer-midline radius, Å (not a RELION label)
+STAR_OUTER_RADIUS = "synapsegOuterRadiusAngst"
+STAR_ID = "synapsegVesicleId"
+STAR_SCORE = "synapsegScore"
+
+
+def _star_geometry(
+    path: Path,
+    voxel_size_nm: float | Sequence[float] | None,
+    shape: Sequence[int] | None,
+    binning: float | None,
+    need_shape: bool,
+) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """Validate the STAR conversion arguments; return zyx voxel size, zyx shape, binning."""
+    if voxel_size_nm is None:
+        raise InputError(
+            path, "STAR coordinates need the tomogram's voxel size", "pass --voxel-size in nm"
+        )
+    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,)).copy()
+    if not np.all(np.isfinite(vs)) or np.any(vs <= 0):
+        raise InputError(path, f"invalid voxel size {voxel_size_nm} nm", "give e.g. 1.4")
+    if binning is None or not np.isfinite(binning) or binning <= 0:
+        raise InputError(
+            path,
+            f"STAR export needs the binning of the tomogram relative to the tilt series, "
+            f"got {binning}",
+            "pass --star-binning (1 for an unbinned tomogram)",
+        )
+    shp = None
+    if shape is not None:
+        shp = np.asarray(shape, dtype=float).reshape(-1)
+        if shp.size != 3 or np.any(shp <= 0):
+            raise InputError(path, f"invalid tomogram shape {shape}", "give (z, y, x) sizes")
+    elif need_shape:
+        raise InputError(
+            path,
+            "RELION-5 centered coordinates need the tomogram shape",
+            "pass --tomogram so the shape is known",
+        )
+    return vs, shp, float(binning)
+
+
+def write_table_star(
+    path: str | os.PathLike,
+    table: pd.DataFrame,
+    *,
+    tomogram_name: str,
+    voxel_size_nm: float | Sequence[float] | None,
+    shape: Sequence[int] | None,
+    binning: float | None = 1.0,
+    overwrite: bool = False,
+) -> Path:
+    """Write vesicle centers as a RELION particle STAR file holding both conventions.
+
+    * ``rlnCoordinateX/Y/Z``: RELION-4 (and RELION >= 4.1 zero-origin) pixels of the
+      *unbinned* tilt series: ``center_px * binning``.
+    * ``rlnCenteredCoordinateX/Y/ZAngst``: RELION-5, Å from the tomogram center, defined
+      by RELION as ``size / 2.0`` in unbinned pixels (float division, also for odd sizes):
+      ``(center_px - shape / 2) * voxel_size_nm * 10``.
+    * ``rlnTomoName``; plus ``synapsegVesicleId``, ``synapsegRadiusAngst`` (bilayer
+      midline), ``synapsegOuterRadiusAngst`` and ``synapsegScore`` (RELION keeps unknown
+      labels with a warning).
+
+    Parameters
+    ----------
+    tomogram_name
+        Value of ``rlnTomoName`` (must match the tomogram's name in RELION's tomograms.star).
+    voxel_size_nm
+        Voxel size of the (binned) tomogram in nm, scalar or (z, y, x).
+    shape
+        (z, y, x) size of the (binned) tomogram in voxels.
+    binning
+        Tomogram voxel size / tilt-series pixel size (1 for an unbinned tomogram).
+    """
+    path = Path(path)
+    import starfile
+
+    vs, shp, b = _star_geometry(path, voxel_size_nm, shape, binning, need_shape=True)
+    assert shp is not None
+    if not tomogram_name:
+        raise InputError(path, "STAR export needs a tomogram name", "pass the tomogram name")
+    centers = table[CENTER_PX].to_numpy(dtype=float)  # zyx
+    n = len(table)
+    data: dict[str, Any] = {"rlnTomoName": [str(tomogram_name)] * n}
+    for k, label in enumerate(STAR_COORD):  # x, y, z -> zyx index 2, 1, 0
+        data[label] = centers[:, 2 - k] * b
+    for k, label in enumerate(STAR_CENTERED):
+        axis = 2 - k
+        data[label] = (centers[:, axis] - shp[axis] / 2.0) * vs[axis] * 10.0
+    data[STAR_ID] = table["id"].to_numpy(dtype=int)
+    data[STAR_RADIUS] = table["radius_nm"].to_numpy(dtype=float) * 10.0
+    if "outer_radius_nm" in table:
+        data[STAR_OUTER_RADIUS] = table["outer_radius_nm"].to_numpy(dtype=float) * 10.0
+    if "score" in table:
+        data[STAR_SCORE] = table["score"].to_numpy(dtype=float)
+    df = pd.DataFrame(data)
+    with atomic_path(path, overwrite) as tmp:
+        starfile.write({"particles": df}, tmp, float_format="%.6f")
+    return path
+
+
+def read_table_star(
+    path: str | os.PathLike,
+    *,
+    voxel_size_nm: float | Sequence[float] | None,
+    shape: Sequence[int] | None = None,
+    binning: float | None = 1.0,
+    tomogram_name: str | None = None,
+) -> pd.DataFrame:
+    """Read vesicles from a RELION particle STAR file into a vesicle table.
+
+    Uses ``rlnCoordinateX/Y/Z`` (divided by ``binning``) when present, otherwise the
+    RELION-5 ``rlnCentered...Angst`` columns (needs ``shape``). Radii come from
+    ``synapsegRadiusAngst`` (or NaN when absent). With several ``rlnTomoName`` values,
+    ``tomogram_name`` selects the rows.
+    """
+    path = Path(path)
+    import starfile
+
+    if not path.is_file():
+        raise InputError(path, "STAR file not found", "check the path")
+    try:
+        blocks = starfile.read(path, always_dict=True)
+    except Exception as exc:  # starfile raises many types on malformed text
+        raise InputError(path, f"not a readable STAR file ({exc})", "check the file") from exc
+    df = next(
+        (b for b in blocks.values() if isinstance(b, pd.DataFrame) and _has_star_coords(b)),
+        None,
+    )
+    if df is None:
+        raise InputError(
+            path,
+            "no particle block with rlnCoordinateX/Y/Z or rlnCenteredCoordinateX/Y/ZAngst",
+            "give a RELION particle STAR file",
+        )
+    if "rlnTomoName" in df:
+        names = df["rlnTomoName"].astype(str)
+        if tomogram_name is not None:
+            df = df[names == str(tomogram_name)]
+        elif names.nunique() > 1:
+            raise InputError(
+                path,
+                f"holds {names.nunique()} tomograms ({', '.join(sorted(names.unique())[:5])})",
+                "choose one with the tomogram name",
+            )
+    use_px = all(c in df for c in STAR_COORD)
+    vs, shp, b = _star_geometry(path, voxel_size_nm, shape, binning, need_shape=not use_px)
+    xyz = np.zeros((len(df), 3))
+    for k in range(3):
+        axis = 2 - k
+        if use_px:
+            xyz[:, axis] = df[STAR_COORD[k]].to_numpy(dtype=float) / b
+        else:
+            assert shp is not None
+            angst = df[STAR_CENTERED[k]].to_numpy(dtype=float)
+            xyz[:, axis] = angst / (vs[axis] * 10.0) + shp[axis] / 2.0
+    radius = (
+        df[STAR_RADIUS].to_numpy(dtype=float) / 10.0
+        if STAR_RADIUS in df
+        else np.full(len(df), np.nan)
+    )
+    outer = df[STAR_OUTER_RADIUS].to_numpy(dtype=float) / 10.0 if STAR_OUTER_RADIUS in df else None
+    score = df[STAR_SCORE].to_numpy(dtype=float) if STAR_SCORE in df else None
+    ids = df[STAR_ID].to_numpy(dtype=int) if STAR_ID in df else None
+    return make_table(xyz, radius, vs, score=score, outer_radius_nm=outer, ids=ids)
+
+
+def _has_star_coords(df: pd.DataFrame) -> bool:
+    return all(c in df for c in STAR_COORD) or all(c in df for c in STAR_CENTERED)
