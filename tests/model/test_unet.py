@@ -6,10 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from synapseg.model.unet import UNetConfig, build_unet, count_parameters, fuse_batchnorm
+from synapseg.model.unet import (
+    UNetConfig,
+    build_unet,
+    count_parameters,
+    depth_to_space,
+    fuse_batchnorm,
+    space_to_depth,
+)
 
 
-def _reach(config: UNetConfig, n: int = 160) -> list[tuple[int, int]]:
+def _reach(config: UNetConfig, n: int = 128) -> list[tuple[int, int]]:
     """Measured input window of single output voxels, via the gradient."""
     net = build_unet(config, seed=0).eval()
     gen = torch.Generator().manual_seed(1)
@@ -25,10 +32,11 @@ def _reach(config: UNetConfig, n: int = 160) -> list[tuple[int, int]]:
 @pytest.mark.parametrize(
     "config",
     [
-        UNetConfig(depth=2, convs_per_level=1, base_channels=4),
-        UNetConfig(depth=2, convs_per_level=1, base_channels=4, upsample="trilinear"),
-        UNetConfig(depth=3, convs_per_level=2, base_channels=4),
+        UNetConfig(stem=1, depth=2, convs_per_level=1, base_channels=4),
+        UNetConfig(stem=1, depth=2, convs_per_level=1, base_channels=4, upsample="trilinear"),
+        UNetConfig(stem=2, depth=2, convs_per_level=1, base_channels=4),
     ],
+    ids=["plain", "trilinear", "stem2"],
 )
 def test_receptive_field_matches_gradient(config):
     measured = _reach(config)
@@ -39,16 +47,27 @@ def test_receptive_field_matches_gradient(config):
     assert config.min_tile >= config.receptive_field
 
 
-def test_output_shape_channels_and_multiple():
-    net = build_unet(UNetConfig(base_channels=4, depth=2, out_channels=3), seed=0).eval()
-    y = net(torch.zeros(2, 1, 8, 12, 16))
-    assert y.shape == (2, 3, 8, 12, 16)
-    with pytest.raises(ValueError, match="multiple of 4"):
-        net(torch.zeros(1, 1, 8, 10, 16))
+@pytest.mark.parametrize("stem", [1, 2])
+def test_output_shape_channels_and_multiple(stem):
+    cfg = UNetConfig(stem=stem, base_channels=4, depth=2, out_channels=3)
+    assert cfg.size_multiple == 4 * stem
+    net = build_unet(cfg, seed=0).eval()
+    y = net(torch.zeros(2, 1, 8, 16, 24))
+    assert y.shape == (2, 3, 8, 16, 24)
+    with pytest.raises(ValueError, match=f"multiple of {4 * stem}"):
+        net(torch.zeros(1, 1, 8, 20, 16) if stem == 2 else torch.zeros(1, 1, 8, 10, 16))
+
+
+def test_space_to_depth_round_trip_and_layout():
+    x = torch.randn(2, 3, 4, 6, 8)
+    y = space_to_depth(x, 2)
+    assert y.shape == (2, 24, 2, 3, 4)
+    assert torch.equal(y[1, 8:16, 1, 2, 3], x[1, 1, 2:4, 4:6, 6:8].reshape(-1))
+    assert torch.equal(depth_to_space(y, 2), x)
 
 
 def test_config_round_trip_and_validation():
-    cfg = UNetConfig(base_channels=6, depth=4, max_channels=32, norm="none")
+    cfg = UNetConfig(stem=1, base_channels=6, depth=4, max_channels=32, norm="none")
     assert UNetConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.channels == (6, 12, 24, 32, 32)
     with pytest.raises(ValueError, match="unknown"):
@@ -82,6 +101,6 @@ def test_fused_batchnorm_is_equivalent():
 
 
 def test_no_instance_norm_and_parameter_count():
-    net = build_unet(UNetConfig(base_channels=8, depth=3))
+    net = build_unet(UNetConfig())  # the default architecture
     assert not any(isinstance(m, torch.nn.InstanceNorm3d) for m in net.modules())
-    assert 100_000 < count_parameters(net) < 1_000_000
+    assert 100_000 < count_parameters(net) < 1_500_000  # a few MB of float32 weights

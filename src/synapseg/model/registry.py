@@ -331,7 +331,7 @@ def create_random_model(
 
     The card says ``trained: false``, so loading it logs a warning.
     """
-    config = config or UNetConfig(base_channels=4, depth=3)
+    config = config or UNetConfig(stem=2, base_channels=4, depth=2)
     net = build_unet(config, seed=seed)
     card = ModelCard(
         name=name,

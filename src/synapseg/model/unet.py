@@ -9,7 +9,12 @@ skip connections by concatenation) so that it is fast on a CPU and easy to reaso
 - It is translation-equivariant for shifts that are multiples of ``2 ** depth`` voxels, so a
   tiled prediction whose tiles start on that lattice equals the whole-volume prediction once
   each tile carries a halo of ``receptive_field // 2`` voxels (see ``synapseg.infer.tiling``).
-- Input sizes must be multiples of ``2 ** depth`` (:attr:`UNetConfig.size_multiple`).
+- An optional space-to-depth stem (``stem=2``) folds each 2x2x2 block of input voxels into
+  8 channels, runs the U-Net at half resolution and unfolds the output logits back to full
+  resolution (a 3D pixel-(un)shuffle). No information is thrown away, but the costly
+  full-resolution convolutions disappear: ~3x the CPU throughput of a plain U-Net of similar
+  capacity (measured, see docs/model.md). This is the default.
+- Input sizes must be multiples of ``stem * 2 ** depth`` (:attr:`UNetConfig.size_multiple`).
 
 The forward pass returns logits, one channel per entry of the model card's
 ``output_channels`` (channel 0 = vesicle foreground incl. membrane).
@@ -36,8 +41,10 @@ class UNetConfig:
     ----------
     in_channels, out_channels
         Input channels (1: the tomogram) and output channels (logits; 0 = vesicle).
+    stem
+        Space-to-depth factor (1: plain U-Net; 2: fold 2x2x2 voxels into channels first).
     base_channels
-        Feature channels at full resolution.
+        Feature channels at the first U-Net level (full resolution divided by ``stem``).
     depth
         Number of 2x down-samplings (levels below full resolution).
     channel_multiplier
@@ -56,7 +63,8 @@ class UNetConfig:
 
     in_channels: int = 1
     out_channels: int = 1
-    base_channels: int = 8
+    stem: int = 2
+    base_channels: int = 16
     depth: int = 3
     channel_multiplier: float = 2.0
     max_channels: int = 64
@@ -70,6 +78,8 @@ class UNetConfig:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
         if self.upsample not in UPSAMPLES:
             raise ValueError(f"upsample must be one of {UPSAMPLES}, got {self.upsample!r}")
+        if self.stem not in (1, 2, 4):
+            raise ValueError(f"stem must be 1, 2 or 4, got {self.stem}")
         if self.depth < 1 or self.convs_per_level < 1 or self.base_channels < 1:
             raise ValueError("depth, convs_per_level and base_channels must be >= 1")
         if self.in_channels < 1 or self.out_channels < 1:
@@ -85,8 +95,8 @@ class UNetConfig:
 
     @property
     def size_multiple(self) -> int:
-        """Input sizes (and tile origins) must be multiples of this: ``2 ** depth``."""
-        return 2**self.depth
+        """Input sizes (and tile origins) must be multiples of this: ``stem * 2 ** depth``."""
+        return self.stem * 2**self.depth
 
     @property
     def receptive_field(self) -> int:
@@ -104,14 +114,14 @@ class UNetConfig:
         return max(max(-lo, hi) for lo, hi in self._dependence_windows())
 
     def _dependence_windows(self) -> list[tuple[int, int]]:
-        """Input window (lo, hi), relative to the output voxel, for each residue mod 2**depth."""
-        n = self.convs_per_level
+        """Input window (lo, hi), relative to the output voxel, per residue mod size_multiple."""
+        n, s = self.convs_per_level, self.stem
         trilinear = self.upsample == "trilinear"
 
         def encoder(level: int, a: int, b: int) -> tuple[int, int]:
             a, b = a - n, b + n
             if level == 0:
-                return a, b
+                return s * a, s * b + s - 1  # space-to-depth stem
             return encoder(level - 1, 2 * a, 2 * b + 1)
 
         def decoder(level: int, a: int, b: int) -> tuple[int, int]:
@@ -128,7 +138,7 @@ class UNetConfig:
         base = 1000 * self.size_multiple
         out = []
         for r in range(self.size_multiple):
-            lo, hi = decoder(0, base + r, base + r)
+            lo, hi = decoder(0, (base + r) // s, (base + r) // s)
             out.append((lo - base - r, hi - base - r))
         return out
 
@@ -196,7 +206,7 @@ class UNet3D(nn.Module):
         ch = config.channels
         n, norm = config.convs_per_level, config.norm
         self.encoders = nn.ModuleList()
-        c_prev = config.in_channels
+        c_prev = config.in_channels * config.stem**3
         for level in range(config.depth):
             self.encoders.append(_ConvBlock(c_prev, ch[level], n, norm))
             c_prev = ch[level]
@@ -208,7 +218,7 @@ class UNet3D(nn.Module):
         for level in reversed(range(config.depth)):
             self.ups.append(_Up(ch[level + 1], ch[level], config.upsample))
             self.decoders.append(_ConvBlock(2 * ch[level], ch[level], n, norm))
-        self.head = nn.Conv3d(ch[0], config.out_channels, 1)
+        self.head = nn.Conv3d(ch[0], config.out_channels * config.stem**3, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of shape (batch, out_channels, z, y, x) for input (batch, in_channels, z, y, x).
@@ -218,6 +228,9 @@ class UNet3D(nn.Module):
         m = self.config.size_multiple
         if any(s % m for s in x.shape[2:]):
             raise ValueError(f"input spatial shape {tuple(x.shape[2:])} is not a multiple of {m}")
+        stem = self.config.stem
+        if stem > 1:
+            x = space_to_depth(x, stem)
         skips = []
         for encoder in self.encoders:
             x = encoder(x)
@@ -226,7 +239,27 @@ class UNet3D(nn.Module):
         x = self.dropout(self.bottleneck(x))
         for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips)):
             x = decoder(torch.cat([up(x), skip], dim=1))
-        return self.head(x)
+        x = self.head(x)
+        return depth_to_space(x, stem) if stem > 1 else x
+
+
+def space_to_depth(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """(b, c, z, y, x) -> (b, c * factor**3, z/f, y/f, x/f): fold f**3 blocks into channels."""
+    b, c, nz, ny, nx = x.shape
+    f = factor
+    x = x.reshape(b, c, nz // f, f, ny // f, f, nx // f, f)
+    x = x.permute(0, 1, 3, 5, 7, 2, 4, 6)
+    return x.reshape(b, c * f**3, nz // f, ny // f, nx // f)
+
+
+def depth_to_space(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Inverse of :func:`space_to_depth`."""
+    b, c, nz, ny, nx = x.shape
+    f = factor
+    co = c // f**3
+    x = x.reshape(b, co, f, f, f, nz, ny, nx)
+    x = x.permute(0, 1, 5, 2, 6, 3, 7, 4)
+    return x.reshape(b, co, nz * f, ny * f, nx * f)
 
 
 def build_unet(
