@@ -1,0 +1,33 @@
+import json
+
+from typer.testing import CliRunner
+
+from synapseg.cli import app
+
+runner = CliRunner()
+ARGS = ["--shape", "24", "48", "48", "--voxel-size", "1.68", "--seed", "4"]
+
+
+def test_simulate_writes_one_folder_per_tomogram(tmp_path):
+    result = runner.invoke(app, ["simulate", str(tmp_path), *ARGS, "--n-tomograms", "2"])
+    assert result.exit_code == 0, result.output
+    seeds = [
+        json.loads((tmp_path / f"sim_{i:03d}" / "params.json").read_text())["seed"] for i in (0, 1)
+    ]
+    assert seeds == [4, 5]
+    assert (tmp_path / "sim_001" / "tomogram.mrc").is_file()
+    again = runner.invoke(app, ["simulate", str(tmp_path), *ARGS])
+    assert again.exit_code == 2 and "exists" in again.output
+    forced = runner.invoke(app, ["simulate", str(tmp_path), *ARGS, "--overwrite", "--snr", "0"])
+    assert forced.exit_code == 0, forced.output
+    assert json.loads((tmp_path / "sim_000" / "params.json").read_text())["snr"] is None
+
+
+def test_simulate_random_and_bad_options(tmp_path):
+    result = runner.invoke(app, ["simulate", str(tmp_path / "r"), *ARGS, "--random"])
+    assert result.exit_code == 0, result.output
+    params = json.loads((tmp_path / "r" / "sim_000" / "params.json").read_text())
+    assert params["shape"] == [24, 48, 48]
+    bad = runner.invoke(app, ["simulate", str(tmp_path / "b"), *ARGS, "--tilt-range", "95"])
+    assert bad.exit_code == 2 and "tilt-range" in bad.output
+    assert not (tmp_path / "b" / "sim_000").exists()
