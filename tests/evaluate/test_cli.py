@@ -91,6 +91,10 @@ def test_evaluate_many_tomograms_per_tomogram_and_pooled(tmp_path):
         gt, pred = _tables(seed=k)
         write_table_csv(tmp_path / "sim" / stem / "vesicles.csv", gt)
         write_table_csv(tmp_path / "seg" / f"{stem}_vesicles.csv", pred if k == 0 else gt)
+    # simulate's and segment's label volumes → voxel metrics for syn_1
+    labels = render_labels(gt, (24, 90, 70), VS)
+    write_volume(tmp_path / "sim" / "syn_1" / "vesicle_labels.mrc", labels, VS)
+    write_volume(tmp_path / "seg" / "syn_1_vesicles.mrc", labels, VS)
     out = tmp_path / "rep"
     args = ["evaluate", "--gt", str(tmp_path / "sim"), "--pred", str(tmp_path / "seg")]
     result = runner.invoke(app, args + ["-o", str(out)])
@@ -99,6 +103,8 @@ def test_evaluate_many_tomograms_per_tomogram_and_pooled(tmp_path):
     pooled = json.loads((out / "metrics.json").read_text())
     assert (pooled["tp"], pooled["fp"], pooled["fn"]) == (11, 0, 1)
     assert pooled["tomograms"]["syn_1"]["f1"] == 1.0
+    assert pooled["tomograms"]["syn_1"]["voxel"]["dice"] == 1.0
+    assert "voxel" not in pooled["tomograms"]["syn_0"]
     assert pooled["macro_f1"] == np.mean([2 * 5 / 11, 1.0]).item()
     assert (out / "syn_0" / "report.html").is_file() and (out / "syn_1" / "slices.png").is_file()
     html = (out / "report.html").read_text()

@@ -87,9 +87,11 @@ def evaluate_one(
     pred_labels = pred.labels
     if options.get("pred_labels") is not None:
         pred_labels = np.asarray(read_volume(options["pred_labels"]).data)
-    gt_labels = gt.labels if pred_labels is not None else None
-    if gt_labels is None:
-        pred_labels = None
+    gt_labels = gt.labels
+    if options.get("gt_labels") is not None:
+        gt_labels = np.asarray(read_volume(options["gt_labels"]).data)
+    if gt_labels is None or pred_labels is None:
+        gt_labels = pred_labels = None
     z_range = None if tomo is None else (0.0, tomo.extent_nm[0])
     metrics = metrics_from_match(
         match,
@@ -100,6 +102,10 @@ def evaluate_one(
         z_range_nm=z_range,
     )
     inputs = _inputs(gt, pred, tomo, options)
+    if gt_labels is not None:
+        inputs["voxel metrics from"] = (
+            f"{options.get('gt_labels') or gt_path} vs {options.get('pred_labels') or pred_path}"
+        )
     metrics["inputs"] = {k: v for k, v in inputs.items() if v is not None}
     return metrics, match, tomo, inputs
 
@@ -289,7 +295,10 @@ def _evaluate_many(
     per: dict[str, dict[str, Any]] = {}
     matches = []
     for pair in pairing.pairs:
-        metrics, match, tomo, inputs = evaluate_one(pair.gt, pair.pred, pair.tomogram, options)
+        labels = {"gt_labels": pair.gt_labels, "pred_labels": pair.pred_labels}
+        metrics, match, tomo, inputs = evaluate_one(
+            pair.gt, pair.pred, pair.tomogram, {**options, **labels}
+        )
         write_report(
             output / pair.stem,
             metrics,

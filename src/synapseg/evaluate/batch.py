@@ -9,7 +9,8 @@ Pairing rule (documented in docs/evaluation.md): each prediction has a *stem*:
 Ground truth for that stem is, in ``GT``:
 
 - ``GT/<stem>/vesicles.csv`` (``synapseg simulate``'s layout; ``GT/<stem>/tomogram.*`` is
-  used as the tomogram), or
+  used as the tomogram, and ``GT/<stem>/vesicle_labels.mrc`` with the prediction's
+  ``<name>_vesicles.mrc`` for voxel Dice/IoU when both exist), or
 - ``GT/<stem>.csv`` or ``GT/<stem>_<anything>.csv``. A file that fits several stems
   (``a_b_gt.csv`` fits ``a`` and ``a_b``) belongs to the longest one.
 
@@ -43,6 +44,8 @@ VOLUME_SUFFIXES = MRC_SUFFIXES + TIFF_SUFFIXES + ZARR_SUFFIXES
 PRED_SUFFIX = "_vesicles.csv"
 SIM_TABLE = "vesicles.csv"
 SIM_TOMOGRAM = "tomogram"
+SIM_LABELS = "vesicle_labels.mrc"
+PRED_LABELS_SUFFIX = "_vesicles.mrc"
 
 
 def is_volume(path: str | os.PathLike) -> bool:
@@ -133,6 +136,8 @@ class Pair:
     gt: Path
     pred: Path
     tomogram: Path | None = None
+    gt_labels: Path | None = None
+    pred_labels: Path | None = None
 
 
 @dataclass
@@ -228,7 +233,15 @@ def pair_folders(gt_dir: Path, pred_dir: Path, tomogram_dir: Path | None = None)
         gt_path, tomo = found[0]
         if tomogram_dir is not None:
             tomo = _find_tomogram(tomogram_dir, [stem]) or tomo
-        pairs.append(Pair(stem, gt_path, preds[stem], tomo))
+        # Voxel metrics when both label volumes are at hand: simulate's vesicle_labels.mrc
+        # and segment's <name>_vesicles.mrc beside the prediction table.
+        gt_labels = gt_path.parent / SIM_LABELS if gt_path.name == SIM_TABLE else None
+        pred_labels = preds[stem].with_name(
+            preds[stem].name[: -len(PRED_SUFFIX)] + PRED_LABELS_SUFFIX
+        )
+        if gt_labels is None or not gt_labels.is_file() or not pred_labels.is_file():
+            gt_labels = pred_labels = None
+        pairs.append(Pair(stem, gt_path, preds[stem], tomo, gt_labels, pred_labels))
     unclaimed = sorted(gt_stems - set(stems))
     if missing:
         log.warning("no ground truth for predictions %s: skipped", missing)
