@@ -151,3 +151,52 @@ def test_unwritable_output(tmp_path):
     with pytest.raises(InputError, match="cannot create the output folder"):
         write_pyto(blocker / "t", table, shape=(20, 30, 30), voxel_size_nm=1.0)
     assert not list(tmp_path.glob("**/*.mrc"))
+
+
+def _memory_case() -> tuple:
+    rng = np.random.default_rng(0)
+    shape = (64, 256, 256)
+    n = 40
+    centers = rng.uniform([16, 16, 16], [48, 240, 240], (n, 3))  # balls off the faces
+    table = make_table(centers, rng.uniform(8, 12, n), 1.0)
+    boundaries = np.zeros(shape, np.int16)
+    boundaries[:, :, 100:] = 3
+    boundaries[:, :, 98:100] = 2
+    return table, shape, boundaries, int(np.prod(shape)) * 2  # int16 output bytes
+
+
+def test_write_pyto_streams_big_volumes_in_bounded_memory(tmp_path):
+    import tracemalloc
+
+    table, shape, boundaries, out_bytes = _memory_case()
+    tracemalloc.start()
+    try:
+        paths = write_pyto(tmp_path, table, shape=shape, voxel_size_nm=1.0, boundaries=boundaries)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # rendered straight into the MRC's memmap and merged section by section: no full-size
+    # array in memory (it used to hold two uint16 renders plus the int16 result, 3.5x)
+    assert peak < 0.5 * out_bytes, peak / out_bytes
+    out, _ = _read_mrc(paths["labels"])
+    expected, _, _ = pyto_labels(table, shape=shape, voxel_size_nm=1.0, boundaries=boundaries)
+    np.testing.assert_array_equal(out, expected)
+    assert set(np.unique(out)) == {0, 2, 3} | set(range(10, 10 + len(table)))
+
+
+def test_pyto_labels_in_memory_allocates_only_the_result():
+    import tracemalloc
+
+    table, shape, boundaries, out_bytes = _memory_case()
+    tracemalloc.start()
+    try:
+        labels, _, _ = pyto_labels(table, shape=shape, voxel_size_nm=1.0, boundaries=boundaries)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert labels.nbytes == out_bytes and peak < 1.5 * out_bytes, peak / out_bytes
+    out = np.full(shape, 7, np.int16)
+    again, _, _ = pyto_labels(table, shape=shape, voxel_size_nm=1.0, out=out)
+    assert again is out and set(np.unique(out)) == {0} | set(range(10, 10 + len(table)))
+    with pytest.raises(ValueError, match="int16"):
+        pyto_labels(table, shape=shape, voxel_size_nm=1.0, out=np.zeros(shape, np.uint16))

@@ -15,6 +15,10 @@ ids start above the largest existing id so nothing is merged by accident.
 Pyto requires boundaries (vesicles) not to touch the volume faces: a vesicle whose ball
 reaches the first or last voxel of any axis is left out of the Pyto labels and the
 parameters, with a warning naming it (it stays in every other synapseg output).
+
+Memory: the vesicles are rendered straight into the int16 result (seen as uint16) and
+merged with the boundaries one z-section at a time; :func:`write_pyto` does this inside
+the output MRC's memmap, so no full-size array is held in memory.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import pandas as pd
 from synapseg import __version__
 from synapseg.errors import InputError
 from synapseg.io.atomic import check_writable, write_text_atomic
-from synapseg.io.volume import write_volume
+from synapseg.io.volume import open_volume_writer
 from synapseg.post.render import render_labels
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,28 @@ def face_touching_ids(labels: np.ndarray) -> np.ndarray:
     return found[found != 0]
 
 
+def _present_ids(labels: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of a (z, y, x) volume, one z-section at a time."""
+    found = [np.unique(section) for section in labels]
+    return np.unique(np.concatenate(found)) if found else np.zeros(0, labels.dtype)
+
+
+def _check_boundaries(boundaries: np.ndarray, shape: tuple[int, ...]) -> int:
+    """Validate the user's boundary labels; return their largest id."""
+    if boundaries.shape != shape:
+        raise InputError(
+            "--pyto-boundaries",
+            f"boundary labels have shape {boundaries.shape}, the tomogram {shape}",
+            "give labels on the tomogram's grid",
+        )
+    if not np.issubdtype(boundaries.dtype, np.integer):
+        raise InputError("--pyto-boundaries", "boundary labels are not integers", "")
+    lo, hi = int(boundaries.min()), int(boundaries.max())  # reductions: no volume copy
+    if lo < 0 or hi > INT16_MAX:
+        raise InputError("--pyto-boundaries", "boundary ids outside 0..32767", "")
+    return hi
+
+
 def pyto_labels(
     table: pd.DataFrame,
     *,
@@ -66,35 +92,63 @@ def pyto_labels(
     membrane_id: int = 2,
     cytoplasm_id: int = 3,
     first_vesicle_id: int = 10,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[int, int], list[int]]:
-    """Build the int16 Pyto labels in memory.
+    """Build the int16 Pyto labels.
+
+    Parameters
+    ----------
+    out
+        Optional writable (z, y, x) int16 array of ``shape`` (e.g. the memmap of
+        :func:`synapseg.io.volume.open_volume_writer`) to build the labels in; otherwise a
+        new array is allocated. Either way the only full-size array is the result: the
+        vesicles are rendered into it, then merged with ``boundaries`` one z-section at a
+        time.
 
     Returns
     -------
     labels
-        (z, y, x) int16 volume.
+        (z, y, x) int16 volume (``out`` when given).
     id_map
         synapseg vesicle id -> Pyto id, for the vesicles written.
     excluded
         synapseg ids left out because their ball touches a volume face.
     """
+    labels, id_map, excluded, _ = _fill_pyto_labels(
+        table,
+        shape=shape,
+        voxel_size_nm=voxel_size_nm,
+        boundaries=boundaries,
+        membrane_id=membrane_id,
+        cytoplasm_id=cytoplasm_id,
+        first_vesicle_id=first_vesicle_id,
+        out=out,
+    )
+    return labels, id_map, excluded
+
+
+def _fill_pyto_labels(
+    table: pd.DataFrame,
+    *,
+    shape: Sequence[int],
+    voxel_size_nm: float | Sequence[float],
+    boundaries: np.ndarray | None,
+    membrane_id: int,
+    cytoplasm_id: int,
+    first_vesicle_id: int,
+    out: np.ndarray | None,
+) -> tuple[np.ndarray, dict[int, int], list[int], np.ndarray]:
+    """:func:`pyto_labels`, also returning the sorted ids present in the result."""
     shape = tuple(int(s) for s in shape)
-    base = np.zeros(shape, dtype=np.int16)
+    existing_max = 0
     if boundaries is not None:
         boundaries = np.asarray(boundaries)
-        if boundaries.shape != shape:
-            raise InputError(
-                "--pyto-boundaries",
-                f"boundary labels have shape {boundaries.shape}, the tomogram {shape}",
-                "give labels on the tomogram's grid",
-            )
-        if not np.issubdtype(boundaries.dtype, np.integer):
-            raise InputError("--pyto-boundaries", "boundary labels are not integers", "")
-        if boundaries.min() < 0 or boundaries.max() > INT16_MAX:
-            raise InputError("--pyto-boundaries", "boundary ids outside 0..32767", "")
-        base[...] = boundaries
+        existing_max = _check_boundaries(boundaries, shape) if boundaries.size else 0
+    if out is None:
+        out = np.zeros(shape, dtype=np.int16)
+    elif tuple(out.shape) != shape or out.dtype != np.int16:
+        raise ValueError(f"out must be int16 of shape {shape}, got {out.dtype} {out.shape}")
     start = first_vesicle_id
-    existing_max = int(base.max()) if base.size else 0
     if existing_max >= first_vesicle_id:
         start = existing_max + 1
         log.warning(
@@ -102,7 +156,10 @@ def pyto_labels(
             existing_max,
             start,
         )
-    rendered = render_labels(table, shape, voxel_size_nm, radius_column="outer_radius_nm")
+    # Render the synapseg ids into the output's own memory (seen as uint16), then turn
+    # them into Pyto ids merged with the boundaries section by section.
+    rendered = out.view(np.uint16)
+    render_labels(table, shape, voxel_size_nm, radius_column="outer_radius_nm", out=rendered)
     touching = face_touching_ids(rendered)
     if len(touching):
         log.warning(
@@ -112,8 +169,11 @@ def pyto_labels(
             touching.tolist(),
         )
         keep = ~np.isin(table["id"].to_numpy(), touching)
-        rendered = render_labels(table[keep], shape, voxel_size_nm, radius_column="outer_radius_nm")
-    present = np.unique(rendered)
+        # re-render without them: their overlaps go back to their neighbours
+        render_labels(
+            table[keep], shape, voxel_size_nm, radius_column="outer_radius_nm", out=rendered
+        )
+    present = _present_ids(rendered)
     present = present[present != 0]
     if start + len(present) - 1 > INT16_MAX:
         raise InputError(None, f"{len(present)} vesicles do not fit int16 Pyto ids", "")
@@ -121,12 +181,22 @@ def pyto_labels(
     lost = sorted(set(table["id"].astype(int)) - set(id_map) - {int(t) for t in touching})
     if lost:
         log.warning("vesicle(s) outside the volume, not in the Pyto labels: ids %s", lost)
-    lut = np.zeros(int(rendered.max()) + 1, dtype=np.int16)
+    lut = np.zeros(int(present.max()) + 1 if len(present) else 1, dtype=np.int16)
     for v, p in id_map.items():
         lut[v] = p
-    paint = (rendered != 0) & ((base == 0) | (base == cytoplasm_id))
-    base[paint] = lut[rendered[paint]]
-    return base, id_map, [int(t) for t in touching]
+    found = []
+    for z in range(shape[0]):
+        ves = np.array(rendered[z])  # a copy: out[z] is overwritten below
+        if boundaries is not None:
+            section = np.asarray(boundaries[z]).astype(np.int16)
+        else:
+            section = np.zeros(shape[1:], dtype=np.int16)
+        paint = (ves != 0) & ((section == 0) | (section == cytoplasm_id))
+        section[paint] = lut[ves[paint]]
+        out[z] = section
+        found.append(np.unique(section))
+    final = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int16)
+    return out, id_map, [int(t) for t in touching], final
 
 
 def pyto_parameters(
@@ -209,26 +279,33 @@ def write_pyto(
     labels_path, params_path = _output_paths(Path(out_prefix_or_dir))
     check_writable(labels_path, overwrite)
     check_writable(params_path, overwrite)
-    labels, id_map, excluded = pyto_labels(
-        table,
-        shape=shape,
-        voxel_size_nm=voxel_size_nm,
-        boundaries=boundaries,
-        membrane_id=membrane_id,
-        cytoplasm_id=cytoplasm_id,
-        first_vesicle_id=first_vesicle_id,
-    )
-    present = np.unique(labels)
-    text = pyto_parameters(
-        id_map,
-        labels_path.name,
-        present_ids=[int(i) for i in present if i != 0],
-        membrane_id=membrane_id,
-        cytoplasm_id=cytoplasm_id,
-        excluded=excluded,
-    )
-    write_volume(
-        labels_path, labels, voxel_size_nm, overwrite=overwrite, label="synapseg Pyto labels"
-    )
+    shape = tuple(int(s) for s in shape)
+    # Stream into the MRC's memmap: no full-size array in memory, however big the volume.
+    with open_volume_writer(
+        labels_path,
+        shape,
+        np.int16,
+        voxel_size_nm,
+        overwrite=overwrite,
+        label="synapseg Pyto labels",
+    ) as labels:
+        _, id_map, excluded, present = _fill_pyto_labels(
+            table,
+            shape=shape,
+            voxel_size_nm=voxel_size_nm,
+            boundaries=boundaries,
+            membrane_id=membrane_id,
+            cytoplasm_id=cytoplasm_id,
+            first_vesicle_id=first_vesicle_id,
+            out=labels,
+        )
+        text = pyto_parameters(
+            id_map,
+            labels_path.name,
+            present_ids=[int(i) for i in present if i != 0],
+            membrane_id=membrane_id,
+            cytoplasm_id=cytoplasm_id,
+            excluded=excluded,
+        )
     write_text_atomic(params_path, text, overwrite=overwrite)
     return {"labels": labels_path, "params": params_path}
