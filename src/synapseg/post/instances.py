@@ -89,6 +89,23 @@ def _ball_volume(radius: np.ndarray | float) -> np.ndarray | float:
     return 4.0 / 3.0 * np.pi * np.asarray(radius) ** 3
 
 
+def _piece_stats(pieces: np.ndarray, n: int, edt: np.ndarray, prob: np.ndarray):
+    """Centroid (crop voxels), maximum distance and mean probability of pieces 1..n."""
+    flat = pieces.ravel()
+    sel = flat > 0
+    lab = flat[sel]
+    counts = np.bincount(lab, minlength=n + 1)[1:].astype(float)
+    coords = np.unravel_index(np.flatnonzero(sel), pieces.shape)
+    cen = (
+        np.stack([np.bincount(lab, weights=c, minlength=n + 1)[1:] for c in coords], axis=1)
+        / counts[:, None]
+    )
+    ins = np.zeros(n + 1)
+    np.maximum.at(ins, lab, edt.ravel()[sel])
+    sc = np.bincount(lab, weights=prob.ravel()[sel], minlength=n + 1)[1:] / counts
+    return cen, ins[1:], sc
+
+
 def candidate_instances(
     probability: np.ndarray,
     voxel_size_nm: Sequence[float] | float,
@@ -175,10 +192,8 @@ def candidate_instances(
             pieces = watershed(-edt, markers, mask=comp)
             n_pieces = len(peaks)
             n_split += 1
-        idx = np.arange(1, n_pieces + 1)
-        cen = np.asarray(ndimage.center_of_mass(comp, pieces, idx)).reshape(-1, 3) + offset
-        ins = np.asarray(ndimage.maximum(edt, pieces, idx), dtype=float).reshape(-1)
-        sc = np.asarray(ndimage.mean(prob, pieces, idx), dtype=float).reshape(-1)
+        cen, ins, sc = _piece_stats(pieces, n_pieces, edt, prob)
+        cen += offset
         for c, r, s in zip(cen, ins, sc):
             if r > max_inscribed:
                 rejected.append((*c, r, s, "too large"))

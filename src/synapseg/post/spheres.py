@@ -12,7 +12,9 @@ Method (all vesicles batched, see docs/postprocessing.md):
    read-only memmap is only touched around the vesicles. Values are normalised to noise units,
    ``polarity * (value - median) / sigma``, so the membrane is always a *minimum*.
 3. Per direction: profiles are averaged over a Gaussian cone of neighbouring directions
-   (weighted by their wedge weights) and lightly smoothed along the radius; the membrane
+   (weighted by their wedge weights) and smoothed along the radius with a Gaussian of
+   ``radial_smoothing x thickness`` (a resolved bilayer's two dark leaflets merge into one
+   minimum at the midline; a symmetric kernel does not move it); the membrane
    radius is the profile minimum inside a search window, refined to sub-sample precision with
    a parabola.
 4. A weighted, robust (Tukey-biweight IRLS) algebraic least-squares sphere fit to the points
@@ -63,6 +65,17 @@ class SphereParams:
         Half width of the last window; ``None`` = max(1.5 voxels, 0.75 x membrane thickness).
     wedge_softness_deg
         Width of the logistic softening of the wedge weight.
+    radial_smoothing
+        Gaussian sigma of the radial smoothing, as a fraction of the membrane thickness
+        (0.45 x 4.5 nm ≈ 2 nm merges the two leaflets of a resolved bilayer into one minimum
+        at the midline).
+    radial_step, final_step
+        Radial sample spacing (voxels) of the iterations and of the final averaged profile.
+    smoothing_pad
+        Extra radial range sampled beyond the search window, in radial-smoothing sigmas.
+    final_radius
+        ``"model"``: fit a dip + lumen-step model to the averaged profile (robust to a dense
+        lumen); ``"minimum"``: the plain profile minimum.
     chunk
         Vesicles sampled together (bounds memory: chunk x n_directions x samples floats).
     """
@@ -76,6 +89,11 @@ class SphereParams:
     search_nm: float | None = None
     min_search_nm: float | None = None
     wedge_softness_deg: float = 4.0
+    radial_smoothing: float = 0.45
+    radial_step: float = 0.5
+    final_step: float = 0.25
+    smoothing_pad: float = 3.0
+    final_radius: str = "model"
     chunk: int = 96
 
 
@@ -153,15 +171,18 @@ def sample_profiles(
     vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
     centers_px = np.asarray(centers_px, dtype=float).reshape(-1, 3)
     n, n_r = radii_nm.shape
-    # (n, d, r, 3) sample positions in voxels
-    offs = directions[None, :, None, :] * radii_nm[:, None, :, None] / vs
-    pos = centers_px[:, None, None, :] + offs
-    coords = np.moveaxis(pos, -1, 0).reshape(3, -1)
+    # (3, n, d, r) sample positions in voxels
+    coords = np.empty((3, n, len(directions), n_r))
+    for i in range(3):
+        np.multiply(directions[None, :, i, None], radii_nm[:, None, :] / vs[i], out=coords[i])
+        coords[i] += centers_px[:, i, None, None]
+    coords = coords.reshape(3, -1)
     out = ndimage.map_coordinates(
         tomogram, coords, order=1, mode="constant", cval=np.nan, output=np.float32
     )
     med, sigma, sign = norm
-    out = (out - np.float32(med)) * np.float32(sign / sigma)
+    out -= np.float32(med)
+    out *= np.float32(sign / sigma)
     return out.reshape(n, len(directions), n_r)
 
 
@@ -306,7 +327,7 @@ def refine_spheres(
     wdir = wedge_weights(dirs, p.tilt_range_deg, p.tilt_axis, p.wedge_softness_deg)
     cone = _cone_matrix(dirs, wdir, p.cone_deg)
     vmin = float(vs.min())
-    step = 0.5 * vmin
+    step = p.radial_step * vmin
     t = p.membrane_thickness_nm
     s_min = p.min_search_nm or max(1.5 * vmin, 0.75 * t)
     rows = []
@@ -321,21 +342,36 @@ def refine_spheres(
     return pd.DataFrame(out, columns=cols)
 
 
+def _smooth_rows(prof: np.ndarray, sigma: float) -> np.ndarray:
+    """NaN-aware Gaussian smoothing along the last axis (normalised convolution)."""
+    valid = np.isfinite(prof)
+    num = ndimage.gaussian_filter1d(np.where(valid, prof, 0.0), sigma, axis=-1, mode="constant")
+    den = ndimage.gaussian_filter1d(valid.astype(prof.dtype), sigma, axis=-1, mode="constant")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(valid & (den > 0.2), num / den, np.nan)
+
+
 def _refine_chunk(tomogram, centers0, radii0, vs, dirs, wdir, cone, norm, p, step, s_min):
+    vmin = float(vs.min())
     m = len(centers0)
     t = p.membrane_thickness_nm
+    # radial smoothing merges the two leaflets of a resolved bilayer into one midline minimum
+    smooth_nm = max(p.radial_smoothing * t, 0.5 * step)
+    sig = smooth_nm / step
+    pad = p.smoothing_pad * smooth_nm
     centers = centers0.copy()
     radii = np.maximum(radii0.copy(), 2 * vs.min())
     s0 = np.full(m, p.search_nm) if p.search_nm else np.maximum(4 * vs.min(), 0.35 * radii)
     residual = np.full(m, np.nan)
     coverage = np.zeros(m)
     for it in range(p.n_iter):
-        frac = 0.6**it
-        half = np.maximum(s_min, s0 * frac)
-        n_r = int(np.ceil(2 * half.max() / step)) + 1
-        lin = np.linspace(-1.0, 1.0, n_r)
-        r_nm = np.maximum(radii[:, None] + half[:, None] * lin[None, :], 0.5 * vs.min())
-        prof = sample_profiles(tomogram, centers, r_nm, dirs, vs, norm)  # (m, d, r)
+        half = np.maximum(s_min, s0 * 0.6**it)
+        k = int(np.ceil((half.max() + pad) / step))
+        offs = np.arange(-k, k + 1) * step
+        r_nm = radii[:, None] + offs[None, :]
+        r_nm = np.where(r_nm > 0.25 * vs.min(), r_nm, np.nan)
+        prof = sample_profiles(tomogram, centers, np.nan_to_num(r_nm, nan=0.0), dirs, vs, norm)
+        prof[np.broadcast_to(np.isnan(r_nm)[:, None, :], prof.shape)] = np.nan
         valid = np.isfinite(prof)
         filled = np.where(valid, prof, 0.0)
         # cone average over directions: (m, e, r) = sum_d K[e, d] * P[m, d, r]
@@ -343,22 +379,19 @@ def _refine_chunk(tomogram, centers0, radii0, vs, dirs, wdir, cone, norm, p, ste
         den = np.einsum("ed,mdr->mer", cone, valid.astype(np.float32), optimize=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             cprof = np.where(den > 1e-3, num / den, np.nan)
-        sigma_r = max(0.5, 0.5 * vs.min() / (r_nm[:, 1] - r_nm[:, 0]).mean())
-        cprof = ndimage.gaussian_filter1d(np.nan_to_num(cprof, nan=0.0), sigma_r, axis=2)
-        cprof = np.where(den > 1e-3, cprof, np.nan)
-        flat = cprof.reshape(-1, n_r)
-        pos, val, interior = _parabolic_min(flat)
-        fin = np.isfinite(flat)
-        base = np.where(fin, flat, 0.0).sum(axis=1) / np.maximum(fin.sum(axis=1), 1)
+        cprof = _smooth_rows(cprof, sig)
+        inside = np.abs(offs)[None, :] <= half[:, None]  # (m, r) search window
+        base = _masked_mean(cprof.reshape(-1, len(offs)), np.repeat(inside, len(dirs), axis=0))
+        searched = np.where(inside[:, None, :], cprof, np.inf).reshape(-1, len(offs))
+        pos, val, interior = _parabolic_min(searched)
         depth = np.where(interior, base - val, 0.0)
         depth = np.clip(np.nan_to_num(depth), 0.0, None).reshape(m, -1)
-        pos = pos.reshape(m, -1)
-        r_dir = radii[:, None] + half[:, None] * (-1.0 + 2.0 * pos / (n_r - 1))
-        weights = wdir[None, :] * depth * interior.reshape(m, -1)
-        # points relative to the current center, in nm (isotropic physical space)
-        pts = dirs[None, :, :] * r_dir[..., None]
+        interior = interior.reshape(m, -1)
+        r_dir = radii[:, None] + (pos.reshape(m, -1) - k) * step
+        weights = wdir[None, :] * depth * interior
+        pts = dirs[None, :, :] * r_dir[..., None]  # relative to the current center, nm
         good = weights.sum(axis=1) > 1e-9
-        shift, rad, rms = _fit_spheres(pts, weights)
+        shift, rad, rms = _fit_spheres(pts, np.where(np.isfinite(r_dir), weights, 0.0))
         # limit the step to the search window, keep failed fits where they are
         norm_shift = np.linalg.norm(shift, axis=1)
         scale = np.minimum(1.0, half / np.maximum(norm_shift, 1e-12))
@@ -371,24 +404,26 @@ def _refine_chunk(tomogram, centers0, radii0, vs, dirs, wdir, cone, norm, p, ste
         coverage = weights.sum(axis=1) / np.maximum(
             (wdir[None, :] * depth.max(axis=1, keepdims=True)).sum(axis=1), 1e-12
         )
-    # final spherically averaged profile: lumen .. radius + 3 thicknesses
+    # final spherically averaged profile: lumen .. radius + 2.5 thicknesses
     r_lo = np.maximum(0.2 * radii, 0.5 * vs.min())
     r_hi = radii + 2.5 * t
-    n_r = int(np.ceil((r_hi - r_lo).max() / (0.5 * step))) + 1
-    lin = np.linspace(0.0, 1.0, n_r)
-    r_nm = r_lo[:, None] + (r_hi - r_lo)[:, None] * lin[None, :]
+    fine = p.final_step * vmin
+    n_r = int(np.ceil((r_hi - r_lo).max() / fine)) + 1
+    r_nm = r_lo[:, None] + fine * np.arange(n_r)[None, :]
     prof = sample_profiles(tomogram, centers, r_nm, dirs, vs, norm)
     valid = np.isfinite(prof)
     wsum = np.einsum("d,mdr->mr", wdir, valid.astype(np.float32))
     with np.errstate(invalid="ignore", divide="ignore"):
         sph = np.einsum("d,mdr->mr", wdir, np.where(valid, prof, 0.0)) / wsum
     sph = np.where(wsum > 1e-3, sph, np.nan)
-    # radius = parabolic minimum of the averaged profile within ±0.6 t of the fit
-    near = np.abs(r_nm - radii[:, None]) <= 0.6 * t
-    masked = np.where(near, sph, np.nan)
-    pos, val, interior = _parabolic_min(np.where(near, masked, np.inf))
-    dr = (r_hi - r_lo) / (n_r - 1)
-    r_min = r_lo + pos * dr
+    ssph = _smooth_rows(sph, smooth_nm / fine)
+    if p.final_radius == "model":
+        r_min, interior = _fit_bilayer_radius(r_nm, ssph, radii, t, smooth_nm, fine)
+    else:
+        # radius = parabolic minimum of the smoothed averaged profile within ±0.6 t of the fit
+        near = np.abs(r_nm - radii[:, None]) <= 0.6 * t
+        pos, val, interior = _parabolic_min(np.where(near, ssph, np.inf))
+        r_min = r_lo + pos * fine
     # the value profile of a curved shell (Gaussian width s) peaks at R - s^2/R: undo that
     s2 = (t / 2.355) ** 2
     r_min = 0.5 * (r_min + np.sqrt(np.maximum(r_min**2 + 4 * s2, 0.0)))
@@ -396,14 +431,12 @@ def _refine_chunk(tomogram, centers0, radii0, vs, dirs, wdir, cone, norm, p, ste
     memb = np.abs(r_nm - final_r[:, None]) <= 0.25 * t
     outside = (r_nm >= final_r[:, None] + 1.0 * t) & (r_nm <= final_r[:, None] + 2.0 * t)
     lumen = (r_nm >= r_lo[:, None]) & (r_nm <= final_r[:, None] - 1.0 * t)
-    with np.errstate(invalid="ignore"):
-        m_memb = _masked_mean(sph, memb)
-        m_out = _masked_mean(sph, outside)
-        m_lum = _masked_mean(sph, lumen)
-    window = np.abs(r_nm - final_r[:, None]) <= 2.0 * t
-    window &= np.isfinite(sph)
+    m_memb = _masked_mean(ssph, memb)
+    m_out = _masked_mean(sph, outside)
+    m_lum = _masked_mean(sph, lumen)
+    window = (np.abs(r_nm - final_r[:, None]) <= 2.0 * t) & np.isfinite(ssph)
     tmpl = _bilayer_template(r_nm, final_r, t)
-    corr = _pearson(np.nan_to_num(sph), tmpl, window)
+    corr = _pearson(np.nan_to_num(ssph), tmpl, window)
     shift_nm = np.linalg.norm((centers - centers0) * vs, axis=1)
     return {
         "center_z_px": centers[:, 0],
@@ -417,6 +450,43 @@ def _refine_chunk(tomogram, centers0, radii0, vs, dirs, wdir, cone, norm, p, ste
         "wedge_coverage": coverage,
         "shift_nm": shift_nm,
     }
+
+
+def _fit_bilayer_radius(r_nm, prof, radii, t, smooth_nm, step):
+    """Radius of the best least-squares fit ``a D(r - R) + b S(r - R) + c`` of each profile.
+
+    ``D``: Gaussian dip (the smoothed bilayer), ``S``: logistic step (a lumen denser or lighter
+    than the cytoplasm), fitted within ``|r - R| <= 2 t`` for ``R`` on a grid of ``step``
+    within ±0.6 t of ``radii``; the residual minimum is refined with a parabola. Modelling the
+    lumen step keeps it from pulling the dip minimum inwards.
+    """
+    sd = np.hypot(smooth_nm, t / 2.355)
+    ss = np.hypot(smooth_nm, t / 4) / 1.7
+    n_j = int(np.ceil(0.6 * t / step))
+    js = np.arange(-n_j, n_j + 1) * step
+    cand = radii[:, None] + js[None, :]  # (m, J)
+    x = r_nm[:, None, :] - cand[:, :, None]  # (m, J, K)
+    win = (np.abs(x) <= 2 * t) & np.isfinite(prof)[:, None, :]
+    pr = np.where(win, np.nan_to_num(prof)[:, None, :], 0.0)
+    basis = (
+        np.stack(
+            [
+                np.exp(-0.5 * (x / sd) ** 2),
+                1.0 / (1.0 + np.exp(np.clip(x / ss, -50, 50))),
+                np.ones_like(x),
+            ],
+            axis=-1,
+        )
+        * win[..., None]
+    )
+    gram = np.einsum("mjki,mjkl->mjil", basis, basis) + 1e-9 * np.eye(3)
+    rhs = np.einsum("mjki,mjk->mji", basis, pr)
+    coef = np.linalg.solve(gram, rhs[..., None])[..., 0]
+    cnt = np.maximum(win.sum(axis=2), 1)
+    rss = (np.sum(pr**2, axis=2) - np.sum(coef * rhs, axis=2)) / cnt
+    rss = np.where(coef[..., 0] < 0, rss, np.inf)  # the membrane must be a dip
+    pos, _, interior = _parabolic_min(rss)
+    return radii + (pos - n_j) * step, interior
 
 
 def _masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
