@@ -104,3 +104,21 @@ def test_outer_radius_only_gives_midline_radius(make_grid):
     t = make_grid(1).drop(columns=["radius_nm", "radius_px"])
     r = resolve_table(t, membrane_thickness_nm=4.0)
     np.testing.assert_allclose(r.radius_nm, t["outer_radius_nm"] - 2.0)
+
+
+def test_assignment_equals_brute_force_on_crowded_random_scenes():
+    from scipy.optimize import linear_sum_assignment
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n, m = rng.integers(1, 8, size=2)
+        g, p = rng.uniform(0, 30, (n, 3)), rng.uniform(0, 30, (m, 3))
+        r = rng.uniform(5, 20, n)
+        gi, pi, d = assign(g, r, p, 0.5)
+        dist = np.linalg.norm(g[:, None] - p[None], axis=2)
+        cost = np.where(dist < 0.5 * r[:, None], dist, 1e6)
+        rr, cc = linear_sum_assignment(cost)
+        ok = cost[rr, cc] < 1e6
+        assert len(gi) == ok.sum() == len(set(pi.tolist()))
+        assert d.sum() == pytest.approx(cost[rr, cc][ok].sum())
+        np.testing.assert_allclose(d, dist[gi, pi])

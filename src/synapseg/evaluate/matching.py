@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from synapseg.errors import InputError
@@ -294,8 +296,40 @@ def assign(
     rows_a, cols_a, dist = rows_a[ok], cols_a[ok], dist[ok]
     if len(rows_a) == 0:
         return empty
-    g_used, g_inv = np.unique(rows_a, return_inverse=True)
-    p_used, p_inv = np.unique(cols_a, return_inverse=True)
+    # Solve each connected group of candidate pairs on its own: vesicles only compete with
+    # neighbours, so the dense cost matrices stay small even for tens of thousands.
+    n_gt = len(gt_centers_nm)
+    graph = coo_matrix(
+        (np.ones(len(rows_a)), (rows_a, n_gt + cols_a)),
+        shape=(n_gt + len(pred_centers_nm),) * 2,
+    )
+    _, component = connected_components(graph, directed=False)
+    pair_comp = component[rows_a]
+    counts = np.bincount(pair_comp)
+    single = counts[pair_comp] == 1  # an isolated admissible pair simply matches
+    gi_parts, pi_parts, d_parts = [rows_a[single]], [cols_a[single]], [dist[single]]
+    rest = np.flatnonzero(~single)
+    order = rest[np.argsort(pair_comp[rest], kind="stable")]
+    bounds = np.flatnonzero(np.diff(pair_comp[order])) + 1
+    for idx in np.split(order, bounds) if len(order) else []:
+        g, p, dd = _assign_dense(rows_a[idx], cols_a[idx], dist[idx])
+        gi_parts.append(g)
+        pi_parts.append(p)
+        d_parts.append(dd)
+    gi, pi, d = (np.concatenate(x) for x in (gi_parts, pi_parts, d_parts))
+    order = np.argsort(gi)
+    return gi[order], pi[order], d[order]
+
+
+def _assign_dense(
+    rows: np.ndarray, cols: np.ndarray, dist: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hungarian assignment over the admissible pairs (rows[k], cols[k]) at dist[k]."""
+    g_used, g_inv = np.unique(rows, return_inverse=True)
+    p_used, p_inv = np.unique(cols, return_inverse=True)
+    if len(g_used) == 1 or len(p_used) == 1:  # one side single: take the nearest
+        k = int(np.argmin(dist))
+        return rows[k : k + 1], cols[k : k + 1], dist[k : k + 1]
     # Inadmissible pairs cost more than any full set of admissible ones, so the optimum
     # first maximises the number of matches, then minimises the summed distance.
     big = float(dist.sum() + 1.0) * 2.0
@@ -303,9 +337,7 @@ def assign(
     cost[g_inv, p_inv] = dist
     r, c = linear_sum_assignment(cost)
     keep = cost[r, c] < big
-    gi, pi, d = g_used[r[keep]], p_used[c[keep]], cost[r[keep], c[keep]]
-    order = np.argsort(gi)
-    return gi[order], pi[order], d[order]
+    return g_used[r[keep]], p_used[c[keep]], cost[r[keep], c[keep]]
 
 
 def match_vesicles(
