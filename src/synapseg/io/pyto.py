@@ -61,10 +61,21 @@ def face_touching_ids(labels: np.ndarray) -> np.ndarray:
     return found[found != 0]
 
 
+def _count_values(counts: np.ndarray, section: np.ndarray) -> np.ndarray:
+    """Add the value counts of a non-negative integer array to ``counts`` (grown as needed)."""
+    c = np.bincount(np.asarray(section).ravel())  # O(n): much faster than np.unique's sort
+    if len(c) > len(counts):
+        counts = np.pad(counts, (0, len(c) - len(counts)))
+    counts[: len(c)] += c
+    return counts
+
+
 def _present_ids(labels: np.ndarray) -> np.ndarray:
-    """Sorted distinct values of a (z, y, x) volume, one z-section at a time."""
-    found = [np.unique(section) for section in labels]
-    return np.unique(np.concatenate(found)) if found else np.zeros(0, labels.dtype)
+    """Sorted distinct values of a non-negative (z, y, x) label volume, section by section."""
+    counts = np.zeros(1, np.int64)
+    for section in labels:
+        counts = _count_values(counts, section)
+    return np.flatnonzero(counts)
 
 
 def _check_boundaries(boundaries: np.ndarray, shape: tuple[int, ...]) -> int:
@@ -184,7 +195,7 @@ def _fill_pyto_labels(
     lut = np.zeros(int(present.max()) + 1 if len(present) else 1, dtype=np.int16)
     for v, p in id_map.items():
         lut[v] = p
-    found = []
+    counts = np.zeros(1, np.int64)
     for z in range(shape[0]):
         ves = np.array(rendered[z])  # a copy: out[z] is overwritten below
         if boundaries is not None:
@@ -194,9 +205,8 @@ def _fill_pyto_labels(
         paint = (ves != 0) & ((section == 0) | (section == cytoplasm_id))
         section[paint] = lut[ves[paint]]
         out[z] = section
-        found.append(np.unique(section))
-    final = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int16)
-    return out, id_map, [int(t) for t in touching], final
+        counts = _count_values(counts, section)
+    return out, id_map, [int(t) for t in touching], np.flatnonzero(counts)
 
 
 def pyto_parameters(
