@@ -93,6 +93,10 @@ def test_load_label_volume_and_px_only_table(tmp_path):
     loaded = load_vesicles(tmp_path / "labels.mrc")
     assert loaded.labels is not None and loaded.voxel_size_nm == pytest.approx((1.5,) * 3, rel=1e-5)
     np.testing.assert_allclose(loaded.table.centers_nm, table[CENTER_NM], atol=0.1)
+    # with ids, other segments become background (they must not count in the voxel Dice)
+    only_2 = load_vesicles(tmp_path / "labels.mrc", ids=[2])
+    assert set(np.unique(only_2.labels).tolist()) == {0, 2}
+    assert only_2.table.ids.tolist() == [2]
     px_only = table.drop(columns=CENTER_NM)
     px_only.to_csv(tmp_path / "px.csv", index=False)
     with pytest.raises(InputError, match="px.csv: the table has pixel centers only"):

@@ -30,6 +30,9 @@ def test_evaluate_one_tomogram_writes_metrics_and_report(tmp_path):
     write_volume(tmp_path / "tomo.mrc", tomo, VS)
     args = ["evaluate", "--gt", str(tmp_path / "gt.csv"), "--pred", str(tmp_path / "pred.csv")]
     args += ["--tomogram", str(tmp_path / "tomo.mrc"), "-o", str(tmp_path / "rep")]
+    for name, table in (("gt", gt), ("pred", pred)):
+        write_volume(tmp_path / f"{name}.mrc", render_labels(table, (24, 90, 70), VS), VS)
+        args += [f"--{name}-labels", str(tmp_path / f"{name}.mrc")]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "F1" in result.stdout and "0.909" in result.stdout  # 5 TP, 0 FP, 1 FN
@@ -38,6 +41,7 @@ def test_evaluate_one_tomogram_writes_metrics_and_report(tmp_path):
     assert metrics["false_negative_ids"] == [1]
     assert metrics["radius_error_nm"]["median_signed"] == np.float64(-0.5).item()
     assert metrics["per_z_slab"][-1]["z_nm"][1] == 24 * 1.5  # slabs span the tomogram
+    assert 0.5 < metrics["voxel"]["dice"] < 0.95 and len(metrics["voxel"]["matched_iou"]) == 5
     assert (tmp_path / "rep" / "report.html").stat().st_size > 50_000
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "exists" in again.output and "--overwrite" in again.output

@@ -204,11 +204,17 @@ def evaluate(
     gt_ids: str | None = typer.Option(
         None, "--gt-ids", help="Label values that are vesicles in a label ground truth (36,48,..)."
     ),
+    gt_labels: Path | None = typer.Option(
+        None,
+        "--gt-labels",
+        help="Ground-truth label volume (e.g. simulate's vesicle_labels.mrc) for voxel Dice/IoU "
+        "when --gt is a table.",
+    ),
     pred_labels: Path | None = typer.Option(
         None,
         "--pred-labels",
-        help="Predicted label volume (e.g. <stem>_vesicles.mrc) for voxel Dice/IoU against "
-        "label ground truth.",
+        help="Predicted label volume (e.g. <stem>_vesicles.mrc) for voxel Dice/IoU when "
+        "--pred is a table.",
     ),
     convention: str = typer.Option(
         "synapseg",
@@ -245,6 +251,7 @@ def evaluate(
         "gt_voxel_size_nm": gt_voxel_size,
         "pred_voxel_size_nm": pred_voxel_size,
         "gt_ids": _parse_ids(gt_ids),
+        "gt_labels": gt_labels,
         "pred_labels": pred_labels,
         "convention": convention,
         "membrane_thickness_nm": membrane_thickness,

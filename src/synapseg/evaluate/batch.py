@@ -106,6 +106,8 @@ def load_vesicles(
             membrane_thickness_nm=membrane_thickness_nm,
             name=str(path),
         )
+        if ids is not None:  # other segments (membranes, cytoplasm) are background
+            labels = np.where(np.isin(labels, np.asarray(list(ids))), labels, 0)
         table = resolve_table(raw, name=str(path))
         return Loaded(path, table, labels, volume.voxel_size_nm, raw)
     if ids is not None:

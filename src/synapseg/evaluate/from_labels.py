@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 Convention = Literal["synapseg", "pyto"]
 # A "vesicle" segment with a volume-equivalent radius above this is almost surely a
 # compartment (cytoplasm, membrane) of a Pyto-style label file.
-_IMPLAUSIBLE_RADIUS_NM = 150.0
+_IMPLAUSIBLE_RADIUS_NM = 60.0
 _FACE_NEIGHBOURS = ndi.generate_binary_structure(3, 1)
 
 
