@@ -77,20 +77,19 @@ def project(volume: Array, angles_deg: Array) -> Array:
     return np.ascontiguousarray(proj.reshape(len(angles_deg), nx, ny).transpose(0, 2, 1))
 
 
+def radial_rolloff(k: Array, cutoff: float, falloff: float) -> Array:
+    """1 up to ``cutoff`` (cycles/px), then a Gaussian fall-off of width ``falloff``."""
+    return np.where(k > cutoff, np.exp(-0.5 * ((k - cutoff) / falloff) ** 2), 1.0)
+
+
 def wbp_filter(
-    n: int,
-    angles_deg: Array,
-    kind: str = "ramp",
-    radial_cutoff: float = 0.35,
-    radial_falloff: float = 0.035,
-    sirt_iterations: int = 10,
+    n: int, angles_deg: Array, kind: str = "ramp", sirt_iterations: int = 10
 ) -> tuple[Array, int]:
     """1D frequency weights along u (rfft of length ``n_pad``) and ``n_pad``.
 
-    ``ramp``: |k| with an IMOD-style Gaussian roll-off beyond ``radial_cutoff``
-    (cycles/px, falloff σ ``radial_falloff``). ``sirt``: the SIRT-like filter of Zeng
-    (2012), |k|·(1 − (1 − α/|k|)^N), which mimics N Landweber iterations; α = 1/n_tilts
-    (a heuristic step), so frequencies above ≈ N/n_tilts cycles/px are damped.
+    ``ramp``: |k|. ``sirt``: the SIRT-like filter of Zeng (2012),
+    |k|·(1 − (1 − α/|k|)^N), which mimics N Landweber iterations; α = 1/n_tilts (a
+    heuristic step), so frequencies above ≈ N/n_tilts cycles/px are damped.
     """
     n_pad = int(2 ** np.ceil(np.log2(2 * n)))
     k = np.fft.rfftfreq(n_pad)
@@ -100,17 +99,32 @@ def wbp_filter(
         alpha = 1.0 / max(len(angles_deg), 1)
         ratio = np.minimum(alpha / np.maximum(np.abs(k), 1e-12), 1.0)
         w = w * (1 - (1 - ratio) ** int(sirt_iterations))
-    roll = np.where(
-        k > radial_cutoff, np.exp(-0.5 * ((k - radial_cutoff) / radial_falloff) ** 2), 1
-    )
-    return (w * roll).astype(np.float32), n_pad
+    return w.astype(np.float32), n_pad
 
 
-def filter_projections(projections: Array, weights: Array, n_pad: int) -> Array:
-    """Apply 1D frequency weights along the last axis (u), zero-padded to ``n_pad``."""
+def filter_projections(
+    projections: Array,
+    weights: Array,
+    n_pad: int,
+    radial_cutoff: float | None = None,
+    radial_falloff: float = 0.035,
+) -> Array:
+    """Apply 1D weights along u (zero-padded to ``n_pad``) and an optional 2D radial roll-off.
+
+    The roll-off acts on the radius of (k_y, k_u), so the noise of the reconstruction is
+    low-passed along y as well as x (as the interpolation of a real tilt-series alignment
+    and IMOD's radial filter do together).
+    """
     n = projections.shape[-1]
     spec = np.fft.rfft(projections, n=n_pad, axis=-1)
     spec *= weights
+    if radial_cutoff is not None:
+        ky = np.fft.fftfreq(projections.shape[-2])[:, None]
+        ku = np.fft.rfftfreq(n_pad)[None, :]
+        roll = radial_rolloff(np.sqrt(ky**2 + ku**2), radial_cutoff, radial_falloff)
+        spec = np.fft.fft(spec, axis=-2)
+        spec *= roll
+        spec = np.fft.ifft(spec, axis=-2)
     return np.fft.irfft(spec, n=n_pad, axis=-1)[..., :n].astype(np.float32)
 
 
@@ -147,9 +161,7 @@ def weighted_backprojection(
     sirt_iterations: int = 10,
 ) -> Array:
     """Reconstruct (nz, y, x) from (n_tilts, y, u) projections by filtered back-projection."""
-    weights, n_pad = wbp_filter(
-        projections.shape[-1], angles_deg, kind, radial_cutoff, radial_falloff, sirt_iterations
-    )
-    filtered = filter_projections(projections, weights, n_pad)
+    weights, n_pad = wbp_filter(projections.shape[-1], angles_deg, kind, sirt_iterations)
+    filtered = filter_projections(projections, weights, n_pad, radial_cutoff, radial_falloff)
     filtered *= angular_weights(angles_deg).astype(np.float32)[:, None, None]
     return backproject(filtered, angles_deg, nz)
