@@ -41,6 +41,7 @@ from synapseg.post.render import render_labels
 log = logging.getLogger(__name__)
 
 INT16_MAX = int(np.iinfo(np.int16).max)
+MAX_UINT16 = int(np.iinfo(np.uint16).max)
 
 
 def _output_paths(out: Path) -> tuple[Path, Path]:
@@ -61,21 +62,21 @@ def face_touching_ids(labels: np.ndarray) -> np.ndarray:
     return found[found != 0]
 
 
-def _count_values(counts: np.ndarray, section: np.ndarray) -> np.ndarray:
-    """Add the value counts of a non-negative integer array to ``counts`` (grown as needed)."""
-    c = np.bincount(np.asarray(section).ravel())  # O(n): much faster than np.unique's sort
-    if len(c) > len(counts):
-        counts = np.pad(counts, (0, len(c) - len(counts)))
-    counts[: len(c)] += c
-    return counts
+def _mark_present(seen: np.ndarray, section: np.ndarray) -> None:
+    """Set ``seen[v]`` for every nonzero value ``v`` of a non-negative integer section."""
+    values = section[section != 0]
+    if values.size * 8 < section.size:  # sparse (vesicles only): sort the few labelled voxels
+        seen[np.unique(values)] = True
+    elif values.size:  # dense (boundary regions): one O(n) pass
+        seen[np.flatnonzero(np.bincount(values))] = True
 
 
-def _present_ids(labels: np.ndarray) -> np.ndarray:
-    """Sorted distinct values of a non-negative (z, y, x) label volume, section by section."""
-    counts = np.zeros(1, np.int64)
+def _nonzero_ids(labels: np.ndarray) -> np.ndarray:
+    """Sorted distinct nonzero values of a (z, y, x) uint16 label volume, section by section."""
+    seen = np.zeros(MAX_UINT16 + 1, dtype=bool)
     for section in labels:
-        counts = _count_values(counts, section)
-    return np.flatnonzero(counts)
+        _mark_present(seen, np.asarray(section))
+    return np.flatnonzero(seen)
 
 
 def _check_boundaries(boundaries: np.ndarray, shape: tuple[int, ...]) -> int:
@@ -149,7 +150,7 @@ def _fill_pyto_labels(
     first_vesicle_id: int,
     out: np.ndarray | None,
 ) -> tuple[np.ndarray, dict[int, int], list[int], np.ndarray]:
-    """:func:`pyto_labels`, also returning the sorted ids present in the result."""
+    """:func:`pyto_labels`, also returning the sorted nonzero ids present in the result."""
     shape = tuple(int(s) for s in shape)
     existing_max = 0
     if boundaries is not None:
@@ -184,8 +185,7 @@ def _fill_pyto_labels(
         render_labels(
             table[keep], shape, voxel_size_nm, radius_column="outer_radius_nm", out=rendered
         )
-    present = _present_ids(rendered)
-    present = present[present != 0]
+    present = _nonzero_ids(rendered)
     if start + len(present) - 1 > INT16_MAX:
         raise InputError(None, f"{len(present)} vesicles do not fit int16 Pyto ids", "")
     id_map = {int(v): start + i for i, v in enumerate(present)}
@@ -195,18 +195,18 @@ def _fill_pyto_labels(
     lut = np.zeros(int(present.max()) + 1 if len(present) else 1, dtype=np.int16)
     for v, p in id_map.items():
         lut[v] = p
-    counts = np.zeros(1, np.int64)
+    seen = np.zeros(INT16_MAX + 1, dtype=bool)  # ids in the result (all in 0..32767)
     for z in range(shape[0]):
-        ves = np.array(rendered[z])  # a copy: out[z] is overwritten below
-        if boundaries is not None:
-            section = np.asarray(boundaries[z]).astype(np.int16)
+        ves = np.asarray(rendered[z])
+        if boundaries is None:
+            section = lut[ves]  # lut[0] == 0: background stays 0
         else:
-            section = np.zeros(shape[1:], dtype=np.int16)
-        paint = (ves != 0) & ((section == 0) | (section == cytoplasm_id))
-        section[paint] = lut[ves[paint]]
-        out[z] = section
-        counts = _count_values(counts, section)
-    return out, id_map, [int(t) for t in touching], np.flatnonzero(counts)
+            section = np.asarray(boundaries[z]).astype(np.int16)
+            paint = (ves != 0) & ((section == 0) | (section == cytoplasm_id))
+            section[paint] = lut[ves[paint]]
+        out[z] = section  # section is new memory, so writing over ves's bytes is safe
+        _mark_present(seen, section)
+    return out, id_map, [int(t) for t in touching], np.flatnonzero(seen)
 
 
 def pyto_parameters(
