@@ -105,3 +105,22 @@ def test_load_label_volume_and_px_only_table(tmp_path):
     np.testing.assert_allclose(fallback.table.centers_nm, table[CENTER_NM])
     with pytest.raises(InputError, match="ids select labels"):
         load_vesicles(tmp_path / "px.csv", ids=[1])
+
+
+@pytest.mark.parametrize("suffix", [".json", ".star", ".mod"])
+def test_other_table_formats_load_to_the_same_vesicles(tmp_path, suffix):
+    from synapseg.io.imod import write_imod_spheres
+    from synapseg.io.star import write_table_star
+    from synapseg.io.tables import write_table_json
+
+    table = make_table([[20, 30, 30], [22, 30, 80]], [17.0, 19.0], 1.5)
+    path = tmp_path / f"t{suffix}"
+    if suffix == ".json":
+        write_table_json(path, table, provenance={"voxel_size_nm": [1.5] * 3})
+    elif suffix == ".star":
+        write_table_star(path, table, tomogram_name="t", voxel_size_nm=1.5, shape=(40, 60, 110))
+    else:
+        write_imod_spheres(path, table, voxel_size_nm=1.5, shape=(40, 60, 110))
+    loaded = load_vesicles(path, voxel_size_nm=1.5, shape=(40, 60, 110))
+    np.testing.assert_allclose(loaded.table.centers_nm, table[CENTER_NM], atol=0.02)
+    np.testing.assert_allclose(loaded.table.radius_nm, table["radius_nm"], atol=0.02)
