@@ -11,7 +11,7 @@ from synapseg.evaluate.batch import (
     pooled_metrics,
 )
 from synapseg.evaluate.matching import match_vesicles
-from synapseg.evaluate.metrics import metrics_from_match
+from synapseg.evaluate.metrics import metrics_from_match, sweep_match_fraction
 from synapseg.io.tables import CENTER_NM, make_table, write_table_csv
 from synapseg.io.volume import write_volume
 from synapseg.post.render import render_labels
@@ -84,6 +84,9 @@ def test_pooled_metrics_sum_counts_over_tomograms():
     assert out["center_error_nm"]["max"] == pytest.approx(1.0)
     assert out["macro_f1"] == pytest.approx((per["a"]["f1"] + per["b"]["f1"]) / 2)
     assert set(out["tomograms"]) == {"a", "b"} and "false_positive_ids" not in out
+    # re-matching the pooled tables (the report's curves) never pairs across tomograms
+    sweep = sweep_match_fraction(pooled.gt, pooled.pred, [0.5, 10.0])
+    assert sweep["recall"] == [2 / 3, 2 / 3]
 
 
 def test_load_label_volume_and_px_only_table(tmp_path):

@@ -262,10 +262,18 @@ def pair_folders(gt_dir: Path, pred_dir: Path, tomogram_dir: Path | None = None)
 # --------------------------------------------------------------------------- pooling
 
 
+# Each tomogram's centers are moved this far along x in pooled tables, so re-matching a
+# pooled table (the report's sweeps) never pairs vesicles of different tomograms.
+_POOL_OFFSET_NM = 1.0e7
+
+
 def _concat(tables: Sequence[ResolvedTable]) -> ResolvedTable:
+    shifted = [
+        t.centers_nm.reshape(-1, 3) + [0.0, 0.0, k * _POOL_OFFSET_NM] for k, t in enumerate(tables)
+    ]
     return ResolvedTable(
         np.concatenate([t.ids for t in tables]),
-        np.concatenate([t.centers_nm for t in tables]).reshape(-1, 3),
+        np.concatenate(shifted).reshape(-1, 3),
         np.concatenate([t.radius_nm for t in tables]),
         np.concatenate([t.score for t in tables]),
         None,
@@ -273,7 +281,9 @@ def _concat(tables: Sequence[ResolvedTable]) -> ResolvedTable:
 
 
 def pool_matches(matches: Sequence[MatchResult]) -> MatchResult:
-    """One match over all tomograms (pairs never cross tomograms); ids are not unique in it."""
+    """One match over all tomograms; ids are not unique in it, and x centers are offset by
+    1e7 nm per tomogram so that re-matching never pairs vesicles across tomograms (z and all
+    errors are unchanged)."""
     if not matches:
         raise ValueError("nothing to pool")
     gt_off = np.cumsum([0] + [len(m.gt) for m in matches])
