@@ -11,7 +11,7 @@ from synapseg.evaluate.batch import (
     pooled_metrics,
 )
 from synapseg.evaluate.matching import match_vesicles
-from synapseg.evaluate.metrics import metrics_from_match, sweep_match_fraction
+from synapseg.evaluate.metrics import metrics_from_match, sweep_match_fraction, voxel_metrics
 from synapseg.io.tables import CENTER_NM, make_table, write_table_csv
 from synapseg.io.volume import write_volume
 from synapseg.post.render import render_labels
@@ -79,11 +79,20 @@ def test_pooled_metrics_sum_counts_over_tomograms():
     pooled = pool_matches([m1, m2])
     assert (pooled.tp, pooled.fp, pooled.fn) == (2, 1, 1)
     per = {"a": metrics_from_match(m1), "b": metrics_from_match(m2)}
+    lab = np.zeros((2, 4, 4), np.uint8)
+    lab[0] = 1
+    lab2 = np.zeros_like(lab)
+    lab2[:, :2] = 1
+    v1 = voxel_metrics(lab, lab, np.array([1]), np.array([1]))  # 16 / 16 / 16
+    v2 = voxel_metrics(lab, lab2, np.array([1]), np.array([1]))  # 16 / 16 / 8
+    per["a"]["voxel"], per["b"]["voxel"] = v1, v2
     out = pooled_metrics([m1, m2], per)
     assert out["f1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
     assert out["center_error_nm"]["max"] == pytest.approx(1.0)
     assert out["macro_f1"] == pytest.approx((per["a"]["f1"] + per["b"]["f1"]) / 2)
     assert set(out["tomograms"]) == {"a", "b"} and "false_positive_ids" not in out
+    assert out["voxel"]["dice"] == pytest.approx(2 * 24 / 64)
+    assert out["voxel"]["mean_matched_iou"] == pytest.approx((1 + 8 / 24) / 2)
     # re-matching the pooled tables (the report's curves) never pairs across tomograms
     sweep = sweep_match_fraction(pooled.gt, pooled.pred, [0.5, 10.0])
     assert sweep["recall"] == [2 / 3, 2 / 3]

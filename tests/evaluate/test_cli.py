@@ -108,7 +108,7 @@ def test_evaluate_many_tomograms_per_tomogram_and_pooled(tmp_path):
     assert (pooled["tp"], pooled["fp"], pooled["fn"]) == (11, 0, 1)
     assert pooled["tomograms"]["syn_1"]["f1"] == 1.0
     assert pooled["tomograms"]["syn_1"]["voxel"]["dice"] == 1.0
-    assert "voxel" not in pooled["tomograms"]["syn_0"]
+    assert "voxel" not in pooled["tomograms"]["syn_0"] and "voxel" not in pooled
     assert pooled["macro_f1"] == np.mean([2 * 5 / 11, 1.0]).item()
     assert (out / "syn_0" / "report.html").is_file() and (out / "syn_1" / "slices.png").is_file()
     html = (out / "report.html").read_text()

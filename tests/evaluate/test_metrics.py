@@ -127,6 +127,7 @@ def test_voxel_dice_and_matched_iou():
     assert v["dice"] == pytest.approx(2 * 80 / (240 + 160))
     assert v["matched_iou"] == pytest.approx([80 / 240, 0.0])
     assert v["mean_matched_iou"] == pytest.approx(40 / 240)
+    assert v["voxels"] == {"gt": 240, "pred": 160, "intersection": 80}
     with pytest.raises(InputError, match="different shapes"):
         voxel_metrics(gt, pred[:2], np.array([1]), np.array([7]))
 

@@ -314,6 +314,17 @@ def pooled_metrics(
     pooled = metrics_from_match(pool_matches(matches), betas=betas, z_slabs=z_slabs, **kwargs)
     for key in ("matches", "false_positive_ids", "false_negative_ids"):
         pooled.pop(key)
+    voxels = [m.get("voxel") for m in per_tomogram.values()]
+    if voxels and all(voxels):
+        # Pooled voxel metrics over tomograms that all have label volumes.
+        total = {k: sum(v["voxels"][k] for v in voxels) for k in ("gt", "pred", "intersection")}
+        both = total["gt"] + total["pred"]
+        ious = [x for v in voxels for x in v["matched_iou"]]
+        pooled["voxel"] = {
+            "dice": 1.0 if both == 0 else 2.0 * total["intersection"] / both,
+            "mean_matched_iou": float(np.mean(ious)) if ious else None,
+            "voxels": total,
+        }
     f1s = [m["f1"] for m in per_tomogram.values()]
     pooled["macro_f1"] = float(np.mean(f1s)) if f1s else None
     pooled["n_tomograms"] = len(per_tomogram)

@@ -179,8 +179,9 @@ def voxel_metrics(
     Returns
     -------
     dict
-        ``dice`` (foreground), ``mean_matched_iou`` (None when no pairs) and ``matched_iou``
-        (one value per pair, in the given order).
+        ``dice`` (foreground), ``mean_matched_iou`` (None when no pairs), ``matched_iou``
+        (one value per pair, in the given order) and ``voxels`` (foreground voxel counts of
+        each side and of their intersection, for pooling).
     """
     gt_labels, pred_labels = np.asarray(gt_labels), np.asarray(pred_labels)
     if gt_labels.shape != pred_labels.shape:
@@ -213,6 +214,11 @@ def voxel_metrics(
         "dice": float(dice),
         "mean_matched_iou": float(np.mean(ious)) if ious else None,
         "matched_iou": [float(v) for v in ious],
+        "voxels": {
+            "gt": int(gfg.sum()),
+            "pred": int(pfg.sum()),
+            "intersection": int((gfg & pfg).sum()),
+        },
     }
 
 
