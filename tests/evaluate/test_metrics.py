@@ -151,3 +151,19 @@ def test_sweeps(gt_table):
     ps = sweep_score(gt, resolve_table(gt_table), n_thresholds=5)
     assert ps["precision"] == [1.0] * len(ps["threshold"])
     assert ps["recall"][0] == 1.0 and ps["recall"][-1] == pytest.approx(1 / 27)
+
+
+def test_voxel_metrics_counted_slab_by_slab_equal_one_pass(monkeypatch):
+    import synapseg.evaluate.metrics as metrics_module
+
+    rng = np.random.default_rng(0)
+    gt = rng.integers(0, 4, (9, 6, 5)).astype(np.uint16)
+    pred = rng.integers(0, 4, (9, 6, 5)).astype(np.uint16)
+    one = voxel_metrics(gt, pred, np.array([1, 2, 3]), np.array([2, 1, 3]))
+    monkeypatch.setattr(metrics_module, "_SLAB_VOXELS", 30)  # one z section per slab
+    slabs = voxel_metrics(gt, pred, np.array([1, 2, 3]), np.array([2, 1, 3]))
+    assert slabs == one
+    inter = ((gt == 1) & (pred == 2)).sum()
+    assert one["matched_iou"][0] == pytest.approx(inter / ((gt == 1) | (pred == 2)).sum())
+    empty = voxel_metrics(np.zeros((2, 3, 3), np.uint8), np.zeros((2, 3, 3), np.uint8), [], [])
+    assert empty["dice"] == 1.0 and empty["mean_matched_iou"] is None

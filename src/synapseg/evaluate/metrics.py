@@ -32,6 +32,7 @@ from synapseg.evaluate.matching import (
     match_vesicles,
 )
 
+_SLAB_VOXELS = 1 << 24  # voxel-metric counting reads this many voxels at a time
 # Midline radii: synaptic vesicles ≈ 15-23 nm; the open ends catch outliers.
 DEFAULT_RADIUS_BINS_NM: tuple[float, ...] = (0.0, 14.0, 17.0, 20.0, 23.0, float("inf"))
 
@@ -183,43 +184,52 @@ def voxel_metrics(
         (one value per pair, in the given order) and ``voxels`` (foreground voxel counts of
         each side and of their intersection, for pooling).
     """
-    gt_labels, pred_labels = np.asarray(gt_labels), np.asarray(pred_labels)
-    if gt_labels.shape != pred_labels.shape:
+    if tuple(gt_labels.shape) != tuple(pred_labels.shape):
         raise InputError(
             "labels",
             f"ground-truth labels {gt_labels.shape} and predicted labels {pred_labels.shape} "
             "have different shapes",
             "give label volumes on the same grid",
         )
-    gfg, pfg = gt_labels != 0, pred_labels != 0
-    total = int(gfg.sum() + pfg.sum())
-    dice = 1.0 if total == 0 else 2.0 * int((gfg & pfg).sum()) / total
-    gt_ids, pred_ids = np.asarray(gt_ids, np.int64), np.asarray(pred_ids, np.int64)
+    # Counts are accumulated over z slabs, so memory stays bounded for large (memmapped)
+    # volumes: voxels per label on each side, and voxels per (gt, pred) label pair.
+    n_gt = n_pred = n_inter = 0
+    g_size: dict[int, int] = {}
+    p_size: dict[int, int] = {}
+    inter: dict[tuple[int, int], int] = {}
+    shape = gt_labels.shape
+    per_slab = max(1, _SLAB_VOXELS // max(1, int(shape[1]) * int(shape[2])))
+    for z in range(0, int(shape[0]), per_slab):
+        g = np.asarray(gt_labels[z : z + per_slab]).astype(np.int64, copy=False)
+        p = np.asarray(pred_labels[z : z + per_slab]).astype(np.int64, copy=False)
+        gfg, pfg = g != 0, p != 0
+        n_gt += int(gfg.sum())
+        n_pred += int(pfg.sum())
+        both = gfg & pfg
+        n_inter += int(both.sum())
+        _add_counts(g_size, *np.unique(g[gfg], return_counts=True))
+        _add_counts(p_size, *np.unique(p[pfg], return_counts=True))
+        pairs, counts = np.unique(np.stack([g[both], p[both]]), axis=1, return_counts=True)
+        for (a, b), c in zip(pairs.T.tolist(), counts.tolist()):
+            inter[(a, b)] = inter.get((a, b), 0) + c
+    total = n_gt + n_pred
+    dice = 1.0 if total == 0 else 2.0 * n_inter / total
     ious: list[float] = []
-    if len(gt_ids):
-        # Contingency over the union of foreground voxels: one pass, no per-pair masks.
-        union = gfg | pfg
-        g, p = gt_labels[union].astype(np.int64), pred_labels[union].astype(np.int64)
-        gv, gc = np.unique(g, return_counts=True)
-        pv, pc = np.unique(p, return_counts=True)
-        g_size, p_size = dict(zip(gv.tolist(), gc.tolist())), dict(zip(pv.tolist(), pc.tolist()))
-        base = int(p.max()) + 1
-        pairs, pair_counts = np.unique(g * base + p, return_counts=True)
-        inter = dict(zip(pairs.tolist(), pair_counts.tolist()))
-        for a, b in zip(gt_ids.tolist(), pred_ids.tolist()):
-            i = inter.get(a * base + b, 0) if b < base else 0
-            u = g_size.get(a, 0) + p_size.get(b, 0) - i
-            ious.append(i / u if u else 0.0)
+    for a, b in zip(np.asarray(gt_ids).tolist(), np.asarray(pred_ids).tolist()):
+        i = inter.get((int(a), int(b)), 0)
+        u = g_size.get(int(a), 0) + p_size.get(int(b), 0) - i
+        ious.append(i / u if u else 0.0)
     return {
         "dice": float(dice),
         "mean_matched_iou": float(np.mean(ious)) if ious else None,
         "matched_iou": [float(v) for v in ious],
-        "voxels": {
-            "gt": int(gfg.sum()),
-            "pred": int(pfg.sum()),
-            "intersection": int((gfg & pfg).sum()),
-        },
+        "voxels": {"gt": n_gt, "pred": n_pred, "intersection": n_inter},
     }
+
+
+def _add_counts(acc: dict[int, int], values: np.ndarray, counts: np.ndarray) -> None:
+    for v, c in zip(values.tolist(), counts.tolist()):
+        acc[v] = acc.get(v, 0) + c
 
 
 def metrics_from_match(
