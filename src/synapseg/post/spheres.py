@@ -85,14 +85,14 @@ class SphereParams:
     membrane_thickness_nm: float = 4.5
     n_directions: int = 240
     cone_deg: float = 12.0
-    n_iter: int = 5
+    n_iter: int = 4
     search_nm: float | None = None
     min_search_nm: float | None = None
     wedge_softness_deg: float = 4.0
     radial_smoothing: float = 0.45
-    radial_step: float = 0.5
-    final_step: float = 0.25
-    smoothing_pad: float = 3.0
+    radial_step: float = 0.75
+    final_step: float = 0.5
+    smoothing_pad: float = 2.0
     final_radius: str = "model"
     chunk: int = 96
 

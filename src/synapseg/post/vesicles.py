@@ -81,7 +81,7 @@ class PostParams:
     max_overlap_nm: float | None = None
     min_separation_nm: float | None = None
     n_directions: int = 240
-    n_iter: int = 5
+    n_iter: int = 4
     polarity_candidates: int = 300
 
     def __post_init__(self) -> None:
