@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from synapseg.cli import app
@@ -126,3 +128,45 @@ def test_evaluate_many_tomograms_per_tomogram_and_pooled(tmp_path):
         ],
     )
     assert mixed.exit_code == 2 and "one of --gt/--pred is a folder" in mixed.output
+
+
+PYTO = Path(__file__).resolve().parents[2].parent / "shared/reference/pyto-presynaptic-example"
+
+
+@pytest.mark.skipif(not PYTO.is_dir(), reason="../shared reference data absent")
+def test_real_pyto_table_against_its_own_labels(tmp_path):
+    # Pyto's vesicle table (centers x y z px, radius mean px) as a prediction, its labels
+    # file as ground truth, vesicle ids read from its parameter script.
+    rows = [
+        [float(t) for t in line.split()]
+        for line in (PYTO / "vesicles_tomo_vesicles.dat").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    vs = 1.684
+    ids = np.array([int(r[0]) for r in rows])
+    centers_px = np.array([[r[-5], r[-6], r[-7]] for r in rows])  # z y x
+    outer_nm = np.array([r[-4] for r in rows]) * vs
+    table = make_table(centers_px, outer_nm - 2.25, vs, outer_radius_nm=outer_nm, ids=ids)
+    write_table_csv(tmp_path / "pyto.csv", table)
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--gt",
+            str(PYTO / "viz_labels.mrc"),
+            "--gt-ids",
+            str(PYTO / "common_tomo_info.py"),
+            "--radius-convention",
+            "pyto",
+            "--pred",
+            str(tmp_path / "pyto.csv"),
+            "-o",
+            str(tmp_path / "rep"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert (m["n_gt"], m["tp"], m["fp"]) == (9, 9, 0)
+    assert m["center_error_nm"]["max"] < 1e-3  # CSV keeps 4 decimals
+    assert abs(m["radius_error_nm"]["median_signed"]) < 0.06 * vs  # .dat rounds to 0.1 px
+    assert all(a["gt_id"] == a["pred_id"] for a in m["matches"])
