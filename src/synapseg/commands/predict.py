@@ -1,0 +1,138 @@
+"""``synapseg predict``: a tomogram's vesicle probability map (MRC) and a JSON report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from synapseg import __version__
+from synapseg.cli import app, err_console, handle_errors
+from synapseg.io.atomic import check_writable, write_text_atomic
+from synapseg.io.volume import open_volume_writer, read_volume
+
+_FORMATS = {"float16": "float16", "uint8": "uint8", "float32": "float32"}
+
+
+def _rss_anon_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return None
+
+
+@app.command()
+@handle_errors
+def predict(
+    tomogram: Path = typer.Argument(..., help="Tomogram: MRC/REC, TIFF stack or OME-Zarr."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder."),
+    model: str = typer.Option(
+        "default", "--model", "-m", help="Model name, model folder (from 'train') or model.json."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    tta: bool = typer.Option(
+        False, "--tta", help="Test-time augmentation: average 8 flips (8x slower)."
+    ),
+    tile_size: int | None = typer.Option(
+        None, "--tile-size", help="Largest tile edge in model voxels (default 256)."
+    ),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Tiles per forward pass."),
+    voxel_size: float | None = typer.Option(
+        None, "--voxel-size", help="Voxel size in nm; overrides the header."
+    ),
+    invert: bool = typer.Option(
+        False, "--invert", help="The tomogram has bright densities (inverted contrast)."
+    ),
+    fmt: str = typer.Option(
+        "float16", "--format", help="Probability file type: float16, uint8 (0-255) or float32."
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", help="CPU threads (default: available cores)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+) -> None:
+    """Predict a vesicle probability map on the tomogram's own grid.
+
+    Writes OUT/<name>_probabilities.mrc (input grid and voxel size) and
+    OUT/<name>_predict_report.json (timings per stage, throughput, device, model and sha256).
+    """
+    from synapseg.errors import InputError
+    from synapseg.infer.predict import predict_volume
+    from synapseg.model.registry import load_model, resolve_model
+
+    if fmt not in _FORMATS:
+        raise InputError("--format", f"unknown format '{fmt}'", "use float16, uint8 or float32")
+    t0 = time.perf_counter()
+    volume = read_volume(tomogram, voxel_size)
+    prob_path = output / f"{volume.name}_probabilities.mrc"
+    report_path = output / f"{volume.name}_predict_report.json"
+    check_writable(prob_path, overwrite)
+    check_writable(report_path, overwrite)
+    card_path = resolve_model(model)
+    net, card = load_model(card_path)
+    t_load = time.perf_counter() - t0
+    show_progress = sys.stderr.isatty() and logging.getLogger("synapseg").level < logging.ERROR
+    facts: dict = {}
+    with open_volume_writer(
+        prob_path,
+        volume.shape,
+        _FORMATS[fmt],
+        volume.voxel_size_nm,
+        volume.origin_nm,
+        overwrite=overwrite,
+        label=f"synapseg {__version__} predict: {card.name} probabilities",
+    ) as out:
+        predict_volume(
+            volume,
+            (net, card),
+            device=device,
+            tta=tta,
+            tile_size=tile_size,
+            batch_size=batch_size,
+            out=out,
+            progress=show_progress,
+            invert=invert,
+            threads=threads,
+            scratch_dir=output,
+            report=facts,
+        )
+        t_write0 = time.perf_counter()
+    facts["timings"]["load_s"] = round(t_load, 3)
+    facts["timings"]["finalise_s"] = round(time.perf_counter() - t_write0, 3)
+    total = time.perf_counter() - t0
+    facts["timings"]["command_total_s"] = round(total, 3)
+    report = {
+        "synapseg_version": __version__,
+        "command": "predict",
+        "input": str(tomogram),
+        "output": str(prob_path),
+        "output_format": fmt,
+        "model": {
+            "name": card.name,
+            "version": card.version,
+            "path": str(card_path),
+            "sha256": card.sha256,
+            "trained": card.trained,
+            "voxel_size_nm": card.voxel_size_nm,
+        },
+        **facts,
+        "memory": {
+            "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "rss_anon_mb_at_end": _rss_anon_mb(),
+        },
+    }
+    write_text_atomic(report_path, json.dumps(report, indent=2) + "\n", overwrite=overwrite)
+    err_console.print(
+        f"{prob_path} ({volume.shape[0]}x{volume.shape[1]}x{volume.shape[2]}, {fmt}) in "
+        f"{total:.1f} s on {facts['device']}",
+        markup=False,
+        highlight=False,
+    )

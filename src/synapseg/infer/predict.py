@@ -1,0 +1,552 @@
+"""Tiled, batched, blended network inference on volumes of any size and voxel size.
+
+:func:`predict_volume` runs three streaming stages, each bounded in memory by a chunk or a
+tile rather than the volume:
+
+1. **rescale**: the input is resampled (anti-aliased) to the model's voxel size, z-chunk by
+   z-chunk, into a model-grid array (in memory when small, else a temporary memory-mapped
+   file: file pages are not the process's anonymous memory);
+2. **network**: lattice-aligned tiles (see :mod:`synapseg.infer.tiling`) are normalised with
+   statistics from a sample of the model grid, run through the network in batches (optional
+   flip TTA), and their sigmoid probabilities are Gaussian-blended into a model-grid
+   accumulator;
+3. **resample back**: the blended probabilities are mapped back to the input grid, z-chunk by
+   z-chunk, and written into ``out`` (e.g. the memory-mapped output file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from synapseg.errors import InputError
+from synapseg.infer.preprocess import (
+    check_rescale,
+    grid_shape,
+    normalise_config,
+    normalise_stats,
+    resample_stream,
+)
+from synapseg.infer.tiling import TilePlan, batched, iter_tiles, plan_tiles
+from synapseg.io.volume import Volume
+from synapseg.model.registry import ModelCard, load_model
+from synapseg.model.unet import UNet3D, UNetConfig, fuse_batchnorm
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TILE = 256
+"""Default largest tile edge (model voxels); tiles shrink to spread evenly over the volume."""
+IN_MEMORY_BYTES = 256 * 2**20
+"""Model-grid arrays larger than this live in a temporary memory-mapped file."""
+_SAMPLE_VOXELS = 2_000_000
+
+ModelSpec = str | os.PathLike | tuple[nn.Module, ModelCard]
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def available_cpus() -> int:
+    """CPU cores this process may use (affinity-aware)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def select_device(device: str | torch.device = "auto") -> torch.device:
+    """Resolve ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` to a torch device.
+
+    Raises
+    ------
+    InputError
+        CUDA was asked for but is not available, or the name is unknown.
+    """
+    name = str(device).lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(
+                "--device",
+                f"'{device}' was requested but CUDA is not available (no NVIDIA GPU or a CPU-only "
+                "PyTorch)",
+                "use --device cpu or --device auto, or install a CUDA build of PyTorch",
+            )
+        return torch.device(name)
+    raise InputError("--device", f"unknown device '{device}'", "use auto, cpu or cuda")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[int]:
+    """Temporarily set torch's intra-op thread count (default: the available cores)."""
+    old = torch.get_num_threads()
+    n = n or available_cpus()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(old)
+
+
+# --------------------------------------------------------------------------- forward passes
+
+
+def tta_transforms(rot90: bool = False) -> list[tuple[tuple[int, ...], int]]:
+    """Test-time augmentations as (flipped spatial dims, quarter turns about z).
+
+    All 8 combinations of flipping z, y and x (they map a single-axis missing wedge onto
+    itself); with ``rot90`` also each of them turned 90° about z (swaps the tilt axis: only
+    for models trained with both orientations).
+    """
+    flips = [
+        tuple(d for d, on in zip((2, 3, 4), bits) if on)
+        for bits in np.ndindex(2, 2, 2)  # type: ignore[call-overload]
+    ]
+    return [(f, k) for k in ((0, 1) if rot90 else (0,)) for f in flips]
+
+
+def forward_batch(
+    net: nn.Module,
+    batch: np.ndarray,
+    device: torch.device,
+    channels: Sequence[int] = (0,),
+    transforms: Sequence[tuple[tuple[int, ...], int]] = (((), 0),),
+) -> np.ndarray:
+    """Sigmoid probabilities of ``channels`` for a (B, 1, z, y, x) batch, averaged over TTA.
+
+    Returns float32 (B, len(channels), z, y, x).
+    """
+    x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)
+    amp = (
+        torch.autocast(device_type="cuda", dtype=torch.float16)
+        if device.type == "cuda"
+        else contextlib.nullcontext()
+    )
+    total = None
+    with torch.inference_mode(), amp:
+        for dims, k in transforms:
+            xt = torch.flip(x, dims) if dims else x
+            if k:
+                xt = torch.rot90(xt, k, dims=(3, 4))
+            y = net(xt)[:, list(channels)].float()
+            if k:
+                y = torch.rot90(y, -k, dims=(3, 4))
+            if dims:
+                y = torch.flip(y, dims)
+            y = torch.sigmoid(y)
+            total = y if total is None else total.add_(y)
+        assert total is not None
+        if len(transforms) > 1:
+            total /= len(transforms)
+        return total.cpu().numpy()
+
+
+def _prepare_net(net: nn.Module, device: torch.device) -> nn.Module:
+    net = net.eval()
+    if isinstance(net, UNet3D):
+        net = fuse_batchnorm(net)
+    return net.to(device)
+
+
+# --------------------------------------------------------------------------- tiling choices
+
+
+def choose_tiling(
+    config: UNetConfig,
+    grid: Sequence[int],
+    tile_size: int | Sequence[int] | None = None,
+    halo: int | None = None,
+) -> TilePlan:
+    """Plan the tiles for a model grid, validating a user-given tile size.
+
+    Parameters
+    ----------
+    config
+        The network's architecture (size multiple, receptive field, exact halo).
+    grid
+        Model-grid shape (z, y, x).
+    tile_size
+        Largest tile edge(s) in model voxels; default :data:`DEFAULT_TILE` (at least the
+        receptive field).
+    halo
+        Context voxels discarded at inner tile faces; default ``tile / 10`` (at least half a
+        size multiple, at most the exact halo). ``config.halo`` makes tiling exact.
+
+    Raises
+    ------
+    InputError
+        A tile size smaller than the receptive field or not a multiple of the network's
+        size multiple.
+    """
+    m = config.size_multiple
+    if tile_size is None:
+        tiles = [max(DEFAULT_TILE, config.min_tile)] * 3
+    else:
+        tiles = [int(tile_size)] * 3 if np.isscalar(tile_size) else [int(t) for t in tile_size]  # type: ignore[arg-type]
+        for t in tiles:
+            if t % m:
+                raise InputError(
+                    "--tile-size",
+                    f"tile size {t} is not a multiple of {m} (the network's deepest level "
+                    f"works at 1/{m} of the model grid)",
+                    f"use a multiple of {m}, e.g. {max(m, -(-t // m) * m)}",
+                )
+            if t < config.min_tile:
+                raise InputError(
+                    "--tile-size",
+                    f"tile size {t} is smaller than the network's receptive field "
+                    f"({config.receptive_field} model voxels)",
+                    f"use --tile-size {config.min_tile} or more",
+                )
+    if halo is None:
+        halo = min(config.halo, max(m // 2, min(tiles) // 10))
+    return plan_tiles(grid, tiles, int(halo), m)
+
+
+def _scratch_array(
+    shape: Sequence[int], scratch: Path | None, name: str, stack: contextlib.ExitStack
+) -> np.ndarray:
+    """A zeroed float32 array: in memory when small, else a temporary memory-mapped file."""
+    nbytes = int(np.prod(shape)) * 4
+    if nbytes <= IN_MEMORY_BYTES or scratch is None:
+        return np.zeros(shape, dtype=np.float32)
+    fd, path = tempfile.mkstemp(prefix=f"synapseg-{name}-", suffix=".f32", dir=scratch)
+    os.close(fd)
+    # unlinked on exit; the pages are freed when the last view of the map goes away
+    stack.callback(lambda: Path(path).unlink(missing_ok=True))
+    return np.memmap(path, dtype=np.float32, mode="w+", shape=tuple(shape))
+
+
+def _grid_sample(arr: np.ndarray, max_voxels: int = _SAMPLE_VOXELS) -> np.ndarray:
+    """Evenly spaced rows, strided in y and x: a bounded sample of a (z, y, x) grid."""
+    nz, ny, nx = arr.shape
+    zs = np.unique(np.linspace(0, nz - 1, min(nz, 32)).round().astype(int))
+    stride = max(1, int(np.ceil(np.sqrt(ny * nx * len(zs) / max_voxels))))
+    return np.stack([np.asarray(arr[int(z), ::stride, ::stride]) for z in zs])
+
+
+def _to_out_dtype(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if dtype == np.uint8:
+        return np.rint(np.clip(block, 0, 1) * 255).astype(np.uint8)
+    return np.clip(block, 0, 1).astype(dtype, copy=False)
+
+
+def _load(model: ModelSpec) -> tuple[nn.Module, ModelCard]:
+    if isinstance(model, tuple):
+        return model
+    return load_model(model)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def predict_array(
+    image: np.ndarray,
+    model: ModelSpec = "default",
+    *,
+    device: str | torch.device = "auto",
+    tta: bool = False,
+    tile_size: int | Sequence[int] | None = None,
+    halo: int | None = None,
+    batch_size: int | None = None,
+    channels: Sequence[int] = (0,),
+    threads: int | None = None,
+) -> np.ndarray:
+    """Probabilities for an already rescaled and normalised model-grid array (in memory).
+
+    The building block of :func:`predict_volume`, and what training uses for validation.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (len(channels), z, y, x) probabilities on the same grid.
+    """
+    net, card = _load(model)
+    plan = choose_tiling(card.config, image.shape, tile_size, halo)
+    acc = np.zeros((len(channels), *image.shape), dtype=np.float32)
+    dev = select_device(device)
+    with torch_threads(threads):
+        _run_tiles(
+            lambda sl: np.asarray(image[sl], dtype=np.float32),
+            acc,
+            plan,
+            _prepare_net(net, dev),
+            dev,
+            channels,
+            tta_transforms(card.tta_rot90) if tta else [((), 0)],
+            batch_size or 1,
+        )
+    wz, wy, wx = plan.normaliser()
+    nz, ny, nx = image.shape
+    acc /= (wz[:nz, None, None] * wy[None, :ny, None] * wx[None, None, :nx]).astype(np.float32)
+    return acc
+
+
+def _run_tiles(
+    read,
+    acc: np.ndarray,
+    plan: TilePlan,
+    net: nn.Module,
+    device: torch.device,
+    channels: Sequence[int],
+    transforms: Sequence[tuple[tuple[int, ...], int]],
+    batch_size: int,
+    progress=None,
+) -> None:
+    """Run every tile of ``plan``; blend weighted probabilities into ``acc`` (C, z, y, x)."""
+    shape = plan.shape
+    for tiles in batched(iter_tiles(plan), batch_size):
+        batch = np.zeros((len(tiles), 1, *plan.tile_shape), dtype=np.float32)
+        parts = []
+        for b, tile in enumerate(tiles):
+            src, dst = tile.data_slices(shape)
+            batch[(b, 0, *dst)] = read(src)
+            parts.append((src, dst))
+        probs = forward_batch(net, batch, device, channels, transforms)
+        for b, (tile, (src, dst)) in enumerate(zip(tiles, parts)):
+            weighted = probs[(b, slice(None), *dst)] * plan.weight(tile)[dst]
+            acc[(slice(None), *src)] += weighted
+        if progress is not None:
+            progress(len(tiles))
+
+
+def predict_volume(
+    volume: Volume,
+    model: ModelSpec = "default",
+    device: str | torch.device = "auto",
+    tta: bool = False,
+    tile_size: int | Sequence[int] | None = None,
+    batch_size: int | None = None,
+    out: Any = None,
+    progress: bool = False,
+    *,
+    invert: bool = False,
+    channels: Sequence[int] = (0,),
+    halo: int | None = None,
+    threads: int | None = None,
+    scratch_dir: str | os.PathLike | None = None,
+    report: dict[str, Any] | None = None,
+) -> np.ndarray:
+    """Vesicle probability map of a tomogram, on the input grid.
+
+    Parameters
+    ----------
+    volume
+        The tomogram (its ``data`` may be memory-mapped or zarr; it is read in z-chunks).
+    model
+        ``"default"``, a model name, folder or card path, or a loaded ``(net, card)`` pair.
+    device
+        ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+    tta
+        Average over the 8 flips of z, y, x (and 90° turns about z when the card's
+        ``tta_rot90`` says the model was trained with both tilt-axis orientations): 8-16x time.
+    tile_size
+        Largest tile edge in model voxels (multiple of the network's size multiple, at least
+        its receptive field); default :data:`DEFAULT_TILE`.
+    batch_size
+        Tiles per forward pass (default 1 on CPU, 2 on GPU).
+    out
+        Writable (z, y, x) array to write into (e.g. a memory-mapped MRC from
+        ``open_volume_writer`` or a zarr array): float32, float16 or uint8 (0-255 scaled).
+        For several ``channels`` it is (C, z, y, x). Default: a new float32 array.
+    progress
+        Show rich progress bars (stderr).
+    invert
+        Multiply the normalised input by -1 (for data with bright densities).
+    channels
+        Output channels to return (0 = vesicle).
+    halo
+        Context voxels discarded at inner tile faces (default ``tile / 10``; the
+        architecture's ``halo`` makes tiling exact).
+    threads
+        Torch CPU threads (default: the available cores).
+    scratch_dir
+        Folder for temporary model-grid files of large volumes (default: the system's
+        temporary folder).
+    report
+        Dict to fill with timings, throughput, device and tiling facts.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``out``, or a new float32 array of ``volume.shape`` (``(C, *shape)`` for several
+        channels), holding probabilities in [0, 1].
+
+    Raises
+    ------
+    InputError
+        Unusable volume, bad tile size, input much coarser than the model, missing CUDA,
+        corrupt model.
+    """
+    from synapseg.summary import check_usable
+
+    t_start = time.perf_counter()
+    channels = [int(c) for c in channels]
+    net, card = _load(model)
+    config = card.config
+    if any(c < 0 or c >= config.out_channels for c in channels):
+        raise InputError(
+            None,
+            f"channels {channels} requested but the model has {config.out_channels}",
+            f"use channels among 0..{config.out_channels - 1}",
+        )
+    dev = select_device(device)
+    source = volume.path or "volume"
+    check_usable(volume)
+    factors = check_rescale(volume.voxel_size_nm, card.voxel_size_nm, source)
+    in_shape = volume.shape
+    grid = grid_shape(in_shape, volume.voxel_size_nm, card.voxel_size_nm)
+    plan = choose_tiling(config, grid, tile_size, halo)
+    clip = normalise_config(card.normalisation)
+    batch_size = batch_size or (2 if dev.type == "cuda" else 1)
+    out_shape = tuple(in_shape) if len(channels) == 1 else (len(channels), *in_shape)
+    if out is None:
+        out = np.empty(out_shape, dtype=np.float32)
+    elif tuple(out.shape) != out_shape:
+        raise ValueError(f"out has shape {tuple(out.shape)}, expected {out_shape}")
+    out_dtype = np.dtype(out.dtype)
+    scratch = Path(scratch_dir) if scratch_dir else Path(tempfile.gettempdir())
+    timings: dict[str, float] = {}
+    transforms = tta_transforms(card.tta_rot90) if tta else [((), 0)]
+
+    with contextlib.ExitStack() as stack, torch_threads(threads) as n_threads:
+        bar = stack.enter_context(_Progress(progress))
+        # 1. rescale to the model grid -----------------------------------------------------
+        t0 = time.perf_counter()
+        image = _scratch_array(grid, scratch, "image", stack)
+
+        def read_input(i0: int, i1: int) -> np.ndarray:
+            return np.asarray(volume.data[i0:i1], dtype=np.float32)
+
+        def write_image(j0: int, j1: int, block: np.ndarray) -> None:
+            image[j0:j1] = block
+
+        task = bar.add("rescale to model grid", grid[0])
+        resample_stream(
+            read_input, in_shape, grid, factors, write_image, progress=bar.advancer(task)
+        )
+        stats = normalise_stats(_grid_sample(image), clip)
+        timings["rescale_s"] = time.perf_counter() - t0
+
+        # 2. network over blended tiles ----------------------------------------------------
+        t0 = time.perf_counter()
+        acc = _scratch_array((len(channels), *grid), scratch, "probabilities", stack)
+        task = bar.add(f"network ({dev.type}, {plan.n_tiles} tiles)", plan.n_tiles)
+        _run_tiles(
+            lambda sl: stats.apply(image[sl], invert=invert),
+            acc,
+            plan,
+            _prepare_net(net, dev),
+            dev,
+            channels,
+            transforms,
+            batch_size,
+            progress=bar.advancer(task),
+        )
+        timings["network_s"] = time.perf_counter() - t0
+
+        # 3. back to the input grid --------------------------------------------------------
+        t0 = time.perf_counter()
+        wz, wy, wx = (w.astype(np.float32) for w in plan.normaliser())
+        ny_m, nx_m = grid[1], grid[2]
+        wyx = wy[:ny_m, None] * wx[None, :nx_m]
+
+        def read_probs(j0: int, j1: int) -> np.ndarray:
+            block = np.array(acc[:, j0:j1], dtype=np.float32)
+            block /= wz[j0:j1, None, None] * wyx
+            return block
+
+        def write_out(i0: int, i1: int, block: np.ndarray) -> None:
+            block = block if len(channels) > 1 else block[0]
+            target = (slice(None), slice(i0, i1)) if len(channels) > 1 else slice(i0, i1)
+            out[target] = _to_out_dtype(block, out_dtype)
+
+        task = bar.add("map back to input grid", in_shape[0])
+        resample_stream(
+            read_probs, grid, in_shape, 1 / factors, write_out, progress=bar.advancer(task)
+        )
+        timings["resample_back_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - t_start
+
+    if report is not None:
+        n_in, n_grid = int(np.prod(in_shape)), int(np.prod(grid))
+        report.update(
+            {
+                "timings": {k: round(v, 3) for k, v in timings.items()},
+                "throughput": {
+                    "input_mvoxel_per_s": round(n_in / timings["total_s"] / 1e6, 3),
+                    "network_model_mvoxel_per_s": round(n_grid / timings["network_s"] / 1e6, 3),
+                    "network_computed_mvoxel_per_s": round(
+                        plan.computed_voxels / timings["network_s"] / 1e6, 3
+                    ),
+                },
+                "device": str(dev),
+                "torch_threads": n_threads,
+                "input_shape_zyx": list(in_shape),
+                "input_voxel_size_nm_zyx": [float(v) for v in volume.voxel_size_nm],
+                "model_grid_shape_zyx": list(grid),
+                "model_voxel_size_nm": float(card.voxel_size_nm),
+                "tiles": {
+                    "n": plan.n_tiles,
+                    "shape_zyx": list(plan.tile_shape),
+                    "halo_zyx": list(plan.halo),
+                    "batch_size": batch_size,
+                    "computed_over_grid_voxels": round(plan.computed_voxels / n_grid, 3),
+                },
+                "tta": len(transforms),
+                "invert": invert,
+                "normalisation": {"clip_percentiles": list(clip), **stats.to_dict()},
+                "channels": [card.output_channels[c] for c in channels],
+            }
+        )
+    return out
+
+
+class _Progress:
+    """Rich progress bars when enabled; a no-op otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def add(self, description: str, total: int) -> Any:
+        return None if self._progress is None else self._progress.add_task(description, total=total)
+
+    def advancer(self, task: Any):
+        if self._progress is None or task is None:
+            return None
+        progress = self._progress
+        return lambda n: progress.advance(task, n)

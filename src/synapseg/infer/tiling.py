@@ -1,0 +1,224 @@
+"""Block + halo tiling of volumes of any size, and Gaussian blending of overlapping tiles.
+
+A :class:`TilePlan` covers a (z, y, x) grid with tiles that
+
+- start on multiples of the network's ``size_multiple`` (so a translation-equivariant
+  U-Net sees every tile exactly as it sees that region of the whole volume),
+- lie inside the grid padded up to that multiple (zero-filled beyond the data),
+- overlap by at least ``2 * halo`` voxels: the outer ``halo`` voxels of a tile face that
+  touch a neighbour are context only (weight 0), the rest is blended with a Gaussian
+  window, so there are no seams. With ``halo >= UNetConfig.halo`` the tiled prediction
+  equals the whole-volume forward pass (to float rounding).
+
+Blending weights are separable and the tile starts form a Cartesian product, so the sum of
+weights at any voxel is the product of three 1D sums (:meth:`TilePlan.normaliser`): no
+weight volume is ever allocated. :func:`iter_tiles` is a pure generator of slices, the unit
+of work a distributed backend can farm out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice, product
+
+import numpy as np
+
+GAUSSIAN_SIGMA_FRACTION = 1 / 8
+"""Sigma of the blending window as a fraction of the tile edge (as nnU-Net)."""
+_MIN_WEIGHT = 1e-3
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: its position on the (padded) grid and its part inside the data.
+
+    Attributes
+    ----------
+    index
+        (iz, iy, ix) position in the tile lattice.
+    start, size
+        Tile origin and edge lengths (z, y, x) on the padded grid.
+    """
+
+    index: tuple[int, int, int]
+    start: tuple[int, int, int]
+    size: tuple[int, int, int]
+
+    @property
+    def slices(self) -> tuple[slice, slice, slice]:
+        """Slices of the tile on the padded grid."""
+        return tuple(slice(s, s + n) for s, n in zip(self.start, self.size))  # type: ignore[return-value]
+
+    def data_slices(self, shape: Sequence[int]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+        """(slices into the data of ``shape``, matching slices into the tile) for the real part."""
+        src, dst = [], []
+        for s, n, full in zip(self.start, self.size, shape):
+            e = min(s + n, int(full))
+            src.append(slice(s, e))
+            dst.append(slice(0, max(e - s, 0)))
+        return tuple(src), tuple(dst)
+
+
+def _axis_tiles(length: int, tile: int, overlap: int, multiple: int) -> tuple[int, list[int]]:
+    """Tile edge and starts along one axis of ``length`` voxels (padded to ``multiple``)."""
+    padded = -(-length // multiple) * multiple
+    if padded <= tile:
+        return padded, [0]
+    step = tile - overlap
+    n = math.ceil((padded - overlap) / step)
+    # spread the tiles evenly: the smallest tile (on the lattice) that still covers the axis
+    even = -(-math.ceil((padded + (n - 1) * overlap) / n) // multiple) * multiple
+    tile = min(tile, max(even, overlap + multiple))
+    step = tile - overlap
+    n = math.ceil((padded - overlap) / step)
+    starts = [min(i * step, padded - tile) for i in range(n)]
+    return tile, sorted(set(starts))
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How a grid of ``shape`` is covered by tiles.
+
+    Build it with :func:`plan_tiles`.
+    """
+
+    shape: tuple[int, int, int]
+    padded_shape: tuple[int, int, int]
+    tile_shape: tuple[int, int, int]
+    halo: tuple[int, int, int]
+    starts: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+
+    @property
+    def n_tiles(self) -> int:
+        return int(np.prod([len(s) for s in self.starts]))
+
+    @property
+    def computed_voxels(self) -> int:
+        """Voxels the network processes (all tiles), for throughput and overhead figures."""
+        return self.n_tiles * int(np.prod(self.tile_shape))
+
+    def profile(self, axis: int, start: int) -> np.ndarray:
+        """1D blending weights of the tile starting at ``start`` along ``axis``."""
+        n = self.tile_shape[axis]
+        sigma = max(n * GAUSSIAN_SIGMA_FRACTION, 1e-6)
+        x = np.arange(n, dtype=np.float64) - (n - 1) / 2
+        w = np.maximum(np.exp(-0.5 * (x / sigma) ** 2), _MIN_WEIGHT)
+        h = self.halo[axis]
+        if h:
+            if start > 0:
+                w[:h] = 0.0
+            if start + n < self.padded_shape[axis]:
+                w[n - h :] = 0.0
+        return w
+
+    def weight(self, tile: Tile) -> np.ndarray:
+        """(z, y, x) float32 blending window of ``tile`` (outer product of 1D profiles)."""
+        wz, wy, wx = (self.profile(a, s) for a, s in enumerate(tile.start))
+        return (wz[:, None, None] * wy[None, :, None] * wx[None, None, :]).astype(np.float32)
+
+    def normaliser(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-axis sums of the tile profiles over the padded grid; their outer product is the
+        total blending weight at every voxel (always > 0)."""
+        out = []
+        for axis in range(3):
+            total = np.zeros(self.padded_shape[axis], dtype=np.float64)
+            n = self.tile_shape[axis]
+            for s in self.starts[axis]:
+                total[s : s + n] += self.profile(axis, s)
+            out.append(total)
+        return out[0], out[1], out[2]
+
+
+def plan_tiles(
+    shape: Sequence[int],
+    tile_shape: int | Sequence[int],
+    halo: int | Sequence[int],
+    multiple: int = 1,
+) -> TilePlan:
+    """Cover a (z, y, x) grid with lattice-aligned, overlapping tiles.
+
+    Parameters
+    ----------
+    shape
+        Grid shape (z, y, x).
+    tile_shape
+        Largest tile edge(s); each must be a multiple of ``multiple``. Along an axis that fits
+        in one tile the tile shrinks to the (padded) axis; otherwise tiles shrink just enough
+        to spread evenly.
+    halo
+        Context voxels discarded at each tile face that touches a neighbouring tile.
+    multiple
+        Tile sizes and starts are multiples of this (``UNetConfig.size_multiple``).
+
+    Raises
+    ------
+    ValueError
+        A tile edge that is not a multiple of ``multiple`` or not larger than ``2 * halo``.
+    """
+    shape3 = tuple(int(s) for s in shape)
+    tiles = [int(tile_shape)] * 3 if np.isscalar(tile_shape) else [int(t) for t in tile_shape]  # type: ignore[arg-type]
+    halos = [int(halo)] * 3 if np.isscalar(halo) else [int(h) for h in halo]  # type: ignore[arg-type]
+    if len(shape3) != 3 or len(tiles) != 3 or len(halos) != 3:
+        raise ValueError("shape, tile_shape and halo need 3 entries (z, y, x)")
+    edges, starts, padded, used_halo = [], [], [], []
+    for length, tile, h in zip(shape3, tiles, halos):
+        if tile % multiple:
+            raise ValueError(f"tile size {tile} is not a multiple of {multiple}")
+        overlap = -(-2 * h // multiple) * multiple
+        if tile <= overlap:
+            raise ValueError(f"tile size {tile} leaves nothing inside a halo of {h} voxels")
+        edge, st = _axis_tiles(length, tile, overlap, multiple)
+        edges.append(edge)
+        starts.append(tuple(st))
+        padded.append(-(-length // multiple) * multiple)
+        used_halo.append(h if len(st) > 1 else 0)
+    return TilePlan(
+        shape=shape3,  # type: ignore[arg-type]
+        padded_shape=tuple(padded),  # type: ignore[arg-type]
+        tile_shape=tuple(edges),  # type: ignore[arg-type]
+        halo=tuple(used_halo),  # type: ignore[arg-type]
+        starts=tuple(starts),  # type: ignore[arg-type]
+    )
+
+
+def iter_tiles(plan: TilePlan) -> Iterator[Tile]:
+    """Yield every tile of ``plan`` in z, y, x order (a pure function of the plan)."""
+    for index in product(*(range(len(s)) for s in plan.starts)):
+        start = tuple(plan.starts[a][i] for a, i in enumerate(index))
+        yield Tile(index=index, start=start, size=plan.tile_shape)  # type: ignore[arg-type]
+
+
+def batched(items: Iterable, n: int) -> Iterator[list]:
+    """Group an iterable into lists of at most ``n`` items."""
+    it = iter(items)
+    while batch := list(islice(it, n)):
+        yield batch
+
+
+def iter_blocks(
+    shape: Sequence[int], block: int | Sequence[int], halo: int | Sequence[int]
+) -> Iterator[tuple[tuple[slice, ...], tuple[slice, ...], tuple[slice, ...]]]:
+    """Partition a grid into blocks with a halo of context (for block-wise post-processing).
+
+    Yields
+    ------
+    (core, outer, core_in_outer)
+        ``core``: the block's own voxels (the blocks partition the grid); ``outer``: the core
+        grown by ``halo`` and clipped to the grid; ``core_in_outer``: where the core sits
+        inside ``outer``.
+    """
+    shape3 = [int(s) for s in shape]
+    blocks = [int(block)] * 3 if np.isscalar(block) else [int(b) for b in block]  # type: ignore[arg-type]
+    halos = [int(halo)] * 3 if np.isscalar(halo) else [int(h) for h in halo]  # type: ignore[arg-type]
+    ranges = [range(0, n, b) for n, b in zip(shape3, blocks)]
+    for origin in product(*ranges):
+        core, outer, inner = [], [], []
+        for o, b, h, n in zip(origin, blocks, halos, shape3):
+            e = min(o + b, n)
+            lo, hi = max(o - h, 0), min(e + h, n)
+            core.append(slice(o, e))
+            outer.append(slice(lo, hi))
+            inner.append(slice(o - lo, e - lo))
+        yield tuple(core), tuple(outer), tuple(inner)
