@@ -10,6 +10,7 @@ def _fits(rows):
     base = {
         "membrane_contrast": 0.6,
         "lumen_contrast": 0.1,
+        "inner_contrast": 0.4,
         "profile_correlation": 0.95,
         "fit_residual_nm": 0.7,
         "shift_nm": 1.0,
@@ -37,6 +38,7 @@ def test_each_outlier_is_removed_with_its_reason():
             at(260, profile_correlation=0.2),
             at(320, fit_residual_nm=5.0),
             at(380, lumen_contrast=0.55),
+            at(410, inner_contrast=0.05),
             at(440, shift_nm=15.0),
             at(500, radius_nm=np.nan),
         ]
@@ -50,6 +52,7 @@ def test_each_outlier_is_removed_with_its_reason():
         "low profile correlation",
         "inconsistent membrane",
         "dark lumen",
+        "no lumen (solid)",
         "fit drifted",
         "fit failed",
     ]

@@ -11,8 +11,11 @@ Per-vesicle tests (in this order; the first failing one is the reason):
   ``min_profile_correlation``;
 - ``inconsistent membrane``: weighted RMS of the per-direction radii about the sphere above
   ``max_fit_residual_nm`` (not a sphere: tubes, irregular compartments);
-- ``dark lumen``: ``lumen_contrast`` above ``max_lumen_ratio x membrane_contrast`` (solid blobs,
-  dense-core vesicles: the inside is as dark as the rim).
+- ``dark lumen``: ``lumen_contrast`` above ``max_lumen_ratio x membrane_contrast`` (dense-core
+  vesicles, solid blobs: the inside is nearly as dark as the rim);
+- ``no lumen (solid)``: ``inner_contrast`` below ``min_inner_fraction x membrane_contrast``: the
+  "membrane" is not darker than the lumen next to it, i.e. the edge of a solid blob, not a
+  bilayer (simulated vesicles: >= 0.49; a solid ball: ~0).
 
 Overlaps (after the per-vesicle tests), in order of quality (``membrane_contrast x
 profile_correlation``, best first): a vesicle whose outer surface overlaps an already kept one by
@@ -46,7 +49,8 @@ class FilterParams:
     min_membrane_contrast: float = 0.15
     min_profile_correlation: float = 0.5
     max_fit_residual_nm: float = 3.0
-    max_lumen_ratio: float = 0.6
+    max_lumen_ratio: float = 0.8
+    min_inner_fraction: float = 0.25
     max_shift_fraction: float = 0.6
     membrane_thickness_nm: float = 4.5
     max_overlap_nm: float | None = None
@@ -77,6 +81,9 @@ def _reasons(fits: pd.DataFrame, p: FilterParams) -> np.ndarray:
     )
     if "lumen_contrast" in fits:
         flag(fits["lumen_contrast"].to_numpy(float) > p.max_lumen_ratio * mc, "dark lumen")
+    if "inner_contrast" in fits:
+        inner = fits["inner_contrast"].to_numpy(float)
+        flag(~(inner >= p.min_inner_fraction * mc), "no lumen (solid)")
     return reason
 
 

@@ -297,9 +297,12 @@ def refine_spheres(
     -------
     pandas.DataFrame
         One row per input candidate (same order): ``center_z_px, center_y_px, center_x_px,
-        radius_nm, membrane_contrast, lumen_contrast, profile_correlation, fit_residual_nm,
-        wedge_coverage, shift_nm``. Contrasts are per voxel in noise σ (positive = membrane
-        darker than the cytoplasm outside); ``shift_nm`` is the distance moved from the start.
+        radius_nm, membrane_contrast, lumen_contrast, inner_contrast, profile_correlation,
+        fit_residual_nm, wedge_coverage, shift_nm``. Contrasts are per voxel in noise σ:
+        ``membrane_contrast`` = cytoplasm (R + t .. R + 2t) minus membrane, ``lumen_contrast`` =
+        cytoplasm minus lumen (0.2 R .. R - t), ``inner_contrast`` = lumen next to the membrane
+        (R - 2t .. R - t) minus membrane (~0 for a solid blob); ``shift_nm`` is the distance
+        moved from the start.
     """
     p = params or SphereParams()
     vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,)).copy()
@@ -313,6 +316,7 @@ def refine_spheres(
         "radius_nm",
         "membrane_contrast",
         "lumen_contrast",
+        "inner_contrast",
         "profile_correlation",
         "fit_residual_nm",
         "wedge_coverage",
@@ -431,9 +435,11 @@ def _refine_chunk(tomogram, centers0, radii0, vs, dirs, wdir, cone, norm, p, ste
     memb = np.abs(r_nm - final_r[:, None]) <= 0.25 * t
     outside = (r_nm >= final_r[:, None] + 1.0 * t) & (r_nm <= final_r[:, None] + 2.0 * t)
     lumen = (r_nm >= r_lo[:, None]) & (r_nm <= final_r[:, None] - 1.0 * t)
+    inner = (r_nm >= final_r[:, None] - 2.0 * t) & (r_nm <= final_r[:, None] - 1.0 * t)
     m_memb = _masked_mean(ssph, memb)
     m_out = _masked_mean(sph, outside)
     m_lum = _masked_mean(sph, lumen)
+    m_in = _masked_mean(sph, inner)
     window = (np.abs(r_nm - final_r[:, None]) <= 2.0 * t) & np.isfinite(ssph)
     tmpl = _bilayer_template(r_nm, final_r, t)
     corr = _pearson(np.nan_to_num(ssph), tmpl, window)
@@ -445,6 +451,7 @@ def _refine_chunk(tomogram, centers0, radii0, vs, dirs, wdir, cone, norm, p, ste
         "radius_nm": final_r,
         "membrane_contrast": m_out - m_memb,
         "lumen_contrast": m_out - m_lum,
+        "inner_contrast": m_in - m_memb,
         "profile_correlation": corr,
         "fit_residual_nm": residual,
         "wedge_coverage": coverage,

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 QC_COLUMNS = [
     "membrane_contrast",
     "lumen_contrast",
+    "inner_contrast",
     "profile_correlation",
     "fit_residual_nm",
     "wedge_coverage",
@@ -56,7 +57,7 @@ class PostParams:
     membrane_thickness_nm
         Bilayer thickness; ``outer_radius_nm = radius_nm + thickness / 2``.
     min_membrane_contrast, min_profile_correlation, max_fit_residual_nm, max_lumen_ratio,
-    max_shift_fraction, max_overlap_nm
+    min_inner_fraction, max_shift_fraction, max_overlap_nm
         QC thresholds, see :mod:`synapseg.post.filters`.
     min_separation_nm
         Minimum distance of watershed seeds; ``None`` = ``min_radius_nm``.
@@ -76,7 +77,8 @@ class PostParams:
     min_membrane_contrast: float = 0.15
     min_profile_correlation: float = 0.5
     max_fit_residual_nm: float = 3.0
-    max_lumen_ratio: float = 0.6
+    max_lumen_ratio: float = 0.8
+    min_inner_fraction: float = 0.25
     max_shift_fraction: float = 0.6
     max_overlap_nm: float | None = None
     min_separation_nm: float | None = None
@@ -216,6 +218,7 @@ def find_vesicles(
         min_profile_correlation=p.min_profile_correlation,
         max_fit_residual_nm=p.max_fit_residual_nm,
         max_lumen_ratio=p.max_lumen_ratio,
+        min_inner_fraction=p.min_inner_fraction,
         max_shift_fraction=p.max_shift_fraction,
         membrane_thickness_nm=t,
         max_overlap_nm=p.max_overlap_nm,
