@@ -57,49 +57,56 @@ def sample_polyline(points_nm: Array, step_nm: float) -> Array:
     return np.stack([np.interp(t, cum, points_nm[:, i]) for i in range(3)], axis=1)
 
 
-def render_tubes(
-    shape: tuple[int, int, int],
+def sigma_px(diameter_nm: float, voxel_size_nm: float) -> float:
+    """Gaussian σ (voxels) whose FWHM is ``diameter_nm``."""
+    return diameter_nm / FWHM_PER_SIGMA / voxel_size_nm
+
+
+def splat_tubes(
+    volume: Array,
     polylines_nm: list[Array],
     voxel_size_nm: float,
-    diameter_nm: float,
+    sigma: float,
     amplitude: float,
-) -> Array:
-    """Density of Gaussian tubes (FWHM = ``diameter_nm``, peak ≈ ``amplitude``) along polylines."""
-    out = np.zeros(shape, dtype=np.float32)
+) -> None:
+    """Splat centre lines so that blurring ``volume`` with ``sigma`` (voxels) gives Gaussian
+    tubes of peak density ≈ ``amplitude``, in place."""
     if not polylines_nm:
-        return out
+        return
     step_nm = voxel_size_nm / 4
-    sigma_px = diameter_nm / FWHM_PER_SIGMA / voxel_size_nm
     pts = np.concatenate([sample_polyline(p, step_nm) for p in polylines_nm])
     # After blurring, a line of linear density L (per voxel) has peak L / (2π σ²).
-    weight = amplitude * 2 * np.pi * sigma_px**2 * (step_nm / voxel_size_nm)
-    splat(out, pts / voxel_size_nm, np.full(len(pts), weight))
-    return ndimage.gaussian_filter(out, sigma_px, mode="constant", truncate=3.0)
+    weight = amplitude * 2 * np.pi * sigma**2 * (step_nm / voxel_size_nm)
+    splat(volume, pts / voxel_size_nm, np.full(len(pts), weight))
 
 
-def protein_crowding(
-    shape: tuple[int, int, int],
+def splat_proteins(
+    volume: Array,
     voxel_size_nm: float,
     rng: np.random.Generator,
+    sigma: float,
     amplitude: float = 1.0,
     density_per_nm3: float = 2e-3,
-    diameter_nm: float = 4.0,
-) -> Array:
-    """Random globular proteins: Poisson points with exponential masses, Gaussian blobs.
+) -> None:
+    """Random globular proteins: Poisson points with exponential masses, in place.
 
-    Each blob has FWHM ``diameter_nm``; ``amplitude`` scales the mean peak density.
+    Blurring with ``sigma`` (voxels) turns each into a Gaussian blob; ``amplitude``
+    scales the mean peak density (0.35 × amplitude).
     """
-    out = np.zeros(shape, dtype=np.float32)
     if amplitude <= 0:
-        return out
+        return
+    shape = volume.shape
     n = int(rng.poisson(density_per_nm3 * np.prod(shape) * voxel_size_nm**3))
     points = rng.uniform(0, 1, size=(n, 3)) * (np.asarray(shape) - 1)
     masses = rng.exponential(1.0, size=n)
-    sigma_px = diameter_nm / FWHM_PER_SIGMA / voxel_size_nm
     # A 3D Gaussian blob of unit mass has peak (2π σ²)^-3/2.
-    peak = amplitude * 0.35 * (2 * np.pi * sigma_px**2) ** 1.5
-    splat(out, points, masses * peak)
-    return ndimage.gaussian_filter(out, sigma_px, mode="constant", truncate=3.0)
+    peak = amplitude * 0.35 * (2 * np.pi * sigma**2) ** 1.5
+    splat(volume, points, masses * peak)
+
+
+def blur(volume: Array, sigma: float) -> Array:
+    """Gaussian blur (voxels), zero outside the volume."""
+    return ndimage.gaussian_filter(volume, sigma, mode="constant", truncate=3.0)
 
 
 def curved_polyline(a_nm: Array, b_nm: Array, rng: np.random.Generator, bend: float = 0.2) -> Array:

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 MEMBRANE_CLASSES = {1: "plasma membrane", 2: "vesicle membrane", 3: "other membrane"}
 PLASMA, VESICLE, OTHER = 1, 2, 3
 MIN_GAP_NM = 1.0  # closest allowed outer-surface gap between vesicles
-CONNECTOR_DIAMETER_NM = 3.0
+SMALL_DIAMETER_NM = 3.5  # globular proteins and connectors/tethers (FWHM)
 ACTIN_DIAMETER_NM = 7.0
 
 
@@ -394,9 +394,17 @@ def build_phantom(params: SimulationParams, rng: np.random.Generator) -> Phantom
         thin = [f["points_nm"] for f in scene.polylines]
     if params.distractors:
         actin = _actin(scene, rng)
-    crowd = fil.protein_crowding(scene.shape, scene.vs, rng, params.protein_crowding)
-    crowd += fil.render_tubes(scene.shape, thin, scene.vs, CONNECTOR_DIAMETER_NM, 0.6)
-    crowd += fil.render_tubes(scene.shape, actin, scene.vs, ACTIN_DIAMETER_NM, 0.5)
+    # Proteins and connectors/tethers (both ≈ 3.5 nm) share one blur; actin (7 nm) another.
+    small = fil.sigma_px(SMALL_DIAMETER_NM, scene.vs)
+    crowd = np.zeros(scene.shape, np.float32)
+    fil.splat_proteins(crowd, scene.vs, rng, small, params.protein_crowding)
+    fil.splat_tubes(crowd, thin, scene.vs, small, 0.6)
+    crowd = fil.blur(crowd, small)
+    if actin:
+        big = fil.sigma_px(ACTIN_DIAMETER_NM, scene.vs)
+        lines = np.zeros(scene.shape, np.float32)
+        fil.splat_tubes(lines, actin, scene.vs, big, 0.5)
+        crowd += fil.blur(lines, big)
     crowd[scene.compartment] = 0.0  # lumens hold no cytosolic proteins
     scene.density += crowd
     table = _vesicle_table(scene, pm)
