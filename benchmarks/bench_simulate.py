@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{s['speedup_vs_skimage']:>8.0f} {s['peak_rss_gb']:>7.2f}"
     )
     if not args.no_sweep:
-        result["sweep"] = sweep([0.05, 0.1, 0.2, 0.5, 1.0, 0.0])
+        result["sweep"] = sweep([0.03, 0.05, 0.09, 0.2, 0.5, 1.0, 0.0])
         print(f"\n{'snr':>6} {'membrane σ':>10} {'lumen σ':>8}   (real: 0.51 / 0.16)")
         for row in result["sweep"]:
             label = f"{row['snr']:.2f}" if row["snr"] else "none"

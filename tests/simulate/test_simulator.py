@@ -159,3 +159,22 @@ def test_snr_knob_changes_measured_contrast_monotonically(small_params):
 def test_invert_contrast_flips_the_sign(noise_free, small_params):
     inv = simulate_tomogram(small_params, snr=None, invert_contrast=True)
     np.testing.assert_allclose(inv.tomogram, -noise_free.tomogram, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"phase_flip": True, "defocus_um": 6.0},
+        {"recon_filter": "sirt"},
+        {"jitter_shift_px": 0.5, "jitter_angle_deg": 0.3, "tilt_scheme": "bidirectional"},
+        {"tilt_range_deg": 45, "tilt_step_deg": 3},
+    ],
+)
+def test_imaging_options_keep_membranes_dark(options):
+    res = simulate_tomogram(
+        shape=(48, 96, 96), seed=2, snr=None, keep_phantom=False, **VESICLES_ONLY, **options
+    )
+    assert np.isfinite(res.tomogram).all()
+    m = vesicle_contrast(res.tomogram, res.vesicles, res.voxel_size_nm, res.vesicle_labels)
+    assert m["membrane_sigma"] > 0.3
+    assert res.info["imaging"]["acquisition_order_deg"][0] == 0.0

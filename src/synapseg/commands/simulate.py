@@ -36,7 +36,9 @@ def simulate(
     ),
     n_tomograms: int = typer.Option(1, "--n-tomograms", "-n", min=1, help="How many."),
     randomize: bool = typer.Option(
-        False, "--random", help="Draw imaging and content parameters at random per tomogram."
+        False,
+        "--random",
+        help="Random voxel size, tilts, defocus, SNR, content per tomogram (keeps --shape).",
     ),
     no_distractors: bool = typer.Option(
         False, "--no-distractors", help="No endosomes, mitochondria, dense-core vesicles, actin."

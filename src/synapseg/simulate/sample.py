@@ -7,12 +7,15 @@ reused afterwards.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from synapseg import __version__
 from synapseg.errors import InputError
 from synapseg.simulate.params import SimulationParams
 from synapseg.simulate.simulator import simulate_tomogram
@@ -36,6 +39,13 @@ def cache_dir() -> Path:
     return base / "synapseg"
 
 
+def _sample_key() -> str:
+    """Short hash of the sample's parameters and the synapseg version (stale caches are
+    never reused after an upgrade or a change of defaults)."""
+    text = json.dumps({"params": SAMPLE_PARAMS.to_dict(), "version": __version__}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
 def sample_path() -> Path:
     """Folder holding the sample (``tomogram.mrc``, ``vesicles.csv``, labels, ``params.json``).
 
@@ -47,7 +57,7 @@ def sample_path() -> Path:
     InputError
         The cache folder cannot be written (set ``SYNAPSEG_CACHE`` to a writable folder).
     """
-    target = cache_dir() / f"sample-v{SAMPLE_VERSION}"
+    target = cache_dir() / f"sample-v{SAMPLE_VERSION}-{_sample_key()}"
     if all((target / name).is_file() for name in OUTPUT_FILES):
         return target
     try:
