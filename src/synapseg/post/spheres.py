@@ -65,6 +65,8 @@ class SphereParams:
         Half width of the last window; ``None`` = max(1.5 voxels, 0.75 x membrane thickness).
     wedge_softness_deg
         Width of the logistic softening of the wedge weight.
+    wedge_floor
+        Weight kept by directions inside the missing wedge (0 = ignore them).
     radial_smoothing
         Gaussian sigma of the radial smoothing, as a fraction of the membrane thickness
         (0.45 x 4.5 nm ≈ 2 nm merges the two leaflets of a resolved bilayer into one minimum
@@ -89,6 +91,7 @@ class SphereParams:
     search_nm: float | None = None
     min_search_nm: float | None = None
     wedge_softness_deg: float = 4.0
+    wedge_floor: float = 0.3
     radial_smoothing: float = 0.45
     radial_step: float = 0.75
     final_step: float = 0.5
@@ -329,6 +332,7 @@ def refine_spheres(
     norm = (background[0], background[1], float(np.sign(polarity) or 1))
     dirs = fibonacci_directions(p.n_directions)
     wdir = wedge_weights(dirs, p.tilt_range_deg, p.tilt_axis, p.wedge_softness_deg)
+    wdir = p.wedge_floor + (1.0 - p.wedge_floor) * wdir
     cone = _cone_matrix(dirs, wdir, p.cone_deg)
     vmin = float(vs.min())
     step = p.radial_step * vmin
