@@ -12,6 +12,7 @@ from synapseg.model.unet import (
     count_parameters,
     depth_to_space,
     fuse_batchnorm,
+    prepare_for_inference,
     space_to_depth,
 )
 
@@ -104,3 +105,14 @@ def test_no_instance_norm_and_parameter_count():
     net = build_unet(UNetConfig())  # the default architecture
     assert not any(isinstance(m, torch.nn.InstanceNorm3d) for m in net.modules())
     assert 100_000 < count_parameters(net) < 1_500_000  # a few MB of float32 weights
+
+
+def test_prepare_for_inference_is_equivalent_and_uses_onednn():
+    net = build_unet(UNetConfig(base_channels=4, depth=2), seed=0)
+    fast = prepare_for_inference(net, "cpu")
+    assert not fast.training and net.encoders[0][0].__class__ is torch.nn.Conv3d
+    if torch.backends.mkldnn.is_available():
+        assert not any(type(m) is torch.nn.Conv3d for m in fast.modules())
+    x = torch.randn(1, 1, 16, 24, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), net.eval()(x), atol=1e-5, rtol=1e-4)

@@ -40,7 +40,7 @@ from synapseg.infer.preprocess import (
 from synapseg.infer.tiling import TilePlan, batched, iter_tiles, plan_tiles
 from synapseg.io.volume import Volume
 from synapseg.model.registry import ModelCard, load_model
-from synapseg.model.unet import UNet3D, UNetConfig, fuse_batchnorm
+from synapseg.model.unet import UNetConfig, prepare_for_inference
 
 log = logging.getLogger(__name__)
 
@@ -155,10 +155,7 @@ def forward_batch(
 
 
 def _prepare_net(net: nn.Module, device: torch.device) -> nn.Module:
-    net = net.eval()
-    if isinstance(net, UNet3D):
-        net = fuse_batchnorm(net)
-    return net.to(device)
+    return prepare_for_inference(net, device)
 
 
 # --------------------------------------------------------------------------- tiling choices
@@ -211,8 +208,9 @@ def choose_tiling(
                     f"({config.receptive_field} model voxels)",
                     f"use --tile-size {config.min_tile} or more",
                 )
-    if halo is None:
-        halo = min(config.halo, max(m // 2, min(tiles) // 10))
+    if halo is None:  # ~tile/10, rounded so that the overlap (2 * halo) is a lattice step
+        step = max(m // 2, 1)
+        halo = min(config.halo, max(step, round(min(tiles) / 10 / step) * step))
     return plan_tiles(grid, tiles, int(halo), m)
 
 
