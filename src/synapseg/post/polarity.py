@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from synapseg.post.spheres import (
+from synapseg.post.profiles import (
     estimate_background,
     fibonacci_directions,
     sample_profiles,

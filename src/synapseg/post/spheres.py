@@ -36,7 +36,26 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
+
+from synapseg.post.profiles import (
+    estimate_background,
+    fibonacci_directions,
+    masked_mean,
+    parabolic_min,
+    pearson,
+    sample_profiles,
+    smooth_rows,
+    wedge_weights,
+)
+
+__all__ = [
+    "SphereParams",
+    "estimate_background",
+    "fibonacci_directions",
+    "refine_spheres",
+    "sample_profiles",
+    "wedge_weights",
+]
 
 log = logging.getLogger(__name__)
 
@@ -100,123 +119,12 @@ class SphereParams:
     chunk: int = 96
 
 
-def fibonacci_directions(n: int) -> np.ndarray:
-    """Return ``n`` nearly uniform unit vectors on the sphere, shape (n, 3), (z, y, x) order."""
-    i = np.arange(n) + 0.5
-    z = 1.0 - 2.0 * i / n
-    phi = np.pi * (1.0 + 5**0.5) * i
-    rho = np.sqrt(np.clip(1.0 - z * z, 0.0, None))
-    return np.stack([z, rho * np.sin(phi), rho * np.cos(phi)], axis=1)
-
-
-def wedge_weights(
-    directions: np.ndarray,
-    tilt_range_deg: float | None = 60.0,
-    tilt_axis: str = "y",
-    softness_deg: float = 4.0,
-) -> np.ndarray:
-    """Weight in [0, 1] of membrane normals ``directions`` (n, 3; zyx) under a single-axis wedge.
-
-    A membrane patch with normal ``n`` is recorded iff ``atan(|n_z| / |n_p|) <= tilt_range``,
-    where ``p`` is the in-plane axis perpendicular to the tilt axis (x for a tilt axis along y).
-    The step is replaced by a logistic of width ``softness_deg``.
-    """
-    directions = np.asarray(directions, dtype=float)
-    if tilt_range_deg is None or tilt_range_deg >= 90:
-        return np.ones(len(directions))
-    if tilt_axis not in ("y", "x"):
-        raise ValueError(f"tilt_axis must be 'y' or 'x', not {tilt_axis!r}")
-    perp = directions[:, 2] if tilt_axis == "y" else directions[:, 1]
-    theta = np.degrees(np.arctan2(np.abs(directions[:, 0]), np.abs(perp)))
-    arg = np.clip((theta - tilt_range_deg) / max(softness_deg, 1e-6), -50, 50)
-    return 1.0 / (1.0 + np.exp(arg))
-
-
-def estimate_background(
-    tomogram: np.ndarray, max_samples: int = 2_000_000, seed: int = 0
-) -> tuple[float, float]:
-    """Robust (median, sigma) of the tomogram's grey values from a strided subsample.
-
-    Reads at most ~``max_samples`` voxels from evenly spaced z-sections (memmap friendly);
-    sigma is 1.4826 x the median absolute deviation (falls back to the std when it is 0).
-    """
-    nz, ny, nx = tomogram.shape
-    n_sec = int(min(nz, 16))
-    zs = np.unique(np.linspace(0, nz - 1, n_sec).round().astype(int))
-    per_sec = max(1, max_samples // len(zs))
-    stride = max(1, int(np.sqrt(ny * nx / per_sec)))
-    rng = np.random.default_rng(seed)
-    oy, ox = rng.integers(0, stride, size=2)
-    values = np.concatenate(
-        [np.asarray(tomogram[z, oy::stride, ox::stride], dtype=np.float64).ravel() for z in zs]
-    )
-    values = values[np.isfinite(values)]
-    med = float(np.median(values))
-    sigma = float(1.4826 * np.median(np.abs(values - med)))
-    if not sigma > 0:
-        sigma = float(values.std()) or 1.0
-    return med, sigma
-
-
-def sample_profiles(
-    tomogram: np.ndarray,
-    centers_px: np.ndarray,
-    radii_nm: np.ndarray,
-    directions: np.ndarray,
-    voxel_size_nm: Sequence[float],
-    norm: tuple[float, float, float] = (0.0, 1.0, 1.0),
-) -> np.ndarray:
-    """Sample the tomogram along rays: returns (n, n_dir, n_r) float32, NaN outside the volume.
-
-    ``radii_nm`` is (n, n_r): the sample radii of each vesicle. ``norm`` = (median, sigma,
-    polarity): values become ``polarity * (value - median) / sigma``.
-    """
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
-    centers_px = np.asarray(centers_px, dtype=float).reshape(-1, 3)
-    n, n_r = radii_nm.shape
-    # (3, n, d, r) sample positions in voxels
-    coords = np.empty((3, n, len(directions), n_r))
-    for i in range(3):
-        np.multiply(directions[None, :, i, None], radii_nm[:, None, :] / vs[i], out=coords[i])
-        coords[i] += centers_px[:, i, None, None]
-    coords = coords.reshape(3, -1)
-    out = ndimage.map_coordinates(
-        tomogram, coords, order=1, mode="constant", cval=np.nan, output=np.float32
-    )
-    med, sigma, sign = norm
-    out -= np.float32(med)
-    out *= np.float32(sign / sigma)
-    return out.reshape(n, len(directions), n_r)
-
-
 def _cone_matrix(directions: np.ndarray, weights: np.ndarray, cone_deg: float) -> np.ndarray:
     cosang = np.clip(directions @ directions.T, -1.0, 1.0)
     ang = np.arccos(cosang)
     kern = np.exp(-0.5 * (ang / np.radians(cone_deg)) ** 2) * weights[None, :]
     kern[ang > np.radians(3 * cone_deg)] = 0.0
     return kern  # (e, d): row e averages directions d
-
-
-def _parabolic_min(prof: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Index (float) and value of the minimum of each row of ``prof`` (m, k), interior only.
-
-    Returns (position, value, interior_flag); rows whose minimum lies on an end are flagged.
-    """
-    m, k = prof.shape
-    filled = np.where(np.isfinite(prof), prof, np.inf)
-    idx = np.argmin(filled, axis=1)
-    interior = (idx > 0) & (idx < k - 1) & np.isfinite(filled[np.arange(m), idx])
-    i = np.clip(idx, 1, k - 2)
-    rows = np.arange(m)
-    a, b, c = filled[rows, i - 1], filled[rows, i], filled[rows, i + 1]
-    interior &= np.isfinite(a) & np.isfinite(c)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        denom = a - 2 * b + c
-        delta = np.where((denom > 0) & np.isfinite(denom), 0.5 * (a - c) / denom, 0.0)
-        delta = np.clip(np.nan_to_num(delta), -0.5, 0.5)
-        value = np.where(interior, b - 0.25 * (a - c) * delta, np.nan)
-    pos = np.where(interior, i + delta, idx.astype(float))
-    return pos, value, interior
 
 
 def _fit_spheres(points: np.ndarray, weights: np.ndarray, n_irls: int = 3):
@@ -255,16 +163,6 @@ def _fit_spheres(points: np.ndarray, weights: np.ndarray, n_irls: int = 3):
 def _bilayer_template(r: np.ndarray, radius: np.ndarray, thickness: float) -> np.ndarray:
     s = 0.5 * thickness
     return -np.exp(-0.5 * ((r - radius[:, None]) / s) ** 2)
-
-
-def _pearson(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    cnt = np.maximum(mask.sum(axis=1), 1)
-    xm = np.where(mask, x, 0).sum(axis=1) / cnt
-    ym = np.where(mask, y, 0).sum(axis=1) / cnt
-    xd = np.where(mask, x - xm[:, None], 0)
-    yd = np.where(mask, y - ym[:, None], 0)
-    den = np.sqrt((xd**2).sum(axis=1) * (yd**2).sum(axis=1))
-    return np.where(den > 0, (xd * yd).sum(axis=1) / np.where(den > 0, den, 1), 0.0)
 
 
 def refine_spheres(
@@ -350,15 +248,6 @@ def refine_spheres(
     return pd.DataFrame(out, columns=cols)
 
 
-def _smooth_rows(prof: np.ndarray, sigma: float) -> np.ndarray:
-    """NaN-aware Gaussian smoothing along the last axis (normalised convolution)."""
-    valid = np.isfinite(prof)
-    num = ndimage.gaussian_filter1d(np.where(valid, prof, 0.0), sigma, axis=-1, mode="constant")
-    den = ndimage.gaussian_filter1d(valid.astype(prof.dtype), sigma, axis=-1, mode="constant")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(valid & (den > 0.2), num / den, np.nan)
-
-
 def _refine_chunk(tomogram, centers0, radii0, vs, dirs, wdir, cone, norm, p, step, s_min):
     vmin = float(vs.min())
     m = len(centers0)
@@ -387,11 +276,11 @@ def _refine_chunk(tomogram, centers0, radii0, vs, dirs, wdir, cone, norm, p, ste
         den = np.einsum("ed,mdr->mer", cone, valid.astype(np.float32), optimize=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             cprof = np.where(den > 1e-3, num / den, np.nan)
-        cprof = _smooth_rows(cprof, sig)
+        cprof = smooth_rows(cprof, sig)
         inside = np.abs(offs)[None, :] <= half[:, None]  # (m, r) search window
-        base = _masked_mean(cprof.reshape(-1, len(offs)), np.repeat(inside, len(dirs), axis=0))
+        base = masked_mean(cprof.reshape(-1, len(offs)), np.repeat(inside, len(dirs), axis=0))
         searched = np.where(inside[:, None, :], cprof, np.inf).reshape(-1, len(offs))
-        pos, val, interior = _parabolic_min(searched)
+        pos, val, interior = parabolic_min(searched)
         depth = np.where(interior, base - val, 0.0)
         depth = np.clip(np.nan_to_num(depth), 0.0, None).reshape(m, -1)
         interior = interior.reshape(m, -1)
@@ -424,13 +313,13 @@ def _refine_chunk(tomogram, centers0, radii0, vs, dirs, wdir, cone, norm, p, ste
     with np.errstate(invalid="ignore", divide="ignore"):
         sph = np.einsum("d,mdr->mr", wdir, np.where(valid, prof, 0.0)) / wsum
     sph = np.where(wsum > 1e-3, sph, np.nan)
-    ssph = _smooth_rows(sph, smooth_nm / fine)
+    ssph = smooth_rows(sph, smooth_nm / fine)
     if p.final_radius == "model":
         r_min, interior = _fit_bilayer_radius(r_nm, ssph, radii, t, smooth_nm, fine)
     else:
         # radius = parabolic minimum of the smoothed averaged profile within ±0.6 t of the fit
         near = np.abs(r_nm - radii[:, None]) <= 0.6 * t
-        pos, val, interior = _parabolic_min(np.where(near, ssph, np.inf))
+        pos, val, interior = parabolic_min(np.where(near, ssph, np.inf))
         r_min = r_lo + pos * fine
     # the value profile of a curved shell (Gaussian width s) peaks at R - s^2/R: undo that
     s2 = (t / 2.355) ** 2
@@ -440,13 +329,13 @@ def _refine_chunk(tomogram, centers0, radii0, vs, dirs, wdir, cone, norm, p, ste
     outside = (r_nm >= final_r[:, None] + 1.0 * t) & (r_nm <= final_r[:, None] + 2.0 * t)
     lumen = (r_nm >= r_lo[:, None]) & (r_nm <= final_r[:, None] - 1.0 * t)
     inner = (r_nm >= final_r[:, None] - 2.0 * t) & (r_nm <= final_r[:, None] - 1.0 * t)
-    m_memb = _masked_mean(ssph, memb)
-    m_out = _masked_mean(sph, outside)
-    m_lum = _masked_mean(sph, lumen)
-    m_in = _masked_mean(sph, inner)
+    m_memb = masked_mean(ssph, memb)
+    m_out = masked_mean(sph, outside)
+    m_lum = masked_mean(sph, lumen)
+    m_in = masked_mean(sph, inner)
     window = (np.abs(r_nm - final_r[:, None]) <= 2.0 * t) & np.isfinite(ssph)
     tmpl = _bilayer_template(r_nm, final_r, t)
-    corr = _pearson(np.nan_to_num(ssph), tmpl, window)
+    corr = pearson(np.nan_to_num(ssph), tmpl, window)
     shift_nm = np.linalg.norm((centers - centers0) * vs, axis=1)
     return {
         "center_z_px": centers[:, 0],
@@ -496,12 +385,5 @@ def _fit_bilayer_radius(r_nm, prof, radii, t, smooth_nm, step):
     cnt = np.maximum(win.sum(axis=2), 1)
     rss = (np.sum(pr**2, axis=2) - np.sum(coef * rhs, axis=2)) / cnt
     rss = np.where(coef[..., 0] < 0, rss, np.inf)  # the membrane must be a dip
-    pos, _, interior = _parabolic_min(rss)
+    pos, _, interior = parabolic_min(rss)
     return radii + (pos - n_j) * step, interior
-
-
-def _masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    mask = mask & np.isfinite(values)
-    cnt = mask.sum(axis=1)
-    total = np.where(mask, values, 0.0).sum(axis=1)
-    return np.where(cnt > 0, total / np.maximum(cnt, 1), np.nan)
