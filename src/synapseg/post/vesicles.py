@@ -34,7 +34,6 @@ QC_COLUMNS = [
     "wedge_coverage",
     "shift_nm",
     "outer_shrunk_nm",
-    "probability",
 ]
 
 
@@ -206,8 +205,7 @@ def find_vesicles(
     fits = refine_spheres(
         tomogram, cand.centers_px, init_r, vs, params=sp, polarity=polarity, background=background
     )
-    fits["score"] = cand.score
-    fits["probability"] = cand.score
+    fits["score"] = cand.score  # mean probability inside the candidate
     info["timings_s"]["spheres"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
