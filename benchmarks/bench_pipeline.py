@@ -50,7 +50,8 @@ elif stage == "segment":
     import torch  # noqa: F401
     t0 = time.perf_counter()
     report = segment_tomogram(args["tomogram"], args["out"],
-                              SegmentOptions(device=args["device"], overwrite=True))
+                              SegmentOptions(model=args["model"], device=args["device"],
+                                             overwrite=True))
     out["stage_seconds"] = report.get("timings_s", {})
     out["n_vesicles"] = report.get("n_vesicles")
 elif stage == "yardstick":
@@ -217,6 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--n", type=int, default=3, help="number of tomograms (default 3)")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help="first seed (then +1, ...)")
     ap.add_argument("--shape", type=int, nargs=3, default=DEFAULT_SHAPE, metavar=("Z", "Y", "X"))
+    ap.add_argument("--model", default="default", help="model name, folder or model.json")
     ap.add_argument("--device", default="auto", help="segment device: auto, cpu, cuda")
     ap.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
     ap.add_argument("--pred-dir", type=Path, help="evaluate these predictions, skip segment")
@@ -235,7 +237,11 @@ def main(argv: list[str] | None = None) -> dict:
         entry["simulate"] = run_stage("simulate", seed=seed, shape=args.shape, folder=folder)
         if args.pred_dir is None:
             seg = run_stage(
-                "segment", tomogram=folder / "tomogram.mrc", out=seg_dir / stem, device=args.device
+                "segment",
+                tomogram=folder / "tomogram.mrc",
+                out=seg_dir / stem,
+                device=args.device,
+                model=args.model,
             )
             ruler = run_stage("yardstick", tomogram=folder / "tomogram.mrc")
             nvox = float(args.shape[0] * args.shape[1] * args.shape[2])
@@ -272,7 +278,8 @@ def main(argv: list[str] | None = None) -> dict:
             if tuple(args.shape) != DEFAULT_SHAPE
             else ""
         )
-        + (f" --device {args.device}" if args.device != "auto" else ""),
+        + (f" --device {args.device}" if args.device != "auto" else "")
+        + (f" --model {args.model}" if args.model != "default" else ""),
         "date": date.today().isoformat(),
         "machine": machine(),
         "n": args.n,
