@@ -101,10 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{s['speedup_vs_skimage']:>8.0f} {s['peak_rss_gb']:>7.2f}"
     )
     if not args.no_sweep:
-        result["sweep"] = sweep([0.03, 0.05, 0.09, 0.2, 0.5, 1.0, 0.0])
+        result["sweep"] = sweep([0.03, 0.05, 0.075, 0.2, 0.5, 1.0, 0.0])
         print(f"\n{'snr':>6} {'membrane σ':>10} {'lumen σ':>8}   (real: 0.51 / 0.16)")
         for row in result["sweep"]:
-            label = f"{row['snr']:.2f}" if row["snr"] else "none"
+            label = f"{row['snr']:.3f}" if row["snr"] else "none"
             print(f"{label:>6} {row['membrane_sigma']:>10.2f} {row['lumen_sigma']:>8.2f}")
     with open(args.json, "w", encoding="utf-8") as fh:
         json.dump(result, fh, indent=2)

@@ -1,8 +1,8 @@
 """Figures of a simulated tomogram for the docs: ``python -m synapseg.simulate.figures DIR``.
 
 Writes ``simulation_xy.png`` (a central xy slice) and ``simulation_xz.png`` (an xz slice
-through a vesicle), each as tomogram | noise-free reconstruction | phantom with the
-ground-truth membranes outlined.
+through a vesicle), each as tomogram | low-passed tomogram | noise-free reconstruction |
+phantom with the ground-truth membranes outlined.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from synapseg.simulate.params import SimulationParams
 from synapseg.simulate.simulator import SimulationResult, simulate_tomogram
@@ -45,20 +46,22 @@ def save_figures(
     y = int(round(row["center_y_px"]))
     z = int(round(row["center_z_px"]))
     vs = noisy.voxel_size_nm
+    smooth = ndimage.gaussian_filter(noisy.tomogram, 1.5)
     views = {
         "xy": (np.s_[z], f"xy slice z = {z}"),
         "xz": (np.s_[:, y], f"xz slice y = {y} (z vertical = beam)"),
     }
     paths = []
     for name, (index, where) in views.items():
-        images = [noisy.tomogram[index], clean.tomogram[index], noisy.phantom[index]]
+        images = [noisy.tomogram[index], smooth[index], clean.tomogram[index], noisy.phantom[index]]
         aspect = images[0].shape[0] / images[0].shape[1]
-        fig, axes = plt.subplots(1, 3, figsize=(12, 4.2 * aspect + 0.6))
+        fig, axes = plt.subplots(1, 4, figsize=(16, 4.2 * aspect + 0.6))
         _panel(axes[0], images[0], f"tomogram (snr {noisy.params['snr']}), {where}")
-        _panel(axes[1], images[1], "same, noise-free")
+        _panel(axes[1], images[1], "same, Gaussian σ 1.5 voxels (as usually viewed)")
+        _panel(axes[2], images[2], "same, noise-free")
         _panel(
-            axes[2],
-            -images[2],
+            axes[3],
+            -images[3],
             "phantom (density dark) + GT membranes",
             noisy.membrane_labels[index],
         )

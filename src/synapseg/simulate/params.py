@@ -24,7 +24,7 @@ RECON_FILTERS = ("ramp", "sirt")
 # Projection SNR (signal variance / noise variance, all tilts) that lands the default
 # tomogram on the real calibration (membrane ≈ 0.5 σ darker than cytoplasm); see
 # docs/simulation.md for the measurement.
-DEFAULT_SNR = 0.09
+DEFAULT_SNR = 0.075
 
 
 @dataclass(frozen=True)
