@@ -183,8 +183,8 @@ def stage_predict(volume: Volume, options: SegmentOptions, target: Path) -> dict
     from synapseg.model.registry import load_model
 
     net, card = load_model(options.model, device="cpu")
-    del net  # predict_volume loads onto the chosen device itself
     t0 = time.perf_counter()
+    facts: dict[str, Any] = {}
     with open_volume_writer(
         target,
         volume.shape,
@@ -196,19 +196,21 @@ def stage_predict(volume: Volume, options: SegmentOptions, target: Path) -> dict
     ) as out:
         predict_volume(
             volume,
-            model=options.model,
+            model=(net, card),
             device=options.device,
             tta=options.tta,
             tile_size=options.tile_size,
             out=out,
             progress=options.progress,
             invert=options.invert == "yes",
+            report=facts,
         )
     seconds = time.perf_counter() - t0
     return {
         "seconds": seconds,
         "mvoxel_per_s": float(np.prod(volume.shape)) / 1e6 / max(seconds, 1e-9),
         "model": {"name": card.name, "sha256": card.sha256, "voxel_size_nm": card.voxel_size_nm},
+        "details": facts,
     }
 
 

@@ -268,7 +268,8 @@ def _read_mrc(path: Path, user_vs: VoxelSize | None) -> Volume:
     mxyz = [int(header.mx), int(header.my), int(header.mz)]
     cell = [float(header.cella.x), float(header.cella.y), float(header.cella.z)]
     # Per axis Å = cell / grid; 0 or 1 Å (or a zero grid) means unset.
-    vs_a = [c / m if m > 0 else 0.0 for c, m in zip(cell, mxyz)]
+    # Rounded to 1e-4 Å: the header's float32 cell turns 16.8 Å into 16.7999992.
+    vs_a = [round(c / m, 4) if m > 0 else 0.0 for c, m in zip(cell, mxyz)]
     if len(shape) == 2:
         vs_a[2] = vs_a[0]  # a single section has no meaningful z spacing
     unset = any(
