@@ -5,7 +5,8 @@
    with few vesicles cannot drive it to an extreme; 0.5 when the map holds no such values.
    A ``uint8`` map is read as 0..255 = 0..1 and compared without a float copy.
 2. Connected components (6-connectivity, ``cc3d``); components whose equivalent-sphere radius
-   is below ``0.5 x min_radius_nm`` are dropped as noise ("too small").
+   is below ``0.5 x min_radius_nm`` are noise specks: dropped and counted (``n_specks``), not
+   listed among the rejected candidates.
 3. Splitting of touching vesicles, per component on its bounding-box crop: Euclidean distance
    transform in nm, seeds = its local maxima at least ``min_separation_nm`` apart (default the
    minimum vesicle radius: two touching vesicles have centers >= 2 minimum radii apart) and
@@ -57,6 +58,9 @@ class Candidates:
         Connected components above the threshold (before size filters and splitting).
     n_split
         Components split into two or more candidates.
+    n_specks
+        Components dropped as noise (equivalent radius < 0.5 x min radius); not listed in
+        ``rejected`` (a noisy map can hold tens of thousands).
     rejected
         DataFrame of dropped pieces (``REJECT_COLUMNS``; ``radius_nm`` = inscribed radius).
     """
@@ -67,6 +71,7 @@ class Candidates:
     threshold: float
     n_components: int = 0
     n_split: int = 0
+    n_specks: int = 0
     rejected: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
 
     def __len__(self) -> int:
@@ -163,20 +168,17 @@ def candidate_instances(
     centers, radii, scores, rejected = [], [], [], []
     n_split = 0
     if n_comp == 0:
-        return Candidates(np.zeros((0, 3)), np.zeros(0), np.zeros(0), thr, 0, 0)
-    slices = ndimage.find_objects(labels)
+        return Candidates(np.zeros((0, 3)), np.zeros(0), np.zeros(0), thr, 0, 0, 0)
+    stats = cc3d.statistics(labels)
+    counts = np.asarray(stats["voxel_counts"])[1:]
     min_volume = _ball_volume(0.5 * min_radius_nm) / voxel_nm3
-    for lab, sl in enumerate(slices, start=1):
-        if sl is None:
-            continue
+    n_specks = int(np.sum(counts < min_volume))  # noise: counted, not listed
+    boxes = stats["bounding_boxes"]
+    for lab in np.flatnonzero(counts >= min_volume) + 1:
+        sl = boxes[lab]
         comp = labels[sl] == lab
-        count = int(comp.sum())
+        count = int(counts[lab - 1])
         offset = np.array([s.start for s in sl], dtype=float)
-        if count < min_volume:
-            cz = np.argwhere(comp).mean(axis=0) + offset
-            r_eq = (3 * count * voxel_nm3 / (4 * np.pi)) ** (1 / 3)
-            rejected.append((*cz, r_eq, np.nan, "too small"))
-            continue
         prob = np.asarray(probability[sl], dtype=np.float32) / scale
         r_eq = (3 * count * voxel_nm3 / (4 * np.pi)) ** (1 / 3)
         extent_nm = np.array([s.stop - s.start for s in sl]) * vs
@@ -218,9 +220,10 @@ def candidate_instances(
                 scores.append(s)
     rej = pd.DataFrame(rejected, columns=REJECT_COLUMNS)
     log.info(
-        "threshold %.3f: %d components, %d split, %d candidates, %d rejected",
+        "threshold %.3f: %d components (%d specks), %d split, %d candidates, %d rejected",
         thr,
         n_comp,
+        n_specks,
         n_split,
         len(centers),
         len(rej),
@@ -232,5 +235,6 @@ def candidate_instances(
         thr,
         n_comp,
         n_split,
+        n_specks,
         rej,
     )

@@ -151,6 +151,7 @@ def find_vesicles(
     info["counts"] = {
         "components": cand.n_components,
         "components_split": cand.n_split,
+        "specks_removed": cand.n_specks,
         "candidates": len(cand),
     }
     rejected = [cand.rejected] if len(cand.rejected) else []
