@@ -1,5 +1,10 @@
+import warnings
+from pathlib import Path
+
+import mrcfile
 import numpy as np
 import pytest
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from synapseg.post.instances import auto_threshold, candidate_instances
@@ -75,3 +80,35 @@ def test_big_compartments_and_specks_are_rejected_with_reasons(kit):
     assert cand.inscribed_radius_nm[0] == pytest.approx(20.0, abs=2.0)
     assert list(cand.rejected["reason"]) == ["too large"]
     assert cand.n_specks == 1
+
+
+PYTO = Path(__file__).resolve().parents[2].parent / "shared/reference/pyto-presynaptic-example"
+# Pyto's own vesicle table for that crop (vesicles_tomo_vesicles.dat): id -> (x, y, z) px, radius px
+PYTO_TABLE = {
+    36: (38, 37, 16, 12.1),
+    48: (86, 87, 12, 10.9),
+    49: (117, 41, 16, 12.1),
+    50: (58, 98, 16, 12.4),
+    52: (87, 25, 27, 13.4),
+    58: (18, 76, 28, 12.2),
+    59: (68, 125, 34, 12.4),
+    60: (88, 88, 41, 12.4),
+    61: (110, 49, 44, 12.6),
+}
+
+
+@pytest.mark.skipif(not PYTO.is_dir(), reason="../shared reference data absent")
+def test_candidates_on_real_pyto_vesicle_labels_match_pytos_table():
+    """A real presynaptic segmentation (Pyto example, 1.684 nm/px) blurred into a map."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # old-style header
+        with mrcfile.open(PYTO / "viz_labels.mrc", permissive=True) as mrc:
+            labels = np.asarray(mrc.data).astype(int)
+    prob = ndimage.gaussian_filter((labels >= 10).astype(np.float32), 1.5)
+    cand = candidate_instances(prob, 1.684, min_radius_nm=10, max_radius_nm=40)
+    assert len(cand) == len(PYTO_TABLE)
+    for x, y, z, r_px in PYTO_TABLE.values():
+        d = np.linalg.norm(cand.centers_px - np.array([z, y, x]), axis=1)
+        i = int(np.argmin(d))
+        assert d[i] < 0.6  # Pyto rounds its centers to whole voxels
+        assert abs(cand.inscribed_radius_nm[i] / 1.684 - r_px) < 1.0
