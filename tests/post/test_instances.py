@@ -56,6 +56,15 @@ def test_uint8_map_gives_the_same_candidates(crowded):
     assert d.max() < 0.5
 
 
+def test_uint16_map_and_ambiguous_dtypes(crowded):
+    _, _, _, prob = crowded
+    a = candidate_instances(prob, VOXEL_NM, threshold=0.5)
+    b = candidate_instances(np.round(prob * 65535).astype(np.uint16), VOXEL_NM, threshold=0.5)
+    assert len(a) == len(b)
+    with pytest.raises(ValueError, match="ambiguous"):
+        candidate_instances(np.round(prob * 127).astype(np.int8), VOXEL_NM)
+
+
 def test_auto_threshold_and_override(crowded):
     _, _, _, prob = crowded
     thr = auto_threshold(prob)

@@ -3,7 +3,8 @@
 1. Threshold: given, or automatic (:func:`auto_threshold`): Otsu's threshold of the map values
    above 0.05 (the vesicle/background modes of the map), clipped to [0.3, 0.7] so that a map
    with few vesicles cannot drive it to an extreme; 0.5 when the map holds no such values.
-   A ``uint8`` map is read as 0..255 = 0..1 and compared without a float copy.
+   A ``uint8`` map is read as 0..255 = 0..1 (any unsigned integer type: 0..its maximum) and
+   compared without a float copy; signed integer maps are refused as ambiguous.
 2. Connected components (6-connectivity, ``cc3d``); components whose equivalent-sphere radius
    is below ``0.5 x min_radius_nm`` are noise specks: dropped and counted (``n_specks``), not
    listed among the rejected candidates.
@@ -79,7 +80,16 @@ class Candidates:
 
 
 def _scale(probability: np.ndarray) -> float:
-    return 255.0 if probability.dtype == np.uint8 else 1.0
+    """Value of probability 1 in the map's dtype: 1 for floats/bool, the maximum for unsigned."""
+    dtype = np.dtype(probability.dtype)
+    if dtype.kind in "fb":
+        return 1.0
+    if dtype.kind == "u":
+        return float(np.iinfo(dtype).max)
+    raise ValueError(
+        f"probability map of dtype {dtype} is ambiguous: give floats in [0, 1] or unsigned "
+        "integers scaled to their full range (uint8 0..255)"
+    )
 
 
 def auto_threshold(probability: np.ndarray, max_samples: int = 4_000_000) -> float:
