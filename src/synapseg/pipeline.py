@@ -185,6 +185,12 @@ def stage_predict(volume: Volume, options: SegmentOptions, target: Path) -> dict
     net, card = load_model(options.model, device="cpu")
     t0 = time.perf_counter()
     facts: dict[str, Any] = {}
+    if options.invert == "auto":
+        from synapseg.infer.polarity import network_polarity
+
+        polarity = network_polarity(volume, (net, card), options.device)
+    else:
+        polarity = {"invert": options.invert == "yes", "forced": True}
     with open_volume_writer(
         target,
         volume.shape,
@@ -202,7 +208,7 @@ def stage_predict(volume: Volume, options: SegmentOptions, target: Path) -> dict
             tile_size=options.tile_size,
             out=out,
             progress=options.progress,
-            invert=options.invert == "yes",
+            invert=polarity["invert"],
             report=facts,
         )
     seconds = time.perf_counter() - t0
@@ -210,18 +216,28 @@ def stage_predict(volume: Volume, options: SegmentOptions, target: Path) -> dict
         "seconds": seconds,
         "mvoxel_per_s": float(np.prod(volume.shape)) / 1e6 / max(seconds, 1e-9),
         "model": {"name": card.name, "sha256": card.sha256, "voxel_size_nm": card.voxel_size_nm},
+        "polarity": polarity,
         "details": facts,
     }
 
 
 def stage_vesicles(
-    volume: Volume, options: SegmentOptions, probabilities: Path, target: Path, prov: dict
+    volume: Volume,
+    options: SegmentOptions,
+    probabilities: Path,
+    target: Path,
+    prov: dict,
+    inverted: bool | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Instances, sphere fit and QC filters on the tomogram + probability map."""
+    """Instances, sphere fit and QC filters on the tomogram + probability map.
+
+    ``inverted`` is the contrast decision of the predict stage (``None``: decide here).
+    """
     from synapseg.post.vesicles import PostParams, find_vesicles
 
     prob = read_volume(probabilities, volume.voxel_size_nm).data
-    params = {"tilt_range_deg": options.tilt_range_deg, "invert": options.invert}
+    invert = options.invert if inverted is None else ("yes" if inverted else "no")
+    params = {"tilt_range_deg": options.tilt_range_deg, "invert": invert}
     for key in ("threshold", "min_radius_nm", "max_radius_nm"):
         if getattr(options, key) is not None:
             params[key] = getattr(options, key)
@@ -418,7 +434,10 @@ def segment_tomogram(
     prov["model"] = state["stages"]["predict"].get("model")
     if "vesicles" not in state["stages"]:
         on_stage and on_stage("vesicles")
-        table, info = stage_vesicles(volume, options, paths["probabilities"], paths["csv"], prov)
+        inverted = state["stages"]["predict"].get("polarity", {}).get("invert")
+        table, info = stage_vesicles(
+            volume, options, paths["probabilities"], paths["csv"], prov, inverted
+        )
         state["stages"]["vesicles"] = info
         save()
     if "export" not in state["stages"]:
