@@ -104,6 +104,21 @@ def splat_proteins(
     splat(volume, points, masses * peak)
 
 
+def strands(points_nm: Array, radius_nm: float, n: int = 6) -> list[Array]:
+    """The centre line plus ``n`` parallel copies on a circle of ``radius_nm`` around it."""
+    pts = np.asarray(points_nm, float)
+    tangent = np.gradient(pts, axis=0)
+    tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-9)
+    ref = np.where(np.abs(tangent[:, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]])
+    u = np.cross(tangent, ref)
+    u /= np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-9)
+    v = np.cross(tangent, u)
+    out = [pts]
+    for phi in np.arange(n) * 2 * np.pi / n:
+        out.append(pts + radius_nm * (np.cos(phi) * u + np.sin(phi) * v))
+    return out
+
+
 def blur(volume: Array, sigma: float) -> Array:
     """Gaussian blur (voxels), zero outside the volume."""
     return ndimage.gaussian_filter(volume, sigma, mode="constant", truncate=3.0)

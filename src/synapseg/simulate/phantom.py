@@ -399,12 +399,13 @@ def build_phantom(params: SimulationParams, rng: np.random.Generator) -> Phantom
     crowd = np.zeros(scene.shape, np.float32)
     fil.splat_proteins(crowd, scene.vs, rng, small, params.protein_crowding)
     fil.splat_tubes(crowd, thin, scene.vs, small, 0.6)
+    # Actin (7 nm) as a bundle of 7 thin lines on a 1.75 nm circle: the same blur then
+    # gives a 7 nm filament, without a second full-volume filter.
+    strands = [s for line in actin for s in fil.strands(line, ACTIN_DIAMETER_NM / 4)]
+    sigma_nm = small * scene.vs
+    share = 1 + 6 * math.exp(-((ACTIN_DIAMETER_NM / 4) ** 2) / (2 * sigma_nm**2))
+    fil.splat_tubes(crowd, strands, scene.vs, small, 0.5 / share)
     crowd = fil.blur(crowd, small)
-    if actin:
-        big = fil.sigma_px(ACTIN_DIAMETER_NM, scene.vs)
-        lines = np.zeros(scene.shape, np.float32)
-        fil.splat_tubes(lines, actin, scene.vs, big, 0.5)
-        crowd += fil.blur(lines, big)
     crowd[scene.compartment] = 0.0  # lumens hold no cytosolic proteins
     scene.density += crowd
     table = _vesicle_table(scene, pm)

@@ -96,8 +96,8 @@ class Sphere(Shape):
     radius_nm: float
 
     def __call__(self, z, y, x):
-        c = self.center_nm
-        return np.sqrt((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2) - self.radius_nm
+        cz, cy, cx = (float(v) for v in self.center_nm)  # Python floats keep float32 inputs
+        return np.sqrt((z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2) - float(self.radius_nm)
 
     def bbox_nm(self, pad_nm):
         r = self.radius_nm + pad_nm
@@ -113,19 +113,21 @@ class Ellipsoid(Shape):
     rotation: Array
 
     def __call__(self, z, y, x):
-        c, a, rot = self.center_nm, np.asarray(self.axes_nm, float), np.asarray(self.rotation)
+        c = [float(v) for v in self.center_nm]
+        a = [float(v) for v in self.axes_nm]
+        rot = np.asarray(self.rotation, float).tolist()
         dz, dy, dx = z - c[0], y - c[1], x - c[2]
         rho2 = 0.0
         grad2 = 0.0
         for i in range(3):
-            q = rot[i, 0] * dz + rot[i, 1] * dy + rot[i, 2] * dx
+            q = rot[i][0] * dz + rot[i][1] * dy + rot[i][2] * dx
             rho2 = rho2 + (q / a[i]) ** 2
             grad2 = grad2 + (q / a[i] ** 2) ** 2
         rho = np.sqrt(rho2)
         # d = (rho - 1) / |grad rho|, with |grad rho| = sqrt(grad2) / rho.
         with np.errstate(divide="ignore", invalid="ignore"):
             d = (rho - 1) * rho / np.sqrt(grad2)
-        return np.where(rho > 1e-6, d, -a.min())
+        return np.where(rho > 1e-6, d, -min(a))
 
     def bbox_nm(self, pad_nm):
         r = float(np.max(self.axes_nm)) + pad_nm
@@ -144,15 +146,21 @@ class Blob(Shape):
     phases: Array  # (k,)
 
     def __call__(self, z, y, x):
-        c = self.center_nm
+        c = [float(v) for v in self.center_nm]
         dz, dy, dx = z - c[0], y - c[1], x - c[2]
         r = np.sqrt(dz**2 + dy**2 + dx**2)
         rs = np.maximum(r, 1e-6)
         mod = 1.0
-        for v, a, f, p in zip(self.directions, self.amplitudes, self.frequencies, self.phases):
+        modes = zip(
+            np.asarray(self.directions, float).tolist(),
+            np.asarray(self.amplitudes, float).tolist(),
+            np.asarray(self.frequencies, float).tolist(),
+            np.asarray(self.phases, float).tolist(),
+        )
+        for v, a, f, p in modes:
             cos_angle = (v[0] * dz + v[1] * dy + v[2] * dx) / rs
             mod = mod + a * np.cos(f * cos_angle + p)
-        return r - self.radius_nm * mod
+        return r - float(self.radius_nm) * mod
 
     def bbox_nm(self, pad_nm):
         r = self.radius_nm * (1 + float(np.sum(np.abs(self.amplitudes)))) + pad_nm
@@ -170,11 +178,12 @@ class CurvedPlane(Shape):
     extent_hi: Array | None = None
 
     def __call__(self, z, y, x):
-        p0, n = self.point_nm, self.normal
+        p0 = [float(v) for v in self.point_nm]
+        n = [float(v) for v in self.normal]
         dz, dy, dx = z - p0[0], y - p0[1], x - p0[2]
         along = n[0] * dz + n[1] * dy + n[2] * dx
         perp2 = dz**2 + dy**2 + dx**2 - along**2
-        return along + 0.5 * self.curvature_per_nm * perp2
+        return along + 0.5 * float(self.curvature_per_nm) * perp2
 
     def bbox_nm(self, pad_nm):
         return np.asarray(self.extent_lo, float), np.asarray(self.extent_hi, float)
@@ -207,10 +216,12 @@ def box_indices(
 
 def grid_nm(box: tuple[slice, ...], voxel_size_nm: float) -> tuple[Array, Array, Array]:
     """Broadcastable z, y, x coordinates (nm) of the voxel centres in ``box``."""
-    z = (np.arange(box[0].start, box[0].stop) * voxel_size_nm)[:, None, None]
-    y = (np.arange(box[1].start, box[1].stop) * voxel_size_nm)[None, :, None]
-    x = (np.arange(box[2].start, box[2].stop) * voxel_size_nm)[None, None, :]
-    return z, y, x
+
+    def axis(sl: slice) -> Array:
+        return (np.arange(sl.start, sl.stop) * voxel_size_nm).astype(np.float32)
+
+    z, y, x = (axis(sl) for sl in box)
+    return z[:, None, None], y[None, :, None], x[None, None, :]
 
 
 def render(
@@ -248,7 +259,7 @@ def render(
     near = tuple(c[keep] for c in candidates)
     if oversample > 1 and len(near[0]):
         s = int(oversample)
-        off = ((np.arange(s) + 0.5) / s - 0.5) * voxel_size_nm
+        off = (((np.arange(s) + 0.5) / s - 0.5) * voxel_size_nm).astype(np.float32)
         oz, oy, ox = (a.ravel() for a in np.meshgrid(off, off, off, indexing="ij"))
         acc = np.empty(len(near[0]), dtype=np.float32)
         for start in range(0, len(near[0]), max(chunk // s**3, 1)):
