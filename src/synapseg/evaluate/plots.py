@@ -51,11 +51,12 @@ def pr_figure(match: MatchResult) -> Figure:
         b.plot(ps["recall"], ps["precision"], color="0.6", lw=1, zorder=0)
         fig.colorbar(sc, ax=b, label="score threshold")
         best = int(np.argmax(ps["f1"]))
+        bx, by = ps["recall"][best], ps["precision"][best]
         b.annotate(
             f"best F1 {ps['f1'][best]:.3f}\nat score ≥ {ps['threshold'][best]:.3g}",
-            (ps["recall"][best], ps["precision"][best]),
-            xytext=(0.05, 0.08),
-            textcoords="axes fraction",
+            (bx, by),
+            xytext=(-100 if bx > 0.5 else 20, -45 if by > 0.5 else 30),
+            textcoords="offset points",
             arrowprops={"arrowstyle": "->", "color": "0.4"},
             fontsize=8,
         )
