@@ -196,8 +196,10 @@ def markdown(result: dict) -> str:
             "Times are wall seconds of each stage in its own process (imports excluded); "
             "Mvox/s is segmentation throughput, and × yardstick the segmentation time over "
             "one 3D Gaussian filter pass (σ = 2 voxels) of the same tomogram measured in the "
-            "same run. Peak memory is the segment process's maximum RSS. Regenerate with the "
-            "command above plus `--update-docs`.",
+            "same run. Peak memory is the segment process's maximum RSS. The shipped model "
+            "is trained on tomograms from the same simulator (other seeds), so these are "
+            "in-distribution figures, not a measure of accuracy on real tomograms. "
+            "Regenerate with the command above plus `--update-docs`.",
             "",
         ]
     )
