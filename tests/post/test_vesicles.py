@@ -92,3 +92,29 @@ def test_bad_arguments(scene):
         PostParams(invert="maybe")
     with pytest.raises(ValueError):
         PostParams(min_radius_nm=30, max_radius_nm=20)
+
+
+class _CountingArray:
+    """A non-numpy array-like (as a zarr array) that records the largest block read."""
+
+    def __init__(self, data):
+        self._data = data
+        self.shape = data.shape
+        self.dtype = data.dtype
+        self.ndim = data.ndim
+        self.largest_read = 0
+
+    def __getitem__(self, key):
+        out = np.array(self._data[key])
+        self.largest_read = max(self.largest_read, out.size)
+        return out
+
+
+def test_lazy_array_inputs_give_the_same_vesicles_with_bounded_reads(scene):
+    tomo, prob, *_ = scene
+    ref, _, _ = find_vesicles(tomo, prob, VOXEL_NM)
+    lazy_tomo, lazy_prob = _CountingArray(tomo), _CountingArray(prob)
+    got, _, _ = find_vesicles(lazy_tomo, lazy_prob, VOXEL_NM)
+    cols = ["center_z_px", "center_y_px", "center_x_px", "radius_nm"]
+    np.testing.assert_allclose(got[cols].to_numpy(), ref[cols].to_numpy(), atol=1e-4)
+    assert lazy_tomo.largest_read < tomo.size

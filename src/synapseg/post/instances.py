@@ -95,7 +95,8 @@ def _scale(probability: np.ndarray) -> float:
 def auto_threshold(probability: np.ndarray, max_samples: int = 4_000_000) -> float:
     """Automatic threshold (0..1 scale) of a probability map; see the module docstring."""
     scale = _scale(probability)
-    stride = max(1, int(np.ceil((probability.size / max_samples) ** (1 / 3))))
+    size = float(np.prod(probability.shape))
+    stride = max(1, int(np.ceil((size / max_samples) ** (1 / 3))))
     values = np.asarray(probability[::stride, ::stride, ::stride], dtype=np.float32) / scale
     values = values[values > 0.05]
     if values.size < 100 or np.ptp(values) < 1e-3:

@@ -81,7 +81,9 @@ def sample_profiles(
     """Sample the tomogram along rays: returns (n, n_dir, n_r) float32, NaN outside the volume.
 
     ``radii_nm`` is (n, n_r): the sample radii of each vesicle. ``norm`` = (median, sigma,
-    polarity): values become ``polarity * (value - median) / sigma``.
+    polarity): values become ``polarity * (value - median) / sigma``. A numpy array or memmap
+    is sampled in place; any other array-like (zarr) is read only within the bounding box of
+    the rays (callers sort vesicles along z so that chunks stay local).
     """
     vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
     centers_px = np.asarray(centers_px, dtype=float).reshape(-1, 3)
@@ -92,8 +94,23 @@ def sample_profiles(
         np.multiply(directions[None, :, i, None], radii_nm[:, None, :] / vs[i], out=coords[i])
         coords[i] += centers_px[:, i, None, None]
     coords = coords.reshape(3, -1)
+    if isinstance(tomogram, np.ndarray):  # ndarray or memmap: sampled in place
+        source = tomogram
+    else:  # e.g. a zarr array: read only the bounding box of these rays
+        shape = np.asarray(tomogram.shape)
+        finite = np.isfinite(coords).all(axis=0)
+        lo = np.zeros(3, int)
+        hi = np.zeros(3, int)
+        if finite.any():
+            lo = np.clip(np.floor(coords[:, finite].min(axis=1)).astype(int), 0, shape - 1)
+            hi = np.clip(np.floor(coords[:, finite].max(axis=1)).astype(int) + 2, lo + 1, shape)
+        source = np.asarray(tomogram[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]])
+        coords = coords - lo[:, None]
+        # samples outside the crop but inside the volume cannot occur (the crop holds them all)
+        outside = np.any((coords < -1) | (coords > (hi - lo)[:, None]), axis=0)
+        coords[:, outside] = -10.0  # -> cval (NaN), as outside the volume
     out = ndimage.map_coordinates(
-        tomogram, coords, order=1, mode="constant", cval=np.nan, output=np.float32
+        source, coords, order=1, mode="constant", cval=np.nan, output=np.float32
     )
     med, sigma, sign = norm
     out -= np.float32(med)
