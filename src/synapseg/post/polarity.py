@@ -71,7 +71,14 @@ def detect_polarity(
     w = wedge_weights(dirs, tilt_range_deg, tilt_axis)
     lin = np.linspace(0.4, 1.6, 49)
     r_nm = radius_nm[:, None] * lin[None, :]
-    prof = sample_profiles(tomogram, centers_px, r_nm, dirs, vs, (*background, 1.0))
+    # z-ordered chunks keep each read local (a lazy/zarr tomogram is read per chunk box)
+    order = np.argsort(centers_px[:, 0], kind="stable")
+    prof = np.concatenate(
+        [
+            sample_profiles(tomogram, centers_px[idx], r_nm[idx], dirs, vs, (*background, 1.0))
+            for idx in np.array_split(order, max(1, int(np.ceil(len(order) / 64))))
+        ]
+    )
     valid = np.isfinite(prof)
     wsum = np.einsum("d,mdr->mr", w, valid.astype(np.float32))
     with np.errstate(invalid="ignore", divide="ignore"):
