@@ -37,10 +37,11 @@ ARCHITECTURES = {
     "plain-b8-d3 (baseline)": {"stem": 1, "base_channels": 8, "depth": 3},
     "plain-b4-d3": {"stem": 1, "base_channels": 4, "depth": 3},
     "plain-b8-d3-1conv": {"stem": 1, "base_channels": 8, "depth": 3, "convs_per_level": 1},
-    "stem2-b8-d3": {"stem": 2, "base_channels": 8, "depth": 3},
-    "stem2-b16-d3 (default)": {"stem": 2, "base_channels": 16, "depth": 3},
+    "stem2-b8-d3 (sim-unet-v1)": {"stem": 2, "base_channels": 8, "depth": 3},
+    "stem2-b16-d3 (UNetConfig())": {"stem": 2, "base_channels": 16, "depth": 3},
     "stem2-b16-d2": {"stem": 2, "base_channels": 16, "depth": 2},
     "stem2-b24-d3": {"stem": 2, "base_channels": 24, "depth": 3},
+    "monai-BasicUNet-f8": {"monai": {"features": [8, 16, 32, 64, 128, 8]}},
 }
 
 
@@ -69,17 +70,42 @@ def machine() -> dict:
 # --------------------------------------------------------------------------- network
 
 
-def bench_network(names: list[str], tile: tuple[int, int, int], threads: int, reps: int) -> list:
-    import torch
+def _build(name: str, fast: bool):
+    """(network ready for inference, parameter count, receptive field or None)."""
+    from synapseg.model.unet import (
+        UNetConfig,
+        build_unet,
+        count_parameters,
+        fuse_batchnorm,
+        prepare_for_inference,
+    )
 
-    from synapseg.model.unet import UNetConfig, build_unet, count_parameters, fuse_batchnorm
+    spec = ARCHITECTURES[name]
+    if "monai" in spec:
+        from monai.networks.nets import BasicUNet
+
+        net = BasicUNet(
+            spatial_dims=3, in_channels=1, out_channels=1, norm="batch", **spec["monai"]
+        )
+        net.eval()
+        n_params = count_parameters(net)
+        return (prepare_for_inference(net) if fast else net), n_params, None, spec
+    cfg = UNetConfig(**spec)
+    net = build_unet(cfg, seed=0).eval()
+    ready = prepare_for_inference(net) if fast else fuse_batchnorm(net)
+    return ready, count_parameters(net), cfg.receptive_field, cfg.to_dict()
+
+
+def bench_network(
+    names: list[str], tile: tuple[int, int, int], threads: int, reps: int, fast: bool = True
+) -> list:
+    import torch
 
     torch.set_num_threads(threads)
     rows = []
     x = torch.randn(1, 1, *tile)
     for name in names:
-        cfg = UNetConfig(**ARCHITECTURES[name])
-        net = fuse_batchnorm(build_unet(cfg, seed=0).eval())
+        net, n_params, rf, config = _build(name, fast)
         with torch.inference_mode():
             net(x)  # warm-up (oneDNN primitive creation)
             walls, cpus = [], []
@@ -92,9 +118,10 @@ def bench_network(names: list[str], tile: tuple[int, int, int], threads: int, re
         rows.append(
             {
                 "architecture": name,
-                "config": cfg.to_dict(),
-                "parameters": count_parameters(build_unet(cfg)),
-                "receptive_field": cfg.receptive_field,
+                "config": config,
+                "parameters": n_params,
+                "receptive_field": rf,
+                "onednn_forced": fast,
                 "tile_zyx": list(tile),
                 "threads": threads,
                 "wall_s_best": round(min(walls), 3),
@@ -103,7 +130,7 @@ def bench_network(names: list[str], tile: tuple[int, int, int], threads: int, re
             }
         )
         print(
-            f"{name:26s} {rows[-1]['parameters']:>9,d} params  RF {cfg.receptive_field:3d}  "
+            f"{name:26s} {n_params:>9,d} params  RF {rf or '?':>3}  "
             f"wall {rows[-1]['wall_mvoxel_per_s']:6.2f} Mvox/s  "
             f"cpu-time {rows[-1]['cpu_mvoxel_per_s']:6.2f} Mvox/s",
             flush=True,
@@ -139,8 +166,11 @@ def _rss_anon_kb(pid: int) -> int | None:
     return None
 
 
-def run_monitored(cmd: list[str]) -> tuple[int, float, float, str]:
-    """Run ``cmd``; return (exit code, wall s, peak RssAnon MB, stderr tail)."""
+def run_monitored(cmd: list[str]) -> tuple[int, float, float, float, str]:
+    """Run ``cmd``; return (exit code, wall s, CPU s, peak RssAnon MB, stderr tail)."""
+    import resource
+
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = [0]
@@ -159,7 +189,9 @@ def run_monitored(cmd: list[str]) -> tuple[int, float, float, str]:
     wall = time.perf_counter() - t0
     done.set()
     thread.join()
-    return proc.returncode, wall, peak[0] / 1024, err[-2000:]
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return proc.returncode, wall, cpu, peak[0] / 1024, err[-2000:]
 
 
 def ensure_model(model: str | None, arch: str, voxel_nm: float, workdir: Path) -> str:
@@ -193,7 +225,8 @@ def bench_e2e(shapes, voxel_nm, model, workdir, threads, tile, extra) -> list:
         if tile:
             cmd += ["--tile-size", str(tile)]
         cmd += extra
-        code, wall, peak_mb, err = run_monitored(cmd)
+        load0 = os.getloadavg()[0]
+        code, wall, cpu, peak_mb, err = run_monitored(cmd)
         if code != 0:
             raise SystemExit(f"predict failed ({code}):\n{err}")
         report = json.loads((out / f"{tomo.stem}_predict_report.json").read_text())
@@ -202,6 +235,8 @@ def bench_e2e(shapes, voxel_nm, model, workdir, threads, tile, extra) -> list:
             "input_voxel_size_nm": voxel_nm,
             "input_mvoxel": round(int(np.prod(shape)) / 1e6, 1),
             "wall_s": round(wall, 1),
+            "cpu_s": round(cpu, 1),
+            "load_average_1min_before": load0,
             "peak_rss_anon_mb": round(peak_mb, 0),
             "timings": report["timings"],
             "throughput": report["throughput"],
@@ -213,7 +248,8 @@ def bench_e2e(shapes, voxel_nm, model, workdir, threads, tile, extra) -> list:
         rows.append(row)
         t = row["timings"]
         print(
-            f"{'x'.join(map(str, shape)):>15s}  wall {wall:6.1f} s  (rescale {t['rescale_s']:.1f}, "
+            f"{'x'.join(map(str, shape)):>15s}  wall {wall:6.1f} s  cpu {cpu:6.1f} s  "
+            f"(rescale {t['rescale_s']:.1f}, "
             f"network {t['network_s']:.1f}, back {t['resample_back_s']:.1f})  "
             f"network {row['throughput']['network_model_mvoxel_per_s']:.2f} Mvox/s  "
             f"peak RssAnon {peak_mb:.0f} MB",
@@ -232,10 +268,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--tile", default="96,128,128", help="tile z,y,x for --network")
     p.add_argument("--reps", type=int, default=2, help="timed passes per architecture")
+    p.add_argument(
+        "--no-onednn", action="store_true", help="--network: keep PyTorch's own conv dispatch"
+    )
     p.add_argument("--e2e", default="", help="comma-separated shapes ZxYxX for end-to-end runs")
     p.add_argument("--voxel-size", type=float, default=1.469, help="input voxel size (nm)")
     p.add_argument("--model", default=None, help="model for --e2e (default: random --arch)")
-    p.add_argument("--arch", default="stem2-b16-d3 (default)", help="architecture for --e2e")
+    p.add_argument("--arch", default="stem2-b16-d3 (UNetConfig())", help="architecture for --e2e")
     p.add_argument("--model-voxel-size", type=float, default=1.8, help="nm, for a random model")
     p.add_argument("--tile-size", type=int, default=None, help="--tile-size for predict")
     p.add_argument("--threads", type=int, default=2)
@@ -252,7 +291,13 @@ def main(argv: list[str] | None = None) -> None:
             list(ARCHITECTURES) if args.architectures == "all" else args.architectures.split(",")
         )
         tile = tuple(int(v) for v in args.tile.split(","))
-        result["network"] = bench_network(names, tile, args.threads, args.reps)  # type: ignore[arg-type]
+        result["network"] = bench_network(
+            names,
+            tile,  # type: ignore[arg-type]
+            args.threads,
+            args.reps,
+            fast=not args.no_onednn,
+        )
     if args.e2e:
         workdir = Path(args.workdir)
         workdir.mkdir(parents=True, exist_ok=True)
