@@ -33,9 +33,10 @@ def speed(shape: tuple[int, int, int], voxel_size_nm: float, baseline_slices: in
     from synapseg.simulate import SimulationParams, simulate_tomogram
 
     params = SimulationParams(shape=shape, voxel_size_nm=voxel_size_nm, seed=0)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = simulate_tomogram(params, keep_phantom=True)
     total = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     nvox = float(np.prod(shape))
     out = {
         "shape": list(shape),
@@ -43,6 +44,8 @@ def speed(shape: tuple[int, int, int], voxel_size_nm: float, baseline_slices: in
         "n_tilts": len(params.tilt_angles_deg),
         "n_vesicles": len(res.vesicles),
         "total_s": total,
+        "cpu_s": cpu,
+        "load_average_1min": __import__("os").getloadavg()[0],
         **res.info["timings"],
         "mvoxel_per_s": nvox / total / 1e6,
         "peak_rss_gb": _peak_rss_gb(),
@@ -92,12 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     s = result["speed"]
     print(
         f"{'shape':>16} {'tilts':>5} {'phantom s':>9} {'tilts s':>8} {'recon s':>8} "
-        f"{'total s':>8} {'Mvox/s':>7} {'skimage s':>9} {'speed-up':>8} {'peak GB':>7}"
+        f"{'total s':>8} {'CPU s':>6} {'load':>5} {'Mvox/s':>7} "
+        f"{'skimage s':>9} {'speed-up':>8} {'peak GB':>7}"
     )
     print(
         f"{'x'.join(map(str, s['shape'])):>16} {s['n_tilts']:>5} {s['phantom_s']:>9.1f} "
         f"{s['tilt_series_s']:>8.1f} {s['reconstruction_s']:>8.1f} {s['total_s']:>8.1f} "
-        f"{s['mvoxel_per_s']:>7.2f} {s['baseline_skimage_project_reconstruct_s']:>9.0f} "
+        f"{s['cpu_s']:>6.1f} {s['load_average_1min']:>5.1f} {s['mvoxel_per_s']:>7.2f} "
+        f"{s['baseline_skimage_project_reconstruct_s']:>9.0f} "
         f"{s['speedup_vs_skimage']:>8.0f} {s['peak_rss_gb']:>7.2f}"
     )
     if not args.no_sweep:
