@@ -136,6 +136,19 @@ def test_folder_batch_skips_finished(sim, tmp_path, fake_network):
     assert len(fake_network) == 2
 
 
+def test_same_named_inputs_go_to_their_own_folders(sim, tmp_path, fake_network):
+    """simulate's layout (sim_000/tomogram.mrc, ...) segments into out/sim_000/ for evaluate."""
+    for name in ("sim_000", "sim_001"):
+        write_volume(
+            tmp_path / "sim" / name / "tomogram.mrc", sim.tomogram[:, :64, :64].copy(), 1.68
+        )
+    inputs = sorted((tmp_path / "sim").glob("*/tomogram.mrc"))
+    result = run("segment", *inputs, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    for name in ("sim_000", "sim_001"):
+        assert (tmp_path / "out" / name / "tomogram_vesicles.csv").exists()
+
+
 def test_empty_probability_map_gives_zero_vesicles(sim, tmp_path, fake_network):
     tomo = write_volume(tmp_path / "small.mrc", sim.tomogram[:, :64, :64].copy(), 1.68)
     result = run("segment", tomo, "-o", tmp_path / "out")

@@ -21,7 +21,7 @@ import json
 import logging
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -452,10 +452,3 @@ def segment_tomogram(
     state["timings_s"] = {s: round(state["stages"][s].get("seconds", 0.0), 3) for s in STAGES}
     save()
     return state
-
-
-def segment_many(
-    inputs: Sequence[Path], out_dir: Path, options: SegmentOptions
-) -> list[dict[str, Any]]:
-    """Segment several tomograms into one folder; finished ones are skipped."""
-    return [segment_tomogram(path, out_dir, options) for path in inputs]

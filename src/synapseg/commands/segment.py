@@ -20,20 +20,31 @@ def parse_formats(text: str) -> tuple[str, ...]:
     return formats if "csv" in formats else ("csv",) + formats
 
 
-def expand_inputs(inputs: list[Path]) -> list[Path]:
-    """Files as given; folders expand to the tomograms inside them."""
+def expand_inputs(inputs: list[Path], output: Path) -> list[tuple[Path, Path]]:
+    """Pair every input tomogram with its output folder.
+
+    Folders expand to the tomograms inside them. Outputs go to ``output``, except for
+    tomograms that share a file name (e.g. ``sim/sim_000/tomogram.mrc``,
+    ``sim/sim_001/tomogram.mrc`` from ``synapseg simulate``): each of those goes to
+    ``output/<parent folder name>/``, the layout ``synapseg evaluate`` pairs by stem.
+    """
     files: list[Path] = []
     for path in inputs:
         files.extend(list_tomograms(path) if path.is_dir() else [path])
     names = [p.name.rsplit(".", 1)[0] for p in files]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
+    shared = {n for n in names if names.count(n) > 1}
+    pairs = []
+    for path, name in zip(files, names):
+        pairs.append((path, output / path.resolve().parent.name if name in shared else output))
+    targets = [(out, name) for (_, out), name in zip(pairs, names)]
+    clashes = sorted({str(out / name) for out, name in targets if targets.count((out, name)) > 1})
+    if clashes:
         raise InputError(
-            ", ".join(duplicates),
-            "several inputs share this name, so their outputs would collide",
+            ", ".join(clashes),
+            "several inputs would write the same outputs",
             "rename them or segment them into different -o folders",
         )
-    return files
+    return pairs
 
 
 @app.command()
@@ -102,7 +113,7 @@ def segment(
         from_stage=from_stage,
         progress=show_progress(ctx),
     )
-    files = expand_inputs(inputs)
+    jobs = expand_inputs(inputs, output)
     reports = []
     with Progress(
         SpinnerColumn(),
@@ -112,13 +123,13 @@ def segment(
         disable=not options.progress,
         transient=True,
     ) as progress:
-        task = progress.add_task("", total=len(files))
-        for path in files:
+        task = progress.add_task("", total=len(jobs))
+        for path, out_dir in jobs:
 
             def on_stage(stage: str, path: Path = path) -> None:
                 progress.update(task, description=f"{path.name}: {stage}")
 
-            reports.append(segment_tomogram(path, output, options, on_stage=on_stage))
+            reports.append(segment_tomogram(path, out_dir, options, on_stage=on_stage))
             progress.advance(task)
     summary(reports, output)
 
