@@ -180,15 +180,19 @@ def candidate_instances(
     n_split = 0
     if n_comp == 0:
         return Candidates(np.zeros((0, 3)), np.zeros(0), np.zeros(0), thr, 0, 0, 0)
-    stats = cc3d.statistics(labels)
-    counts = np.asarray(stats["voxel_counts"])[1:]
+    slices = ndimage.find_objects(labels)
     min_volume = _ball_volume(0.5 * min_radius_nm) / voxel_nm3
-    n_specks = int(np.sum(counts < min_volume))  # noise: counted, not listed
-    boxes = stats["bounding_boxes"]
-    for lab in np.flatnonzero(counts >= min_volume) + 1:
-        sl = boxes[lab]
+    box_volume = np.array(
+        [0 if sl is None else np.prod([s.stop - s.start for s in sl]) for sl in slices]
+    )
+    n_specks = int(np.sum(box_volume < min_volume))  # noise: counted, not listed
+    for lab in np.flatnonzero(box_volume >= min_volume) + 1:
+        sl = slices[lab - 1]
         comp = labels[sl] == lab
-        count = int(counts[lab - 1])
+        count = int(comp.sum())
+        if count < min_volume:
+            n_specks += 1
+            continue
         offset = np.array([s.start for s in sl], dtype=float)
         prob = np.asarray(probability[sl], dtype=np.float32) / scale
         r_eq = (3 * count * voxel_nm3 / (4 * np.pi)) ** (1 / 3)
