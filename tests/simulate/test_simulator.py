@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from synapseg.io.tables import CENTER_PX, CORE_COLUMNS
+from synapseg.io.tables import CENTER_NM, CENTER_PX, CORE_COLUMNS
 from synapseg.simulate import MEMBRANE_CLASSES, simulate_tomogram, vesicle_contrast
 
 VESICLES_ONLY = dict(
@@ -56,6 +56,7 @@ def test_vesicles_do_not_overlap_and_crowd(noisy):
     assert d.min() >= 1.0 - 1e-6
     assert (t["min_gap_nm"] <= 4.0).mean() > 0.5  # most have a neighbour within 4 nm
     assert np.allclose(t["outer_radius_nm"] - t["radius_nm"], 2.25)
+    assert (t["membrane_distance_nm"] >= 1.0 - 1e-6).all()  # clear of the plasma membrane
     assert t["outer_radius_nm"].between(15, 30).all()
 
 
@@ -178,3 +179,44 @@ def test_imaging_options_keep_membranes_dark(options):
     m = vesicle_contrast(res.tomogram, res.vesicles, res.voxel_size_nm, res.vesicle_labels)
     assert m["membrane_sigma"] > 0.3
     assert res.info["imaging"]["acquisition_order_deg"][0] == 0.0
+
+
+def test_vesicles_lie_inside_the_volume(noisy, small_params):
+    t = noisy.vesicles
+    c = t[CENTER_PX].to_numpy()
+    r_px = (t["outer_radius_nm"] * t["elongation"] ** (2 / 3)).to_numpy()[:, None] / 1.68
+    assert np.all(c - r_px >= 0) and np.all(c + r_px <= np.array(small_params.shape) - 1)
+
+
+def test_filament_ends_touch_their_vesicles_and_the_membrane(noisy):
+    from synapseg.simulate.shapes import CurvedPlane
+
+    t = noisy.vesicles.set_index("id")
+    info = noisy.info
+    pm = CurvedPlane(
+        np.array(info["plasma_membrane_point_nm"]),
+        np.array(info["plasma_membrane_normal_zyx"]),
+        info["plasma_membrane_curvature_per_nm"],
+    )
+    xyz = ["z_nm", "y_nm", "x_nm"]
+    kinds = noisy.filaments.groupby("filament_id")
+    n_checked = 0
+    for _, f in kinds:
+        kind = f["kind"].iloc[0]
+        pts = f.sort_values("point_index")[xyz].to_numpy()
+        if kind == "actin":
+            continue
+        v = t.loc[f["from_vesicle_id"].iloc[0]]
+        assert np.linalg.norm(pts[0] - v[CENTER_NM].to_numpy(float)) == pytest.approx(
+            v["outer_radius_nm"], abs=1e-3
+        )
+        if kind == "connector":
+            w = t.loc[f["to_vesicle_id"].iloc[0]]
+            end = np.linalg.norm(pts[-1] - w[CENTER_NM].to_numpy(float))
+            assert end == pytest.approx(w["outer_radius_nm"], abs=1e-3)
+        else:  # tether: ends on the outer surface of the plasma membrane
+            assert float(pm(*pts[-1])) == pytest.approx(-2.25, abs=0.5)
+        length = np.linalg.norm(pts[-1] - pts[0])
+        assert 1.0 <= length <= 45.0
+        n_checked += 1
+    assert n_checked >= 3

@@ -68,7 +68,7 @@ def save_figures(
         fig.suptitle(f"{vs} nm/px, ±{noisy.params['tilt_range_deg']:g}° tilt about y", fontsize=9)
         fig.tight_layout()
         path = out_dir / f"simulation_{name}.png"
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=90)
         plt.close(fig)
         paths.append(path)
     return paths

@@ -134,6 +134,7 @@ def _render_synapse(scene: _Scene, pm: CurvedPlane, rng: np.random.Generator) ->
     info.update(
         plasma_membrane_normal_zyx=pm.normal.tolist(),
         plasma_membrane_point_nm=pm.point_nm.tolist(),
+        plasma_membrane_curvature_per_nm=float(pm.curvature_per_nm),
     )
     return info
 
@@ -248,13 +249,14 @@ def _place_vesicles(scene: _Scene, pm: CurvedPlane, rng: np.random.Generator) ->
             c = anchor.center_nm + direction * (anchor.bound_nm + bound + gap)
         elif p.plasma_membrane and roll < p.crowding + 0.1 * (1 - p.crowding):
             q = _random_point(scene, rng)  # docked: a few nm from the plasma membrane
-            c = q - pm.normal * (float(pm(*q)) + bound + rng.uniform(2.0, 8.0))
+            gap = scene.half_t + rng.uniform(MIN_GAP_NM, 6.0)  # from the outer leaflet
+            c = q - pm.normal * (float(pm(*q)) + bound + gap)
         else:
             c = _random_point(scene, rng)
-            dist = -float(pm(*c)) - bound
+            dist = -float(pm(*c)) - bound - scene.half_t
             if dist < 0 or rng.random() > math.exp(-dist / p.cluster_decay_nm):
                 continue
-        if not _inside(scene, c, bound) or float(pm(*c)) > -(bound + 2.0):
+        if not _inside(scene, c, bound) or float(pm(*c)) > -(bound + scene.half_t + MIN_GAP_NM):
             continue
         if scene.vesicles:
             centers = np.array([v.center_nm for v in scene.vesicles])
@@ -288,7 +290,7 @@ def _vesicle_table(scene: _Scene, pm: CurvedPlane) -> pd.DataFrame:
         min_gap = dist.min(axis=1)
     else:
         min_gap = np.full(len(ves), np.inf)
-    pm_dist = -pm(centers[:, 0], centers[:, 1], centers[:, 2]) - bounds if len(ves) else bounds
+    pm_dist = -pm(centers[:, 0], centers[:, 1], centers[:, 2]) - bounds - scene.half_t
     return make_table(
         centers / vs,
         mids,
@@ -333,12 +335,12 @@ def _connectors_and_tethers(scene: _Scene, pm: CurvedPlane, rng: np.random.Gener
         b = w.center_nm + b_dir / np.linalg.norm(b_dir) * (w.radius_nm + scene.half_t)
         pts = fil.curved_polyline(a, b, rng)
         scene.polylines.append(
-            {"kind": "connector", "from_id": pair[0], "to_id": pair[1], "points_nm": pts}
+            {"kind": "connector", "from_id": ids[id(v)], "to_id": ids[id(w)], "points_nm": pts}
         )
     if not scene.p.plasma_membrane:
         return
     for v in ves:
-        gap = -float(pm(*v.center_nm)) - v.bound_nm
+        gap = -float(pm(*v.center_nm)) - v.bound_nm - scene.half_t
         if not 2.0 <= gap <= 40.0 or rng.random() > 0.6:
             continue
         d = pm.normal + rng.normal(scale=0.15, size=3)

@@ -23,7 +23,7 @@ from synapseg.simulate.writer import OUTPUT_FILES, write_simulation
 
 log = logging.getLogger(__name__)
 
-SAMPLE_VERSION = 1
+SAMPLE_VERSION = 2
 SAMPLE_PARAMS = SimulationParams(
     shape=(64, 256, 256), voxel_size_nm=1.68, seed=2024, vesicle_density_per_um3=4000.0
 )
