@@ -1,0 +1,176 @@
+"""The cellular context around the vesicles: plasma membrane, cleft, organelles, filaments.
+
+Everything here is a distractor or a partner of the vesicles: the presynaptic plasma
+membrane (class 1), the cleft with the postsynaptic membrane and density, a mitochondrion,
+endosome-like compartments and dense-core vesicles (class 3), actin, and the connectors and
+tethers whose polylines are ground truth.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from synapseg.simulate import filaments as fil
+from synapseg.simulate.scene import ACTIN_DIAMETER_NM, OTHER, PLASMA, Scene, clear, random_point
+from synapseg.simulate.shapes import Blob, CurvedPlane, Ellipsoid, Profile, Shape, Sphere, bilayer
+
+
+def plasma_membrane(scene: Scene, rng: np.random.Generator) -> CurvedPlane:
+    ext = scene.extent
+    phi = math.radians(rng.uniform(-25, 25))
+    n = np.array([rng.uniform(-0.1, 0.1), math.sin(phi), math.cos(phi)])
+    n /= np.linalg.norm(n)
+    p0 = np.array([ext[0] / 2, ext[1] / 2, ext[2] * rng.uniform(0.78, 0.88)])
+    curv = rng.choice([-1, 1]) / rng.uniform(1000, 3000)
+    return CurvedPlane(p0, n, curv, np.zeros(3), ext)
+
+
+def render_synapse(scene: Scene, pm: CurvedPlane, rng: np.random.Generator) -> dict:
+    p, t = scene.p, scene.p.membrane_thickness_nm
+    info: dict[str, Any] = {}
+    gauss = bilayer(0.0, t)
+    steps: list[tuple[float, float, float]] = []
+    membranes = [(0.0, PLASMA)]
+    if p.cleft:
+        width = float(rng.uniform(20, 28))
+        psd = float(rng.uniform(20, 40))
+        gauss += bilayer(width, t)
+        steps += [
+            (scene.half_t, width - scene.half_t, 0.1),
+            (width + scene.half_t, width + psd, 0.3),
+        ]
+        membranes.append((width, OTHER))
+        info.update(cleft_width_nm=width, psd_thickness_nm=psd)
+    scene.add(pm, Profile(gauss, steps), membranes)
+    info.update(
+        plasma_membrane_normal_zyx=pm.normal.tolist(),
+        plasma_membrane_point_nm=pm.point_nm.tolist(),
+        plasma_membrane_curvature_per_nm=float(pm.curvature_per_nm),
+    )
+    return info
+
+
+def distractors(scene: Scene, pm: CurvedPlane, rng: np.random.Generator) -> dict:
+    """Mitochondrion, endosome-like compartments and dense-core vesicles (not in the GT)."""
+    t, ext = scene.p.membrane_thickness_nm, scene.extent
+    vol_um3 = float(np.prod(ext)) * 1e-9
+    counts = {"mitochondrion": 0, "endosome": 0, "dense_core_vesicle": 0}
+    # Mitochondrion: a large double-membrane ellipsoid poking in from the far x side.
+    if rng.random() < 0.7:
+        b = float(rng.uniform(80, 130))
+        a = float(rng.uniform(1.5, 2.5)) * b
+        depth = float(rng.uniform(0.12, 0.25)) * ext[2]
+        c = np.array([ext[0] / 2, rng.uniform(0.2, 0.8) * ext[1], depth - b])
+        ang = rng.uniform(-0.4, 0.4)  # long axis ≈ y, second ≈ x (the intrusion), third z
+        rot = np.array(
+            [[0, math.cos(ang), math.sin(ang)], [0, -math.sin(ang), math.cos(ang)], [1, 0, 0]]
+        )
+        shape = Ellipsoid(c, np.array([a, b, 0.8 * b]), rot)
+        gap = 9.0
+        prof = Profile(
+            bilayer(0.0, t) + bilayer(-gap, t),
+            [(-np.inf, -gap - scene.half_t, 0.25), (-gap + scene.half_t, -scene.half_t, 0.05)],
+        )
+        scene.add(shape, prof, [(0.0, OTHER), (-gap, OTHER)])
+        scene.obstacles.append((shape, 5.0))
+        counts["mitochondrion"] = 1
+    kinds = ["endosome"] * int(rng.poisson(0.5 + 10 * vol_um3))
+    kinds += ["dense_core_vesicle"] * int(rng.poisson(0.5 + 15 * vol_um3))
+    for kind in kinds:
+        for _ in range(30):
+            c = random_point(scene, rng)
+            if kind == "endosome":
+                r = float(rng.uniform(30, 75))
+                k = 3
+                shape: Shape = Blob(
+                    c,
+                    r,
+                    np.linalg.qr(rng.normal(size=(3, 3)))[0][:k],
+                    rng.uniform(0.03, 0.1, k),
+                    rng.uniform(1.5, 3.0, k),
+                    rng.uniform(0, 2 * np.pi, k),
+                )
+                prof = Profile(bilayer(0.0, t), [(-np.inf, -scene.half_t, 0.04)])
+                bound = r * 1.3
+            else:
+                r = float(rng.uniform(35, 50)) - scene.half_t
+                shape = Sphere(c, r)
+                core = r - float(rng.uniform(5, 9))
+                prof = Profile(bilayer(0.0, t), [(-np.inf, core - r, 0.7)])
+                bound = r + scene.half_t
+            if float(pm(*c)) > -(bound + 20) or not clear(scene, c, bound):
+                continue
+            scene.add(shape, prof, [(0.0, OTHER)], lumen_below=-scene.half_t)
+            scene.obstacles.append((shape, 3.0))
+            counts[kind] += 1
+            break
+    return counts
+
+
+def connectors_and_tethers(scene: Scene, pm: CurvedPlane, rng: np.random.Generator) -> None:
+    ves = [v for v in scene.vesicles if v.elongation == 1.0]
+    ids = {id(v): i for i, v in enumerate(scene.vesicles, start=1)}
+    seen: set[tuple[int, int]] = set()
+    for v in ves:
+        if rng.random() > 0.4:
+            continue
+        others = [w for w in ves if w is not v]
+        gaps = [np.linalg.norm(w.center_nm - v.center_nm) - w.bound_nm - v.bound_nm for w in others]
+        near = [w for w, g in zip(others, gaps) if 2.0 <= g <= 25.0]
+        if not near:
+            continue
+        w = near[int(rng.integers(len(near)))]
+        pair = tuple(sorted((ids[id(v)], ids[id(w)])))
+        if pair in seen:
+            continue
+        seen.add(pair)
+        u = w.center_nm - v.center_nm
+        u /= np.linalg.norm(u)
+        jitter = rng.normal(scale=0.25, size=3)
+        a_dir = u + jitter - jitter.dot(u) * u
+        b_dir = -u + jitter - jitter.dot(u) * u
+        a = v.center_nm + a_dir / np.linalg.norm(a_dir) * (v.radius_nm + scene.half_t)
+        b = w.center_nm + b_dir / np.linalg.norm(b_dir) * (w.radius_nm + scene.half_t)
+        pts = fil.curved_polyline(a, b, rng)
+        scene.polylines.append(
+            {"kind": "connector", "from_id": ids[id(v)], "to_id": ids[id(w)], "points_nm": pts}
+        )
+    if not scene.p.plasma_membrane:
+        return
+    for v in ves:
+        gap = -float(pm(*v.center_nm)) - v.bound_nm - scene.half_t
+        if not 2.0 <= gap <= 40.0 or rng.random() > 0.6:
+            continue
+        d = pm.normal + rng.normal(scale=0.15, size=3)
+        a = v.center_nm + d / np.linalg.norm(d) * (v.radius_nm + scene.half_t)
+        b = a + pm.normal * (-float(pm(*a)) - scene.half_t)
+        pts = fil.curved_polyline(a, b, rng)
+        scene.polylines.append(
+            {"kind": "tether", "from_id": ids[id(v)], "to_id": 0, "points_nm": pts}
+        )
+
+
+def place_actin(scene: Scene, rng: np.random.Generator) -> list[np.ndarray]:
+    vol_um3 = float(np.prod(scene.extent)) * 1e-9
+    lines = []
+    centers = np.array([v.center_nm for v in scene.vesicles]).reshape(-1, 3)
+    bounds = np.array([v.bound_nm for v in scene.vesicles])
+    for _ in range(int(rng.poisson(1 + 30 * vol_um3))):
+        pts = fil.random_actin(scene.extent, rng)
+        if len(pts) < 2:
+            continue
+        # Actin threads between vesicles: keep the runs that stay clear of them.
+        if len(centers):
+            d = np.linalg.norm(pts[:, None] - centers[None], axis=2) - bounds - ACTIN_DIAMETER_NM
+            clear = np.all(d > 0, axis=1)
+        else:
+            clear = np.ones(len(pts), bool)
+        for run in np.split(np.arange(len(pts)), np.nonzero(np.diff(clear.astype(int)))[0] + 1):
+            if clear[run[0]] and len(run) >= 3:
+                lines.append(pts[run])
+    for line in lines:
+        scene.polylines.append({"kind": "actin", "from_id": 0, "to_id": 0, "points_nm": line})
+    return lines
