@@ -220,3 +220,14 @@ def test_filament_ends_touch_their_vesicles_and_the_membrane(noisy):
         assert 1.0 <= length <= 45.0
         n_checked += 1
     assert n_checked >= 3
+
+
+def test_non_cubic_volumes_keep_their_axes():
+    res = simulate_tomogram(shape=(40, 72, 112), seed=4, voxel_size_nm=1.4, snr=None)
+    assert res.tomogram.shape == res.vesicle_labels.shape == res.phantom.shape == (40, 72, 112)
+    ids = np.unique(res.vesicle_labels[res.vesicle_labels > 0])
+    assert len(ids) == len(res.vesicles) > 0
+    centroids = ndimage.center_of_mass(res.vesicle_labels > 0, res.vesicle_labels, ids)
+    table = res.vesicles.set_index("id")
+    for i, c in zip(ids, centroids):
+        np.testing.assert_allclose(c, table.loc[i, CENTER_PX].to_numpy(float), atol=0.5)
