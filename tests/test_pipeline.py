@@ -218,6 +218,12 @@ def test_export_rerenders_edited_table(sim, tomo, tmp_path, fake_network):
     assert abs(again["radius_nm"].iloc[-1] - gt["radius_nm"]) < 1.5
     labels = np.asarray(read_volume(tmp_path / "re" / "syn_vesicles.mrc").data)
     assert len(np.unique(labels)) - 1 == len(again)
+    # Hand-placed points on an inverted tomogram get the same radius (contrast detected).
+    inverted = write_volume(tmp_path / "inv" / "syn.mrc", -sim.tomogram, 1.68)
+    result = run("export", edited_path, "--tomogram", inverted, "-o", tmp_path / "re_inv")
+    assert result.exit_code == 0, result.output
+    again_inv = read_table_csv(tmp_path / "re_inv" / "syn_vesicles.csv")
+    assert abs(again_inv["radius_nm"].iloc[-1] - again["radius_nm"].iloc[-1]) < 0.2
     # Exporting again into the same folder needs --overwrite.
     result = run("export", edited_path, "--tomogram", tomo, "-o", tmp_path / "re")
     assert result.exit_code == 2 and "--overwrite" in result.stderr

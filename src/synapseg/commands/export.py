@@ -23,14 +23,36 @@ log = logging.getLogger(__name__)
 _FALLBACK_RADIUS_NM = 20.0  # starting guess for hand-placed points: a typical vesicle
 
 
-def refit_missing_radii(table: pd.DataFrame, tomogram: np.ndarray, voxel_size_nm, tilt_range_deg):
-    """Fit radii on the tomogram for rows whose ``radius_nm`` is missing; keep their centers."""
+def refit_missing_radii(
+    table: pd.DataFrame,
+    tomogram: np.ndarray,
+    voxel_size_nm,
+    tilt_range_deg: float,
+    invert: str = "auto",
+):
+    """Fit radii on the tomogram for rows whose ``radius_nm`` is missing; keep their centers.
+
+    ``invert="auto"`` judges the contrast from the membranes around all listed vesicles.
+    Returns the rebuilt table and the number of radii fitted.
+    """
     from synapseg.io.tables import CENTER_PX, make_table
+    from synapseg.post.polarity import detect_polarity
     from synapseg.post.spheres import SphereParams, refine_spheres
 
     missing = table["radius_nm"].isna().to_numpy() if "radius_nm" in table else None
     if missing is None or not missing.any():
         return table, 0
+    if invert == "auto":
+        guess = table["radius_nm"].fillna(_FALLBACK_RADIUS_NM).to_numpy(float)
+        polarity, _ = detect_polarity(
+            tomogram,
+            table[CENTER_PX].to_numpy(float),
+            guess,
+            voxel_size_nm,
+            tilt_range_deg=tilt_range_deg,
+        )
+    else:
+        polarity = -1 if invert == "yes" else 1
     centers = table.loc[missing, CENTER_PX].to_numpy(float)
     fitted = refine_spheres(
         tomogram,
@@ -38,6 +60,7 @@ def refit_missing_radii(table: pd.DataFrame, tomogram: np.ndarray, voxel_size_nm
         np.full(len(centers), _FALLBACK_RADIUS_NM),
         voxel_size_nm,
         params=SphereParams(tilt_range_deg=tilt_range_deg),
+        polarity=polarity,
     )
     table = table.copy()
     table.loc[missing, "radius_nm"] = np.asarray(fitted["radius_nm"], float)
@@ -68,6 +91,7 @@ def export(
         None, "--pyto-boundaries", help="Pyto boundary labels to merge the vesicles into."
     ),
     tilt_range: float = typer.Option(60.0, "--tilt-range", help="Tilt range ± degrees."),
+    invert: str = typer.Option("auto", "--invert", help="Contrast: auto, yes or no."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
 ) -> None:
     """Re-render the table, labels, STAR, Pyto and IMOD outputs from edited vesicles."""
@@ -87,7 +111,11 @@ def export(
     )
     if len(table) == 0:
         raise InputError(edited, "holds no vesicles", "check that the right file was edited")
-    table, n_refit = refit_missing_radii(table, volume.data, volume.voxel_size_nm, tilt_range)
+    if invert not in ("auto", "yes", "no"):
+        raise InputError("--invert", f"unknown value '{invert}'", "use auto, yes or no")
+    table, n_refit = refit_missing_radii(
+        table, volume.data, volume.voxel_size_nm, tilt_range, invert
+    )
     if n_refit:
         err_console.print(f"fitted radii for {n_refit} hand-placed vesicles", markup=False)
     fmt = parse_formats(formats)
