@@ -68,6 +68,7 @@ def test_predict_with_model_folder_and_uint8(tmp_path, tomo):
         (["--voxel-size", "9"], "coarser"),
         (["--model", "nope"], "unknown model name"),
         (["--format", "int7"], "unknown format"),
+        (["--tile-size", "96", "--halo", "48"], "halo 48"),
     ],
 )
 def test_predict_bad_input(tmp_path, tomo, extra, message):

@@ -44,6 +44,12 @@ def predict(
     tile_size: int | None = typer.Option(
         None, "--tile-size", help="Largest tile edge in model voxels (default 256)."
     ),
+    halo: int | None = typer.Option(
+        None,
+        "--halo",
+        help="Context voxels dropped at inner tile faces (default tile/10; the model card's "
+        "'halo' makes tiles exactly equal to a whole-volume pass).",
+    ),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Tiles per forward pass."),
     voxel_size: float | None = typer.Option(
         None, "--voxel-size", help="Voxel size in nm; overrides the header."
@@ -96,6 +102,7 @@ def predict(
             device=device,
             tta=tta,
             tile_size=tile_size,
+            halo=halo,
             batch_size=batch_size,
             out=out,
             progress=show_progress,

@@ -211,6 +211,12 @@ def choose_tiling(
     if halo is None:  # ~tile/10, rounded so that the overlap (2 * halo) is a lattice step
         step = max(m // 2, 1)
         halo = min(config.halo, max(step, round(min(tiles) / 10 / step) * step))
+    elif halo < 0 or 2 * halo >= min(tiles):
+        raise InputError(
+            "--halo",
+            f"halo {halo} must be >= 0 and leave part of a {min(tiles)}-voxel tile",
+            f"use a halo below {min(tiles) // 2}",
+        )
     return plan_tiles(grid, tiles, int(halo), m)
 
 
