@@ -130,7 +130,7 @@ def data_summary(root: Path, n: int) -> dict:
     }
 
 
-def build_trainer(root: Path, steps: int):
+def build_trainer(root: Path, steps: int, decay_from: int | None = None):
     import torch
 
     from synapseg.model.unet import UNetConfig, build_unet
@@ -168,7 +168,7 @@ def build_trainer(root: Path, steps: int):
 def cmd_train(args) -> None:
     root = Path(args.cache)
     generate(root, N_TRAIN + N_VAL)
-    trainer, _ = build_trainer(root, args.steps)
+    trainer, _ = build_trainer(root, args.steps, args.decay_from)
     if trainer.checkpoint_path.exists():
         trainer.resume()
     t0 = time.time()
@@ -243,6 +243,12 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("generate", help="simulate the training set")
     p_train = sub.add_parser("train", help="train / resume")
     p_train.add_argument("--steps", type=int, default=20000, help="total steps to reach")
+    p_train.add_argument(
+        "--decay-from",
+        type=int,
+        default=None,
+        help="cosine-decay the learning rate from this step to 5%% at --steps (default: constant)",
+    )
     p_exp = sub.add_parser("export", help="write the best checkpoint as a model folder")
     p_exp.add_argument("-o", "--output", required=True)
     p_exp.add_argument("--name", default=MODEL_NAME)

@@ -95,6 +95,9 @@ def test_learning_rate_schedule():
     assert learning_rate(cfg, 0) == pytest.approx(0.1)
     assert learning_rate(cfg, 10) == pytest.approx(1.0)
     assert learning_rate(cfg, 100) == pytest.approx(0.05)
+    late = _config(steps=100, warmup_steps=10, lr=1.0, schedule="cosine", decay_start=60)
+    assert learning_rate(late, 59) == 1.0 and learning_rate(late, 80) == pytest.approx(0.525)
+    assert learning_rate(late, 100) == pytest.approx(0.05)
 
 
 def test_train_model_writes_a_verified_model_and_fine_tunes(toy_data, tmp_path):

@@ -40,6 +40,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 50
     schedule: str = "constant"  # "constant" (extendable runs) or "cosine" (to `steps`)
+    decay_start: int | None = None  # cosine: constant lr until this step (default: warm-up end)
     fg_fraction: float = 0.6
     pos_weight: float = 2.0
     boundary: bool = False
@@ -66,11 +67,19 @@ class TrainConfig:
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
-    """Learning rate at ``step``: linear warm-up, then constant or cosine decay."""
+    """Learning rate at ``step``: linear warm-up, then constant or cosine decay.
+
+    With ``schedule="cosine"`` the rate stays constant until ``decay_start`` (default: the
+    end of the warm-up) and then follows a cosine down to 5% at ``steps``; a constant-rate run
+    can thus be resumed with a decay phase.
+    """
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     if config.schedule == "cosine":
-        t = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
+        start = max(config.warmup_steps, config.decay_start or 0)
+        if step < start:
+            return config.lr
+        t = min(1.0, (step - start) / max(1, config.steps - start))
         return config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
     return config.lr
 
