@@ -48,6 +48,8 @@ DEFAULT_TILE = 256
 """Default largest tile edge (model voxels); tiles shrink to spread evenly over the volume."""
 IN_MEMORY_BYTES = 256 * 2**20
 """Model-grid arrays larger than this live in a temporary memory-mapped file."""
+CHUNK_VOXELS = 8 * 2**20
+"""Source voxels per z-chunk when resampling between grids (bounds their memory)."""
 _SAMPLE_VOXELS = 2_000_000
 
 ModelSpec = str | os.PathLike | tuple[nn.Module, ModelCard]
@@ -440,7 +442,13 @@ def predict_volume(
 
         task = bar.add("rescale to model grid", grid[0])
         resample_stream(
-            read_input, in_shape, grid, factors, write_image, progress=bar.advancer(task)
+            read_input,
+            in_shape,
+            grid,
+            factors,
+            write_image,
+            chunk_voxels=2 * CHUNK_VOXELS,
+            progress=bar.advancer(task),
         )
         stats = normalise_stats(_grid_sample(image), clip)
         timings["rescale_s"] = time.perf_counter() - t0
@@ -480,7 +488,13 @@ def predict_volume(
 
         task = bar.add("map back to input grid", in_shape[0])
         resample_stream(
-            read_probs, grid, in_shape, 1 / factors, write_out, progress=bar.advancer(task)
+            read_probs,
+            grid,
+            in_shape,
+            1 / factors,
+            write_out,
+            chunk_voxels=max(CHUNK_VOXELS // len(channels), 2**20),
+            progress=bar.advancer(task),
         )
         timings["resample_back_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
