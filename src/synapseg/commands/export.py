@@ -16,7 +16,7 @@ import pandas as pd
 import typer
 
 from synapseg.cli import app, err_console, handle_errors
-from synapseg.errors import InputError
+from synapseg.errors import InputError, OutputExistsError
 from synapseg.pipeline import ALL_FORMATS, DEFAULT_FORMATS, OutputPaths, SegmentOptions, provenance
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,22 @@ def export(
     from synapseg.io.volume import read_volume
     from synapseg.pipeline import stage_export
 
+    options = SegmentOptions(
+        formats=parse_formats(formats, pyto_boundaries),
+        star_binning=star_binning,
+        pyto_boundaries=pyto_boundaries,
+        tilt_range_deg=tilt_range,
+        invert=invert,
+        overwrite=overwrite,
+    )
     volume = read_volume(tomogram, voxel_size)
+    paths = OutputPaths(output, volume.name)
+    targets = [paths[f] for f in options.formats if f != "pyto"]
+    existing = [p for p in targets if p.exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(
+            existing[0], "output exists", "pass --overwrite to replace it or choose another -o"
+        )
     table = read_vesicles(
         edited,
         voxel_size_nm=volume.voxel_size_nm,
@@ -111,30 +126,11 @@ def export(
     )
     if len(table) == 0:
         raise InputError(edited, "holds no vesicles", "check that the right file was edited")
-    if invert not in ("auto", "yes", "no"):
-        raise InputError("--invert", f"unknown value '{invert}'", "use auto, yes or no")
     table, n_refit = refit_missing_radii(
         table, volume.data, volume.voxel_size_nm, tilt_range, invert
     )
     if n_refit:
         err_console.print(f"fitted radii for {n_refit} hand-placed vesicles", markup=False)
-    fmt = parse_formats(formats)
-    if pyto_boundaries is not None and "pyto" not in fmt:
-        fmt = fmt + ("pyto",)
-    options = SegmentOptions(
-        formats=fmt,
-        star_binning=star_binning,
-        pyto_boundaries=pyto_boundaries,
-        tilt_range_deg=tilt_range,
-        overwrite=overwrite,
-    )
-    paths = OutputPaths(output, volume.name)
-    targets = [paths[f] for f in fmt if f != "pyto"]
-    existing = [p for p in targets if p.exists()]
-    if existing and not overwrite:
-        raise InputError(
-            existing[0], "output exists", "pass --overwrite to replace it or choose another -o"
-        )
     prov = provenance(options)
     prov.update({"edited_from": str(edited.resolve()), "tomogram": str(tomogram.resolve())})
     write_table_csv(paths["csv"], table, provenance=prov, overwrite=overwrite)

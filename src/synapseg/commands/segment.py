@@ -14,10 +14,14 @@ from synapseg.errors import InputError
 from synapseg.pipeline import ALL_FORMATS, DEFAULT_FORMATS, STAGES, SegmentOptions, list_tomograms
 
 
-def parse_formats(text: str) -> tuple[str, ...]:
-    """``"csv,star"`` → ``("csv", "star")``; CSV is always written."""
+def parse_formats(text: str, pyto_boundaries: Path | None = None) -> tuple[str, ...]:
+    """``"csv,star"`` → ``("csv", "star")``; CSV is always written, Pyto too when
+    boundaries to merge into are given."""
     formats = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
-    return formats if "csv" in formats else ("csv",) + formats
+    formats = formats if "csv" in formats else ("csv",) + formats
+    if pyto_boundaries is not None and "pyto" not in formats:
+        formats += ("pyto",)
+    return formats
 
 
 def expand_inputs(inputs: list[Path], output: Path) -> list[tuple[Path, Path]]:
@@ -91,9 +95,6 @@ def segment(
     """
     from synapseg.pipeline import segment_tomogram
 
-    fmt = parse_formats(formats)
-    if pyto_boundaries is not None and "pyto" not in fmt:
-        fmt = fmt + ("pyto",)
     options = SegmentOptions(
         model=model,
         device=device,
@@ -101,7 +102,7 @@ def segment(
         tile_size=tile_size,
         voxel_size_nm=voxel_size,
         mask=mask,
-        formats=fmt,
+        formats=parse_formats(formats, pyto_boundaries),
         star_binning=star_binning,
         pyto_boundaries=pyto_boundaries,
         invert=invert,
