@@ -101,3 +101,4 @@ from synapseg.commands import evaluate  # noqa: E402,F401
 from synapseg.commands import simulate  # noqa: E402,F401
 from synapseg.commands import train  # noqa: E402,F401
 from synapseg.commands import predict  # noqa: E402,F401
+from synapseg.commands import models  # noqa: E402,F401
