@@ -151,3 +151,12 @@ def test_cli_train_and_resume(toy_data, tmp_path):
     assert res.exit_code == 2 and "already holds a model" in res.output
     res = runner.invoke(app, args[:8] + ["20"] + args[9:] + ["--overwrite"])
     assert res.exit_code == 2 and "not a multiple" in res.output
+
+
+def test_validation_through_find_vesicles(volumes):
+    from synapseg.train.validation import validate
+
+    net = build_unet(UNetConfig(**TINY_UNET), seed=0)
+    metrics = validate(net, volumes[2:], VS3, net.config.size_multiple, use_post=True)
+    assert metrics["method"] == "find_vesicles"
+    assert 0.0 <= metrics["f1"] <= 1.0 and metrics["volumes"][0]["n_gt"] == 6

@@ -45,6 +45,7 @@ class TrainConfig:
     pos_weight: float = 2.0
     boundary: bool = False
     val_every: int = 200
+    val_method: str = "components"  # or "post": F1 through synapseg.post.vesicles.find_vesicles
     checkpoint_every_s: float = 180.0
     seed: int = 0
     grad_clip: float = 5.0
@@ -191,7 +192,12 @@ class Trainer:
         if not self.val_volumes:
             return {}
         return validate(
-            self.net, self.val_volumes, self.voxel_size_nm, self.size_multiple, device=self.device
+            self.net,
+            self.val_volumes,
+            self.voxel_size_nm,
+            self.size_multiple,
+            device=self.device,
+            use_post=self.config.val_method == "post",
         )
 
     def _is_better(self, metrics: dict[str, Any]) -> bool:

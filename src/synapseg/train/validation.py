@@ -72,6 +72,7 @@ def validate(
     from synapseg.evaluate.metrics import compute_metrics
 
     per = []
+    method = "components"
     tp = fp = fn = 0
     center_errors = []
     for vol in volumes:
@@ -87,6 +88,7 @@ def validate(
                 from synapseg.post.vesicles import find_vesicles
 
                 pred_table, _rej, _info = find_vesicles(vol.image, prob, voxel_size_nm)
+                method = "find_vesicles"
             except ImportError:
                 pred_table = None
         if pred_table is None:
@@ -123,7 +125,7 @@ def validate(
         "precision": precision,
         "recall": recall,
         "center_error_nm_median": float(np.median(center_errors)) if center_errors else None,
-        "method": "find_vesicles" if use_post else "components",
+        "method": method,
         "volumes": per,
     }
 
