@@ -146,3 +146,14 @@ def test_unusable_volume_is_an_error():
     vol = Volume(np.ones((8, 16, 16), np.float32), (1.6,) * 3)
     with pytest.raises(InputError, match="constant"):
         predict_volume(vol, (Identity(), SMALL_CARD), device="cpu")
+
+
+def test_streams_into_zarr_with_progress(tmp_path, tiny_model, rng):
+    zarr = pytest.importorskip("zarr")
+    vol = Volume(rng.normal(size=(18, 32, 30)).astype(np.float32), (1.5,) * 3)
+    ref = predict_volume(vol, tiny_model, device="cpu")
+    out = zarr.open(
+        str(tmp_path / "p.zarr"), mode="w", shape=vol.shape, chunks=(8, 16, 16), dtype="float32"
+    )
+    predict_volume(vol, tiny_model, device="cpu", out=out, progress=True)
+    np.testing.assert_allclose(out[:], ref, atol=1e-6)
