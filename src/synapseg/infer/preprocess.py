@@ -150,7 +150,7 @@ def resample_axis(data: np.ndarray, axis: int, coords: np.ndarray) -> np.ndarray
 
 def resample_block(
     block: np.ndarray,
-    coords: Sequence[np.ndarray],
+    coords: Sequence[np.ndarray | None],
     sigma: Sequence[float],
 ) -> np.ndarray:
     """Anti-alias filter and linearly resample the last three axes of ``block``.
@@ -160,22 +160,24 @@ def resample_block(
     block
         (..., z, y, x) source values (any leading axes, e.g. channels).
     coords
-        For each of z, y, x: the source coordinates (in ``block``'s voxels) of the output rows.
+        For each of z, y, x: the source coordinates (in ``block``'s voxels) of the output
+        rows, or ``None`` to leave that axis alone (no filter either).
     sigma
         Gaussian sigma per axis in source voxels (0: no filter).
     """
     out = np.asarray(block, dtype=np.float32)
     nd = out.ndim
     for k in range(3):
+        if coords[k] is None:
+            continue
         axis = nd - 3 + k
         if sigma[k] > 0:
             out = ndimage.gaussian_filter1d(
                 out, float(sigma[k]), axis=axis, mode="nearest", truncate=_TRUNCATE
             )
-        if len(coords[k]) != out.shape[axis] or not np.array_equal(
-            coords[k], np.arange(out.shape[axis])
-        ):
-            out = resample_axis(out, axis, coords[k])
+        c = np.asarray(coords[k])
+        if len(c) != out.shape[axis] or not np.array_equal(c, np.arange(out.shape[axis])):
+            out = resample_axis(out, axis, c)
     return out
 
 
@@ -186,24 +188,29 @@ def resample_stream(
     factors: Sequence[float],
     write_rows: Callable[[int, int, np.ndarray], None],
     *,
-    chunk_voxels: int = 32 * 2**20,
+    chunk_voxels: int = 16 * 2**20,
     progress: Callable[[int], None] | None = None,
 ) -> None:
     """Resample a (…, z, y, x) volume to another grid, z-chunk by z-chunk.
 
+    Each chunk of destination rows reads the source rows it needs (plus the filter margin) in
+    batches of at most ``chunk_voxels`` voxels, resamples them in y and x first (so an
+    unbinned input shrinks before it is stacked), then in z. Memory stays bounded by a few
+    times ``chunk_voxels`` whatever the volume's size or the rescaling factor.
+
     Parameters
     ----------
     read_rows
-        ``read_rows(z0, z1)`` returns source rows ``[z0, z1)`` as a float32 array (…, z, y, x).
+        ``read_rows(z0, z1)`` returns source rows ``[z0, z1)`` as an array (…, z, y, x).
     src_shape, dst_shape
         Spatial (z, y, x) shapes of the source and destination grids.
     factors
         Destination voxels per source voxel, per axis (see :func:`rescale_factors`):
         destination voxel ``j`` is source coordinate ``j / f``.
     write_rows
-        ``write_rows(z0, z1, block)`` receives destination rows ``[z0, z1)``.
+        ``write_rows(z0, z1, block)`` receives destination rows ``[z0, z1)`` (float32).
     chunk_voxels
-        Approximate number of source voxels (per leading index) read at once.
+        Approximate number of voxels (per leading index) held per step.
     progress
         Called with the number of destination rows finished after each chunk.
     """
@@ -214,14 +221,23 @@ def resample_stream(
     cy = np.arange(my) / f[1]
     cx = np.arange(mx) / f[2]
     margin = _filter_radius(float(sigma[0])) + 1
-    rows_per_chunk = max(1, int(chunk_voxels // max(ny * nx, 1) * f[0]) - 2 * margin)
+    read_batch = max(1, chunk_voxels // max(ny * nx, 1))
+    # source rows per chunk, held at the destination's y-x size
+    src_rows = max(chunk_voxels // max(my * mx, 1), int(4 * margin + 4 / f[0]))
+    rows_per_chunk = max(1, int((src_rows - 2 * margin - 1) * f[0]))
     for j0 in range(0, mz, rows_per_chunk):
         j1 = min(mz, j0 + rows_per_chunk)
         cz = np.arange(j0, j1) / f[0]
         i0 = max(0, int(math.floor(cz[0])) - margin)
         i1 = min(nz, int(math.floor(cz[-1])) + 2 + margin)
-        block = read_rows(i0, i1)
-        out = resample_block(block, (cz - i0, cy, cx), sigma)
+        parts = [
+            resample_block(read_rows(a, min(i1, a + read_batch)), (None, cy, cx), sigma)
+            for a in range(i0, i1, read_batch)
+        ]
+        mid = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-3)
+        del parts
+        out = resample_block(mid, (cz - i0, None, None), sigma)
+        del mid
         write_rows(j0, j1, out)
         if progress is not None:
             progress(j1 - j0)
