@@ -21,7 +21,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,13 @@ import torch
 from torch import nn
 
 from synapseg.errors import InputError
+from synapseg.infer.forward import (
+    forward_batch,
+    prepare_net,
+    select_device,
+    torch_threads,
+    tta_transforms,
+)
 from synapseg.infer.preprocess import (
     check_rescale,
     grid_shape,
@@ -37,15 +44,12 @@ from synapseg.infer.preprocess import (
     normalise_stats,
     resample_stream,
 )
-from synapseg.infer.tiling import TilePlan, batched, iter_tiles, plan_tiles
+from synapseg.infer.tiling import TilePlan, batched, choose_tiling, iter_tiles
 from synapseg.io.volume import Volume
 from synapseg.model.registry import ModelCard, load_model
-from synapseg.model.unet import UNetConfig, prepare_for_inference
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TILE = 256
-"""Default largest tile edge (model voxels); tiles shrink to spread evenly over the volume."""
 IN_MEMORY_BYTES = 256 * 2**20
 """Model-grid arrays larger than this live in a temporary memory-mapped file."""
 CHUNK_VOXELS = 8 * 2**20
@@ -53,173 +57,6 @@ CHUNK_VOXELS = 8 * 2**20
 _SAMPLE_VOXELS = 2_000_000
 
 ModelSpec = str | os.PathLike | tuple[nn.Module, ModelCard]
-
-
-# --------------------------------------------------------------------------- devices
-
-
-def available_cpus() -> int:
-    """CPU cores this process may use (affinity-aware)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def select_device(device: str | torch.device = "auto") -> torch.device:
-    """Resolve ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` to a torch device.
-
-    Raises
-    ------
-    InputError
-        CUDA was asked for but is not available, or the name is unknown.
-    """
-    name = str(device).lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InputError(
-                "--device",
-                f"'{device}' was requested but CUDA is not available (no NVIDIA GPU or a CPU-only "
-                "PyTorch)",
-                "use --device cpu or --device auto, or install a CUDA build of PyTorch",
-            )
-        return torch.device(name)
-    raise InputError("--device", f"unknown device '{device}'", "use auto, cpu or cuda")
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[int]:
-    """Temporarily set torch's intra-op thread count (default: the available cores)."""
-    old = torch.get_num_threads()
-    n = n or available_cpus()
-    torch.set_num_threads(n)
-    try:
-        yield n
-    finally:
-        torch.set_num_threads(old)
-
-
-# --------------------------------------------------------------------------- forward passes
-
-
-def tta_transforms(rot90: bool = False) -> list[tuple[tuple[int, ...], int]]:
-    """Test-time augmentations as (flipped spatial dims, quarter turns about z).
-
-    All 8 combinations of flipping z, y and x (they map a single-axis missing wedge onto
-    itself); with ``rot90`` also each of them turned 90° about z (swaps the tilt axis: only
-    for models trained with both orientations).
-    """
-    flips = [
-        tuple(d for d, on in zip((2, 3, 4), bits) if on)
-        for bits in np.ndindex(2, 2, 2)  # type: ignore[call-overload]
-    ]
-    return [(f, k) for k in ((0, 1) if rot90 else (0,)) for f in flips]
-
-
-def forward_batch(
-    net: nn.Module,
-    batch: np.ndarray,
-    device: torch.device,
-    channels: Sequence[int] = (0,),
-    transforms: Sequence[tuple[tuple[int, ...], int]] = (((), 0),),
-) -> np.ndarray:
-    """Sigmoid probabilities of ``channels`` for a (B, 1, z, y, x) batch, averaged over TTA.
-
-    Returns float32 (B, len(channels), z, y, x).
-    """
-    x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)
-    amp = (
-        torch.autocast(device_type="cuda", dtype=torch.float16)
-        if device.type == "cuda"
-        else contextlib.nullcontext()
-    )
-    total = None
-    with torch.inference_mode(), amp:
-        for dims, k in transforms:
-            xt = torch.flip(x, dims) if dims else x
-            if k:
-                xt = torch.rot90(xt, k, dims=(3, 4))
-            y = net(xt)[:, list(channels)].float()
-            if k:
-                y = torch.rot90(y, -k, dims=(3, 4))
-            if dims:
-                y = torch.flip(y, dims)
-            y = torch.sigmoid(y)
-            total = y if total is None else total.add_(y)
-        assert total is not None
-        if len(transforms) > 1:
-            total /= len(transforms)
-        return total.cpu().numpy()
-
-
-def _prepare_net(net: nn.Module, device: torch.device) -> nn.Module:
-    return prepare_for_inference(net, device)
-
-
-# --------------------------------------------------------------------------- tiling choices
-
-
-def choose_tiling(
-    config: UNetConfig,
-    grid: Sequence[int],
-    tile_size: int | Sequence[int] | None = None,
-    halo: int | None = None,
-) -> TilePlan:
-    """Plan the tiles for a model grid, validating a user-given tile size.
-
-    Parameters
-    ----------
-    config
-        The network's architecture (size multiple, receptive field, exact halo).
-    grid
-        Model-grid shape (z, y, x).
-    tile_size
-        Largest tile edge(s) in model voxels; default :data:`DEFAULT_TILE` (at least the
-        receptive field).
-    halo
-        Context voxels discarded at inner tile faces; default ``tile / 10`` (at least half a
-        size multiple, at most the exact halo). ``config.halo`` makes tiling exact.
-
-    Raises
-    ------
-    InputError
-        A tile size smaller than the receptive field or not a multiple of the network's
-        size multiple.
-    """
-    m = config.size_multiple
-    if tile_size is None:
-        tiles = [max(DEFAULT_TILE, config.min_tile)] * 3
-    else:
-        tiles = [int(tile_size)] * 3 if np.isscalar(tile_size) else [int(t) for t in tile_size]  # type: ignore[arg-type]
-        for t in tiles:
-            if t % m:
-                raise InputError(
-                    "--tile-size",
-                    f"tile size {t} is not a multiple of {m} (the network's deepest level "
-                    f"works at 1/{m} of the model grid)",
-                    f"use a multiple of {m}, e.g. {max(m, -(-t // m) * m)}",
-                )
-            if t < config.min_tile:
-                raise InputError(
-                    "--tile-size",
-                    f"tile size {t} is smaller than the network's receptive field "
-                    f"({config.receptive_field} model voxels)",
-                    f"use --tile-size {config.min_tile} or more",
-                )
-    if halo is None:  # ~tile/10, rounded so that the overlap (2 * halo) is a lattice step
-        step = max(m // 2, 1)
-        halo = min(config.halo, max(step, round(min(tiles) / 10 / step) * step))
-    elif halo < 0 or 2 * halo >= min(tiles):
-        raise InputError(
-            "--halo",
-            f"halo {halo} must be >= 0 and leave part of a {min(tiles)}-voxel tile",
-            f"use a halo below {min(tiles) // 2}",
-        )
-    return plan_tiles(grid, tiles, int(halo), m)
 
 
 def _scratch_array(
@@ -289,7 +126,7 @@ def predict_array(
             lambda sl: np.asarray(image[sl], dtype=np.float32),
             acc,
             plan,
-            _prepare_net(net, dev),
+            prepare_net(net, dev),
             dev,
             channels,
             tta_transforms(card.tta_rot90) if tta else [((), 0)],
@@ -361,7 +198,7 @@ def predict_volume(
         ``tta_rot90`` says the model was trained with both tilt-axis orientations): 8-16x time.
     tile_size
         Largest tile edge in model voxels (multiple of the network's size multiple, at least
-        its receptive field); default :data:`DEFAULT_TILE`.
+        its receptive field); default ``synapseg.infer.tiling.DEFAULT_TILE`` (256).
     batch_size
         Tiles per forward pass (default 1 on CPU, 2 on GPU).
     out
@@ -461,7 +298,7 @@ def predict_volume(
             lambda sl: stats.apply(image[sl], invert=invert),
             acc,
             plan,
-            _prepare_net(net, dev),
+            prepare_net(net, dev),
             dev,
             channels,
             transforms,

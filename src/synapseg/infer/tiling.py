@@ -13,7 +13,8 @@ A :class:`TilePlan` covers a (z, y, x) grid with tiles that
 Blending weights are separable and the tile starts form a Cartesian product, so the sum of
 weights at any voxel is the product of three 1D sums (:meth:`TilePlan.normaliser`): no
 weight volume is ever allocated. :func:`iter_tiles` is a pure generator of slices, the unit
-of work a distributed backend can farm out.
+of work a distributed backend can farm out. :func:`choose_tiling` picks and validates the
+tile size and halo for a network.
 """
 
 from __future__ import annotations
@@ -22,9 +23,17 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice, product
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from synapseg.errors import InputError
+
+if TYPE_CHECKING:  # keep this module free of torch
+    from synapseg.model.unet import UNetConfig
+
+DEFAULT_TILE = 256
+"""Default largest tile edge (model voxels); tiles shrink to spread evenly over the volume."""
 GAUSSIAN_SIGMA_FRACTION = 1 / 8
 """Sigma of the blending window as a fraction of the tile edge (as nnU-Net)."""
 _MIN_WEIGHT = 1e-3
@@ -222,3 +231,62 @@ def iter_blocks(
             outer.append(slice(lo, hi))
             inner.append(slice(o - lo, e - lo))
         yield tuple(core), tuple(outer), tuple(inner)
+
+
+def choose_tiling(
+    config: UNetConfig,
+    grid: Sequence[int],
+    tile_size: int | Sequence[int] | None = None,
+    halo: int | None = None,
+) -> TilePlan:
+    """Plan the tiles for a model grid, validating a user-given tile size.
+
+    Parameters
+    ----------
+    config
+        The network's architecture (size multiple, receptive field, exact halo).
+    grid
+        Model-grid shape (z, y, x).
+    tile_size
+        Largest tile edge(s) in model voxels; default :data:`DEFAULT_TILE` (at least the
+        receptive field).
+    halo
+        Context voxels discarded at inner tile faces; default ``tile / 10`` (at least half a
+        size multiple, at most the exact halo). ``config.halo`` makes tiling exact.
+
+    Raises
+    ------
+    InputError
+        A tile size smaller than the receptive field or not a multiple of the network's
+        size multiple.
+    """
+    m = config.size_multiple
+    if tile_size is None:
+        tiles = [max(DEFAULT_TILE, config.min_tile)] * 3
+    else:
+        tiles = [int(tile_size)] * 3 if np.isscalar(tile_size) else [int(t) for t in tile_size]  # type: ignore[arg-type]
+        for t in tiles:
+            if t % m:
+                raise InputError(
+                    "--tile-size",
+                    f"tile size {t} is not a multiple of {m} (the network's deepest level "
+                    f"works at 1/{m} of the model grid)",
+                    f"use a multiple of {m}, e.g. {max(m, -(-t // m) * m)}",
+                )
+            if t < config.min_tile:
+                raise InputError(
+                    "--tile-size",
+                    f"tile size {t} is smaller than the network's receptive field "
+                    f"({config.receptive_field} model voxels)",
+                    f"use --tile-size {config.min_tile} or more",
+                )
+    if halo is None:  # ~tile/10, rounded so that the overlap (2 * halo) is a lattice step
+        step = max(m // 2, 1)
+        halo = min(config.halo, max(step, round(min(tiles) / 10 / step) * step))
+    elif halo < 0 or 2 * halo >= min(tiles):
+        raise InputError(
+            "--halo",
+            f"halo {halo} must be >= 0 and leave part of a {min(tiles)}-voxel tile",
+            f"use a halo below {min(tiles) // 2}",
+        )
+    return plan_tiles(grid, tiles, int(halo), m)
