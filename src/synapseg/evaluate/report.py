@@ -22,7 +22,6 @@ from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from synapseg import __version__
-from synapseg.evaluate import plots
 from synapseg.evaluate.matching import MatchResult, ResolvedTable
 from synapseg.io.atomic import atomic_path, check_writable, write_text_atomic
 from synapseg.io.volume import Volume
@@ -44,6 +43,8 @@ def _slices(
     match: MatchResult, tomogram: Volume | None
 ) -> tuple[np.ndarray | None, np.ndarray | None, float, float, tuple, tuple | None]:
     """Pick the xy and xz planes cutting the most vesicles; read them from the tomogram."""
+    from synapseg.evaluate import plots  # matplotlib: imported only when a report is drawn
+
     centers = np.concatenate([match.gt.centers_nm, match.pred.centers_nm])
     radii = np.concatenate([match.gt.radius_nm, match.pred.radius_nm])
     if tomogram is not None:
@@ -87,6 +88,8 @@ def render_figures(
     import io
 
     import matplotlib.pyplot as plt
+
+    from synapseg.evaluate import plots  # matplotlib: imported only when a report is drawn
 
     figs = {}
     if slices:
