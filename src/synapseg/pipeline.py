@@ -210,6 +210,7 @@ def stage_predict(volume: Volume, options: SegmentOptions, target: Path) -> dict
             progress=options.progress,
             invert=polarity["invert"],
             report=facts,
+            scratch_dir=target.parent,  # big model-grid scratch files beside the outputs
         )
     seconds = time.perf_counter() - t0
     return {
