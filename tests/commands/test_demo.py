@@ -1,0 +1,27 @@
+"""`synapseg demo`, the README's first command: the default model on the bundled sample."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from synapseg.cli import app
+from synapseg.evaluate.metrics import compute_metrics
+from synapseg.io.tables import read_table_csv
+from synapseg.model.registry import load_model
+from synapseg.simulate import sample_path
+
+
+def test_demo_finds_the_sample_vesicles_with_the_default_model(tmp_path):
+    _, card = load_model("default")
+    assert card.trained, "the shipped default model must be a trained one"
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "F1" in result.stdout and "median center error" in result.stdout
+    truth = read_table_csv(sample_path() / "vesicles.csv")
+    found = read_table_csv(out / "tomogram_vesicles.csv")
+    metrics = compute_metrics(truth, found)
+    assert metrics["f1"] >= 0.8, metrics
+    assert metrics["center_error_nm"]["median"] < 1.0
+    for suffix in ("csv", "json", "star", "mod", "mrc"):
+        assert (out / f"tomogram_vesicles.{suffix}").exists()
