@@ -509,12 +509,20 @@ def _write_tiff(
     return path
 
 
+def new_zarr_group(path: Path) -> Any:
+    """Create a Zarr v2-format group (what OME-NGFF 0.4 readers expect) with zarr 2 or 3."""
+    import zarr
+
+    try:
+        return zarr.open_group(str(path), mode="w", zarr_format=2)
+    except TypeError:  # zarr 2 has no zarr_format argument and writes v2 anyway
+        return zarr.open_group(str(path), mode="w")
+
+
 def _write_zarr(
     path: Path, data: np.ndarray, vs: VoxelSize, origin_nm: Sequence[float], overwrite: bool
 ) -> Path:
     import shutil
-
-    import zarr
 
     if path.exists() and not overwrite:
         raise OutputExistsError(
@@ -524,9 +532,10 @@ def _write_zarr(
     shutil.rmtree(tmp, ignore_errors=True)
     check_writable(tmp, overwrite=True)  # the parent folder exists and is writable
     try:
-        group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
+        group = new_zarr_group(tmp)
         chunks = tuple(min(n, 128) for n in data.shape)
-        array = group.create_array("0", shape=data.shape, dtype=data.dtype, chunks=chunks)
+        create = getattr(group, "create_array", None) or group.create_dataset  # zarr 3 / 2
+        array = create("0", shape=data.shape, dtype=data.dtype, chunks=chunks)
         array[:] = data
         axes = [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
         transforms = [
