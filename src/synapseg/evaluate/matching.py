@@ -233,6 +233,14 @@ class MatchResult:
     def fn(self) -> int:
         return len(self.gt) - self.tp
 
+    def matched_masks(self) -> tuple[np.ndarray, np.ndarray]:
+        """Boolean masks over the ground-truth and predicted rows that are in a matched pair."""
+        matched_gt = np.zeros(len(self.gt), bool)
+        matched_gt[self.gt_index] = True
+        matched_pred = np.zeros(len(self.pred), bool)
+        matched_pred[self.pred_index] = True
+        return matched_gt, matched_pred
+
     @property
     def fn_index(self) -> np.ndarray:
         """Ground-truth rows left unmatched (false negatives)."""

@@ -84,31 +84,37 @@ def _bin_label(lo: float, hi: float) -> str:
     return f"≥ {lo:g}" if not np.isfinite(hi) else f"{lo:g}–{hi:g}"
 
 
+def _bin_counts(
+    in_gt: np.ndarray, in_pred: np.ndarray, matched_gt: np.ndarray, matched_pred: np.ndarray
+) -> dict[str, Any]:
+    """Counts, recall and precision of one bin (``None`` where the bin is empty)."""
+    n_gt, n_pred = int(in_gt.sum()), int(in_pred.sum())
+    tp_gt, tp_pred = int((in_gt & matched_gt).sum()), int((in_pred & matched_pred).sum())
+    return {
+        "n_gt": n_gt,
+        "matched_gt": tp_gt,
+        "recall": tp_gt / n_gt if n_gt else None,
+        "n_pred": n_pred,
+        "matched_pred": tp_pred,
+        "precision": tp_pred / n_pred if n_pred else None,
+    }
+
+
 def _radius_bins(match: MatchResult, edges: Sequence[float]) -> list[dict[str, Any]]:
     edges = np.asarray(edges, dtype=float)
     if len(edges) < 2 or np.any(np.diff(edges) <= 0):
         raise InputError("radius_bins_nm", f"{list(edges)} is not increasing", "fix the bins")
     gt_r, pred_r = match.gt.radius_nm, match.pred.radius_nm
-    matched_gt = np.zeros(len(match.gt), bool)
-    matched_gt[match.gt_index] = True
-    matched_pred = np.zeros(len(match.pred), bool)
-    matched_pred[match.pred_index] = True
+    matched_gt, matched_pred = match.matched_masks()
     rows = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         in_gt = (gt_r >= lo) & (gt_r < hi)
         in_pred = (pred_r >= lo) & (pred_r < hi)
-        n_gt, n_pred = int(in_gt.sum()), int(in_pred.sum())
-        tp_gt, tp_pred = int((in_gt & matched_gt).sum()), int((in_pred & matched_pred).sum())
         rows.append(
             {
                 "radius_nm": [float(lo), None if not np.isfinite(hi) else float(hi)],
                 "label": _bin_label(lo, hi),
-                "n_gt": n_gt,
-                "matched_gt": tp_gt,
-                "recall": tp_gt / n_gt if n_gt else None,
-                "n_pred": n_pred,
-                "matched_pred": tp_pred,
-                "precision": tp_pred / n_pred if n_pred else None,
+                **_bin_counts(in_gt, in_pred, matched_gt, matched_pred),
             }
         )
     return rows
@@ -129,10 +135,7 @@ def _z_slabs(
         lo, hi = (float(v) for v in z_range_nm)
     hi = max(hi, lo + 1e-9)
     edges = np.linspace(lo, hi, n_slabs + 1)
-    matched_gt = np.zeros(len(match.gt), bool)
-    matched_gt[match.gt_index] = True
-    matched_pred = np.zeros(len(match.pred), bool)
-    matched_pred[match.pred_index] = True
+    matched_gt, matched_pred = match.matched_masks()
     # Per-pair z error, attributed to the slab of the true center.
     dz = match.center_error_nm[:, 0] if match.tp else np.zeros(0)
     gz_matched = gz[match.gt_index]
@@ -143,17 +146,10 @@ def _z_slabs(
         in_gt = (gz >= a) & ((gz <= b) if last else (gz < b))
         in_pred = (pz >= a) & ((pz <= b) if last else (pz < b))
         in_pair = (gz_matched >= a) & ((gz_matched <= b) if last else (gz_matched < b))
-        n_gt, n_pred = int(in_gt.sum()), int(in_pred.sum())
-        tp_gt, tp_pred = int((in_gt & matched_gt).sum()), int((in_pred & matched_pred).sum())
         rows.append(
             {
                 "z_nm": [float(a), float(b)],
-                "n_gt": n_gt,
-                "matched_gt": tp_gt,
-                "recall": tp_gt / n_gt if n_gt else None,
-                "n_pred": n_pred,
-                "matched_pred": tp_pred,
-                "precision": tp_pred / n_pred if n_pred else None,
+                **_bin_counts(in_gt, in_pred, matched_gt, matched_pred),
                 "median_abs_z_error_nm": (
                     float(np.median(np.abs(dz[in_pair]))) if in_pair.any() else None
                 ),

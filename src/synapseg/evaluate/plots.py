@@ -194,10 +194,7 @@ def slices_figure(
     fig = plt.figure(figsize=(width, height), layout="constrained")
     ratio = [ey, max(ez, 0.15 * ey)]
     a, b = fig.subplots(2, 1, height_ratios=ratio)
-    matched_gt = np.zeros(len(match.gt), bool)
-    matched_gt[match.gt_index] = True
-    matched_pred = np.zeros(len(match.pred), bool)
-    matched_pred[match.pred_index] = True
+    matched_gt, matched_pred = match.matched_masks()
     vs = voxel_size_nm if voxel_size_nm is not None else (0, 0, 0)
     for ax, img, axis, pos, plane, (h_axis, v_axis), height in (
         (a, image_xy, 0, z_nm, f"xy slice at z = {z_nm:.1f} nm", (2, 1), ey),
