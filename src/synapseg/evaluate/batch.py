@@ -36,7 +36,14 @@ from synapseg.evaluate.from_labels import table_from_labels
 from synapseg.evaluate.matching import MatchResult, ResolvedTable, resolve_table
 from synapseg.evaluate.metrics import metrics_from_match
 from synapseg.io.tables import DEFAULT_MEMBRANE_THICKNESS_NM, read_table_csv, read_vesicles
-from synapseg.io.volume import MRC_SUFFIXES, TIFF_SUFFIXES, ZARR_SUFFIXES, Volume, read_volume
+from synapseg.io.volume import (
+    MRC_SUFFIXES,
+    TIFF_SUFFIXES,
+    ZARR_SUFFIXES,
+    Volume,
+    find_first,
+    read_volume,
+)
 
 log = logging.getLogger(__name__)
 
@@ -181,12 +188,7 @@ def _prediction_stems(pred_dir: Path) -> dict[str, Path]:
 
 
 def _find_tomogram(folder: Path, names: Sequence[str]) -> Path | None:
-    for name in names:
-        for suffix in VOLUME_SUFFIXES:
-            candidate = folder / f"{name}{suffix}"
-            if candidate.exists():
-                return candidate
-    return None
+    return find_first(folder, names, VOLUME_SUFFIXES)
 
 
 def _owner(name: str, stems: Sequence[str]) -> str | None:

@@ -90,6 +90,19 @@ class Volume:
         return tuple(n * v for n, v in zip(self.shape, self.voxel_size_nm))  # type: ignore[return-value]
 
 
+def find_first(folder: Path, stems: Sequence[str], suffixes: Sequence[str]) -> Path | None:
+    """The first ``folder/<stem><suffix>`` that exists, stems tried in order, then suffixes.
+
+    Returns ``None`` when none exists.
+    """
+    for stem in stems:
+        for suffix in suffixes:
+            candidate = folder / f"{stem}{suffix}"
+            if candidate.exists():
+                return candidate
+    return None
+
+
 # --------------------------------------------------------------------------- voxel size
 
 

@@ -26,6 +26,7 @@ import pandas as pd
 from scipy import ndimage
 
 from synapseg.errors import InputError
+from synapseg.io.volume import find_first
 from synapseg.train.targets import (
     boundary_target,
     centers_from_instances,
@@ -60,20 +61,11 @@ class DataItem:
         return f"{self.tomogram.parent.name}/{stem}"
 
 
-def _first(folder: Path, stems: Sequence[str], suffixes: Sequence[str]) -> Path | None:
-    for stem in stems:
-        for suffix in suffixes:
-            candidate = folder / f"{stem}{suffix}"
-            if candidate.exists():
-                return candidate
-    return None
-
-
 def _item_from_folder(folder: Path) -> DataItem | None:
-    tomo = _first(folder, ["tomogram", "tomo"], VOLUME_SUFFIXES)
+    tomo = find_first(folder, ["tomogram", "tomo"], VOLUME_SUFFIXES)
     if tomo is None:
         return None
-    ann = _first(folder, ["vesicle_labels", "labels"], VOLUME_SUFFIXES) or _first(
+    ann = find_first(folder, ["vesicle_labels", "labels"], VOLUME_SUFFIXES) or find_first(
         folder, ["vesicles"], TABLE_SUFFIXES
     )
     if ann is None:
@@ -82,7 +74,7 @@ def _item_from_folder(folder: Path) -> DataItem | None:
             "holds a tomogram but no annotation",
             "add vesicle_labels.mrc, labels.mrc or vesicles.csv/.json/.star/.mod",
         )
-    mask = _first(folder, ["mask"], VOLUME_SUFFIXES)
+    mask = find_first(folder, ["mask"], VOLUME_SUFFIXES)
     return DataItem(tomogram=tomo, annotation=ann, mask=mask)
 
 
