@@ -94,6 +94,41 @@ def test_bad_arguments(scene):
         PostParams(min_radius_nm=30, max_radius_nm=20)
 
 
+def test_stage_params_take_every_shared_field_from_post_params():
+    from dataclasses import fields
+
+    from synapseg.post.filters import FilterParams
+    from synapseg.post.spheres import SphereParams
+    from synapseg.post.vesicles import _stage_params
+
+    # every shared field set to a non-default value must reach the stage's parameters
+    p = PostParams(
+        min_radius_nm=11.0,
+        max_radius_nm=33.0,
+        tilt_range_deg=45.0,
+        tilt_axis="x",
+        membrane_thickness_nm=5.0,
+        min_membrane_contrast=0.2,
+        min_profile_correlation=0.6,
+        max_fit_residual_nm=2.5,
+        max_lumen_ratio=0.7,
+        min_inner_fraction=0.3,
+        max_shift_fraction=0.5,
+        max_overlap_nm=3.0,
+        n_directions=100,
+        n_iter=3,
+    )
+    for cls in (SphereParams, FilterParams):
+        stage = _stage_params(cls, p)
+        shared = [f.name for f in fields(cls) if hasattr(p, f.name)]
+        assert shared, cls
+        for name in shared:
+            assert getattr(stage, name) == getattr(p, name) != getattr(cls(), name), name
+        # defaults agree: PostParams() drives each stage with that stage's own defaults
+        assert _stage_params(cls, PostParams()) == cls()
+    assert len([f for f in fields(FilterParams) if hasattr(p, f.name)]) == len(fields(FilterParams))
+
+
 class _CountingArray:
     """A non-numpy array-like (as a zarr array) that records the largest block read."""
 

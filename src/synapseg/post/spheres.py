@@ -49,6 +49,7 @@ from synapseg.post.profiles import (
 )
 
 __all__ = [
+    "FIT_QC_COLUMNS",
     "SphereParams",
     "estimate_background",
     "fibonacci_directions",
@@ -58,6 +59,17 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+FIT_QC_COLUMNS = [
+    "membrane_contrast",
+    "lumen_contrast",
+    "inner_contrast",
+    "profile_correlation",
+    "fit_residual_nm",
+    "wedge_coverage",
+    "shift_nm",
+]
+"""QC columns of :func:`refine_spheres`, in output order after the center and ``radius_nm``."""
 
 
 @dataclass(frozen=True)
@@ -210,19 +222,7 @@ def refine_spheres(
     centers0 = np.asarray(centers_px, dtype=float).reshape(-1, 3)
     radii0 = np.asarray(radius_nm, dtype=float).reshape(-1)
     n = len(centers0)
-    cols = [
-        "center_z_px",
-        "center_y_px",
-        "center_x_px",
-        "radius_nm",
-        "membrane_contrast",
-        "lumen_contrast",
-        "inner_contrast",
-        "profile_correlation",
-        "fit_residual_nm",
-        "wedge_coverage",
-        "shift_nm",
-    ]
+    cols = ["center_z_px", "center_y_px", "center_x_px", "radius_nm", *FIT_QC_COLUMNS]
     if n == 0:
         return pd.DataFrame({c: np.zeros(0) for c in cols})
     if background is None:

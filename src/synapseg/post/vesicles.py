@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -21,20 +21,18 @@ from synapseg.io.tables import make_table
 from synapseg.post.filters import FilterParams, qc_filter
 from synapseg.post.instances import REJECT_COLUMNS, candidate_instances
 from synapseg.post.polarity import detect_polarity
-from synapseg.post.spheres import SphereParams, estimate_background, refine_spheres
+from synapseg.post.spheres import (
+    FIT_QC_COLUMNS,
+    SphereParams,
+    estimate_background,
+    refine_spheres,
+)
 
 log = logging.getLogger(__name__)
 
-QC_COLUMNS = [
-    "membrane_contrast",
-    "lumen_contrast",
-    "inner_contrast",
-    "profile_correlation",
-    "fit_residual_nm",
-    "wedge_coverage",
-    "shift_nm",
-    "outer_shrunk_nm",
-]
+_Stage = TypeVar("_Stage", SphereParams, FilterParams)
+
+QC_COLUMNS = [*FIT_QC_COLUMNS, "outer_shrunk_nm"]
 
 
 @dataclass(frozen=True)
@@ -66,23 +64,25 @@ class PostParams:
         How many of the highest-scoring candidates judge the polarity.
     """
 
+    # fields shared with FilterParams / SphereParams take their defaults from there (one source);
+    # _stage_params passes them on by name
     threshold: float | None = None
-    min_radius_nm: float = 10.0
-    max_radius_nm: float = 40.0
-    tilt_range_deg: float | None = 60.0
-    tilt_axis: str = "y"
+    min_radius_nm: float = FilterParams.min_radius_nm
+    max_radius_nm: float = FilterParams.max_radius_nm
+    tilt_range_deg: float | None = SphereParams.tilt_range_deg
+    tilt_axis: str = SphereParams.tilt_axis
     invert: str = "auto"
-    membrane_thickness_nm: float = 4.5
-    min_membrane_contrast: float = 0.15
-    min_profile_correlation: float = 0.5
-    max_fit_residual_nm: float = 3.0
-    max_lumen_ratio: float = 0.8
-    min_inner_fraction: float = 0.25
-    max_shift_fraction: float = 0.6
-    max_overlap_nm: float | None = None
+    membrane_thickness_nm: float = FilterParams.membrane_thickness_nm
+    min_membrane_contrast: float = FilterParams.min_membrane_contrast
+    min_profile_correlation: float = FilterParams.min_profile_correlation
+    max_fit_residual_nm: float = FilterParams.max_fit_residual_nm
+    max_lumen_ratio: float = FilterParams.max_lumen_ratio
+    min_inner_fraction: float = FilterParams.min_inner_fraction
+    max_shift_fraction: float = FilterParams.max_shift_fraction
+    max_overlap_nm: float | None = FilterParams.max_overlap_nm
     min_separation_nm: float | None = None
-    n_directions: int = 240
-    n_iter: int = 4
+    n_directions: int = SphereParams.n_directions
+    n_iter: int = SphereParams.n_iter
     polarity_candidates: int = 300
 
     def __post_init__(self) -> None:
@@ -92,6 +92,12 @@ class PostParams:
             raise ValueError("need 0 < min_radius_nm < max_radius_nm")
         if self.threshold is not None and not 0 < self.threshold < 1:
             raise ValueError("threshold must lie strictly between 0 and 1")
+
+
+def _stage_params(cls: type[_Stage], p: PostParams) -> _Stage:
+    """``cls`` (:class:`SphereParams` or :class:`FilterParams`) with the fields it shares with
+    ``p`` taken from ``p``; the others keep ``cls``'s defaults."""
+    return cls(**{f.name: getattr(p, f.name) for f in fields(cls) if hasattr(p, f.name)})
 
 
 def _empty_rejected() -> pd.DataFrame:
@@ -196,13 +202,7 @@ def find_vesicles(
     info["timings_s"]["polarity"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    sp = SphereParams(
-        tilt_range_deg=p.tilt_range_deg,
-        tilt_axis=p.tilt_axis,
-        membrane_thickness_nm=t,
-        n_directions=p.n_directions,
-        n_iter=p.n_iter,
-    )
+    sp = _stage_params(SphereParams, p)
     fits = refine_spheres(
         tomogram, cand.centers_px, init_r, vs, params=sp, polarity=polarity, background=background
     )
@@ -210,19 +210,7 @@ def find_vesicles(
     info["timings_s"]["spheres"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    fp = FilterParams(
-        min_radius_nm=p.min_radius_nm,
-        max_radius_nm=p.max_radius_nm,
-        min_membrane_contrast=p.min_membrane_contrast,
-        min_profile_correlation=p.min_profile_correlation,
-        max_fit_residual_nm=p.max_fit_residual_nm,
-        max_lumen_ratio=p.max_lumen_ratio,
-        min_inner_fraction=p.min_inner_fraction,
-        max_shift_fraction=p.max_shift_fraction,
-        membrane_thickness_nm=t,
-        max_overlap_nm=p.max_overlap_nm,
-    )
-    kept, rej = qc_filter(fits, vs, fp)
+    kept, rej = qc_filter(fits, vs, _stage_params(FilterParams, p))
     info["timings_s"]["filters"] = time.perf_counter() - t0
     if len(rej):
         rejected.append(rej)
