@@ -8,36 +8,14 @@ import pytest
 import starfile
 
 from synapseg.errors import InputError, OutputExistsError
-from synapseg.io import tables
 from synapseg.io.star import read_table_star, write_table_star
-from synapseg.io.tables import CORE_COLUMNS, make_table, read_vesicles
+from synapseg.io.tables import make_table, read_vesicles
 
-VS = (1.5, 1.2, 1.2)
+VS = (1.5, 1.2, 1.2)  # the voxel size of conftest's `table`
 SHAPE = (41, 64, 75)  # odd z and x: RELION's centre is size / 2.0, not an integer voxel
 
 
-@pytest.fixture
-def table() -> pd.DataFrame:
-    rng = np.random.default_rng(3)
-    centers = rng.uniform([5, 5, 5], [35, 58, 70], (6, 3))
-    return make_table(
-        centers,
-        rng.uniform(15, 25, 6),
-        VS,
-        score=rng.uniform(0.5, 1, 6),
-        ids=[1, 2, 5, 8, 9, 12],
-        membrane_contrast=rng.normal(size=6),
-    )
-
-
-def _assert_tables_equal(a: pd.DataFrame, b: pd.DataFrame, atol: float = 1e-4) -> None:
-    assert list(a.columns[: len(CORE_COLUMNS)]) == CORE_COLUMNS
-    np.testing.assert_array_equal(a["id"].to_numpy(), b["id"].to_numpy())
-    for col in CORE_COLUMNS[1:]:
-        np.testing.assert_allclose(a[col].to_numpy(float), b[col].to_numpy(float), atol=atol)
-
-
-def test_star_round_trip_both_conventions(tmp_path, table):
+def test_star_round_trip_both_conventions(tmp_path, table, assert_tables_equal):
     path = write_table_star(
         tmp_path / "v.star", table, tomogram_name="tomo1", voxel_size_nm=VS, shape=SHAPE, binning=4
     )
@@ -48,12 +26,12 @@ def test_star_round_trip_both_conventions(tmp_path, table):
     np.testing.assert_allclose(df["rlnCoordinateZ"], table["center_z_px"] * 4, atol=1e-5)
     np.testing.assert_allclose(df["synapsegRadiusAngst"], table["radius_nm"] * 10, atol=1e-5)
     back = read_table_star(path, voxel_size_nm=VS, shape=SHAPE, binning=4)
-    _assert_tables_equal(back, table, atol=1e-5)
+    assert_tables_equal(back, table, atol=1e-5)
     # RELION-5 only: drop the pixel columns and read from the centered Å
     df5 = df.drop(columns=["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"])
     starfile.write({"particles": df5}, tmp_path / "v5.star")
     back5 = read_table_star(tmp_path / "v5.star", voxel_size_nm=VS, shape=SHAPE)
-    _assert_tables_equal(back5, table, atol=1e-5)
+    assert_tables_equal(back5, table, atol=1e-5)
 
 
 def test_relion5_center_on_odd_and_even_sizes(tmp_path):
@@ -119,12 +97,7 @@ def test_existing_and_unwritable_outputs(tmp_path, table):
         write_table_star(blocker / "v.star", table, **kw)
 
 
-def test_read_vesicles_dispatches_star_and_old_import_path_still_works(tmp_path, table):
+def test_read_vesicles_dispatches_star(tmp_path, table, assert_tables_equal):
     path = write_table_star(tmp_path / "v.star", table, tomogram_name="t", voxel_size_nm=VS,
                             shape=SHAPE, binning=2)  # fmt: skip
-    _assert_tables_equal(read_vesicles(path, voxel_size_nm=VS, binning=2), table, atol=1e-5)
-    # the functions lived in synapseg.io.tables before: old imports keep working
-    assert tables.write_table_star is write_table_star
-    assert tables.read_table_star is read_table_star
-    with pytest.raises(AttributeError):
-        tables.no_such_name  # noqa: B018
+    assert_tables_equal(read_vesicles(path, voxel_size_nm=VS, binning=2), table, atol=1e-5)

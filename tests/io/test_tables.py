@@ -10,9 +10,7 @@ import pytest
 
 from synapseg.errors import InputError, OutputExistsError
 from synapseg.io.tables import (
-    CORE_COLUMNS,
     complete_ids,
-    make_table,
     read_table_csv,
     read_table_json,
     read_vesicles,
@@ -20,51 +18,30 @@ from synapseg.io.tables import (
     write_table_json,
 )
 
-VS = (1.5, 1.2, 1.2)
+VS = (1.5, 1.2, 1.2)  # the voxel size of conftest's `table`
 
 
-@pytest.fixture
-def table() -> pd.DataFrame:
-    rng = np.random.default_rng(3)
-    centers = rng.uniform([5, 5, 5], [35, 58, 70], (6, 3))
-    return make_table(
-        centers,
-        rng.uniform(15, 25, 6),
-        VS,
-        score=rng.uniform(0.5, 1, 6),
-        ids=[1, 2, 5, 8, 9, 12],
-        membrane_contrast=rng.normal(size=6),
-    )
-
-
-def _assert_tables_equal(a: pd.DataFrame, b: pd.DataFrame, atol: float = 1e-4) -> None:
-    assert list(a.columns[: len(CORE_COLUMNS)]) == CORE_COLUMNS
-    np.testing.assert_array_equal(a["id"].to_numpy(), b["id"].to_numpy())
-    for col in CORE_COLUMNS[1:]:
-        np.testing.assert_allclose(a[col].to_numpy(float), b[col].to_numpy(float), atol=atol)
-
-
-def test_csv_round_trip(tmp_path, table):
+def test_csv_round_trip(tmp_path, table, assert_tables_equal):
     path = write_table_csv(tmp_path / "v.csv", table)
-    _assert_tables_equal(read_table_csv(path), table)
-    _assert_tables_equal(read_vesicles(path, voxel_size_nm=VS), table)
+    assert_tables_equal(read_table_csv(path), table)
+    assert_tables_equal(read_vesicles(path, voxel_size_nm=VS), table)
     # voxel size inferred from the px and nm columns when not given
     back = read_vesicles(path)
-    _assert_tables_equal(back, table)
+    assert_tables_equal(back, table)
     np.testing.assert_allclose(back["membrane_contrast"], table["membrane_contrast"], atol=1e-4)
 
 
-def test_json_round_trip_with_provenance_and_nan(tmp_path, table):
+def test_json_round_trip_with_provenance_and_nan(tmp_path, table, assert_tables_equal):
     table.loc[2, "membrane_contrast"] = np.nan
     prov = {"voxel_size_nm": list(VS), "model": "x"}
     path = write_table_json(tmp_path / "v.json", table, provenance=prov)
     doc = json.loads(path.read_text())
     assert doc["format"] == "synapseg-vesicles" and len(doc["vesicles"]) == 6
     back = read_table_json(path)
-    _assert_tables_equal(back, table, atol=1e-9)
+    assert_tables_equal(back, table, atol=1e-9)
     assert np.isnan(back.loc[2, "membrane_contrast"])
     assert back.attrs["provenance"]["model"] == "x"
-    _assert_tables_equal(read_vesicles(path), table, atol=1e-9)
+    assert_tables_equal(read_vesicles(path), table, atol=1e-9)
 
 
 def test_existing_files_and_unwritable_outputs(tmp_path, table):
