@@ -376,15 +376,3 @@ def _read_csv_loose(path: Path) -> pd.DataFrame:
         return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputError(path, f"not a readable CSV table ({exc})", "check the file") from exc
-
-
-_MOVED_TO_STAR = {"write_table_star", "read_table_star"}
-
-
-def __getattr__(name: str) -> Any:
-    """Forward the STAR functions, which moved to :mod:`synapseg.io.star`, for old imports."""
-    if name in _MOVED_TO_STAR:
-        from synapseg.io import star
-
-        return getattr(star, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
