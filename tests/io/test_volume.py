@@ -152,48 +152,43 @@ def assert_clear(exc: InputError, path: Path, *words: str) -> None:
         assert word in message, message
 
 
+def assert_read_fails(path: Path, *words: str, error: type[InputError] = InputError) -> None:
+    """``read_volume(path)`` raises ``error`` naming ``path`` and every word."""
+    with pytest.raises(error) as err:
+        read_volume(path)
+    assert_clear(err.value, path, *words)
+
+
 def test_missing_file(tmp_path):
-    with pytest.raises(InputError) as err:
-        read_volume(tmp_path / "nope.mrc")
-    assert_clear(err.value, tmp_path / "nope.mrc", "not found")
+    assert_read_fails(tmp_path / "nope.mrc", "not found")
 
 
 def test_directory_instead_of_file(tmp_path):
-    with pytest.raises(InputError) as err:
-        read_volume(tmp_path)
-    assert_clear(err.value, tmp_path, "folder")
+    assert_read_fails(tmp_path, "folder")
 
 
 def test_unknown_extension(tmp_path):
     path = tmp_path / "tomo.xyz"
     path.write_bytes(b"123")
-    with pytest.raises(InputError) as err:
-        read_volume(path)
-    assert_clear(err.value, path, "unknown file type")
+    assert_read_fails(path, "unknown file type")
 
 
 def test_empty_file(tmp_path):
     path = tmp_path / "tomo.mrc"
     path.touch()
-    with pytest.raises(InputError) as err:
-        read_volume(path)
-    assert_clear(err.value, path, "empty")
+    assert_read_fails(path, "empty")
 
 
 def test_truncated_mrc(tmp_path, rng):
     path = raw_mrc(tmp_path / "t.mrc", rng.normal(size=(8, 16, 16)).astype("float32"))
     path.write_bytes(path.read_bytes()[:-1000])
-    with pytest.raises(InputError) as err:
-        read_volume(path)
-    assert_clear(err.value, path, "truncated")
+    assert_read_fails(path, "truncated")
 
 
 @pytest.mark.parametrize("voxel_size_a", [0.0, 1.0])
 def test_unset_voxel_size_needs_flag(tmp_path, rng, voxel_size_a):
     path = raw_mrc(tmp_path / "v.mrc", rng.normal(size=(3, 4, 5)).astype("float32"), voxel_size_a)
-    with pytest.raises(VoxelSizeError) as err:
-        read_volume(path)
-    assert_clear(err.value, path, "voxel size", "--voxel-size")
+    assert_read_fails(path, "voxel size", "--voxel-size", error=VoxelSizeError)
     assert read_volume(path, voxel_size_nm=1.5).voxel_size_nm == (1.5, 1.5, 1.5)
 
 
@@ -207,9 +202,7 @@ def test_invalid_user_voxel_size(tmp_path, rng, bad):
 
 def test_2d_image_is_not_a_volume(tmp_path, rng):
     path = raw_mrc(tmp_path / "img.mrc", rng.normal(size=(16, 16)).astype("float32"))
-    with pytest.raises(InputError) as err:
-        read_volume(path)
-    assert_clear(err.value, path, "2D")
+    assert_read_fails(path, "2D")
     assert read_volume(path, require_3d=False).shape == (1, 16, 16)
 
 
@@ -220,9 +213,7 @@ def test_complex_dtype_rejected(tmp_path):
         with mrcfile.new(path) as mrc:
             mrc.set_data(np.ones((2, 3, 4), dtype=np.complex64))
             mrc.voxel_size = 10.0
-    with pytest.raises(InputError) as err:
-        read_volume(path)
-    assert_clear(err.value, path, "complex")
+    assert_read_fails(path, "complex")
 
 
 def test_ome_zarr_without_scale_metadata(tmp_path):
@@ -231,9 +222,7 @@ def test_ome_zarr_without_scale_metadata(tmp_path):
     path = tmp_path / "bare.zarr"
     group = zarr.open_group(str(path), mode="w", zarr_format=2)
     group.create_array("0", shape=(3, 4, 5), dtype="float32")
-    with pytest.raises(InputError) as err:
-        read_volume(path)
-    assert_clear(err.value, path, "multiscales")
+    assert_read_fails(path, "multiscales")
 
 
 def test_existing_output_not_overwritten(tmp_path):
