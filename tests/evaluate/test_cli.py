@@ -24,6 +24,13 @@ def _tables(seed=0, n=6):
     return gt, pred  # id 1 missed; ids shift by one in the prediction
 
 
+def _evaluate_ok(args: list[str], out: Path) -> dict:
+    """Run ``synapseg evaluate <args> -o out``, check it succeeds, return its metrics.json."""
+    result = runner.invoke(app, ["evaluate", *args, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "metrics.json").read_text())
+
+
 def test_evaluate_one_tomogram_writes_metrics_and_report(tmp_path):
     gt, pred = _tables()
     write_table_csv(tmp_path / "gt.csv", gt)
@@ -69,24 +76,12 @@ def test_evaluate_label_ground_truth_with_ids(tmp_path):
     write_volume(tmp_path / "gt_labels.mrc", labels, VS)
     write_table_csv(tmp_path / "pred.csv", pred)
     write_volume(tmp_path / "pred_labels.mrc", render_labels(pred, (24, 90, 70), VS), VS)
-    result = runner.invoke(
-        app,
-        [
-            "evaluate",
-            "--gt",
-            str(tmp_path / "gt_labels.mrc"),
-            "--gt-ids",
-            "1,2,3,4,5,6",
-            "--pred",
-            str(tmp_path / "pred.csv"),
-            "--pred-labels",
-            str(tmp_path / "pred_labels.mrc"),
-            "-o",
-            str(tmp_path / "rep2"),
-        ],
+    metrics = _evaluate_ok(
+        ["--gt", str(tmp_path / "gt_labels.mrc"), "--gt-ids", "1,2,3,4,5,6"]
+        + ["--pred", str(tmp_path / "pred.csv")]
+        + ["--pred-labels", str(tmp_path / "pred_labels.mrc")],
+        out=tmp_path / "rep2",
     )
-    assert result.exit_code == 0, result.output
-    metrics = json.loads((tmp_path / "rep2" / "metrics.json").read_text())
     assert (metrics["n_gt"], metrics["tp"]) == (6, 5)
     assert 0.8 < metrics["voxel"]["mean_matched_iou"] < 1.0
     assert metrics["center_error_nm"]["median"] < 1.2  # 0.4 px * 1.5 nm * sqrt(3) ≈ 1.04
@@ -148,24 +143,11 @@ def test_real_pyto_table_against_its_own_labels(tmp_path):
     outer_nm = np.array([r[-4] for r in rows]) * vs
     table = make_table(centers_px, outer_nm - 2.25, vs, outer_radius_nm=outer_nm, ids=ids)
     write_table_csv(tmp_path / "pyto.csv", table)
-    result = runner.invoke(
-        app,
-        [
-            "evaluate",
-            "--gt",
-            str(PYTO / "viz_labels.mrc"),
-            "--gt-ids",
-            str(PYTO / "common_tomo_info.py"),
-            "--radius-convention",
-            "pyto",
-            "--pred",
-            str(tmp_path / "pyto.csv"),
-            "-o",
-            str(tmp_path / "rep"),
-        ],
+    m = _evaluate_ok(
+        ["--gt", str(PYTO / "viz_labels.mrc"), "--gt-ids", str(PYTO / "common_tomo_info.py")]
+        + ["--radius-convention", "pyto", "--pred", str(tmp_path / "pyto.csv")],
+        out=tmp_path / "rep",
     )
-    assert result.exit_code == 0, result.output
-    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert (m["n_gt"], m["tp"], m["fp"]) == (9, 9, 0)
     assert m["center_error_nm"]["max"] < 1e-3  # CSV keeps 4 decimals
     assert abs(m["radius_error_nm"]["median_signed"]) < 0.06 * vs  # .dat rounds to 0.1 px
