@@ -172,58 +172,60 @@ def _nearest(src: ResolvedTable, dst: ResolvedTable, idx: np.ndarray) -> list[tu
     return [(int(dst.ids[jj]), float(dd)) for dd, jj in zip(np.atleast_1d(d), np.atleast_1d(j))]
 
 
-def error_lists_html(match: MatchResult) -> str:
-    """Tables of the missed (FN) and false (FP) vesicles with their nearest counterpart."""
-    parts = []
-    fn = match.fn_index
-    near = _nearest(match.gt, match.pred, fn)
-    rows = [
-        [int(match.gt.ids[k]), *_center_cols(match.gt, k), float(match.gt.radius_nm[k]), *n]
-        for k, n in zip(fn, near)
-    ]
-    parts.append(f"<h3>Missed vesicles (false negatives): {len(fn)}</h3>")
-    if rows:
-        parts.append(
-            _table(
-                [
-                    "GT id",
-                    "center z y x (nm)",
-                    "center z y x (px)",
-                    "radius (nm)",
-                    "nearest pred id",
-                    "distance (nm)",
-                ],
-                rows,
-            )
-        )
-    fp = match.fp_index
-    near = _nearest(match.pred, match.gt, fp)
+def _unmatched_html(
+    title: str,
+    src: ResolvedTable,
+    dst: ResolvedTable,
+    idx: np.ndarray,
+    names: tuple[str, str],
+    with_score: bool,
+) -> list[str]:
+    """Heading and table of the unmatched ``src`` rows ``idx``, each with its nearest ``dst``."""
+    src_name, dst_name = names
+    near = _nearest(src, dst, idx)
     rows = [
         [
-            int(match.pred.ids[k]),
-            *_center_cols(match.pred, k),
-            float(match.pred.radius_nm[k]),
-            float(match.pred.score[k]),
+            int(src.ids[k]),
+            *_center_cols(src, k),
+            float(src.radius_nm[k]),
+            *([float(src.score[k])] if with_score else []),
             *n,
         ]
-        for k, n in zip(fp, near)
+        for k, n in zip(idx, near)
     ]
-    parts.append(f"<h3>False detections (false positives): {len(fp)}</h3>")
+    headers = [
+        f"{src_name} id",
+        "center z y x (nm)",
+        "center z y x (px)",
+        "radius (nm)",
+        *(["score"] if with_score else []),
+        f"nearest {dst_name} id",
+        "distance (nm)",
+    ]
+    parts = [f"<h3>{title}: {len(idx)}</h3>"]
     if rows:
-        parts.append(
-            _table(
-                [
-                    "pred id",
-                    "center z y x (nm)",
-                    "center z y x (px)",
-                    "radius (nm)",
-                    "score",
-                    "nearest GT id",
-                    "distance (nm)",
-                ],
-                rows,
-            )
-        )
+        parts.append(_table(headers, rows))
+    return parts
+
+
+def error_lists_html(match: MatchResult) -> str:
+    """Tables of the missed (FN) and false (FP) vesicles with their nearest counterpart."""
+    parts = _unmatched_html(
+        "Missed vesicles (false negatives)",
+        match.gt,
+        match.pred,
+        match.fn_index,
+        ("GT", "pred"),
+        with_score=False,
+    )
+    parts += _unmatched_html(
+        "False detections (false positives)",
+        match.pred,
+        match.gt,
+        match.fp_index,
+        ("pred", "GT"),
+        with_score=True,
+    )
     return "\n".join(parts)
 
 
