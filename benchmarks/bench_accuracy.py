@@ -56,7 +56,7 @@ def neighbour_fraction(table, within_nm: float = 4.0) -> float:
 def run_case(name: str, overrides: dict, model: str, workdir: Path, device: str) -> dict:
     from synapseg.evaluate.metrics import compute_metrics
     from synapseg.io.tables import read_table_csv
-    from synapseg.io.volume import write_volume
+    from synapseg.io.volume_writer import write_volume
     from synapseg.pipeline import SegmentOptions, segment_tomogram
     from synapseg.simulate import SimulationParams, simulate_tomogram
 

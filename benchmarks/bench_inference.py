@@ -152,7 +152,7 @@ def bench_network(
 
 
 def write_random_mrc(path: Path, shape: tuple[int, int, int], voxel_size_nm: float) -> None:
-    from synapseg.io.volume import open_volume_writer
+    from synapseg.io.volume_writer import open_volume_writer
 
     rng = np.random.default_rng(0)
     with open_volume_writer(path, shape, np.float32, voxel_size_nm, overwrite=True) as out:

@@ -98,7 +98,7 @@ def _write(folder: Path, result) -> None:
         write_simulation(folder, result, overwrite=True)
         return
     from synapseg.io.tables import write_table_csv
-    from synapseg.io.volume import write_volume
+    from synapseg.io.volume_writer import write_volume
 
     folder.mkdir(parents=True, exist_ok=True)
     vs = result.params["voxel_size_nm"]

@@ -21,7 +21,8 @@ from synapseg.cli import app
 from synapseg.evaluate.metrics import compute_metrics
 from synapseg.io.imod import read_imod_spheres
 from synapseg.io.tables import read_table_csv, read_table_json
-from synapseg.io.volume import open_volume_writer, read_volume, write_volume
+from synapseg.io.volume import read_volume
+from synapseg.io.volume_writer import open_volume_writer, write_volume
 from synapseg.simulate import SimulationParams, simulate_tomogram
 
 ALL = "csv,json,star,mod,labels,pyto"

@@ -33,7 +33,8 @@ from synapseg import __version__
 from synapseg.errors import InputError, OutputExistsError
 from synapseg.io.atomic import write_text_atomic
 from synapseg.io.tables import CENTER_PX, read_table_csv, write_table_csv
-from synapseg.io.volume import MRC_SUFFIXES, TIFF_SUFFIXES, Volume, open_volume_writer, read_volume
+from synapseg.io.volume import MRC_SUFFIXES, TIFF_SUFFIXES, Volume, read_volume
+from synapseg.io.volume_writer import open_volume_writer
 
 log = logging.getLogger(__name__)
 

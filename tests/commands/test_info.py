@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from synapseg import __version__
 from synapseg.cli import app
-from synapseg.io.volume import write_volume
+from synapseg.io.volume_writer import write_volume
 
 
 @pytest.fixture

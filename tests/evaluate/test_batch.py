@@ -13,7 +13,7 @@ from synapseg.evaluate.batch import (
 from synapseg.evaluate.matching import match_vesicles
 from synapseg.evaluate.metrics import metrics_from_match, sweep_match_fraction, voxel_metrics
 from synapseg.io.tables import CENTER_NM, make_table, write_table_csv
-from synapseg.io.volume import write_volume
+from synapseg.io.volume_writer import write_volume
 from synapseg.post.render import render_labels
 
 

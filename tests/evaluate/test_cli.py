@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from synapseg.cli import app
 from synapseg.io.tables import CENTER_NM, CENTER_PX, make_table, write_table_csv
-from synapseg.io.volume import write_volume
+from synapseg.io.volume_writer import write_volume
 from synapseg.post.render import render_labels
 
 runner = CliRunner()

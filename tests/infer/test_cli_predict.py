@@ -10,7 +10,8 @@ import torch
 from typer.testing import CliRunner
 
 from synapseg.cli import app
-from synapseg.io.volume import read_volume, write_volume
+from synapseg.io.volume import read_volume
+from synapseg.io.volume_writer import write_volume
 from synapseg.model.registry import create_random_model, default_model_name
 from synapseg.model.unet import UNetConfig
 

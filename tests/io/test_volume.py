@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from synapseg.errors import InputError, OutputExistsError, VoxelSizeError
-from synapseg.io.volume import open_volume_writer, read_volume, write_volume
+from synapseg.io.volume import read_volume
+from synapseg.io.volume_writer import (
+    create_zarr_array,
+    new_zarr_group,
+    open_volume_writer,
+    write_volume,
+)
 
 REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
 needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference absent")
@@ -217,11 +223,8 @@ def test_complex_dtype_rejected(tmp_path):
 
 
 def test_ome_zarr_without_scale_metadata(tmp_path):
-    import zarr
-
     path = tmp_path / "bare.zarr"
-    group = zarr.open_group(str(path), mode="w", zarr_format=2)
-    group.create_array("0", shape=(3, 4, 5), dtype="float32")
+    create_zarr_array(new_zarr_group(path), "0", (3, 4, 5), "float32")
     assert_read_fails(path, "multiscales")
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from synapseg.io.tables import make_table, write_table_csv
-from synapseg.io.volume import write_volume
+from synapseg.io.volume_writer import write_volume
 from synapseg.post.render import render_labels
 
 VOXEL_NM = 2.0

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from synapseg.errors import InputError
-from synapseg.io.volume import write_volume
+from synapseg.io.volume_writer import write_volume
 from synapseg.train.data import (
     PatchSampler,
     PreparedVolume,

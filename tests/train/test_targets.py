@@ -10,7 +10,7 @@ from synapseg.errors import InputError, VoxelSizeError
 from synapseg.io.imod import write_imod_spheres
 from synapseg.io.star import write_table_star
 from synapseg.io.tables import make_table, write_table_csv, write_table_json
-from synapseg.io.volume import write_volume
+from synapseg.io.volume_writer import write_volume
 from synapseg.post.render import render_labels
 from synapseg.train.targets import (
     boundary_target,

@@ -14,7 +14,8 @@ import typer
 from synapseg import __version__
 from synapseg.cli import app, err_console, handle_errors
 from synapseg.io.atomic import check_writable, write_text_atomic
-from synapseg.io.volume import open_volume_writer, read_volume
+from synapseg.io.volume import read_volume
+from synapseg.io.volume_writer import open_volume_writer
 
 _FORMATS = {"float16": "float16", "uint8": "uint8", "float32": "float32"}
 

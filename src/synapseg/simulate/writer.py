@@ -10,7 +10,7 @@ from synapseg import __version__
 from synapseg.errors import OutputExistsError
 from synapseg.io.atomic import atomic_path, write_text_atomic
 from synapseg.io.tables import write_table_csv
-from synapseg.io.volume import write_volume
+from synapseg.io.volume_writer import write_volume
 from synapseg.simulate.simulator import SimulationResult
 
 OUTPUT_FILES = (
