@@ -112,7 +112,7 @@ def pyto_labels(
     ----------
     out
         Optional writable (z, y, x) int16 array of ``shape`` (e.g. the memmap of
-        :func:`synapseg.io.volume.open_volume_writer`) to build the labels in; otherwise a
+        :func:`synapseg.io.volume_writer.open_volume_writer`) to build the labels in; otherwise a
         new array is allocated. Either way the only full-size array is the result: the
         vesicles are rendered into it, then merged with ``boundaries`` one z-section at a
         time.
