@@ -167,6 +167,14 @@ def test_existing_outputs_are_not_overwritten(tomo, tmp_path, fake_network):
     assert "syn_vesicles.csv" in result.stderr and "--overwrite" in result.stderr
     assert (out / "syn_vesicles.csv").read_text() == "mine"
     assert not fake_network
+    # Any output a run would write is protected, not only the table.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "syn_vesicles.mod").write_text("my edits")
+    result = run("segment", tomo, "-o", other)
+    assert result.exit_code == 2 and "syn_vesicles.mod" in result.stderr
+    assert (other / "syn_vesicles.mod").read_text() == "my edits"
+    assert not fake_network
     assert run("segment", tomo, "-o", out, "--overwrite").exit_code == 0
 
 

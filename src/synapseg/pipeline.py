@@ -35,6 +35,7 @@ from synapseg.io.atomic import write_text_atomic
 from synapseg.io.tables import CENTER_PX, read_table_csv, write_table_csv
 from synapseg.io.volume import MRC_SUFFIXES, TIFF_SUFFIXES, Volume, read_volume
 from synapseg.io.volume_writer import open_volume_writer
+from synapseg.summary import check_usable
 
 log = logging.getLogger(__name__)
 
@@ -367,7 +368,8 @@ def _load_state(paths: OutputPaths, options: SegmentOptions, digest: str) -> dic
             )
         state.setdefault("stages", {})
         return state
-    for key in ("probabilities", "csv"):
+    # No report: any output file already there is not ours to replace.
+    for key in ("probabilities", *options.formats):
         if paths[key].exists():
             raise OutputExistsError(
                 paths[key], "output exists", "pass --overwrite to replace it or choose another -o"
@@ -395,9 +397,8 @@ def segment_tomogram(
         Called with a stage name before it runs (for progress display).
     """
     options = options or SegmentOptions()
+    on_stage = on_stage or (lambda stage: None)
     volume = read_volume(tomogram, options.voxel_size_nm)
-    from synapseg.summary import check_usable
-
     check_usable(volume)
     paths = OutputPaths(Path(out_dir), volume.name)
     digest = _options_digest(options, volume)
@@ -407,9 +408,8 @@ def segment_tomogram(
         state["skipped"] = True
         return state
     redo_from = STAGES.index(options.from_stage) if options.from_stage else len(STAGES)
-    for i, stage in enumerate(STAGES):
-        if i >= redo_from:
-            state["stages"].pop(stage, None)
+    for stage in STAGES[redo_from:]:
+        state["stages"].pop(stage, None)
     state.update(
         {
             "tomogram": str(Path(tomogram).resolve()),
@@ -430,12 +430,12 @@ def segment_tomogram(
         write_text_atomic(paths["report"], json.dumps(state, indent=2, default=str), overwrite=True)
 
     if "predict" not in state["stages"]:
-        on_stage and on_stage("predict")
+        on_stage("predict")
         state["stages"]["predict"] = stage_predict(volume, options, paths["probabilities"])
         save()
     prov["model"] = state["stages"]["predict"].get("model")
     if "vesicles" not in state["stages"]:
-        on_stage and on_stage("vesicles")
+        on_stage("vesicles")
         inverted = state["stages"]["predict"].get("polarity", {}).get("invert")
         table, info = stage_vesicles(
             volume, options, paths["probabilities"], paths["csv"], prov, inverted
@@ -443,7 +443,7 @@ def segment_tomogram(
         state["stages"]["vesicles"] = info
         save()
     if "export" not in state["stages"]:
-        on_stage and on_stage("export")
+        on_stage("export")
         if table is None:
             table = read_table_csv(paths["csv"])
         t0 = time.perf_counter()
