@@ -150,6 +150,18 @@ def test_same_named_inputs_go_to_their_own_folders(sim, tmp_path, fake_network):
         assert (tmp_path / "out" / name / "tomogram_vesicles.csv").exists()
 
 
+def test_tiff_and_ome_zarr_inputs_in_a_folder(sim, tmp_path, fake_network):
+    small = sim.tomogram[:, :64, :64].copy()
+    write_volume(tmp_path / "mixed" / "a.tif", small, 1.68)
+    write_volume(tmp_path / "mixed" / "b.ome.zarr", small, 1.68)
+    result = run("segment", tmp_path / "mixed", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "a_vesicles.csv").exists()
+    assert (tmp_path / "out" / "b_vesicles.csv").exists()
+    zarr_only = run("segment", tmp_path / "mixed" / "b.ome.zarr", "-o", tmp_path / "out2")
+    assert zarr_only.exit_code == 0 and (tmp_path / "out2" / "b_report.json").exists()
+
+
 def test_empty_probability_map_gives_zero_vesicles(sim, tmp_path, fake_network):
     tomo = write_volume(tmp_path / "small.mrc", sim.tomogram[:, :64, :64].copy(), 1.68)
     result = run("segment", tomo, "-o", tmp_path / "out")

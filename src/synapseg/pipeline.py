@@ -33,7 +33,7 @@ from synapseg import __version__
 from synapseg.errors import InputError, OutputExistsError
 from synapseg.io.atomic import write_text_atomic
 from synapseg.io.tables import CENTER_PX, read_table_csv, write_table_csv
-from synapseg.io.volume import MRC_SUFFIXES, TIFF_SUFFIXES, Volume, read_volume
+from synapseg.io.volume import MRC_SUFFIXES, TIFF_SUFFIXES, Volume, is_zarr, read_volume
 from synapseg.io.volume_writer import open_volume_writer
 from synapseg.summary import check_usable
 
@@ -125,18 +125,20 @@ class OutputPaths:
 
 
 def list_tomograms(folder: Path) -> list[Path]:
-    """Tomogram files in a folder (MRC/REC/TIFF), excluding synapseg's own outputs."""
+    """Tomograms in a folder (MRC/REC, TIFF, OME-Zarr), excluding synapseg's own outputs."""
     found = []
     for path in sorted(folder.iterdir()):
         lower = path.name.lower()
-        if not path.is_file() or not lower.endswith(MRC_SUFFIXES + TIFF_SUFFIXES):
+        if not ((path.is_file() and lower.endswith(MRC_SUFFIXES + TIFF_SUFFIXES)) or is_zarr(path)):
             continue
-        stem = path.name.rsplit(".", 1)[0]
+        stem = path.name.split(".", 1)[0]
         if stem.endswith(_OUTPUT_SUFFIXES) or stem.endswith("_labels"):
             continue
         found.append(path)
     if not found:
-        raise InputError(folder, "folder holds no tomograms (.mrc/.rec/.tif)", "check the path")
+        raise InputError(
+            folder, "folder holds no tomograms (.mrc/.rec/.tif/.zarr)", "check the path"
+        )
     return found
 
 

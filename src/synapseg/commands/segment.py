@@ -11,6 +11,7 @@ from rich.table import Table
 
 from synapseg.cli import app, err_console, handle_errors, show_progress
 from synapseg.errors import InputError
+from synapseg.io.volume import Volume, is_zarr
 from synapseg.pipeline import ALL_FORMATS, DEFAULT_FORMATS, STAGES, SegmentOptions, list_tomograms
 
 
@@ -34,8 +35,8 @@ def expand_inputs(inputs: list[Path], output: Path) -> list[tuple[Path, Path]]:
     """
     files: list[Path] = []
     for path in inputs:
-        files.extend(list_tomograms(path) if path.is_dir() else [path])
-    names = [p.name.rsplit(".", 1)[0] for p in files]
+        files.extend(list_tomograms(path) if path.is_dir() and not is_zarr(path) else [path])
+    names = [Volume(None, (1.0,) * 3, path=p).name for p in files]
     shared = {n for n in names if names.count(n) > 1}
     pairs = []
     for path, name in zip(files, names):

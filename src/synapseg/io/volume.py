@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 MRC_SUFFIXES = (".mrc", ".rec", ".map", ".mrcs", ".st", ".ali")
 TIFF_SUFFIXES = (".tif", ".tiff")
-ZARR_SUFFIXES = (".zarr", ".ome.zarr")
+ZARR_SUFFIXES = (".ome.zarr", ".zarr")  # longest first: names drop the whole suffix
 IMOD_STAMP = 1146047817  # "IMOD" as a little-endian int32, at header byte 152
 IMOD_FLAG_SIGNED_BYTES = 1
 _UNSET_VOXEL_SIZES_A = (0.0, 1.0)
@@ -196,7 +196,7 @@ def read_volume(
     if not path.exists():
         raise InputError(path, "file not found", "check the path")
     lower = path.name.lower()
-    if lower.endswith(ZARR_SUFFIXES) or (path.is_dir() and _looks_like_zarr(path)):
+    if is_zarr(path):
         vol = _read_zarr(path, voxel_size_nm)
     elif path.is_dir():
         raise InputError(
@@ -354,8 +354,11 @@ def _read_tiff(path: Path, user_vs: VoxelSize | None) -> Volume:
     return Volume(data, vs, origin, path, source, info)  # type: ignore[arg-type]
 
 
-def _looks_like_zarr(path: Path) -> bool:
-    return any((path / n).exists() for n in (".zattrs", ".zgroup", "zarr.json"))
+def is_zarr(path: Path) -> bool:
+    """A Zarr store: named ``*.zarr`` or a folder holding Zarr metadata."""
+    if path.name.lower().endswith(ZARR_SUFFIXES):
+        return True
+    return path.is_dir() and any((path / n).exists() for n in (".zattrs", ".zgroup", "zarr.json"))
 
 
 _ZARR_UNITS_NM = {
