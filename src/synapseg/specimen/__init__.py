@@ -1,0 +1,5 @@
+"""What the specimen is and how it was imaged, measured from the tomogram itself.
+
+``mask``: the specimen region (vacuum/ice slabs, lamella edges, gold fiducials excluded).
+``wedge``: the missing wedge (tilt axis, tilt range, single or dual axis) from the spectrum.
+"""
