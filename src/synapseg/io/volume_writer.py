@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from synapseg.errors import InputError, OutputExistsError
-from synapseg.io.atomic import atomic_path, check_writable
+from synapseg.io.atomic import atomic_path, check_writable, preallocate
 from synapseg.io.volume import (
     IMOD_FLAG_SIGNED_BYTES,
     IMOD_STAMP,
@@ -186,7 +186,9 @@ def open_volume_writer(
     """Create an MRC file and yield its writable, memory-mapped (z, y, x) data.
 
     Use it to stream results block by block into a volume larger than memory. The file
-    appears under ``path`` only when the ``with`` block finishes without error.
+    appears under ``path`` only when the ``with`` block finishes without error. Its disk
+    space is reserved up front (:func:`synapseg.io.atomic.preallocate`), so a full disk
+    raises a one-line ``InputError`` here instead of killing the process with SIGBUS later.
     """
     import mrcfile
 
@@ -201,6 +203,7 @@ def open_volume_writer(
             warnings.simplefilter("ignore")
             mrc = mrcfile.new_mmap(tmp, shape=tuple(shape), mrc_mode=_mrc_mode(file_dtype))
         try:
+            preallocate(tmp, os.path.getsize(tmp))
             _prepare_mrc_header(mrc, dtype, vs, origin)  # type: ignore[arg-type]
             if label:
                 mrc.add_label(label[:80])
