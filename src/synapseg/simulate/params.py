@@ -58,7 +58,16 @@ class SimulationParams:
     Reconstruction
         recon_filter (ramp = WBP, sirt = SIRT-like filter with sirt_iterations),
         radial_cutoff / radial_falloff (IMOD-style Gaussian roll-off, cycles/px),
-        invert_contrast (densities bright instead of dark).
+        invert_contrast (densities bright instead of dark); denoise_sigma_nm (> 0: a
+        Gaussian smoothing of the reconstruction, the look of denoised tomograms);
+        dual_axis (a second tilt series about x, reconstructed and averaged with the first).
+    Specimen and extra content (all off by default)
+        lamella_thickness_nm (None: the specimen fills the volume; else a slab centred in z
+        with vacuum of ``vacuum_density`` above and below), lamella_tilt_deg (slab normal
+        tilted from z towards x), lamella_cuts_vesicles (vesicle centres only need to lie in
+        the slab, so surfaces cut some: column ``cut_by_surface``); n_gold beads of
+        gold_radius_nm on the specimen surfaces; n_microtubules (25 nm tubes);
+        ribosome_density_per_um3 (≈ 25 nm dense particles in the cytoplasm).
     """
 
     shape: tuple[int, int, int] = (64, 256, 256)
@@ -104,6 +113,17 @@ class SimulationParams:
     radial_cutoff: float = 0.35
     radial_falloff: float = 0.035
     invert_contrast: bool = False
+    # the wider world (issue 11); the defaults switch every one of these off
+    lamella_thickness_nm: float | None = None
+    lamella_tilt_deg: float = 0.0
+    lamella_cuts_vesicles: bool = False
+    vacuum_density: float = -2.0
+    n_gold: int = 0
+    gold_radius_nm: float = 5.0
+    n_microtubules: int = 0
+    ribosome_density_per_um3: float = 0.0
+    denoise_sigma_nm: float = 0.0
+    dual_axis: bool = False
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in np.broadcast_to(np.asarray(self.shape), (3,)))
@@ -136,6 +156,18 @@ class SimulationParams:
         lo, hi = self.radius_range_nm
         if not (self.membrane_thickness_nm < lo <= hi):
             raise bad("radius_range", f"radius range {lo}-{hi} nm is invalid", "use e.g. 15 30")
+        if self.lamella_thickness_nm is not None and not (
+            4 * self.voxel_size_nm <= self.lamella_thickness_nm
+        ):
+            raise bad("lamella_thickness", "the lamella is thinner than 4 voxels", "use 80-300")
+        if not (abs(self.lamella_tilt_deg) <= 45):
+            raise bad("lamella_tilt", f"{self.lamella_tilt_deg}° is implausible", "use -20..20")
+        if min(self.n_gold, self.n_microtubules) < 0 or self.ribosome_density_per_um3 < 0:
+            raise bad("n_gold", "counts and densities must be >= 0", "use 0 to switch off")
+        if self.denoise_sigma_nm < 0 or self.gold_radius_nm <= 0:
+            raise bad("denoise_sigma", "sizes must be positive", "use e.g. 1.5 (0 = off)")
+        if self.n_vesicles is not None and self.n_vesicles < 0:
+            raise bad("n_vesicles", "n_vesicles must be >= 0", "use 0 for a negative")
         if int(self.oversample) < 1:
             raise bad("oversample", "oversample must be >= 1", "use 2")
 

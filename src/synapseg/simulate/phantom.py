@@ -17,6 +17,7 @@ import pandas as pd
 
 from synapseg.io.tables import make_table
 from synapseg.simulate import filaments as fil
+from synapseg.simulate import world
 from synapseg.simulate.context import (
     connectors_and_tethers,
     distractors,
@@ -86,6 +87,8 @@ def _place_vesicles(scene: Scene, pm: CurvedPlane, rng: np.random.Generator) -> 
     if p.n_vesicles is not None:
         target = int(p.n_vesicles)
     else:
+        if p.lamella_thickness_nm is not None:  # only the specimen slab holds vesicles
+            pre_fraction *= world.slab_fraction(p, scene.extent, probe)
         target = int(round(p.vesicle_density_per_um3 * np.prod(scene.extent) * 1e-9 * pre_fraction))
     attempts = 0
     while len(scene.vesicles) < target and attempts < 80 * max(target, 1):
@@ -115,7 +118,7 @@ def _place_vesicles(scene: Scene, pm: CurvedPlane, rng: np.random.Generator) -> 
             bounds = np.array([v.bound_nm for v in scene.vesicles])
             if np.any(np.linalg.norm(centers - c, axis=1) < bounds + bound + MIN_GAP_NM):
                 continue
-        if not clear(scene, c, bound):
+        if not clear(scene, c, bound) or not world.vesicle_fits(scene, c, bound):
             continue
         shape: Shape = Sphere(c, mid) if axes is None else Ellipsoid(c, axes, random_rotation(rng))
         scene.vesicles.append(Vesicle(c, mid, bound, shape, e))
@@ -143,6 +146,9 @@ def _vesicle_table(scene: Scene, pm: CurvedPlane) -> pd.DataFrame:
     else:
         min_gap = np.full(len(ves), np.inf)
     pm_dist = -pm(centers[:, 0], centers[:, 1], centers[:, 2]) - bounds - scene.half_t
+    extra = {}
+    if scene.p.lamella_thickness_nm is not None:
+        extra["cut_by_surface"] = world.cut_by_surface(scene, centers, bounds)
     return make_table(
         centers / vs,
         mids,
@@ -151,6 +157,7 @@ def _vesicle_table(scene: Scene, pm: CurvedPlane) -> pd.DataFrame:
         elongation=np.array([v.elongation for v in ves]),
         min_gap_nm=min_gap,
         membrane_distance_nm=np.asarray(pm_dist),
+        **extra,
     )
 
 
@@ -166,6 +173,9 @@ def build_phantom(params: SimulationParams, rng: np.random.Generator) -> Phantom
         info.update(render_synapse(scene, pm, rng))
     if params.distractors:
         info["distractors"] = distractors(scene, pm, rng)
+    if params.n_microtubules:
+        info["n_microtubules"] = world.place_microtubules(scene, rng)
+    gold = world.place_gold(scene, rng) if params.n_gold else []
     info["n_vesicles_target"] = _place_vesicles(scene, pm, rng)
     _render_vesicles(scene)
     thin: list[np.ndarray] = []
@@ -189,6 +199,13 @@ def build_phantom(params: SimulationParams, rng: np.random.Generator) -> Phantom
     crowd = fil.blur(crowd, small)
     crowd[scene.compartment] = 0.0  # lumens hold no cytosolic proteins
     scene.density += crowd
+    if params.ribosome_density_per_um3 > 0:
+        info["n_ribosomes"] = world.place_ribosomes(scene, rng)
+    if params.lamella_thickness_nm is not None:
+        info["specimen_fraction"] = float(world.apply_lamella(scene).mean())
+    if gold:
+        world.render_gold(scene, gold)
+        info["gold_beads_px"] = [(b.center_nm / scene.vs).round(3).tolist() for b in gold]
     table = _vesicle_table(scene, pm)
     info["n_vesicles"] = len(table)
     finite_gap = table["min_gap_nm"].to_numpy()

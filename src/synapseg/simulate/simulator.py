@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 
 from synapseg import __version__
 from synapseg.simulate.imaging import image_tilt_series
@@ -62,6 +63,35 @@ class SimulationResult:
         return float(self.params["voxel_size_nm"])
 
 
+def _tilt_series_and_reconstruction(
+    density: np.ndarray,
+    angles: np.ndarray,
+    true_angles: np.ndarray,
+    params: SimulationParams,
+    rng: np.random.Generator,
+    thickness_nm: float,
+    timings: dict[str, float],
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Project, image and reconstruct one single-axis tilt series (tilt axis y)."""
+    t0 = time.perf_counter()
+    projections = project(density, true_angles)
+    images, imaging = image_tilt_series(projections, angles, params, rng, thickness_nm)
+    del projections
+    timings["tilt_series_s"] = timings.get("tilt_series_s", 0.0) + time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rec = weighted_backprojection(
+        images,
+        angles,
+        density.shape[0],
+        params.recon_filter,
+        params.radial_cutoff,
+        params.radial_falloff,
+        params.sirt_iterations,
+    )
+    timings["reconstruction_s"] = timings.get("reconstruction_s", 0.0) + time.perf_counter() - t0
+    return rec, imaging
+
+
 def simulate_tomogram(
     params: SimulationParams | None = None, *, keep_phantom: bool = True, **overrides: Any
 ) -> SimulationResult:
@@ -100,29 +130,38 @@ def simulate_tomogram(
         if params.jitter_angle_deg
         else 0.0
     )
-    t0 = time.perf_counter()
-    projections = project(phantom.density, true_angles)
     thickness_nm = nz * params.voxel_size_nm
-    images, imaging = image_tilt_series(projections, angles, params, imaging_rng, thickness_nm)
-    del projections
-    timings["tilt_series_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    rec = weighted_backprojection(
-        images,
-        angles,
-        nz,
-        params.recon_filter,
-        params.radial_cutoff,
-        params.radial_falloff,
-        params.sirt_iterations,
+    rec, imaging = _tilt_series_and_reconstruction(
+        phantom.density, angles, true_angles, params, imaging_rng, thickness_nm, timings
     )
+    if params.dual_axis:  # the second series tilts about x: swap y and x, and back
+        second_angles = params.tilt_angles_deg + (
+            imaging_rng.normal(0, params.jitter_angle_deg, len(angles))
+            if params.jitter_angle_deg
+            else 0.0
+        )
+        rec2, imaging2 = _tilt_series_and_reconstruction(
+            phantom.density.transpose(0, 2, 1),
+            angles,
+            second_angles,
+            params,
+            imaging_rng,
+            thickness_nm,
+            timings,
+        )
+        rec = 0.5 * (rec + rec2.transpose(0, 2, 1))
+        del rec2
+        imaging = {"axis_y": imaging, "axis_x": imaging2}
+    t0 = time.perf_counter()
+    if params.denoise_sigma_nm > 0:
+        rec = ndimage.gaussian_filter(rec, params.denoise_sigma_nm / params.voxel_size_nm)
     rec -= rec.mean()
     std = float(rec.std())
     if std > 0:
         rec /= std
     if params.invert_contrast:
         rec = -rec
-    timings["reconstruction_s"] = time.perf_counter() - t0
+    timings["reconstruction_s"] = timings.get("reconstruction_s", 0.0) + time.perf_counter() - t0
     info = dict(phantom.info)
     info.update(
         imaging=imaging,

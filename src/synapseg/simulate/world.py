@@ -1,0 +1,189 @@
+"""The wider world around a synapse: lamella and vacuum, gold fiducials, microtubules, ribosomes.
+
+Each feature is switched off by the defaults of :class:`SimulationParams`, draws random
+numbers only when switched on (so default tomograms stay bit-identical), and keeps the
+ground truth exact: vesicles cut by a lamella surface stay in the table with
+``cut_by_surface`` set; gold beads, microtubules and ribosomes are distractors, listed
+in ``info`` but never in the vesicle table.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from synapseg.simulate.scene import Scene, clear, random_point
+from synapseg.simulate.shapes import Profile, Shape, Sphere, grid_nm
+
+Array = np.ndarray
+GOLD_DENSITY = 8.0  # gold scatters far more than protein (head groups = 1)
+MICROTUBULE_RADIUS_NM = 10.0  # wall midline: 25 nm outer, 15 nm inner diameter
+MICROTUBULE_WALL_NM = 5.0
+RIBOSOME_RADIUS_NM = (10.0, 13.0)
+RIBOSOME_DENSITY = 0.8  # RNA-rich: darker than the average protein
+
+
+# --------------------------------------------------------------------------- lamella
+
+
+def lamella_normal(tilt_deg: float) -> Array:
+    """Unit (z, y, x) normal of the lamella, tilted from z towards x by ``tilt_deg``."""
+    a = math.radians(tilt_deg)
+    return np.array([math.cos(a), 0.0, math.sin(a)])
+
+
+def slab_distance(params, extent_nm: Array, z, y, x) -> Array:
+    """Signed distance (nm) to the lamella surfaces: negative inside the specimen.
+
+    With ``lamella_thickness_nm`` None the slab is infinitely thick (always -inf).
+    """
+    if params.lamella_thickness_nm is None:
+        return np.full(np.broadcast(z, y, x).shape, -np.inf)
+    n = lamella_normal(params.lamella_tilt_deg)
+    c = np.asarray(extent_nm, float) / 2
+    along = n[0] * (z - c[0]) + n[1] * (y - c[1]) + n[2] * (x - c[2])
+    return np.abs(along) - params.lamella_thickness_nm / 2
+
+
+def slab_fraction(params, extent_nm: Array, probe_nm: Array) -> float:
+    """Fraction of the probe points (n, 3) that lie inside the lamella."""
+    d = slab_distance(params, extent_nm, probe_nm[:, 0], probe_nm[:, 1], probe_nm[:, 2])
+    return float(np.mean(d < 0))
+
+
+def vesicle_fits(scene: Scene, c: Array, bound_nm: float) -> bool:
+    """Whether a vesicle (centre ``c``, enclosing radius) may sit here given the lamella."""
+    p = scene.p
+    if p.lamella_thickness_nm is None:
+        return True
+    d = float(slab_distance(p, scene.extent, *c))
+    return d < 0 if p.lamella_cuts_vesicles else d <= -(bound_nm + scene.vs)
+
+
+def apply_lamella(scene: Scene) -> Array:
+    """Replace everything outside the lamella by vacuum; return the specimen weight (0-1).
+
+    The surface is anti-aliased over one voxel. Labels outside the slab are cleared.
+    """
+    z, y, x = grid_nm(tuple(slice(0, s) for s in scene.shape), scene.vs)
+    d = slab_distance(scene.p, scene.extent, z, y, x)
+    weight = np.clip(0.5 - d / scene.vs, 0.0, 1.0).astype(np.float32)
+    outside = weight <= 0
+    scene.density *= weight
+    scene.density += (1 - weight) * np.float32(scene.p.vacuum_density)
+    scene.vlab[outside] = 0
+    scene.mlab[outside] = 0
+    return weight
+
+
+def cut_by_surface(scene: Scene, centers_nm: Array, bounds_nm: Array) -> Array:
+    """True for vesicles whose outer surface crosses a lamella surface."""
+    if scene.p.lamella_thickness_nm is None or len(centers_nm) == 0:
+        return np.zeros(len(centers_nm), bool)
+    c = np.asarray(centers_nm, float)
+    d = slab_distance(scene.p, scene.extent, c[:, 0], c[:, 1], c[:, 2])
+    return np.asarray(d > -np.asarray(bounds_nm), bool)
+
+
+# --------------------------------------------------------------------------- objects
+
+
+def place_gold(scene: Scene, rng: np.random.Generator) -> list[Sphere]:
+    """Gold beads on the two specimen surfaces (lamella or volume faces); obstacles for
+    the vesicles. Rendered later by :func:`render_gold`, after the vacuum."""
+    p, beads = scene.p, []
+    r = float(p.gold_radius_nm)
+    half = p.lamella_thickness_nm / 2 if p.lamella_thickness_nm is not None else None
+    n = lamella_normal(p.lamella_tilt_deg)
+    centre = scene.extent / 2
+    for i in range(int(p.n_gold)):
+        for _ in range(50):
+            q = random_point(scene, rng)
+            side = 1.0 if i % 2 else -1.0
+            if half is None:  # the volume faces (z), just inside
+                q[0] = r + scene.vs if side < 0 else scene.extent[0] - r - scene.vs
+            else:  # on the lamella surface, inside the specimen
+                along = float(np.dot(n, q - centre))
+                q = q + n * (side * (half - r) - along)
+            if np.any(q < 0) or np.any(q > scene.extent):
+                continue
+            if all(np.linalg.norm(q - b.center_nm) > 2 * r + 1 for b in beads):
+                beads.append(Sphere(q, r))
+                scene.obstacles.append((beads[-1], 2.0))
+                break
+    return beads
+
+
+def render_gold(scene: Scene, beads: list[Sphere]) -> None:
+    """Render the beads (solid, :data:`GOLD_DENSITY`), added to what is there."""
+    prof = Profile([], [(-np.inf, 0.0, GOLD_DENSITY)])
+    for bead in beads:
+        scene.add(bead, prof)
+
+
+class Tube(Shape):
+    """Distance (nm) to a straight axis through ``point_nm`` along ``direction`` minus a radius."""
+
+    def __init__(self, point_nm: Array, direction: Array, radius_nm: float, extent_nm: Array):
+        self.point_nm = np.asarray(point_nm, float)
+        self.direction = np.asarray(direction, float) / np.linalg.norm(direction)
+        self.radius_nm = float(radius_nm)
+        self.extent_nm = np.asarray(extent_nm, float)
+
+    def __call__(self, z, y, x):
+        p0 = [float(v) for v in self.point_nm]
+        d = [float(v) for v in self.direction]
+        dz, dy, dx = z - p0[0], y - p0[1], x - p0[2]
+        along = d[0] * dz + d[1] * dy + d[2] * dx
+        perp2 = np.maximum(dz**2 + dy**2 + dx**2 - along**2, 0)
+        return np.sqrt(perp2) - self.radius_nm
+
+    def bbox_nm(self, pad_nm):
+        return np.zeros(3), self.extent_nm
+
+
+def place_microtubules(scene: Scene, rng: np.random.Generator) -> int:
+    """Straight microtubules (25 nm, 5 nm wall, hollow) crossing the volume, mostly in-plane.
+
+    They are rendered at once and become obstacles, so place them before the vesicles.
+    """
+    r, half_wall = MICROTUBULE_RADIUS_NM, MICROTUBULE_WALL_NM / 2
+    prof = Profile(
+        [(-half_wall, 0.15, 0.6), (half_wall, 0.15, 0.6)], [(-half_wall, half_wall, 0.55)]
+    )
+    for _ in range(int(scene.p.n_microtubules)):
+        c = random_point(scene, rng)
+        c[0] = scene.extent[0] * rng.uniform(0.3, 0.7)
+        direction = rng.normal(size=3) * np.array([0.15, 1.0, 1.0])
+        tube = Tube(c, direction, r, scene.extent)
+        scene.add(tube, prof, lumen_below=-half_wall)
+        scene.obstacles.append((tube, half_wall + 3.0))
+    return int(scene.p.n_microtubules)
+
+
+def place_ribosomes(scene: Scene, rng: np.random.Generator) -> int:
+    """Ribosome-sized dense particles in the cytoplasm, clear of vesicles and compartments."""
+    p = scene.p
+    vol_um3 = float(np.prod(scene.extent)) * 1e-9
+    target = int(rng.poisson(p.ribosome_density_per_um3 * vol_um3))
+    centers = np.array([v.center_nm for v in scene.vesicles]).reshape(-1, 3)
+    bounds = np.array([v.bound_nm for v in scene.vesicles])
+    placed: list[tuple[Array, float]] = []
+    for _ in range(target * 5):
+        if len(placed) >= target:
+            break
+        r = float(rng.uniform(*RIBOSOME_RADIUS_NM))
+        c = random_point(scene, rng)
+        idx = tuple(np.clip((c / scene.vs).astype(int), 0, np.asarray(scene.shape) - 1))
+        if scene.compartment[idx] or not clear(scene, c, r):
+            continue
+        if len(centers) and np.any(np.linalg.norm(centers - c, axis=1) < bounds + r + 1.0):
+            continue
+        if any(np.linalg.norm(q - c) < rq + r for q, rq in placed):
+            continue
+        placed.append((c, r))
+    prof = Profile([], [(-np.inf, 0.0, RIBOSOME_DENSITY)])
+    for c, r in placed:
+        scene.add(Sphere(c, r), prof)
+    return len(placed)
