@@ -27,17 +27,24 @@ def wedge_weights(
     tilt_axis: str = "y",
     softness_deg: float = 4.0,
 ) -> np.ndarray:
-    """Weight in [0, 1] of membrane normals ``directions`` (n, 3; zyx) under a single-axis wedge.
+    """Weight in [0, 1] of membrane normals ``directions`` (n, 3; zyx) under the missing wedge.
 
     A membrane patch with normal ``n`` is recorded iff ``atan(|n_z| / |n_p|) <= tilt_range``,
     where ``p`` is the in-plane axis perpendicular to the tilt axis (x for a tilt axis along y).
-    The step is replaced by a logistic of width ``softness_deg``.
+    The step is replaced by a logistic of width ``softness_deg``. ``tilt_axis="dual"`` is a
+    dual-axis series (about y and about x, same range): a patch is recorded when either
+    series records it (the missing pyramid), so the weight is the larger of the two.
     """
     directions = np.asarray(directions, dtype=float)
     if tilt_range_deg is None or tilt_range_deg >= 90:
         return np.ones(len(directions))
+    if tilt_axis == "dual":
+        return np.maximum(
+            wedge_weights(directions, tilt_range_deg, "y", softness_deg),
+            wedge_weights(directions, tilt_range_deg, "x", softness_deg),
+        )
     if tilt_axis not in ("y", "x"):
-        raise ValueError(f"tilt_axis must be 'y' or 'x', not {tilt_axis!r}")
+        raise ValueError(f"tilt_axis must be 'y', 'x' or 'dual', not {tilt_axis!r}")
     perp = directions[:, 2] if tilt_axis == "y" else directions[:, 1]
     theta = np.degrees(np.arctan2(np.abs(directions[:, 0]), np.abs(perp)))
     arg = np.clip((theta - tilt_range_deg) / max(softness_deg, 1e-6), -50, 50)

@@ -1,0 +1,158 @@
+"""Missing-wedge estimation from the tomogram's spectrum (synapseg.specimen.wedge)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from synapseg.post.profiles import wedge_weights
+from synapseg.simulate import SimulationParams, simulate_tomogram
+from synapseg.specimen.wedge import (
+    WedgeEstimate,
+    block_power_spectrum,
+    estimate_wedge,
+    resolve_wedge,
+)
+
+
+def wedge_noise(
+    shape: tuple[int, int, int],
+    tilt_range_deg: float | None,
+    axis: str = "y",
+    seed: int = 0,
+    ring: bool = False,
+) -> np.ndarray:
+    """White noise with the missing wedge (``axis`` y, x or dual) cut out of its spectrum.
+
+    ``ring=True`` also multiplies the spectrum by a CTF-like ring pattern with zeros and a
+    ramp, which the estimator must divide out.
+    """
+    rng = np.random.default_rng(seed)
+    spec = np.fft.fftn(rng.normal(size=shape))
+    kz, ky, kx = np.meshgrid(*[np.fft.fftfreq(n) for n in shape], indexing="ij")
+    if tilt_range_deg is not None:
+        phi_y = np.degrees(np.arctan2(np.abs(kz), np.abs(kx)))
+        phi_x = np.degrees(np.arctan2(np.abs(kz), np.abs(ky)))
+        phi = {"y": phi_y, "x": phi_x, "dual": np.minimum(phi_x, phi_y)}[axis]
+        spec[phi > tilt_range_deg] *= 1e-3
+    if ring:
+        k = np.sqrt(kz**2 + ky**2 + kx**2)
+        spec *= k * (0.05 + np.sin(2 * np.pi * 40 * k**2) ** 2)
+    return np.fft.ifftn(spec).real.astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("tilt_range", "axis"), [(40.0, "y"), (65.0, "y"), (45.0, "x"), (58.0, "x")]
+)
+def test_single_axis_wedge_is_found(tilt_range, axis):
+    est = estimate_wedge(wedge_noise((48, 96, 96), tilt_range, axis, seed=1))
+    assert est.tilt_axis == axis
+    assert not est.dual_axis
+    assert abs(est.tilt_range_deg - tilt_range) < 3.0
+    assert est.quality > 0.5
+    assert est.source == "estimated"
+
+
+def test_dual_axis_pyramid_is_found():
+    est = estimate_wedge(wedge_noise((48, 96, 96), 50.0, "dual", seed=2))
+    assert est.dual_axis
+    assert est.wedge_axis == "dual"
+    assert abs(est.tilt_range_deg - 50.0) < 3.0
+
+
+def test_ring_shaped_ctf_and_filter_are_divided_out():
+    plain = estimate_wedge(wedge_noise((48, 96, 96), 50.0, "x", seed=3))
+    ringed = estimate_wedge(wedge_noise((48, 96, 96), 50.0, "x", seed=3, ring=True))
+    assert ringed.tilt_axis == "x"
+    assert abs(ringed.tilt_range_deg - 50.0) < 3.0
+    assert abs(ringed.tilt_range_deg - plain.tilt_range_deg) < 2.0
+
+
+def test_no_wedge_has_low_quality_and_falls_back_to_default():
+    noise = wedge_noise((48, 96, 96), None, seed=4)
+    assert estimate_wedge(noise).quality < 0.3
+    est, note = resolve_wedge(noise)
+    assert est.source == "default"
+    assert (est.tilt_axis, est.tilt_range_deg, est.dual_axis) == ("y", 60.0, False)
+    assert note is not None and "unreliable" in note
+
+
+def test_simulated_tomogram_both_axes():
+    """In-distribution: the simulator's own ±45° tilt series about y, and rotated to x."""
+    sim = simulate_tomogram(
+        SimulationParams(shape=(48, 96, 96), seed=5, tilt_range_deg=45, tilt_step_deg=1.5),
+        keep_phantom=False,
+    )
+    true_range = float(SimulationParams(tilt_range_deg=45, tilt_step_deg=1.5).tilt_angles_deg[-1])
+    for axis, vol in (("y", sim.tomogram), ("x", np.swapaxes(sim.tomogram, 1, 2))):
+        est = estimate_wedge(vol, 1.68)
+        assert est.tilt_axis == axis
+        assert not est.dual_axis
+        assert abs(est.tilt_range_deg - true_range) < 5.0
+
+
+class _CountingArray:
+    """A sliceable volume that records the largest block read."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data, self.shape, self.largest = data, data.shape, 0
+
+    def __getitem__(self, key):
+        out = self.data[key]
+        self.largest = max(self.largest, out.size)
+        return out
+
+
+def test_spectrum_reads_blocks_not_the_volume():
+    vol = _CountingArray(wedge_noise((64, 160, 160), 60.0, seed=6))
+    power = block_power_spectrum(vol, block_size_px=32, n_blocks=4)
+    assert power.shape == (32, 32, 32)
+    assert vol.largest == 32**3
+    assert estimate_wedge(vol, block_size_px=48).tilt_axis == "y"
+
+
+class _Unreadable:
+    shape = (48, 96, 96)
+
+    def __getitem__(self, key):
+        raise AssertionError("read although both values were given")
+
+
+def test_resolve_given_values_override_the_estimate():
+    est, note = resolve_wedge(_Unreadable(), tilt_range_deg=45.0, tilt_axis="x")
+    assert (est.tilt_axis, est.tilt_range_deg, est.source, note) == ("x", 45.0, "given", None)
+    assert math.isnan(est.quality)
+    vol = wedge_noise((48, 96, 96), 50.0, "x", seed=7)
+    est, note = resolve_wedge(vol, tilt_range_deg=62.0)
+    assert (est.tilt_axis, est.tilt_range_deg, est.source) == ("x", 62.0, "given+estimated")
+    assert est.quality > 0.5 and note is None
+    assert resolve_wedge(vol, tilt_axis="dual")[0].dual_axis
+
+
+def test_estimate_json_and_validation():
+    out = WedgeEstimate("x", 47.04, False, 0.8123, "estimated").to_json()
+    assert out == {
+        "tilt_axis": "x",
+        "tilt_range_deg": 47.0,
+        "dual_axis": False,
+        "quality": 0.812,
+        "source": "estimated",
+    }
+    assert WedgeEstimate().to_json()["quality"] is None
+    with pytest.raises(ValueError):
+        WedgeEstimate(tilt_axis="z")
+    with pytest.raises(ValueError):
+        WedgeEstimate(source="guessed")
+
+
+def test_dual_axis_wedge_weights_are_the_union_of_both_series():
+    n = np.array([[0.5, 0.85, 0.1], [np.sin(np.radians(70)), 0.0, np.cos(np.radians(70))]])
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    w_y, w_x = wedge_weights(n, 50, "y"), wedge_weights(n, 50, "x")
+    w_dual = wedge_weights(n, 50, "dual")
+    assert w_y[0] < 0.01 < 0.95 < w_x[0]  # missing about y, recorded about x
+    assert w_dual[0] > 0.95
+    assert w_dual[1] < 0.01  # steep in the x-z plane: lost by both series
+    np.testing.assert_allclose(w_dual, np.maximum(w_y, w_x))
