@@ -57,8 +57,8 @@ def test_star_needs_voxel_size_binning_and_shape(tmp_path, table):
     kw = dict(tomogram_name="t", voxel_size_nm=VS, shape=SHAPE, binning=1.0)
     for bad, match in [
         ({"voxel_size_nm": None}, "voxel size"),
-        ({"binning": None}, "binning"),
         ({"binning": 0}, "binning"),
+        ({"binning": float("nan")}, "binning"),
         ({"shape": None}, "shape"),
     ]:
         with pytest.raises(InputError, match=match):
@@ -77,12 +77,12 @@ def test_star_several_tomograms_need_a_name(tmp_path, table):
     )  # fmt: skip
     starfile.write({"particles": df}, tmp_path / "m.star")
     with pytest.raises(InputError, match="2 tomograms"):
-        read_table_star(tmp_path / "m.star", voxel_size_nm=1.0)
-    one = read_table_star(tmp_path / "m.star", voxel_size_nm=1.0, tomogram_name="b")
+        read_table_star(tmp_path / "m.star", voxel_size_nm=1.0, binning=1.0)
+    one = read_table_star(tmp_path / "m.star", voxel_size_nm=1.0, tomogram_name="b", binning=1)
     assert len(one) == 1 and one["center_x_px"].iloc[0] == 2.0
     assert np.isnan(one["radius_nm"].iloc[0])
     with pytest.raises(InputError, match="synapsegRadiusAngst"):
-        read_vesicles(tmp_path / "m.star", voxel_size_nm=1.0, tomogram_name="a")
+        read_vesicles(tmp_path / "m.star", voxel_size_nm=1.0, tomogram_name="a", binning=1)
 
 
 def test_existing_and_unwritable_outputs(tmp_path, table):
@@ -101,3 +101,48 @@ def test_read_vesicles_dispatches_star(tmp_path, table, assert_tables_equal):
     path = write_table_star(tmp_path / "v.star", table, tomogram_name="t", voxel_size_nm=VS,
                             shape=SHAPE, binning=2)  # fmt: skip
     assert_tables_equal(read_vesicles(path, voxel_size_nm=VS, binning=2), table, atol=1e-5)
+
+
+def test_default_star_is_relion5_only(tmp_path, table, assert_tables_equal):
+    # issue 13 item 9: without a known binning, rlnCoordinate* would be binned pixels
+    # labelled as unbinned; the default writes only the binning-free RELION-5 columns
+    path = write_table_star(
+        tmp_path / "v.star", table, tomogram_name="t", voxel_size_nm=VS, shape=SHAPE
+    )
+    df = starfile.read(path)
+    assert not {"rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"} & set(df.columns)
+    for axis in "XYZ":
+        assert f"rlnCenteredCoordinate{axis}Angst" in df
+    assert_tables_equal(read_vesicles(path, voxel_size_nm=VS, shape=SHAPE), table, atol=1e-5)
+
+
+def test_centered_coordinates_win_over_a_wrong_binning(tmp_path, table, assert_tables_equal):
+    # an old file with both conventions, read with the wrong binning: the centered Å
+    # columns (binning-free) give the right centers when the shape is known
+    path = write_table_star(
+        tmp_path / "v.star", table, tomogram_name="t", voxel_size_nm=VS, shape=SHAPE, binning=4
+    )
+    back = read_table_star(path, voxel_size_nm=VS, shape=SHAPE, binning=1)
+    assert_tables_equal(back, table, atol=1e-5)
+    # without the shape, the pixel columns are used with the binning given
+    back4 = read_table_star(path, voxel_size_nm=VS, binning=4)
+    assert_tables_equal(back4, table, atol=1e-5)
+
+
+def test_relion4_only_file_needs_the_binning(tmp_path):
+    df = pd.DataFrame({"rlnCoordinateX": [8.0], "rlnCoordinateY": [4.0], "rlnCoordinateZ": [4.0]})
+    starfile.write({"particles": df}, tmp_path / "r4.star")
+    with pytest.raises(InputError, match="star-binning"):
+        read_table_star(tmp_path / "r4.star", voxel_size_nm=1.0, shape=SHAPE)
+    back = read_table_star(tmp_path / "r4.star", voxel_size_nm=1.0, shape=SHAPE, binning=4)
+    assert back["center_x_px"].iloc[0] == pytest.approx(2.0)
+    assert np.isnan(back["score"].iloc[0])  # no score in the file: none invented
+
+
+def test_star_keeps_source(tmp_path, table):
+    t = table.assign(source=["auto"] * (len(table) - 1) + ["manual"])
+    path = write_table_star(
+        tmp_path / "v.star", t, tomogram_name="t", voxel_size_nm=VS, shape=SHAPE
+    )
+    back = read_table_star(path, voxel_size_nm=VS, shape=SHAPE)
+    assert back["source"].tolist() == t["source"].tolist()

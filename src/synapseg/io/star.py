@@ -1,11 +1,12 @@
 """RELION particle STAR files for vesicle tables (written and read with ``starfile``).
 
-One ``data_particles`` loop holds both RELION conventions for each vesicle center:
+One ``data_particles`` loop holds each vesicle center:
 
-* ``rlnCoordinateX/Y/Z``: RELION-4 (and RELION >= 4.1 zero-origin) pixels of the
-  *unbinned* tilt series, ``center_px * binning``;
-* ``rlnCenteredCoordinateX/Y/ZAngst``: RELION-5, Å from the tomogram center
-  ``size / 2.0`` (float division, also for odd sizes).
+* ``rlnCenteredCoordinateX/Y/ZAngst`` (always): RELION-5, Å from the tomogram center
+  ``size / 2.0`` (float division, also for odd sizes); these do not depend on the binning;
+* ``rlnCoordinateX/Y/Z`` (only when the binning is given): RELION-4 (and RELION >= 4.1
+  zero-origin) pixels of the *unbinned* tilt series, ``center_px * binning``. Without a
+  known binning they are not written: binned pixels labelled as unbinned would be wrong.
 
 Radii, ids and scores travel in ``synapseg*`` columns (RELION keeps unknown labels).
 See docs/formats.md for the conventions and the RELION sources they were checked against.
@@ -23,7 +24,8 @@ import pandas as pd
 
 from synapseg.errors import InputError
 from synapseg.io.atomic import atomic_path
-from synapseg.io.tables import CENTER_PX, make_table
+from synapseg.io.schema import CENTER_PX
+from synapseg.io.tables import make_table
 
 STAR_COORD = ["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]
 STAR_CENTERED = [
@@ -35,6 +37,7 @@ STAR_RADIUS = "synapsegRadiusAngst"  # bilayer-midline radius, Å (not a RELION 
 STAR_OUTER_RADIUS = "synapsegOuterRadiusAngst"
 STAR_ID = "synapsegVesicleId"
 STAR_SCORE = "synapsegScore"
+STAR_SOURCE = "synapsegSource"  # auto / manual
 
 
 def _star_geometry(
@@ -43,7 +46,8 @@ def _star_geometry(
     shape: Sequence[int] | None,
     binning: float | None,
     need_shape: bool,
-) -> tuple[np.ndarray, np.ndarray | None, float]:
+    need_binning: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None, float | None]:
     """Validate the STAR conversion arguments; return zyx voxel size, zyx shape, binning."""
     if voxel_size_nm is None:
         raise InputError(
@@ -52,12 +56,14 @@ def _star_geometry(
     vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,)).copy()
     if not np.all(np.isfinite(vs)) or np.any(vs <= 0):
         raise InputError(path, f"invalid voxel size {voxel_size_nm} nm", "give e.g. 1.4")
-    if binning is None or not np.isfinite(binning) or binning <= 0:
+    if binning is None and not need_binning:
+        pass
+    elif binning is None or not np.isfinite(binning) or binning <= 0:
         raise InputError(
             path,
-            f"STAR export needs the binning of the tomogram relative to the tilt series, "
-            f"got {binning}",
-            "pass --star-binning (1 for an unbinned tomogram)",
+            f"RELION-4 rlnCoordinateX/Y/Z need the binning of the tomogram relative to the "
+            f"tilt series, got {binning}",
+            "pass --star-binning (1 for an unbinned tomogram, 4 for bin-4)",
         )
     shp = None
     if shape is not None:
@@ -70,7 +76,7 @@ def _star_geometry(
             "RELION-5 centered coordinates need the tomogram shape",
             "pass --tomogram so the shape is known",
         )
-    return vs, shp, float(binning)
+    return vs, shp, None if binning is None else float(binning)
 
 
 def write_table_star(
@@ -80,13 +86,13 @@ def write_table_star(
     tomogram_name: str,
     voxel_size_nm: float | Sequence[float] | None,
     shape: Sequence[int] | None,
-    binning: float | None = 1.0,
+    binning: float | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write vesicle centers as a RELION particle STAR file holding both conventions.
+    """Write vesicle centers as a RELION particle STAR file (RELION 5; RELION 4 on request).
 
-    * ``rlnCoordinateX/Y/Z``: RELION-4 (and RELION >= 4.1 zero-origin) pixels of the
-      *unbinned* tilt series: ``center_px * binning``.
+    * ``rlnCoordinateX/Y/Z`` (only when ``binning`` is given): RELION-4 (and RELION >= 4.1
+      zero-origin) pixels of the *unbinned* tilt series: ``center_px * binning``.
     * ``rlnCenteredCoordinateX/Y/ZAngst``: RELION-5, Å from the tomogram center, defined
       by RELION as ``size / 2.0`` in unbinned pixels (float division, also for odd sizes):
       ``(center_px - shape / 2) * voxel_size_nm * 10``.
@@ -103,20 +109,24 @@ def write_table_star(
     shape
         (z, y, x) size of the (binned) tomogram in voxels.
     binning
-        Tomogram voxel size / tilt-series pixel size (1 for an unbinned tomogram).
+        Tomogram voxel size / tilt-series pixel size (1 for an unbinned tomogram); ``None``
+        (default) writes only the binning-independent RELION-5 columns.
     """
     path = Path(path)
     import starfile
 
-    vs, shp, b = _star_geometry(path, voxel_size_nm, shape, binning, need_shape=True)
+    vs, shp, b = _star_geometry(
+        path, voxel_size_nm, shape, binning, need_shape=True, need_binning=False
+    )
     assert shp is not None
     if not tomogram_name:
         raise InputError(path, "STAR export needs a tomogram name", "pass the tomogram name")
     centers = table[CENTER_PX].to_numpy(dtype=float)  # zyx
     n = len(table)
     data: dict[str, Any] = {"rlnTomoName": [str(tomogram_name)] * n}
-    for k, label in enumerate(STAR_COORD):  # x, y, z -> zyx index 2, 1, 0
-        data[label] = centers[:, 2 - k] * b
+    if b is not None:
+        for k, label in enumerate(STAR_COORD):  # x, y, z -> zyx index 2, 1, 0
+            data[label] = centers[:, 2 - k] * b
     for k, label in enumerate(STAR_CENTERED):
         axis = 2 - k
         data[label] = (centers[:, axis] - shp[axis] / 2.0) * vs[axis] * 10.0
@@ -126,6 +136,8 @@ def write_table_star(
         data[STAR_OUTER_RADIUS] = table["outer_radius_nm"].to_numpy(dtype=float) * 10.0
     if "score" in table:
         data[STAR_SCORE] = table["score"].to_numpy(dtype=float)
+    if "source" in table:
+        data[STAR_SOURCE] = table["source"].fillna("").astype(str).to_numpy()
     df = pd.DataFrame(data)
     with atomic_path(path, overwrite) as tmp:
         starfile.write({"particles": df}, tmp, float_format="%.6f")
@@ -137,13 +149,14 @@ def read_table_star(
     *,
     voxel_size_nm: float | Sequence[float] | None,
     shape: Sequence[int] | None = None,
-    binning: float | None = 1.0,
+    binning: float | None = None,
     tomogram_name: str | None = None,
 ) -> pd.DataFrame:
     """Read vesicles from a RELION particle STAR file into a vesicle table.
 
-    Uses ``rlnCoordinateX/Y/Z`` (divided by ``binning``) when present, otherwise the
-    RELION-5 ``rlnCentered...Angst`` columns (needs ``shape``). Radii come from
+    Uses the RELION-5 ``rlnCentered...Angst`` columns when present and ``shape`` is known
+    (they do not depend on the binning), otherwise ``rlnCoordinateX/Y/Z`` divided by
+    ``binning`` (which must then be given). Radii come from
     ``synapsegRadiusAngst`` (or NaN when absent). With several ``rlnTomoName`` values,
     ``tomogram_name`` selects the rows.
     """
@@ -176,12 +189,16 @@ def read_table_star(
                 f"holds {names.nunique()} tomograms ({', '.join(sorted(names.unique())[:5])})",
                 "choose one with the tomogram name",
             )
-    use_px = all(c in df for c in STAR_COORD)
-    vs, shp, b = _star_geometry(path, voxel_size_nm, shape, binning, need_shape=not use_px)
+    has_centered = all(c in df for c in STAR_CENTERED)
+    use_px = all(c in df for c in STAR_COORD) and not (has_centered and shape is not None)
+    vs, shp, b = _star_geometry(
+        path, voxel_size_nm, shape, binning, need_shape=not use_px, need_binning=use_px
+    )
     xyz = np.zeros((len(df), 3))
     for k in range(3):
         axis = 2 - k
         if use_px:
+            assert b is not None
             xyz[:, axis] = df[STAR_COORD[k]].to_numpy(dtype=float) / b
         else:
             assert shp is not None
@@ -193,9 +210,10 @@ def read_table_star(
         else np.full(len(df), np.nan)
     )
     outer = df[STAR_OUTER_RADIUS].to_numpy(dtype=float) / 10.0 if STAR_OUTER_RADIUS in df else None
-    score = df[STAR_SCORE].to_numpy(dtype=float) if STAR_SCORE in df else None
+    score = df[STAR_SCORE].to_numpy(dtype=float) if STAR_SCORE in df else np.full(len(df), np.nan)
     ids = df[STAR_ID].to_numpy(dtype=int) if STAR_ID in df else None
-    return make_table(xyz, radius, vs, score=score, outer_radius_nm=outer, ids=ids)
+    extra = {"source": df[STAR_SOURCE].astype(str).to_numpy()} if STAR_SOURCE in df else {}
+    return make_table(xyz, radius, vs, score=score, outer_radius_nm=outer, ids=ids, **extra)
 
 
 def _has_star_coords(df: pd.DataFrame) -> bool:

@@ -1,8 +1,10 @@
 """The vesicle table: the one object that flows after sphere fitting, and its CSV form.
 
+The columns, units and row validation are defined once in :mod:`synapseg.io.schema`.
 Columns (CSV header, in this order): ``id, center_z_px, center_y_px, center_x_px,
 center_z_nm, center_y_nm, center_x_nm, radius_nm, radius_px, score, outer_radius_nm``,
-then optional QC columns. Pixel coordinates are zero-based on the *input* tomogram grid
+then optional columns (``source``, QC) and any unknown columns, passed through untouched.
+Pixel coordinates are zero-based on the *input* tomogram grid
 with voxel centers at integer positions; nm coordinates are ``px * voxel_size_nm``
 (no origin offset). ``radius_nm`` is the radius of the *middle of the bilayer*;
 ``outer_radius_nm`` the radius of the outer membrane surface; ``radius_px`` is
@@ -27,26 +29,34 @@ import pandas as pd
 
 from synapseg.errors import InputError
 from synapseg.io.atomic import atomic_path
+from synapseg.io.schema import (
+    CENTER_NM,
+    CENTER_PX,
+    CORE_COLUMNS,
+    DEFAULT_MEMBRANE_THICKNESS_NM,
+    RowIssue,
+    coerce_numeric,
+    order_columns,
+    require_core,
+    resolve_radius,
+)
 
 log = logging.getLogger(__name__)
 
-CORE_COLUMNS = [
-    "id",
-    "center_z_px",
-    "center_y_px",
-    "center_x_px",
-    "center_z_nm",
-    "center_y_nm",
-    "center_x_nm",
-    "radius_nm",
-    "radius_px",
-    "score",
-    "outer_radius_nm",
+__all__ = [
+    "CENTER_NM",
+    "CENTER_PX",
+    "CORE_COLUMNS",
+    "DEFAULT_MEMBRANE_THICKNESS_NM",
+    "complete_ids",
+    "make_table",
+    "normalize_table",
+    "read_table_csv",
+    "read_table_json",
+    "read_vesicles",
+    "write_table_csv",
+    "write_table_json",
 ]
-CENTER_PX = ["center_z_px", "center_y_px", "center_x_px"]
-CENTER_NM = ["center_z_nm", "center_y_nm", "center_x_nm"]
-# Lipid bilayer ≈ 4-5 nm: the midline lies half of it inside the outer surface.
-DEFAULT_MEMBRANE_THICKNESS_NM = 4.5
 
 
 def make_table(
@@ -98,10 +108,7 @@ def write_table_csv(
     """Write the table as CSV (core columns first) and, if given, provenance as ``<path>.json``
     sidecar (``<stem>.provenance.json``)."""
     path = Path(path)
-    missing = [c for c in CORE_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"vesicle table lacks columns {missing}")
-    ordered = table[CORE_COLUMNS + [c for c in table.columns if c not in CORE_COLUMNS]]
+    ordered = order_columns(table)
     with atomic_path(path, overwrite) as tmp:
         ordered.to_csv(tmp, index=False, float_format="%.4f")
     if provenance is not None:
@@ -161,9 +168,7 @@ def write_table_json(
     Non-finite numbers are written as ``null`` and read back as NaN.
     """
     path = Path(path)
-    missing = [c for c in CORE_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"vesicle table lacks columns {missing}")
+    require_core(table)
     columns = CORE_COLUMNS + [c for c in table.columns if c not in CORE_COLUMNS]
     rows = [
         {c: _json_value(v) for c, v in zip(columns, row)}
@@ -252,14 +257,27 @@ def normalize_table(
     *,
     path: str | os.PathLike | None = None,
     require_radius: bool = True,
+    issues: list[RowIssue] | None = None,
 ) -> pd.DataFrame:
     """Turn a hand-made or partial table into a full :func:`make_table` table.
 
     Centers come from ``center_*_px`` (preferred) or ``center_*_nm``; the radius from
-    ``radius_nm``, ``radius_px`` (x voxels) or ``outer_radius_nm`` minus half the default
-    membrane thickness. ``voxel_size_nm`` may be omitted when both px and nm centers are
-    present (it is then inferred from their ratio). Extra columns are kept as QC columns.
+    ``radius_nm``, ``radius_px`` (x voxels) or ``outer_radius_nm`` (see
+    :func:`synapseg.io.schema.resolve_radius` for edited tables whose radius columns
+    disagree); ``outer_radius_nm`` is derived from the radius. ``voxel_size_nm`` may be
+    omitted when both px and nm centers are present (it is then inferred from their ratio).
+    Extra columns are kept untouched after the core columns.
+
+    Cells that are not numbers are read as NaN and reported: appended to ``issues`` when a
+    list is given, otherwise an :class:`InputError` names the rows.
     """
+    table, bad_cells = coerce_numeric(table)
+    if bad_cells and issues is None:
+        listed = "; ".join(str(b) for b in bad_cells[:3])
+        more = f" and {len(bad_cells) - 3} more" if len(bad_cells) > 3 else ""
+        raise InputError(path, f"non-numeric cells: {listed}{more}", "fix or delete those rows")
+    if issues is not None:
+        issues.extend(bad_cells)
     has_px = all(c in table for c in CENTER_PX)
     has_nm = all(c in table for c in CENTER_NM)
     if voxel_size_nm is None and has_px and has_nm:
@@ -281,22 +299,20 @@ def normalize_table(
         raise InputError(
             path, "table lacks center columns (center_z_px.. or center_z_nm..)", "see docs"
         )
-    outer = table["outer_radius_nm"].to_numpy(dtype=float) if "outer_radius_nm" in table else None
-    if "radius_nm" in table:
-        radius = table["radius_nm"].to_numpy(dtype=float)
-    elif "radius_px" in table:
-        radius = table["radius_px"].to_numpy(dtype=float) * vs[2]
-    elif outer is not None:
-        radius = outer - DEFAULT_MEMBRANE_THICKNESS_NM / 2
-    elif require_radius:
-        raise InputError(path, "table lacks a radius column", "add radius_nm (see docs)")
-    else:
-        radius = np.full(len(table), np.nan)
-    if outer is not None and np.isnan(outer).all():
-        outer = None
+    if not {"radius_nm", "radius_px", "outer_radius_nm"} & set(table.columns):
+        if require_radius:
+            raise InputError(path, "table lacks a radius column", "add radius_nm (see docs)")
+        table = table.assign(radius_nm=np.nan)
+    radius, notes = resolve_radius(table, float(vs[2]))
+    for note in notes:
+        log.warning("%s: %s", path, note)
+    qc = {c: table[c].to_numpy() for c in table.columns if c not in CORE_COLUMNS}
+    outer = None
+    if "outer_shrunk_nm" in qc:
+        shrink = np.clip(np.nan_to_num(np.asarray(qc["outer_shrunk_nm"], float)), 0, None)
+        outer = radius + np.clip(DEFAULT_MEMBRANE_THICKNESS_NM / 2 - shrink, 0.0, None)
     score = table["score"].to_numpy(dtype=float) if "score" in table else None
     ids = complete_ids(table["id"], path) if "id" in table else None
-    qc = {c: table[c].to_numpy() for c in table.columns if c not in CORE_COLUMNS}
     return make_table(centers, radius, vs, score=score, outer_radius_nm=outer, ids=ids, **qc)
 
 
@@ -305,9 +321,10 @@ def read_vesicles(
     *,
     voxel_size_nm: float | Sequence[float] | None = None,
     shape: Sequence[int] | None = None,
-    binning: float | None = 1.0,
+    binning: float | None = None,
     allow_missing_radius: bool = False,
     tomogram_name: str | None = None,
+    issues: list[RowIssue] | None = None,
 ) -> pd.DataFrame:
     """Read vesicles from ``.csv``, ``.json``, ``.star`` or ``.mod`` into a vesicle table.
 
@@ -321,25 +338,32 @@ def read_vesicles(
         (z, y, x) tomogram size; needed for STAR files with only RELION-5 centered
         coordinates.
     binning
-        Tomogram binning relative to the tilt series, for STAR ``rlnCoordinate`` values.
+        Tomogram binning relative to the tilt series, for STAR files holding only RELION-4
+        ``rlnCoordinate`` values (RELION-5 centered Å columns are used when ``shape`` is
+        given and do not need it).
     allow_missing_radius
         Give NaN radii (for callers that re-fit radii from centers) instead of raising
         ``InputError`` when the file holds no radius.
     tomogram_name
         Selects the rows of one ``rlnTomoName`` in a STAR file holding several tomograms.
+    issues
+        A list that collects per-row problems (non-numeric cells of CSV/JSON tables) as
+        :class:`synapseg.io.schema.RowIssue`; without it such cells raise ``InputError``.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     require_radius = not allow_missing_radius
     if suffix == ".csv":
         raw = _read_csv_loose(path)
-        return normalize_table(raw, voxel_size_nm, path=path, require_radius=require_radius)
+        return normalize_table(
+            raw, voxel_size_nm, path=path, require_radius=require_radius, issues=issues
+        )
     if suffix == ".json":
         raw = read_table_json(path)
         vs = voxel_size_nm
         if vs is None:
             vs = raw.attrs.get("provenance", {}).get("voxel_size_nm")
-        out = normalize_table(raw, vs, path=path, require_radius=require_radius)
+        out = normalize_table(raw, vs, path=path, require_radius=require_radius, issues=issues)
         out.attrs.update(raw.attrs)
         return out
     if suffix == ".star":
