@@ -38,15 +38,19 @@ from synapseg.infer.forward import (
     tta_transforms,
 )
 from synapseg.infer.preprocess import (
+    NormStats,
     check_rescale,
     grid_shape,
     normalise_config,
     normalise_stats,
     resample_stream,
+    stats_sample,
 )
+from synapseg.infer.progress import Progress as _Progress
 from synapseg.infer.tiling import TilePlan, batched, choose_tiling, iter_tiles
 from synapseg.io.volume import Volume
 from synapseg.model.registry import ModelCard, load_model
+from synapseg.specimen.mask import SpecimenMask, specimen_mask
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +58,6 @@ IN_MEMORY_BYTES = 256 * 2**20
 """Model-grid arrays larger than this live in a temporary memory-mapped file."""
 CHUNK_VOXELS = 8 * 2**20
 """Source voxels per z-chunk when resampling between grids (bounds their memory)."""
-_SAMPLE_VOXELS = 2_000_000
 
 ModelSpec = str | os.PathLike | tuple[nn.Module, ModelCard]
 
@@ -71,14 +74,6 @@ def _scratch_array(
     # unlinked on exit; the pages are freed when the last view of the map goes away
     stack.callback(lambda: Path(path).unlink(missing_ok=True))
     return np.memmap(path, dtype=np.float32, mode="w+", shape=tuple(shape))
-
-
-def _grid_sample(arr: np.ndarray, max_voxels: int = _SAMPLE_VOXELS) -> np.ndarray:
-    """Evenly spaced rows, strided in y and x: a bounded sample of a (z, y, x) grid."""
-    nz, ny, nx = arr.shape
-    zs = np.unique(np.linspace(0, nz - 1, min(nz, 32)).round().astype(int))
-    stride = max(1, int(np.ceil(np.sqrt(ny * nx * len(zs) / max_voxels))))
-    return np.stack([np.asarray(arr[int(z), ::stride, ::stride]) for z in zs])
 
 
 def _to_out_dtype(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -182,6 +177,8 @@ def predict_volume(
     threads: int | None = None,
     scratch_dir: str | os.PathLike | None = None,
     report: dict[str, Any] | None = None,
+    specimen: SpecimenMask | bool = True,
+    stats: NormStats | None = None,
 ) -> np.ndarray:
     """Vesicle probability map of a tomogram, on the input grid.
 
@@ -221,6 +218,13 @@ def predict_volume(
         temporary folder).
     report
         Dict to fill with timings, throughput, device and tiling facts.
+    specimen
+        Where the specimen is (:func:`synapseg.specimen.mask.specimen_mask`): the
+        normalisation statistics come only from inside it. ``True`` (default) computes the
+        mask from ``volume``; ``False`` uses the whole volume.
+    stats
+        Normalisation statistics to use instead of measuring them (e.g. those of the whole
+        tomogram when predicting a crop of it).
 
     Returns
     -------
@@ -249,6 +253,8 @@ def predict_volume(
     dev = select_device(device)
     source = volume.path or "volume"
     check_usable(volume)
+    if specimen is True:
+        specimen = specimen_mask(volume.data, volume.voxel_size_nm)
     factors = check_rescale(volume.voxel_size_nm, card.voxel_size_nm, source)
     in_shape = volume.shape
     grid = grid_shape(in_shape, volume.voxel_size_nm, card.voxel_size_nm)
@@ -287,7 +293,11 @@ def predict_volume(
             chunk_voxels=2 * CHUNK_VOXELS,
             progress=bar.advancer(task),
         )
-        stats = normalise_stats(_grid_sample(image), clip)
+        if stats is None:
+            mask = specimen if isinstance(specimen, SpecimenMask) else None
+            stats = normalise_stats(
+                stats_sample(image, specimen=mask, voxel_size_nm=card.voxel_size_nm), clip
+            )
         timings["rescale_s"] = time.perf_counter() - t0
 
         # 2. network over blended tiles ----------------------------------------------------
@@ -363,45 +373,13 @@ def predict_volume(
                 },
                 "tta": len(transforms),
                 "invert": invert,
-                "normalisation": {"clip_percentiles": list(clip), **stats.to_dict()},
+                "normalisation": {
+                    "clip_percentiles": list(clip),
+                    **stats.to_dict(),
+                    "inside_specimen": isinstance(specimen, SpecimenMask)
+                    and bool(specimen.facts.get("trusted")),
+                },
                 "channels": [card.output_channels[c] for c in channels],
             }
         )
     return out
-
-
-class _Progress:
-    """Rich progress bars when enabled; a no-op otherwise."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._progress = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.completed}/{task.total}"),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=False,
-            )
-            self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-
-    def add(self, description: str, total: int) -> Any:
-        return None if self._progress is None else self._progress.add_task(description, total=total)
-
-    def advancer(self, task: Any):
-        if self._progress is None or task is None:
-            return None
-        progress = self._progress
-        return lambda n: progress.advance(task, n)

@@ -24,6 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from synapseg.errors import InputError, VoxelSizeError
+from synapseg.specimen.mask import SpecimenMask
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ MAX_UPSAMPLING = 4.0
 SLOW_DOWNSAMPLING = 2.0
 """Inputs finer than this many times the model's voxel size get a warning about time."""
 _TRUNCATE = 4.0
+SAMPLE_VOXELS = 2_000_000
+"""Voxels sampled for the normalisation statistics."""
 
 
 def voxel_triple(voxel_size_nm: float | Sequence[float]) -> np.ndarray:
@@ -291,6 +294,39 @@ def normalise_stats(
     if not std > 0:
         raise InputError(None, "the volume is constant after clipping", "check the tomogram")
     return NormStats(lo, hi, mean, std)
+
+
+def stats_sample(
+    arr: np.ndarray,
+    max_voxels: int = SAMPLE_VOXELS,
+    specimen: SpecimenMask | None = None,
+    voxel_size_nm: float | Sequence[float] | None = None,
+) -> np.ndarray:
+    """Evenly spaced rows, strided in y and x: a bounded sample of a (z, y, x) grid.
+
+    With a ``specimen`` mask (and the grid's ``voxel_size_nm``) the rows are spread over the
+    specimen's z-range and only specimen voxels are returned (flattened).
+    """
+    nz, ny, nx = arr.shape
+    z_lo, z_hi = 0, nz - 1
+    if specimen is not None:
+        zr = specimen.facts.get("specimen_z_range_nm")
+        d = float(np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))[0])
+        if zr is not None:
+            z_lo = int(np.clip(np.ceil(zr[0] / d), 0, nz - 1))
+            z_hi = int(np.clip(np.floor(zr[1] / d) - 1, z_lo, nz - 1))
+    zs = np.unique(np.linspace(z_lo, z_hi, min(z_hi - z_lo + 1, 32)).round().astype(int))
+    stride = max(1, int(np.ceil(np.sqrt(ny * nx * len(zs) / max_voxels))))
+    sample = np.stack([np.asarray(arr[int(z), ::stride, ::stride]) for z in zs])
+    if specimen is None:
+        return sample
+    keep = specimen.sample_grid(
+        (zs, np.arange(0, ny, stride), np.arange(0, nx, stride)), voxel_size_nm
+    )
+    if keep.sum() < 1000:  # too little specimen to trust: whole-volume statistics
+        log.warning("specimen mask holds too few voxels for statistics; using the whole volume")
+        return sample
+    return sample[keep]
 
 
 def normalise_config(card_normalisation: dict[str, Any]) -> tuple[float, float]:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from synapseg.specimen.mask import SpecimenMask
+
 
 def fibonacci_directions(n: int) -> np.ndarray:
     """Return ``n`` nearly uniform unit vectors on the sphere, shape (n, 3), (z, y, x) order."""
@@ -52,23 +54,38 @@ def wedge_weights(
 
 
 def estimate_background(
-    tomogram: np.ndarray, max_samples: int = 2_000_000, seed: int = 0
+    tomogram: np.ndarray,
+    max_samples: int = 2_000_000,
+    seed: int = 0,
+    specimen: SpecimenMask | None = None,
 ) -> tuple[float, float]:
     """Robust (median, sigma) of the tomogram's grey values from a strided subsample.
 
     Reads at most ~``max_samples`` voxels from evenly spaced z-sections (memmap friendly);
     sigma is 1.4826 x the median absolute deviation (falls back to the std when it is 0).
+    With a ``specimen`` mask (:func:`synapseg.specimen.mask.specimen_mask`) the sections
+    are spread over the specimen's z-range and only specimen voxels count, so vacuum/ice
+    slabs and gold do not shift the background.
     """
     nz, ny, nx = tomogram.shape
-    n_sec = int(min(nz, 16))
-    zs = np.unique(np.linspace(0, nz - 1, n_sec).round().astype(int))
+    z_lo, z_hi = 0, nz
+    if specimen is not None:
+        z_lo, z_hi = (int(v) for v in specimen.facts.get("specimen_z_range_px", (0, nz)))
+        z_lo, z_hi = min(max(z_lo, 0), nz - 1), max(min(z_hi, nz), z_lo + 1)
+    n_sec = int(min(z_hi - z_lo, 16))
+    zs = np.unique(np.linspace(z_lo, z_hi - 1, n_sec).round().astype(int))
     per_sec = max(1, max_samples // len(zs))
     stride = max(1, int(np.sqrt(ny * nx / per_sec)))
     rng = np.random.default_rng(seed)
     oy, ox = rng.integers(0, stride, size=2)
-    values = np.concatenate(
-        [np.asarray(tomogram[z, oy::stride, ox::stride], dtype=np.float64).ravel() for z in zs]
+    values = np.stack(
+        [np.asarray(tomogram[z, oy::stride, ox::stride], dtype=np.float64) for z in zs]
     )
+    if specimen is not None:
+        keep = specimen.sample_grid((zs, np.arange(oy, ny, stride), np.arange(ox, nx, stride)))
+        if keep.sum() >= 1000:
+            values = values[keep]
+    values = values.ravel()
     values = values[np.isfinite(values)]
     med = float(np.median(values))
     sigma = float(1.4826 * np.median(np.abs(values - med)))

@@ -3,3 +3,7 @@
 ``mask``: the specimen region (vacuum/ice slabs, lamella edges, gold fiducials excluded).
 ``wedge``: the missing wedge (tilt axis, tilt range, single or dual axis) from the spectrum.
 """
+
+from synapseg.specimen.mask import SpecimenMask, specimen_mask
+
+__all__ = ["SpecimenMask", "specimen_mask"]
