@@ -61,7 +61,7 @@ class SegmentOptions:
     voxel_size_nm: float | None = None
     mask: Path | None = None
     formats: tuple[str, ...] = DEFAULT_FORMATS
-    star_binning: float = 1.0
+    star_binning: float | None = None  # None: STAR holds RELION-5 centered Å only
     pyto_boundaries: Path | None = None
     invert: str = "auto"
     threshold: float | None = None
@@ -88,7 +88,7 @@ class SegmentOptions:
             )
         if self.invert not in ("auto", "yes", "no"):
             raise InputError("--invert", f"unknown value '{self.invert}'", "use auto, yes or no")
-        if self.star_binning <= 0:
+        if self.star_binning is not None and not self.star_binning > 0:
             raise InputError("--star-binning", "must be positive", "give e.g. 4 for bin-4 data")
 
     def to_json(self) -> dict[str, Any]:
@@ -261,6 +261,7 @@ def stage_vesicles(
         table["id"] = np.arange(1, len(table) + 1)
     if len(table) == 0:
         log.warning("%s: no vesicles found", volume.path)
+    table["source"] = "auto"  # found by segment; export marks hand-placed rows "manual"
     write_table_csv(target, table, provenance=prov, overwrite=True)
     info = dict(info)
     info["seconds"] = time.perf_counter() - t0

@@ -71,8 +71,11 @@ def segment(
     formats: str = typer.Option(
         ",".join(DEFAULT_FORMATS), "--formats", help=f"Any of {','.join(ALL_FORMATS)}."
     ),
-    star_binning: float = typer.Option(
-        1.0, "--star-binning", help="Binning of the tomogram relative to the tilt series (STAR)."
+    star_binning: float | None = typer.Option(
+        None,
+        "--star-binning",
+        help="Binning of the tomogram relative to the tilt series: also write RELION-4 "
+        "rlnCoordinateX/Y/Z (unbinned px) to the STAR file. Default: RELION-5 centered Å only.",
     ),
     pyto_boundaries: Path | None = typer.Option(
         None, "--pyto-boundaries", help="Pyto boundary labels to merge the vesicles into."

@@ -318,4 +318,5 @@ def imod_to_table(
         voxel_size_nm = (px * meta["zscale"], px, px)
     vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
     ids = complete_ids([s.strip() or None for s in meta["labels"]], path)
-    return make_table(centers, radius_px * vs[2], vs, ids=ids)
+    # no detection score in a model file: none is invented
+    return make_table(centers, radius_px * vs[2], vs, ids=ids, score=np.full(len(centers), np.nan))

@@ -110,7 +110,8 @@ class RowIssue:
         return f"row {self.row}{ident}: {self.reason}"
 
     def to_json(self) -> dict:
-        return {"row": self.row, "id": self.id, "reason": self.reason}
+        ident = self.id.item() if isinstance(self.id, np.generic) else self.id
+        return {"row": int(self.row), "id": ident, "reason": self.reason}
 
 
 def _row_id(table: pd.DataFrame, i: int) -> object:
