@@ -29,8 +29,13 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+INTERRUPTED_MESSAGE = "interrupted; rerun the same command to resume"
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
 def handle_errors(fn: F) -> F:
-    """Turn ``InputError`` into one ``error: ...`` line on stderr and exit code 2."""
+    """Turn ``InputError`` into one ``error: ...`` line on stderr and exit code 2, and
+    Ctrl-C (SIGINT) into one ``interrupted; ...`` line and exit code 130 (no traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -39,6 +44,9 @@ def handle_errors(fn: F) -> F:
         except InputError as exc:
             err_console.print(f"error: {exc.message}", markup=False)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print(INTERRUPTED_MESSAGE, markup=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
 

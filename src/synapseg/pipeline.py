@@ -238,7 +238,7 @@ def stage_vesicles(
 
     ``inverted`` is the contrast decision of the predict stage (``None``: decide here).
     """
-    from synapseg.post.vesicles import PostParams, find_vesicles
+    from synapseg.post.vesicles import PostParams, count_outcomes, find_vesicles
 
     prob = read_volume(probabilities, volume.voxel_size_nm).data
     invert = options.invert if inverted is None else ("yes" if inverted else "no")
@@ -259,6 +259,7 @@ def stage_vesicles(
         rejected = pd.concat([rejected, outside], ignore_index=True)
         table = table[inside].reset_index(drop=True)
         table["id"] = np.arange(1, len(table) + 1)
+        count_outcomes(info["counts"], table, rejected)  # candidates = vesicles + rejected
     if len(table) == 0:
         log.warning("%s: no vesicles found", volume.path)
     table["source"] = "auto"  # found by segment; export marks hand-placed rows "manual"

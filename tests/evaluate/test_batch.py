@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from synapseg.cli import app
 from synapseg.errors import InputError
 from synapseg.evaluate.batch import (
     load_vesicles,
@@ -12,7 +16,7 @@ from synapseg.evaluate.batch import (
 )
 from synapseg.evaluate.matching import match_vesicles
 from synapseg.evaluate.metrics import metrics_from_match, sweep_match_fraction, voxel_metrics
-from synapseg.io.tables import CENTER_NM, make_table, write_table_csv
+from synapseg.io.tables import CENTER_NM, make_table, read_table_csv, write_table_csv
 from synapseg.io.volume_writer import write_volume
 from synapseg.post.render import render_labels
 
@@ -136,3 +140,45 @@ def test_other_table_formats_load_to_the_same_vesicles(tmp_path, suffix):
     loaded = load_vesicles(path, voxel_size_nm=1.5, shape=(40, 60, 110))
     np.testing.assert_allclose(loaded.table.centers_nm, table[CENTER_NM], atol=0.02)
     np.testing.assert_allclose(loaded.table.radius_nm, table["radius_nm"], atol=0.02)
+
+
+def test_prediction_named_after_its_tomogram_pairs_by_its_source(tmp_path):
+    """`segment sim/sim_000/tomogram.mrc -o pred` writes pred/tomogram_vesicles.csv: its
+    provenance names the simulate folder it came from, so it pairs with gt/sim_000."""
+    for stem in ("sim_000", "sim_001"):
+        _touch_table(tmp_path / "gt" / stem / "vesicles.csv")
+        (tmp_path / "gt" / stem / "tomogram.mrc").write_bytes(b"")
+    source = tmp_path / "gt" / "sim_001" / "tomogram.mrc"
+    _touch_table(tmp_path / "pred" / "tomogram_vesicles.csv")
+    sidecar = tmp_path / "pred" / "tomogram_vesicles.provenance.json"
+    sidecar.write_text(json.dumps({"tomogram": str(source)}))
+    pairing = pair_folders(tmp_path / "gt", tmp_path / "pred")
+    assert [(p.stem, p.pred.name) for p in pairing.pairs] == [("sim_001", "tomogram_vesicles.csv")]
+    assert pairing.pred_without_gt == [] and pairing.gt_without_pred == ["sim_000"]
+
+
+def test_simulate_segment_evaluate_pair_up_through_the_cli(tmp_path):
+    """The first-hour loop: simulate 2 tomograms, segment the folder, evaluate the pair."""
+    run = CliRunner().invoke
+    sim, out = tmp_path / "sim", tmp_path / "out"
+    args = ["simulate", str(sim), "-n", "2", "--shape", "32", "96", "96", "--seed", "3"]
+    assert run(app, args).exit_code == 0
+    result = run(app, ["segment", str(sim), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    result = run(app, ["evaluate", "--gt", str(sim), "--pred", str(out), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert sorted(metrics["tomograms"]) == ["sim_000", "sim_001"]
+    # one tomogram of the folder segmented on its own (outputs named tomogram_*) pairs too
+    one = tmp_path / "one"
+    result = run(app, ["segment", str(sim / "sim_001" / "tomogram.mrc"), "-o", str(one)])
+    assert result.exit_code == 0, result.output
+    result = run(
+        app, ["evaluate", "--gt", str(sim), "--pred", str(one), "-o", str(tmp_path / "r1")]
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "r1" / "metrics.json").read_text())
+    assert list(metrics["tomograms"]) == ["sim_001"]
+    assert metrics["tomograms"]["sim_001"]["n_gt"] == len(
+        read_table_csv(sim / "sim_001" / "vesicles.csv")
+    )

@@ -30,6 +30,25 @@ def _rss_anon_mb() -> float | None:
     return None
 
 
+def check_predict_options(
+    device: str,
+    tile_size: int | None,
+    halo: int | None,
+    batch_size: int | None,
+    voxel_size: float | None,
+    threads: int | None,
+) -> None:
+    """Every option value checked before the tomogram is read or a file written."""
+    from synapseg import options as check
+
+    check.check_device(device)
+    check.check_tile_size(tile_size)
+    check.check_int_at_least("--halo", halo, 0, "give a halo of 0 or more model voxels")
+    check.check_int_at_least("--batch-size", batch_size, 1, "give 1 or more tiles per pass")
+    check.check_int_at_least("--threads", threads, 1, "give 1 or more threads")
+    check.check_positive("--voxel-size", voxel_size, "give the voxel size in nm")
+
+
 @app.command()
 @handle_errors
 def predict(
@@ -77,6 +96,7 @@ def predict(
 
     if fmt not in _FORMATS:
         raise InputError("--format", f"unknown format '{fmt}'", "use float16, uint8 or float32")
+    check_predict_options(device, tile_size, halo, batch_size, voxel_size, threads)
     t0 = time.perf_counter()
     volume = read_volume(tomogram, voxel_size)
     prob_path = output / f"{volume.name}_probabilities.mrc"

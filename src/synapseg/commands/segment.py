@@ -25,22 +25,48 @@ def parse_formats(text: str, pyto_boundaries: Path | None = None) -> tuple[str, 
     return formats
 
 
+def _folder_tomograms(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(tomograms, those of them found in subfolders): the folder's own tomograms, or
+    else those one level down (``synapseg simulate``'s layout)."""
+    try:
+        return list_tomograms(folder), []
+    except InputError:
+        found: list[Path] = []
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not is_zarr(p)):
+            try:
+                found.extend(list_tomograms(sub))
+            except InputError:
+                continue
+        if not found:
+            raise
+        return found, found
+
+
 def expand_inputs(inputs: list[Path], output: Path) -> list[tuple[Path, Path]]:
     """Pair every input tomogram with its output folder.
 
-    Folders expand to the tomograms inside them. Outputs go to ``output``, except for
+    Folders expand to the tomograms inside them; a folder without tomograms but with
+    subfolders holding them (``synapseg simulate``'s ``sim/sim_NNN/tomogram.mrc``) expands
+    to those. Outputs go to ``output``, except for tomograms found in subfolders and
     tomograms that share a file name (e.g. ``sim/sim_000/tomogram.mrc``,
-    ``sim/sim_001/tomogram.mrc`` from ``synapseg simulate``): each of those goes to
-    ``output/<parent folder name>/``, the layout ``synapseg evaluate`` pairs by stem.
+    ``sim/sim_001/tomogram.mrc``): each of those goes to ``output/<parent folder name>/``,
+    the layout ``synapseg evaluate`` pairs by stem.
     """
     files: list[Path] = []
+    nested: set[Path] = set()
     for path in inputs:
-        files.extend(list_tomograms(path) if path.is_dir() and not is_zarr(path) else [path])
+        if path.is_dir() and not is_zarr(path):
+            found, in_subfolders = _folder_tomograms(path)
+            files.extend(found)
+            nested.update(in_subfolders)
+        else:
+            files.append(path)
     names = [Volume(None, (1.0,) * 3, path=p).name for p in files]
     shared = {n for n in names if names.count(n) > 1}
     pairs = []
     for path, name in zip(files, names):
-        pairs.append((path, output / path.resolve().parent.name if name in shared else output))
+        own_folder = name in shared or path in nested
+        pairs.append((path, output / path.resolve().parent.name if own_folder else output))
     targets = [(out, name) for (_, out), name in zip(pairs, names)]
     clashes = sorted({str(out / name) for out, name in targets if targets.count((out, name)) > 1})
     if clashes:

@@ -14,6 +14,11 @@ Ground truth for that stem is, in ``GT``:
 - ``GT/<stem>.csv`` or ``GT/<stem>_<anything>.csv``. A file that fits several stems
   (``a_b_gt.csv`` fits ``a`` and ``a_b``) belongs to the longest one.
 
+A prediction whose stem names no ground truth but whose provenance sidecar
+(``<stem>_vesicles.provenance.json``, written by ``synapseg segment``) records that it was
+made from ``GT/<folder>/tomogram.*`` pairs with ``GT/<folder>/`` (a ``synapseg simulate``
+folder segmented on its own gives ``tomogram_vesicles.csv``, whose stem is ``tomogram``).
+
 A stem with two or more ground-truth candidates is refused (``InputError``) rather than
 guessed; stems with a prediction but no ground truth (or the reverse) are skipped with a
 warning and listed in the pooled ``metrics.json``.
@@ -21,6 +26,7 @@ warning and listed in the pooled ``metrics.json``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -198,9 +204,40 @@ def _owner(name: str, stems: Sequence[str]) -> str | None:
     return max(fits, key=len) if fits else None
 
 
+def _source_tomogram(pred: Path) -> Path | None:
+    """The tomogram a prediction table was made from, per its provenance sidecar."""
+    sidecar = pred.with_suffix(".provenance.json")
+    try:
+        source = json.loads(sidecar.read_text(encoding="utf-8")).get("tomogram")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(source) if isinstance(source, str) and source else None
+
+
+def _rename_by_source(preds: dict[str, Path], gt_dir: Path) -> dict[str, Path]:
+    """Re-key predictions whose stem names no ground truth but whose source tomogram is
+    ``gt_dir/<folder>/tomogram.*`` (a ``synapseg simulate`` folder) to ``<folder>``."""
+    sim_folders = {
+        e.resolve(): e.name for e in gt_dir.iterdir() if e.is_dir() and (e / SIM_TABLE).is_file()
+    }
+    out: dict[str, Path] = {}
+    for stem, path in preds.items():
+        new = stem
+        if stem not in sim_folders.values():
+            source = _source_tomogram(path)
+            if source is not None and source.name.split(".", 1)[0] == SIM_TOMOGRAM:
+                new = sim_folders.get(source.resolve().parent, stem)
+        if new in out or (new != stem and new in preds):
+            new = stem  # the folder already has its own prediction: keep the stems apart
+        elif new != stem:
+            log.info("%s: paired with %s by its source tomogram", path, gt_dir / new)
+        out[new] = path
+    return out
+
+
 def pair_folders(gt_dir: Path, pred_dir: Path, tomogram_dir: Path | None = None) -> Pairing:
     """Pair ground truth and predictions by tomogram stem (rule in the module docstring)."""
-    preds = _prediction_stems(pred_dir)
+    preds = _rename_by_source(_prediction_stems(pred_dir), gt_dir)
     stems = list(preds)
     candidates: dict[str, list[tuple[Path, Path | None]]] = {s: [] for s in stems}
     gt_stems: set[str] = set()

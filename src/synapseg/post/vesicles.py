@@ -4,6 +4,12 @@ Stages: candidates from the map (:mod:`~synapseg.post.instances`) → contrast p
 (:mod:`~synapseg.post.polarity`) → sphere refinement on the tomogram
 (:mod:`~synapseg.post.spheres`) → QC filters and overlaps (:mod:`~synapseg.post.filters`).
 All pure: arrays in, tables out; nothing is written.
+
+Counts (``info["counts"]``) add up: ``candidates = vesicles + rejected_total``, where
+``candidates`` are all instances after watershed splitting (noise specks below half the
+minimum radius are counted apart in ``specks_removed``), ``fitted`` those that passed the
+size check and were sphere-fitted, and ``rejected`` the removals per reason (size,
+QC, ``overlaps a better vesicle`` for duplicates merged into a better fit).
 """
 
 from __future__ import annotations
@@ -106,6 +112,15 @@ def _empty_rejected() -> pd.DataFrame:
     )
 
 
+def count_outcomes(counts: dict[str, Any], table: pd.DataFrame, rejected: pd.DataFrame) -> None:
+    """Set ``vesicles``, ``rejected`` (per reason) and ``rejected_total`` in ``counts``
+    from the final table and rejected candidates (call again after removing more)."""
+    counts["vesicles"] = int(len(table))
+    reasons = rejected["reason"].value_counts() if len(rejected) else pd.Series(dtype=int)
+    counts["rejected"] = {str(k): int(v) for k, v in reasons.items()}
+    counts["rejected_total"] = int(len(rejected))
+
+
 def find_vesicles(
     tomogram: np.ndarray,
     probability: np.ndarray,
@@ -158,7 +173,8 @@ def find_vesicles(
         "components": cand.n_components,
         "components_split": cand.n_split,
         "specks_removed": cand.n_specks,
-        "candidates": len(cand),
+        "candidates": len(cand) + len(cand.rejected),  # = vesicles + rejected_total
+        "fitted": len(cand),  # passed the size check; sphere-fitted
     }
     rejected = [cand.rejected] if len(cand.rejected) else []
     polarity = {"auto": 0, "yes": -1, "no": 1}[p.invert]
@@ -167,11 +183,11 @@ def find_vesicles(
         msg = f"no vesicle candidates above threshold {cand.threshold:.3f} in the probability map"
         log.warning(msg)
         info["warnings"].append(msg)
-        info["counts"]["vesicles"] = 0
         table = make_table(np.zeros((0, 3)), np.zeros(0), vs, membrane_thickness_nm=t)
         for c in QC_COLUMNS:
             table[c] = np.zeros(0)
         rej = pd.concat(rejected, ignore_index=True) if rejected else _empty_rejected()
+        count_outcomes(info["counts"], table, rej)
         return table, rej, info
 
     t0 = time.perf_counter()
@@ -226,10 +242,7 @@ def find_vesicles(
         membrane_thickness_nm=t,
         **{c: kept[c].to_numpy() for c in QC_COLUMNS},
     )
-    info["counts"]["vesicles"] = len(table)
-    info["counts"]["rejected"] = {
-        str(k): int(v) for k, v in rejected_df["reason"].value_counts().items()
-    }
+    count_outcomes(info["counts"], table, rejected_df)
     if len(table) == 0:
         msg = "no vesicles passed the QC filters"
         log.warning(msg)

@@ -63,7 +63,8 @@ class SimulationParams:
         dual_axis (a second tilt series about x, reconstructed and averaged with the first).
     Specimen and extra content (all off by default)
         lamella_thickness_nm (None: the specimen fills the volume; else a slab centred in z
-        with vacuum of ``vacuum_density`` above and below), lamella_tilt_deg (slab normal
+        with vacuum of ``vacuum_density`` above and below, shown brighter than the
+        specimen by ``vacuum_brightness_sigma`` reconstruction σ), lamella_tilt_deg (slab normal
         tilted from z towards x), lamella_cuts_vesicles (vesicle centres only need to lie in
         the slab, so surfaces cut some: column ``cut_by_surface``); n_gold beads of
         gold_radius_nm on the specimen surfaces; n_microtubules (25 nm tubes);
@@ -118,6 +119,7 @@ class SimulationParams:
     lamella_tilt_deg: float = 0.0
     lamella_cuts_vesicles: bool = False
     vacuum_density: float = -2.0
+    vacuum_brightness_sigma: float = 1.0
     n_gold: int = 0
     gold_radius_nm: float = 5.0
     n_microtubules: int = 0

@@ -174,7 +174,7 @@ def build_phantom(params: SimulationParams, rng: np.random.Generator) -> Phantom
     if params.distractors:
         info["distractors"] = distractors(scene, pm, rng)
     if params.n_microtubules:
-        info["n_microtubules"] = world.place_microtubules(scene, rng)
+        info["microtubules"] = world.place_microtubules(scene, rng)
     gold = world.place_gold(scene, rng) if params.n_gold else []
     info["n_vesicles_target"] = _place_vesicles(scene, pm, rng)
     _render_vesicles(scene)

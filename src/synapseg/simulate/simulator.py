@@ -16,6 +16,7 @@ from synapseg.simulate.imaging import image_tilt_series
 from synapseg.simulate.params import SimulationParams
 from synapseg.simulate.phantom import MEMBRANE_CLASSES, build_phantom
 from synapseg.simulate.reconstruct import project, weighted_backprojection
+from synapseg.simulate.world import specimen_weight
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,12 @@ def simulate_tomogram(
     t0 = time.perf_counter()
     if params.denoise_sigma_nm > 0:
         rec = ndimage.gaussian_filter(rec, params.denoise_sigma_nm / params.voxel_size_nm)
+    if params.lamella_thickness_nm is not None and params.vacuum_brightness_sigma:
+        # A flat slab's z profile lies in the missing wedge, so back-projection cannot show
+        # the vacuum; real reconstructions do (finite lamellae, thickness-dependent loss):
+        # add it as an offset in units of the reconstruction's std.
+        vacuum = 1.0 - specimen_weight(params, params.shape)
+        rec += np.float32(params.vacuum_brightness_sigma * float(rec.std())) * vacuum
     rec -= rec.mean()
     std = float(rec.std())
     if std > 0:

@@ -17,7 +17,7 @@ from synapseg.simulate.scene import Scene, clear, random_point
 from synapseg.simulate.shapes import Profile, Shape, Sphere, grid_nm
 
 Array = np.ndarray
-GOLD_DENSITY = 8.0  # gold scatters far more than protein (head groups = 1)
+GOLD_DENSITY = 25.0  # gold scatters far more than protein (head groups = 1)
 MICROTUBULE_RADIUS_NM = 10.0  # wall midline: 25 nm outer, 15 nm inner diameter
 MICROTUBULE_WALL_NM = 5.0
 RIBOSOME_RADIUS_NM = (10.0, 13.0)
@@ -61,14 +61,20 @@ def vesicle_fits(scene: Scene, c: Array, bound_nm: float) -> bool:
     return d < 0 if p.lamella_cuts_vesicles else d <= -(bound_nm + scene.vs)
 
 
+def specimen_weight(params, shape: tuple[int, int, int]) -> Array:
+    """Fraction (0-1) of each voxel inside the lamella, anti-aliased over one voxel."""
+    vs = float(params.voxel_size_nm)
+    z, y, x = grid_nm(tuple(slice(0, s) for s in shape), vs)
+    d = slab_distance(params, np.asarray(shape, float) * vs, z, y, x)
+    return np.clip(0.5 - d / vs, 0.0, 1.0).astype(np.float32)
+
+
 def apply_lamella(scene: Scene) -> Array:
     """Replace everything outside the lamella by vacuum; return the specimen weight (0-1).
 
     The surface is anti-aliased over one voxel. Labels outside the slab are cleared.
     """
-    z, y, x = grid_nm(tuple(slice(0, s) for s in scene.shape), scene.vs)
-    d = slab_distance(scene.p, scene.extent, z, y, x)
-    weight = np.clip(0.5 - d / scene.vs, 0.0, 1.0).astype(np.float32)
+    weight = specimen_weight(scene.p, scene.shape)
     outside = weight <= 0
     scene.density *= weight
     scene.density += (1 - weight) * np.float32(scene.p.vacuum_density)
@@ -143,11 +149,13 @@ class Tube(Shape):
         return np.zeros(3), self.extent_nm
 
 
-def place_microtubules(scene: Scene, rng: np.random.Generator) -> int:
+def place_microtubules(scene: Scene, rng: np.random.Generator) -> list[dict]:
     """Straight microtubules (25 nm, 5 nm wall, hollow) crossing the volume, mostly in-plane.
 
     They are rendered at once and become obstacles, so place them before the vesicles.
+    Returns each axis as ``{"point_px", "direction"}`` (zyx, direction a unit vector).
     """
+    axes = []
     r, half_wall = MICROTUBULE_RADIUS_NM, MICROTUBULE_WALL_NM / 2
     prof = Profile(
         [(-half_wall, 0.15, 0.6), (half_wall, 0.15, 0.6)], [(-half_wall, half_wall, 0.55)]
@@ -159,7 +167,13 @@ def place_microtubules(scene: Scene, rng: np.random.Generator) -> int:
         tube = Tube(c, direction, r, scene.extent)
         scene.add(tube, prof, lumen_below=-half_wall)
         scene.obstacles.append((tube, half_wall + 3.0))
-    return int(scene.p.n_microtubules)
+        axes.append(
+            {
+                "point_px": (c / scene.vs).round(3).tolist(),
+                "direction": tube.direction.round(6).tolist(),
+            }
+        )
+    return axes
 
 
 def place_ribosomes(scene: Scene, rng: np.random.Generator) -> int:

@@ -1,0 +1,270 @@
+#!/usr/bin/env python
+"""Domain-shift benchmark: ``synapseg segment`` on named shifts outside the training world.
+
+Every tomogram is simulated with seeds disjoint from the training recipe
+(``scripts/train_default.py`` draws ``SimulationParams.random(default_rng([20261125, i]))``):
+tomogram k of shift number s has seed ``default_rng([20261202, s, k]).integers(2**31 - 1)``.
+The physical size is fixed (``--size-nm``, default 90 x 280 x 280 nm; the lamella shifts are
+thicker in z, see SHIFTS) so the voxel count follows the voxel size (≤ ~10 M voxels).
+
+Stage 1 (``generate``) writes the tomograms and their ground truth once into ``--data``
+(``DATA/<shift>/<shift>_<k>/``, skipped when present). Stage 2 (``run``) calls
+``synapseg segment`` as a subprocess on each tomogram, with ``--python`` and ``--src``
+(prepended to ``PYTHONPATH``) choosing the checkout under test, and scores it with
+``synapseg.evaluate`` (match when the center distance < 0.5 x the true radius). ``compare``
+prints two result files side by side.
+
+    python benchmarks/bench_domain_shift.py generate --data ~/.cache/synapseg-domain-shift
+    python benchmarks/bench_domain_shift.py run --data D --label after --json after.json
+    git worktree add /tmp/synapseg-before bd1045b
+    python benchmarks/bench_domain_shift.py run --data D --src /tmp/synapseg-before/src \\
+        --label before --json before.json
+    python benchmarks/bench_domain_shift.py compare before.json after.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synapseg.simulate.params import DEFAULT_SNR
+
+SEED_ROOT = 20261202  # training uses 20261125
+DEFAULT_SIZE_NM = (90.0, 280.0, 280.0)
+_OFF = {"plasma_membrane": False, "cleft": False, "distractors": False, "filaments": False}
+
+# name -> (SimulationParams overrides, z size in nm or None for --size-nm's z)
+SHIFTS: dict[str, tuple[dict[str, Any], float | None]] = {
+    "tilt40": ({"tilt_range_deg": 40.0}, None),  # edge of the training draws (40-70)
+    "tilt70": ({"tilt_range_deg": 70.0}, None),  # edge of the training draws
+    "sirt_filtered": ({"recon_filter": "sirt", "sirt_iterations": 4, "radial_cutoff": 0.2}, None),
+    "denoised": ({"snr": DEFAULT_SNR * 8, "denoise_sigma_nm": 2.0}, None),
+    "dense_protein": ({"protein_crowding": 3.0, "ribosome_density_per_um3": 30000.0}, None),
+    "vacuum30": ({"lamella_thickness_nm": 90.0, "vacuum_density": -2.0}, 225.0),
+    "lamella_cut": ({"lamella_thickness_nm": 75.0, "lamella_cuts_vesicles": True,
+                     "lamella_tilt_deg": 10.0}, 130.0),
+    "thick_membrane": ({"membrane_thickness_nm": 6.8}, None),
+    "voxel0.9": ({"voxel_size_nm": 0.9}, None),  # inside the training draws (0.8-2.2)
+    "voxel2.4": ({"voxel_size_nm": 2.4}, None),
+}  # fmt: skip
+NEGATIVES: dict[str, tuple[dict[str, Any], float | None]] = {
+    "neg_microtubules": ({**_OFF, "n_vesicles": 0, "n_microtubules": 4}, None),
+    "neg_membranes": ({**_OFF, "n_vesicles": 0, "plasma_membrane": True, "cleft": True}, None),
+    "neg_organelles": ({**_OFF, "n_vesicles": 0, "distractors": True}, None),
+    "neg_empty_ice": ({**_OFF, "n_vesicles": 0, "protein_crowding": 0.3}, None),
+    "neg_gold": ({**_OFF, "n_vesicles": 0, "n_gold": 12}, None),
+}
+
+
+def case_params(name: str, k: int, size_nm: tuple[float, float, float]):
+    """The :class:`SimulationParams` of tomogram ``k`` of shift ``name``."""
+    from synapseg.simulate import SimulationParams
+
+    names = list(SHIFTS) + list(NEGATIVES)
+    overrides, z_nm = {**SHIFTS, **NEGATIVES}[name]
+    vs = float(overrides.get("voxel_size_nm", 1.68))
+    extent = (z_nm or size_nm[0], size_nm[1], size_nm[2])
+    shape = tuple(max(int(round(e / vs)), 8) for e in extent)
+    seed = int(np.random.default_rng([SEED_ROOT, names.index(name), k]).integers(2**31 - 1))
+    return SimulationParams(**{"voxel_size_nm": vs, **overrides, "shape": shape, "seed": seed})
+
+
+def generate(data: Path, names: list[str], n: int, n_neg: int, size_nm) -> list[Path]:
+    """Stage 1: simulate every tomogram not yet in ``data``; return all case folders."""
+    from synapseg.simulate import simulate_tomogram, write_simulation
+
+    folders = []
+    for name in names:
+        for k in range(n_neg if name in NEGATIVES else n):
+            folder = data / name / f"{name}_{k}"
+            folders.append(folder)
+            params = case_params(name, k, size_nm)
+            if (folder / "params.json").is_file():
+                if json.loads((folder / "params.json").read_text()) != params.to_dict():
+                    sys.exit(f"{folder}: params.json differs from this script; use a new --data")
+                continue
+            t0 = time.perf_counter()
+            write_simulation(folder, simulate_tomogram(params, keep_phantom=False))
+            print(f"simulated {folder} {params.shape} in {time.perf_counter() - t0:.1f} s",
+                  file=sys.stderr)  # fmt: skip
+    return folders
+
+
+def segment(folder: Path, out: Path, args) -> float:
+    """Run ``synapseg segment`` on one case in a subprocess; return its wall time."""
+    env = dict(os.environ)
+    if args.src:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.src, env.get("PYTHONPATH")]))
+    cmd = [args.python, "-c", "from synapseg.cli import app; app()", "-q", "segment",
+           str(folder / "tomogram.mrc"), "-o", str(out), "--model", args.model,
+           "--device", args.device, "--formats", "csv", "--overwrite"]  # fmt: skip
+    cmd += args.segment_args
+    if args.pass_tilt_range:
+        params = json.loads((folder / "params.json").read_text())
+        cmd += ["--tilt-range", str(params["tilt_range_deg"])]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"segment failed on {folder} (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - t0
+
+
+def score(folders: list[Path], outs: list[Path]) -> dict[str, Any]:
+    """Pool the matches of one shift's tomograms and compute its metrics."""
+    from synapseg.evaluate.batch import pool_matches
+    from synapseg.evaluate.matching import match_vesicles
+    from synapseg.evaluate.metrics import metrics_from_match
+    from synapseg.io.tables import read_table_csv
+
+    matches = [
+        match_vesicles(read_table_csv(f / "vesicles.csv"),
+                       read_table_csv(o / "tomogram_vesicles.csv"), 0.5)
+        for f, o in zip(folders, outs)
+    ]  # fmt: skip
+    m = metrics_from_match(pool_matches(matches))
+    cut = 0
+    for f in folders:
+        gt = read_table_csv(f / "vesicles.csv")
+        cut += int(gt["cut_by_surface"].sum()) if "cut_by_surface" in gt else 0
+    return {
+        "n_tomograms": len(folders), "n_gt": m["n_gt"], "n_pred": m["n_pred"], "tp": m["tp"],
+        "fp": m["fp"], "fn": m["fn"], "n_gt_cut_by_surface": cut,
+        "precision": m["precision"], "recall": m["recall"], "f1": m["f1"],
+        "center_error_nm_median": m["center_error_nm"]["median"],
+        "center_error_axis_nm_median": m["center_error_axis_nm"],
+        "radius_error_nm_median_abs": m["radius_error_nm"]["median_abs"],
+    }  # fmt: skip
+
+
+def _f(v: float | None, w: int = 7) -> str:
+    return f"{'n/a':>{w}}" if v is None else f"{v:>{w}.3f}"
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print(f"{'shift':<16}{'n_gt':>6}{'n_pred':>7}{'P':>7}{'R':>7}{'F1':>7}{'ctr':>7}"
+          f"{'z':>7}{'y':>7}{'x':>7}{'|rad|':>7}{'seg_s':>7}")  # fmt: skip
+    for name, r in result["shifts"].items():
+        ax = r["center_error_axis_nm_median"]
+        print(f"{name:<16}{r['n_gt']:>6}{r['n_pred']:>7}{_f(r['precision'])}{_f(r['recall'])}"
+              f"{_f(r['f1'])}{_f(r['center_error_nm_median'])}{_f(ax['z'])}{_f(ax['y'])}"
+              f"{_f(ax['x'])}{_f(r['radius_error_nm_median_abs'])}"
+              f"{r['segment_s']:>7.0f}")  # fmt: skip
+    print(
+        f"pooled F1 {_f(result['pooled_f1'], 0)} (shifts); "
+        f"negatives: {result['negatives_false_vesicles']} false vesicles in "
+        f"{result['negatives_n_tomograms']} tomograms"
+    )
+
+
+def run(args) -> dict[str, Any]:
+    data = Path(args.data).expanduser()
+    names = [s for s in args.shifts.split(",") if s]
+    folders = generate(data, names, args.n, args.n_negatives, tuple(args.size_nm))
+    out_root = Path(args.out).expanduser() / args.label
+    shifts: dict[str, Any] = {}
+    negatives: dict[str, Any] = {}
+    all_tp = all_fp = all_fn = 0
+    for name in names:
+        cases = [f for f in folders if f.parent.name == name]
+        outs = [out_root / name / f.name for f in cases]
+        seconds = [segment(f, o, args) for f, o in zip(cases, outs)]
+        row = score(cases, outs)
+        row["segment_s"] = round(float(np.sum(seconds)), 1)
+        print(json.dumps({name: row}), file=sys.stderr)
+        if name in NEGATIVES:
+            negatives[name] = row
+        else:
+            shifts[name] = row
+            all_tp, all_fp, all_fn = all_tp + row["tp"], all_fp + row["fp"], all_fn + row["fn"]
+    pooled = 2 * all_tp / max(2 * all_tp + all_fp + all_fn, 1) if shifts else None
+    return {
+        "benchmark": "domain_shift",
+        "label": args.label,
+        "src": args.src or "(installed synapseg)",
+        "python": args.python,
+        "model": args.model,
+        "pass_tilt_range": args.pass_tilt_range,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, device {args.device}",
+        "match": "center distance < 0.5 x true midline radius",
+        "seeds": f"default_rng([{SEED_ROOT}, shift_index, k]) (training: [20261125, i])",
+        "size_nm": list(args.size_nm),
+        "shifts": shifts,
+        "pooled_f1": pooled,
+        "negatives": negatives,
+        "negatives_false_vesicles": int(sum(r["n_pred"] for r in negatives.values())),
+        "negatives_n_tomograms": int(sum(r["n_tomograms"] for r in negatives.values())),
+    }
+
+
+def compare(paths: list[str]) -> None:
+    results = [json.loads(Path(p).read_text()) for p in paths]
+    labels = [r["label"] for r in results]
+    cols = ("f1", "precision", "recall", "center_error_nm_median", "radius_error_nm_median_abs")
+    short = ("F1", "P", "R", "ctr", "|rad|")
+    head = f"{'shift':<16}" + "".join(f"{s + ' ' + lab:>{14}}" for s in short for lab in labels)
+    print(head)
+    names = list(dict.fromkeys(n for r in results for n in r["shifts"]))
+    for name in names:
+        cells = [_f(r["shifts"].get(name, {}).get(c), 14) for c in cols for r in results]
+        print(f"{name:<16}" + "".join(cells))
+    print(f"{'pooled F1':<16}" + "".join(_f(r["pooled_f1"], 14) for r in results))
+    print(f"{'neg. false ves.':<16}" + "".join(f"{r['negatives_false_vesicles']:>14}"
+                                               for r in results))  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    every = ",".join(list(SHIFTS) + list(NEGATIVES))
+    for cmd in ("generate", "run"):
+        p = sub.add_parser(cmd, help="simulate the data" if cmd == "generate" else
+                           "simulate if needed, segment, score")  # fmt: skip
+        p.add_argument("--data", required=True, help="cache folder of the simulated tomograms")
+        p.add_argument("--shifts", default=every, help=f"comma-separated (default: {every})")
+        p.add_argument("--n", type=int, default=2, help="tomograms per shift")
+        p.add_argument("--n-negatives", type=int, default=2, help="tomograms per negative kind")
+        p.add_argument("--size-nm", type=float, nargs=3, default=DEFAULT_SIZE_NM)
+    p = sub.choices["run"]
+    p.add_argument("--out", default="domain_shift_out", help="segment outputs: OUT/LABEL/...")
+    p.add_argument("--label", default="after", help="name of this run (before, after, ...)")
+    p.add_argument("--src", default=None, help="a checkout's src/ to test (PYTHONPATH)")
+    p.add_argument("--python", default=sys.executable, help="interpreter running segment")
+    p.add_argument("--model", default="default")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--pass-tilt-range", action="store_true",
+                   help="tell segment the true tilt range (default: its own default)")  # fmt: skip
+    p.add_argument("--segment-args", nargs=argparse.REMAINDER, default=[],
+                   help="extra arguments for synapseg segment (last on the line)")  # fmt: skip
+    p.add_argument("--json", default=None, help="write the results here")
+    c = sub.add_parser("compare", help="print result JSON files side by side")
+    c.add_argument("results", nargs="+")
+    args = parser.parse_args(argv)
+    if args.command == "compare":
+        compare(args.results)
+        return 0
+    unknown = sorted(set(args.shifts.split(",")) - set(SHIFTS) - set(NEGATIVES) - {""})
+    if unknown:
+        parser.error(f"unknown shifts {unknown}; choose from {every}")
+    if args.command == "generate":
+        generate(Path(args.data).expanduser(), args.shifts.split(","), args.n,
+                 args.n_negatives, tuple(args.size_nm))  # fmt: skip
+        return 0
+    result = run(args)
+    print_table(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
