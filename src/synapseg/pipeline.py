@@ -32,6 +32,7 @@ import pandas as pd
 from synapseg import __version__
 from synapseg.errors import InputError, OutputExistsError
 from synapseg.io.atomic import write_text_atomic
+from synapseg.io.scan import check_finite
 from synapseg.io.tables import CENTER_PX, read_table_csv, write_table_csv
 from synapseg.io.volume import MRC_SUFFIXES, TIFF_SUFFIXES, Volume, is_zarr, read_volume
 from synapseg.io.volume_writer import open_volume_writer
@@ -71,6 +72,7 @@ class SegmentOptions:
     overwrite: bool = False
     from_stage: str | None = None
     progress: bool = False
+    fill_nonfinite: str | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.formats) - set(ALL_FORMATS))
@@ -90,6 +92,10 @@ class SegmentOptions:
             raise InputError("--invert", f"unknown value '{self.invert}'", "use auto, yes or no")
         if self.star_binning is not None and not self.star_binning > 0:
             raise InputError("--star-binning", "must be positive", "give e.g. 4 for bin-4 data")
+        if self.fill_nonfinite not in (None, "median"):
+            raise InputError(
+                "--fill-nonfinite", f"unknown method '{self.fill_nonfinite}'", "use median"
+            )
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -347,6 +353,8 @@ def _options_digest(options: SegmentOptions, volume: Volume) -> str:
     relevant = options.to_json()
     for key in ("overwrite", "from_stage", "progress", "formats", "star_binning"):
         relevant.pop(key)
+    if relevant.get("fill_nonfinite") is None:  # digests of runs before the option stay valid
+        relevant.pop("fill_nonfinite", None)
     relevant["voxel_size_nm"] = list(volume.voxel_size_nm)
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -403,7 +411,6 @@ def segment_tomogram(
     options = options or SegmentOptions()
     on_stage = on_stage or (lambda stage: None)
     volume = read_volume(tomogram, options.voxel_size_nm)
-    check_usable(volume)
     paths = OutputPaths(Path(out_dir), volume.name)
     digest = _options_digest(options, volume)
     state = _load_state(paths, options, digest)
@@ -411,6 +418,9 @@ def segment_tomogram(
         log.info("%s: already segmented (pass --overwrite to redo)", tomogram)
         state["skipped"] = True
         return state
+    # The whole volume is scanned for NaN/inf before anything is written (issue 13).
+    volume, input_facts = check_finite(volume, options.fill_nonfinite)
+    check_usable(volume)
     redo_from = STAGES.index(options.from_stage) if options.from_stage else len(STAGES)
     for stage in STAGES[redo_from:]:
         state["stages"].pop(stage, None)
@@ -420,6 +430,8 @@ def segment_tomogram(
             "shape_zyx": list(volume.shape),
             "voxel_size_nm_zyx": list(volume.voxel_size_nm),
             "voxel_size_source": volume.voxel_size_source,
+            "input_scan": input_facts["scan"],
+            "fill_nonfinite": input_facts["fill_nonfinite"],
             "finished": False,
             "digest": digest,
         }
@@ -431,6 +443,9 @@ def segment_tomogram(
 
     def save() -> None:
         state["provenance"] = prov
+        state["warnings"] = input_facts["warnings"] + [
+            w for st in state["stages"].values() for w in st.get("warnings", [])
+        ]
         write_text_atomic(paths["report"], json.dumps(state, indent=2, default=str), overwrite=True)
 
     if "predict" not in state["stages"]:

@@ -84,6 +84,11 @@ def predict(
         None, "--threads", help="CPU threads (default: available cores)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    fill_nonfinite: str | None = typer.Option(
+        None,
+        "--fill-nonfinite",
+        help="Replace NaN/inf voxels by the tomogram's median ('median'); default: refuse them.",
+    ),
 ) -> None:
     """Predict a vesicle probability map on the tomogram's own grid.
 
@@ -103,6 +108,9 @@ def predict(
     report_path = output / f"{volume.name}_predict_report.json"
     check_writable(prob_path, overwrite)
     check_writable(report_path, overwrite)
+    from synapseg.io.scan import check_finite
+
+    volume, input_facts = check_finite(volume, fill_nonfinite)  # whole volume, before writing
     card_path = resolve_model(model)
     net, card = load_model(card_path)
     t_load = time.perf_counter() - t0
@@ -152,6 +160,9 @@ def predict(
             "voxel_size_nm": card.voxel_size_nm,
         },
         **facts,
+        "input_scan": input_facts["scan"],
+        "fill_nonfinite": input_facts["fill_nonfinite"],
+        "warnings": input_facts["warnings"],
         "memory": {
             "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "rss_anon_mb_at_end": _rss_anon_mb(),

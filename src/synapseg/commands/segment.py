@@ -117,6 +117,11 @@ def segment(
     from_stage: str | None = typer.Option(
         None, "--from-stage", help=f"Recompute from this stage: {', '.join(STAGES)}."
     ),
+    fill_nonfinite: str | None = typer.Option(
+        None,
+        "--fill-nonfinite",
+        help="Replace NaN/inf voxels by the tomogram's median ('median'); default: refuse them.",
+    ),
 ) -> None:
     """Find vesicles: probabilities, vesicle table, labels, STAR, IMOD and Pyto outputs.
 
@@ -143,6 +148,7 @@ def segment(
         overwrite=overwrite,
         from_stage=from_stage,
         progress=show_progress(ctx),
+        fill_nonfinite=fill_nonfinite,
     )
     jobs = expand_inputs(inputs, output)
     reports = []

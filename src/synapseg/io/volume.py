@@ -215,6 +215,16 @@ def read_volume(
             "use MRC (.mrc/.rec/.map), TIFF (.tif) or OME-Zarr (.zarr)",
         )
     _check_dtype(path, vol.dtype)
+    if vol.dtype == np.float16:  # MRC mode 12: read as float32 (scipy has no float16 kernels)
+        from synapseg.io.lazy import BlockView
+
+        vol.data = BlockView(vol.data, dtype=np.float32)
+    if len(vol.shape) > 3:
+        raise InputError(
+            path,
+            f"is a {len(vol.shape)}D/stack array (shape {vol.shape}), not a 3D tomogram",
+            "extract one volume and give that",
+        )
     if require_3d and (len(vol.shape) != 3 or vol.shape[0] < 2):
         raise InputError(
             path,
@@ -233,10 +243,32 @@ def _check_dtype(path: Path, dtype: np.dtype) -> None:
         )
 
 
+_NOT_MRC_FIX = "check that it is a tomogram and not e.g. a text or TIFF file renamed to .mrc"
+_MRC_MODES = (0, 1, 2, 3, 4, 6, 12, 101)
+
+
+def _check_mrc_stamp(path: Path) -> None:
+    """Refuse files that are plainly not MRC (no 'MAP ' stamp and no valid mode), fast."""
+    with open(path, "rb") as fh:
+        head = fh.read(1024)
+    if len(head) < 1024:
+        raise InputError(
+            path,
+            f"is not an MRC file ({len(head)} bytes, shorter than an MRC header)",
+            _NOT_MRC_FIX,
+        )
+    modes = {int.from_bytes(head[12:16], order) for order in ("little", "big")}
+    if not head[208:211] == b"MAP" and not modes & set(_MRC_MODES):
+        raise InputError(
+            path, "is not an MRC file (no 'MAP ' identifier and no valid mode)", _NOT_MRC_FIX
+        )
+
+
 def _read_mrc(path: Path, user_vs: VoxelSize | None) -> Volume:
     import mrcfile
     from mrcfile import utils as mrc_utils
 
+    _check_mrc_stamp(path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -246,13 +278,31 @@ def _read_mrc(path: Path, user_vs: VoxelSize | None) -> Volume:
             raise InputError(
                 path, f"not a readable MRC file ({exc})", "check the file and its extension"
             ) from exc
-    for w in caught:
-        log.warning("%s: header is slightly malformed, reading it anyway: %s", path, w.message)
+    has_map_id = bytes(header.map).startswith(b"MAP")
     try:
         dtype = mrc_utils.data_dtype_from_header(header)
         shape = mrc_utils.data_shape_from_header(header)
     except ValueError as exc:
-        raise InputError(path, f"unsupported MRC header ({exc})", "convert it to mode 2") from exc
+        if not has_map_id:  # no 'MAP ' stamp and a nonsense header: another kind of file
+            raise InputError(
+                path,
+                "is not an MRC file (no 'MAP ' identifier and an invalid header)",
+                _NOT_MRC_FIX,
+            ) from exc
+        raise InputError(
+            path,
+            f"unsupported MRC header ({exc}); synapseg reads modes 0, 1, 2, 6 and 12",
+            "convert it to mode 2 (float32), e.g. with IMOD's 'newstack -mode 2'",
+        ) from exc
+    for w in caught:
+        log.warning("%s: header is slightly malformed, reading it anyway: %s", path, w.message)
+    if len(shape) == 4:
+        raise InputError(
+            path,
+            f"is a 4D/stack file of {shape[0]} volumes (shape {shape}, space group "
+            f"{int(header.ispg)}), not a single 3D tomogram",
+            "extract one volume, e.g. with mrcfile or IMOD's 'newstack -secs', and give that",
+        )
     extra2 = bytes(header.extra2)
     stamp = int.from_bytes(extra2[40:44], "little")
     flags = int.from_bytes(extra2[44:48], "little")

@@ -232,9 +232,11 @@ def prepare_item(
     ``invert`` multiplies the normalised image by -1 (for bright-density data).
     """
     from synapseg.io.volume import read_volume
+    from synapseg.io.scan import TRAIN_NONFINITE_FIX, check_finite
     from synapseg.summary import check_usable
 
     vol = read_volume(item.tomogram, item.voxel_size_nm)
+    check_finite(vol, fix=TRAIN_NONFINITE_FIX)  # the whole volume, not a sample (issue 13)
     check_usable(vol)
     src_vs = tuple(float(v) for v in vol.voxel_size_nm)
     dst_vs = tuple(np.broadcast_to(np.asarray(model_voxel_nm, dtype=float).reshape(-1), (3,)))

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from synapseg.errors import InputError
 from synapseg.train.augment import Augmenter, AugmentParams
 from synapseg.train.checkpoint import BEST_NAME, CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from synapseg.train.data import PatchSampler, PreparedVolume
@@ -27,6 +28,10 @@ from synapseg.train.losses import masked_dice_bce
 from synapseg.train.validation import validate
 
 log = logging.getLogger(__name__)
+
+
+class TrainingDivergedError(InputError):
+    """The loss or the gradients became NaN/inf: training stops before the weights change."""
 
 
 @dataclass
@@ -126,6 +131,7 @@ class Trainer:
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.step = 0
+        self.saved_step: int | None = None  # step of the checkpoint on disk
         self.best: dict[str, Any] | None = None
         self.history: list[dict[str, Any]] = []
         m = getattr(getattr(net, "config", None), "size_multiple", 1)
@@ -146,6 +152,7 @@ class Trainer:
 
     def save(self) -> Path:
         """Write the latest checkpoint (atomic)."""
+        self.saved_step = self.step
         return save_checkpoint(
             self.checkpoint_path,
             model=self.net,
@@ -161,6 +168,7 @@ class Trainer:
             path or self.checkpoint_path, model=self.net, optimizer=self.optimizer, rng=self.rng
         )
         self.step = int(state["step"])
+        self.saved_step = self.step
         self.best = state["extra"].get("best")
         log.info("resumed from step %d", self.step)
         return self.step
@@ -180,12 +188,31 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         logits = self.net(x)
         loss, parts = masked_dice_bce(logits, y, w, pos_weight=cfg.pos_weight)
+        if not math.isfinite(float(loss.detach())):
+            self._diverged(f"the loss is {float(loss.detach())}")
         loss.backward()
         if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
+            if not math.isfinite(float(norm)):
+                self._diverged(f"the gradient norm is {float(norm)}")
         self.optimizer.step()
         self.step += 1
         return {"loss": float(loss.detach()), "lr": lr, **parts}
+
+    def _diverged(self, what: str) -> None:
+        """Stop before a non-finite update reaches the weights; name what is kept."""
+        kept = (
+            f"the checkpoint {self.checkpoint_path} (step {self.saved_step}) is kept and no "
+            "model was written"
+            if self.saved_step is not None and self.checkpoint_path.exists()
+            else "no model was written"
+        )
+        raise TrainingDivergedError(
+            None,
+            f"training stopped at step {self.step + 1}: {what}; {kept}",
+            "check the training tomograms for extreme values, lower --lr, then train again "
+            "(--resume continues from the checkpoint)",
+        )
 
     def validate(self) -> dict[str, Any]:
         """Validation metrics (no RNG is consumed, so validation never changes a run)."""

@@ -1,0 +1,223 @@
+"""Issue 13, the input side: bad input gives a clear error or a right answer, never a
+silently wrong one with exit code 0.
+
+The network stage of ``segment`` is replaced by the ground-truth probability map (as in
+tests/test_pipeline.py), so these tests check the checks around it; ``predict`` runs the
+untrained ``test-random`` model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+from scipy import ndimage
+from typer.testing import CliRunner
+
+from synapseg import pipeline
+from synapseg.cli import app
+from synapseg.io.volume import read_volume
+from synapseg.io.volume_writer import open_volume_writer, write_volume
+from synapseg.simulate import SimulationParams, simulate_tomogram
+
+VOXEL_NM = 1.68
+
+
+@pytest.fixture(scope="module")
+def sim():
+    params = SimulationParams(shape=(40, 112, 112), voxel_size_nm=VOXEL_NM, seed=5, n_vesicles=10)
+    return simulate_tomogram(params)
+
+
+@pytest.fixture
+def fake_network(sim, monkeypatch):
+    """The network stage gives the truth map when the grid matches the simulation."""
+
+    def stage_predict(volume, options, target):
+        prob = None
+        if volume.shape == sim.tomogram.shape:
+            blurred = ndimage.gaussian_filter((sim.vesicle_labels > 0).astype(np.float32), 1.2)
+            prob = np.clip(blurred * 1.1, 0, 1)
+        with open_volume_writer(target, volume.shape, np.uint8, volume.voxel_size_nm) as out:
+            out[:] = 0 if prob is None else np.round(prob * 255).astype(np.uint8)
+        return {"seconds": 0.0, "model": {"name": "truth-map", "sha256": "0" * 64}}
+
+    monkeypatch.setattr(pipeline, "stage_predict", stage_predict)
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def n_true(sim) -> int:
+    return int(len(np.unique(sim.vesicle_labels)) - 1)
+
+
+def write(tmp_path: Path, name: str, data: np.ndarray, voxel_nm=VOXEL_NM) -> Path:
+    return write_volume(tmp_path / "in" / name, data, voxel_nm)
+
+
+# ----------------------------------------------------------------- 1. non-finite values
+
+
+@pytest.mark.parametrize(
+    "where,kind",
+    [((17,), np.nan), ((21, 60, 60), np.inf)],
+    ids=["nan-section", "one-inf-voxel"],
+)
+def test_segment_refuses_nonfinite_voxels_the_sample_misses(
+    sim, tmp_path, fake_network, where, kind
+):
+    data = sim.tomogram.astype(np.float32).copy()
+    data[where] = kind
+    tomo = write(tmp_path, "bad.mrc", data)
+    out = tmp_path / "out"
+    result = run("segment", tomo, "-o", out)
+    assert result.exit_code == 2, result.output
+    assert f"first at z={where[0]}" in result.output and "--fill-nonfinite median" in result.output
+    assert "NaN" in result.output or "+inf" in result.output
+    assert not out.exists() or not any(out.iterdir())  # nothing written
+
+
+def test_segment_fill_nonfinite_median_gives_the_right_answer(sim, tmp_path, fake_network):
+    data = sim.tomogram.astype(np.float32).copy()
+    data[17] = np.nan
+    data[30, 5, 5] = -np.inf
+    tomo = write(tmp_path, "bad.mrc", data)
+    out = tmp_path / "out"
+    result = run("segment", tomo, "-o", out, "--fill-nonfinite", "median")
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "bad_report.json").read_text())
+    n_bad = data[17].size + 1
+    assert report["fill_nonfinite"]["method"] == "median"
+    assert report["fill_nonfinite"]["n_filled"] == n_bad
+    assert report["input_scan"]["n_nonfinite"] == n_bad
+    assert any("replaced by the median" in w for w in report["warnings"])
+    assert "replaced by the median" in result.output
+    assert report["n_vesicles"] >= n_true(sim) - 1
+
+
+def test_segment_rejects_an_unknown_fill_method(sim, tmp_path, fake_network):
+    tomo = write(tmp_path, "ok.mrc", sim.tomogram)
+    result = run("segment", tomo, "-o", tmp_path / "out", "--fill-nonfinite", "zero")
+    assert result.exit_code == 2 and "--fill-nonfinite" in result.output
+
+
+def test_predict_refuses_then_fills_nonfinite_voxels(sim, tmp_path):
+    data = sim.tomogram.astype(np.float32).copy()
+    data[9] = np.nan
+    tomo = write(tmp_path, "bad.mrc", data)
+    out = tmp_path / "out"
+    args = ["predict", tomo, "-o", out, "--model", "test-random", "--format", "float32"]
+    result = run(*args)
+    assert result.exit_code == 2 and "first at z=9" in result.output, result.output
+    assert not (out / "bad_probabilities.mrc").exists()
+    result = run(*args, "--fill-nonfinite", "median")
+    assert result.exit_code == 0, result.output
+    prob = np.asarray(read_volume(out / "bad_probabilities.mrc").data)
+    assert np.isfinite(prob).all()
+    report = json.loads((out / "bad_predict_report.json").read_text())
+    assert report["fill_nonfinite"]["n_filled"] == data[9].size
+
+
+# ----------------------------------------------------------------- 2. inputs that gave tracebacks
+
+
+def test_float16_mrc_is_segmented(sim, tmp_path, fake_network):
+    tomo = tmp_path / "half.mrc"
+    with mrcfile.new(tomo) as mrc:
+        mrc.set_data(sim.tomogram.astype(np.float16))
+        mrc.voxel_size = VOXEL_NM * 10
+    assert int(mrcfile.open(tomo, header_only=True).header.mode) == 12
+    result = run("segment", tomo, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "half_report.json").read_text())
+    assert report["n_vesicles"] >= n_true(sim) - 1
+
+
+def _stack_4d(path: Path) -> Path:
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(np.zeros((3, 6, 16, 16), np.float32))
+        mrc.voxel_size = 16.8
+    return path
+
+
+def test_info_on_a_4d_stack_is_a_one_line_error(tmp_path):
+    result = run("info", _stack_4d(tmp_path / "stack.mrc"))
+    assert result.exit_code == 2
+    assert "4D/stack" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_segment_does_not_call_a_4d_stack_2d(tmp_path):
+    result = run("segment", _stack_4d(tmp_path / "stack.mrc"), "-o", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "4D/stack" in result.output and "2D" not in result.output
+
+
+def test_a_text_file_named_mrc_is_not_an_mrc_file(tmp_path):
+    path = tmp_path / "notes.mrc"
+    path.write_text("these are my notes about tomogram 12\n" * 50)
+    for command in (["info", path], ["segment", path, "-o", tmp_path / "out"]):
+        result = run(*command)
+        assert result.exit_code == 2
+        assert "not an MRC file" in result.output and "mode 2" not in result.output
+
+
+# ----------------------------------------------------------------- 1b. training
+
+
+def _train_folder(sim, tmp_path: Path, nan_voxels: int = 0) -> Path:
+    folder = tmp_path / "data" / "t1"
+    data = sim.tomogram.astype(np.float32).copy()
+    flat = data.reshape(-1)
+    flat[np.random.default_rng(0).choice(flat.size, nan_voxels, replace=False)] = np.nan
+    write_volume(folder / "tomogram.mrc", data, VOXEL_NM)
+    write_volume(folder / "vesicle_labels.mrc", sim.vesicle_labels.astype(np.uint16), VOXEL_NM)
+    return folder.parent
+
+
+def _train_args(data: Path, out: Path, steps: int) -> list:
+    return [
+        "train", "--data", data, "-o", out, "--steps", steps, "--patch-size", "16,32,32",
+        "--threads", "1", "--model-voxel-size", VOXEL_NM, "--val-fraction", "0",
+    ]  # fmt: skip
+
+
+def test_train_refuses_nonfinite_voxels(sim, tmp_path):
+    data = _train_folder(sim, tmp_path, nan_voxels=2)
+    result = run(*_train_args(data, tmp_path / "m", 2))
+    assert result.exit_code == 2, result.output
+    assert "2 NaN voxel" in result.output and "tomogram.mrc" in result.output
+    assert not (tmp_path / "m" / "model.pt").exists()
+
+
+def test_train_stops_on_a_nonfinite_loss_and_keeps_the_checkpoint(sim, tmp_path, monkeypatch):
+    import torch
+
+    from synapseg.train import trainer
+
+    data = _train_folder(sim, tmp_path)
+    out = tmp_path / "m"
+    assert run(*_train_args(data, out, 2)).exit_code == 0
+    model_bytes = (out / "model.pt").read_bytes()
+    real_loss = trainer.masked_dice_bce
+
+    def nan_loss(*args, **kwargs):
+        loss, parts = real_loss(*args, **kwargs)
+        return loss * float("nan"), parts
+
+    monkeypatch.setattr(trainer, "masked_dice_bce", nan_loss)
+    result = run(*_train_args(data, out, 4), "--resume")
+    assert result.exit_code == 2, result.output
+    assert "training stopped at step 3" in result.output and "step 2" in result.output
+    assert (out / "model.pt").read_bytes() == model_bytes  # the earlier model is untouched
+    ckpt = torch.load(out / "checkpoints" / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    result = run(*_train_args(data, tmp_path / "fresh", 2))
+    assert result.exit_code == 2 and "no model was written" in result.output
+    assert not (tmp_path / "fresh" / "model.pt").exists()
