@@ -31,7 +31,8 @@ import pandas as pd
 
 from synapseg import __version__
 from synapseg.errors import InputError, OutputExistsError
-from synapseg.io.atomic import write_text_atomic
+from synapseg.io.atomic import check_free_space, write_text_atomic
+from synapseg.io.fingerprint import describe_change, input_fingerprint
 from synapseg.io.scan import check_finite
 from synapseg.io.tables import CENTER_PX, read_table_csv, write_table_csv
 from synapseg.io.volume import MRC_SUFFIXES, TIFF_SUFFIXES, Volume, is_zarr, read_volume
@@ -92,10 +93,28 @@ class SegmentOptions:
             raise InputError("--invert", f"unknown value '{self.invert}'", "use auto, yes or no")
         if self.star_binning is not None and not self.star_binning > 0:
             raise InputError("--star-binning", "must be positive", "give e.g. 4 for bin-4 data")
+        self._check_values()
         if self.fill_nonfinite not in (None, "median"):
             raise InputError(
                 "--fill-nonfinite", f"unknown method '{self.fill_nonfinite}'", "use median"
             )
+
+    def _check_values(self) -> None:
+        """Every value checked before work starts: a one-line error naming the option."""
+        from synapseg import options as check
+
+        check.check_open_interval(
+            "--threshold", self.threshold, 0, 1, "give a probability between 0 and 1, e.g. 0.5"
+        )
+        check.check_radius_range(self.min_radius_nm, self.max_radius_nm)
+        check.check_open_interval(
+            "--tilt-range", self.tilt_range_deg, 0, 90, "give the ± tilt range in degrees, e.g. 60"
+        )
+        check.check_positive("--voxel-size", self.voxel_size_nm, "give the voxel size in nm")
+        check.check_tile_size(self.tile_size)
+        check.check_device(self.device)
+        check.check_file("--mask", self.mask)
+        check.check_file("--pyto-boundaries", self.pyto_boundaries)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -359,8 +378,51 @@ def _options_digest(options: SegmentOptions, volume: Volume) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _load_state(paths: OutputPaths, options: SegmentOptions, digest: str) -> dict[str, Any]:
-    """The report of an earlier run for resuming, or a fresh one; refuse foreign files."""
+_SMALL_OUTPUTS_BYTES = 16 * 2**20  # tables, report, IMOD model: a generous bound
+
+
+def _preflight(
+    volume: Volume, options: SegmentOptions, done: dict[str, Any], paths: OutputPaths
+) -> int:
+    """Check the model, the tile size and the free disk space before any stage runs.
+
+    Returns the bytes the remaining stages need (outputs plus the predict stage's
+    memory-mapped scratch arrays on the model grid, when they spill to disk).
+    """
+    from synapseg.infer.predict import IN_MEMORY_BYTES
+    from synapseg.infer.tiling import choose_tiling
+    from synapseg.model.registry import read_card, resolve_model
+
+    n = int(np.prod(volume.shape))
+    needed = _SMALL_OUTPUTS_BYTES
+    if "predict" not in done:
+        card = read_card(resolve_model(options.model))
+        if options.tile_size is not None:
+            choose_tiling(card.config, (options.tile_size,) * 3, options.tile_size)
+        zoom = np.asarray(volume.voxel_size_nm, dtype=float) / float(card.voxel_size_nm)
+        grid_bytes = 4 * int(np.prod(np.ceil(np.asarray(volume.shape) * zoom)))
+        needed += n  # uint8 probabilities
+        scratch = (grid_bytes, grid_bytes * len(card.output_channels))  # image, probabilities
+        needed += sum(b for b in scratch if b > IN_MEMORY_BYTES)
+    if "export" not in done:
+        needed += 2 * n * sum(fmt in options.formats for fmt in ("labels", "pyto"))
+    check_free_space(paths.folder, needed, f"outputs of {volume.name}")
+    return needed
+
+
+def _load_state(
+    paths: OutputPaths,
+    options: SegmentOptions,
+    digest: str,
+    fingerprint: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The report of an earlier run for resuming, or a fresh one; refuse foreign files.
+
+    ``fingerprint`` (:func:`~synapseg.io.fingerprint.input_fingerprint` of the tomogram) is
+    compared with the earlier run's: a changed input is recomputed from scratch (with a
+    warning), and with ``--from-stage`` it is an error, since the stages to be reused were
+    computed from another file.
+    """
     report_path = paths["report"]
     fresh = {"stages": {}, "finished": False, "digest": digest}
     if options.overwrite:
@@ -378,6 +440,17 @@ def _load_state(paths: OutputPaths, options: SegmentOptions, digest: str) -> dic
                 "outputs exist from a run with different parameters",
                 "pass --overwrite to recompute, or --from-stage to redo later stages",
             )
+        change = None if fingerprint is None else describe_change(state.get("input"), fingerprint)
+        if change and state.get("stages"):
+            if options.from_stage is not None and options.from_stage != STAGES[0]:
+                raise InputError(
+                    state.get("tomogram", report_path),
+                    f"{change} since the earlier run, so its results cannot be reused by "
+                    f"--from-stage {options.from_stage}",
+                    "rerun without --from-stage to recompute everything",
+                )
+            log.warning("%s: %s since the earlier run; recomputing", report_path, change)
+            return {**fresh, "recomputed_because": change}
         state.setdefault("stages", {})
         return state
     # No report: any output file already there is not ours to replace.
@@ -413,10 +486,12 @@ def segment_tomogram(
     volume = read_volume(tomogram, options.voxel_size_nm)
     paths = OutputPaths(Path(out_dir), volume.name)
     digest = _options_digest(options, volume)
-    state = _load_state(paths, options, digest)
+    fingerprint = input_fingerprint(tomogram)
+    state = _load_state(paths, options, digest, fingerprint)
     if state.get("finished") and options.from_stage is None:
         log.info("%s: already segmented (pass --overwrite to redo)", tomogram)
         state["skipped"] = True
+        state.pop("recomputed_because", None)  # a note about an earlier run, not this one
         return state
     # The whole volume is scanned for NaN/inf before anything is written (issue 13).
     volume, input_facts = check_finite(volume, options.fill_nonfinite)
@@ -424,12 +499,14 @@ def segment_tomogram(
     redo_from = STAGES.index(options.from_stage) if options.from_stage else len(STAGES)
     for stage in STAGES[redo_from:]:
         state["stages"].pop(stage, None)
+    _preflight(volume, options, state["stages"], paths)
     state.update(
         {
             "tomogram": str(Path(tomogram).resolve()),
             "shape_zyx": list(volume.shape),
             "voxel_size_nm_zyx": list(volume.voxel_size_nm),
             "voxel_size_source": volume.voxel_size_source,
+            "input": fingerprint,
             "input_scan": input_facts["scan"],
             "fill_nonfinite": input_facts["fill_nonfinite"],
             "finished": False,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 import typer
@@ -11,6 +13,7 @@ from rich.table import Table
 
 from synapseg.cli import app, err_console, handle_errors, show_progress
 from synapseg.errors import InputError
+from synapseg.io.atomic import write_text_atomic
 from synapseg.io.volume import Volume, is_zarr
 from synapseg.pipeline import ALL_FORMATS, DEFAULT_FORMATS, STAGES, SegmentOptions, list_tomograms
 
@@ -151,7 +154,9 @@ def segment(
         fill_nonfinite=fill_nonfinite,
     )
     jobs = expand_inputs(inputs, output)
-    reports = []
+    batch = len(jobs) > 1  # a batch goes on past a failing tomogram and writes a summary
+    reports: list[dict] = []
+    failed: list[dict] = []
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -166,19 +171,80 @@ def segment(
             def on_stage(stage: str, path: Path = path) -> None:
                 progress.update(task, description=f"{path.name}: {stage}")
 
-            reports.append(segment_tomogram(path, out_dir, options, on_stage=on_stage))
+            try:
+                reports.append(segment_tomogram(path, out_dir, options, on_stage=on_stage))
+            except KeyboardInterrupt:
+                if batch:
+                    failed.append({"tomogram": str(path), "reason": "interrupted"})
+                    write_batch_summary(output, jobs, reports, failed)
+                raise
+            except Exception as exc:
+                if not batch:
+                    raise
+                failed.append(batch_failure(path, exc))
             progress.advance(task)
-    summary(reports, output)
+    summary(reports, output, failed)
+    if batch:
+        write_batch_summary(output, jobs, reports, failed)
+    if failed:
+        err_console.print(
+            f"error: {len(failed)} of {len(jobs)} tomograms failed; the reasons are above and "
+            f"in {output / BATCH_SUMMARY}",
+            markup=False,
+        )
+        raise typer.Exit(2)
 
 
-def summary(reports: list[dict], output: Path) -> None:
-    """Print one line per tomogram: vesicles found, time, or 'skipped'."""
+BATCH_SUMMARY = "batch_summary.json"
+
+
+def batch_failure(path: Path, exc: Exception) -> dict[str, str]:
+    """One failed tomogram of a batch: its one-line reason, logged now (with the traceback
+    when the error is not the user's input)."""
+    if isinstance(exc, InputError):
+        reason = exc.message
+        logging.getLogger("synapseg").error("%s", reason)
+    else:
+        reason = f"unexpected {type(exc).__name__}: {exc}"
+        logging.getLogger("synapseg").error("%s: %s", path, reason, exc_info=exc)
+    return {"tomogram": str(path), "reason": reason}
+
+
+def write_batch_summary(
+    output: Path, jobs: list[tuple[Path, Path]], reports: list[dict], failed: list[dict]
+) -> Path:
+    """``OUT/batch_summary.json``: which tomograms were done, skipped or failed (and why)."""
+    done, skipped = [], []
+    for r in reports:
+        entry = {"tomogram": r.get("tomogram"), "n_vesicles": r.get("n_vesicles")}
+        if r.get("recomputed_because"):
+            entry["recomputed_because"] = r["recomputed_because"]
+        (skipped if r.get("skipped") else done).append(entry)
+    data = {
+        "output": str(output),
+        "n_tomograms": len(jobs),
+        "done": done,
+        "skipped": skipped,
+        "failed": failed,
+        "not_reached": len(jobs) - len(reports) - len(failed),
+    }
+    target = output / BATCH_SUMMARY
+    write_text_atomic(target, json.dumps(data, indent=2) + "\n", overwrite=True)
+    return target
+
+
+def summary(reports: list[dict], output: Path, failed: list[dict] | None = None) -> None:
+    """Print one line per tomogram: vesicles found, time, 'skipped' or why it failed."""
     table = Table(title=f"synapseg segment → {output}", title_justify="left")
     for col in ("tomogram", "vesicles", "time s", "note"):
         table.add_column(col)
     for r in reports:
         note = "already done (skipped)" if r.get("skipped") else ""
+        if r.get("recomputed_because"):
+            note = "input changed: recomputed"
         seconds = sum(r.get("timings_s", {}).values())
         name = Path(r.get("tomogram", "?")).name
         table.add_row(name, str(r.get("n_vesicles", "?")), f"{seconds:.1f}", note)
+    for f in failed or []:
+        table.add_row(Path(f["tomogram"]).name, "-", "-", "FAILED")
     Console(soft_wrap=True).print(table)
