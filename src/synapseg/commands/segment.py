@@ -113,7 +113,12 @@ def segment(
     threshold: float | None = typer.Option(
         None, "--threshold", help="Probability threshold (default: automatic)."
     ),
-    tilt_range: float = typer.Option(60.0, "--tilt-range", help="Tilt range ± degrees."),
+    tilt_range: float | None = typer.Option(
+        None, "--tilt-range", help="Tilt range ± degrees (default: estimated from the data)."
+    ),
+    tilt_axis: str | None = typer.Option(
+        None, "--tilt-axis", help="Tilt axis: y, x or dual (default: estimated from the data)."
+    ),
     min_radius: float | None = typer.Option(None, "--min-radius", help="Smallest radius, nm."),
     max_radius: float | None = typer.Option(None, "--max-radius", help="Largest radius, nm."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
@@ -146,6 +151,7 @@ def segment(
         invert=invert,
         threshold=threshold,
         tilt_range_deg=tilt_range,
+        tilt_axis=tilt_axis,
         min_radius_nm=min_radius,
         max_radius_nm=max_radius,
         overwrite=overwrite,
