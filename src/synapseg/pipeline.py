@@ -37,6 +37,7 @@ from synapseg.io.scan import check_finite
 from synapseg.io.tables import CENTER_PX, read_table_csv, write_table_csv
 from synapseg.io.volume import MRC_SUFFIXES, TIFF_SUFFIXES, Volume, is_zarr, read_volume
 from synapseg.io.volume_writer import open_volume_writer
+from synapseg.specimen.wedge import WedgeEstimate, resolve_wedge
 from synapseg.summary import check_usable
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,8 @@ class SegmentOptions:
     pyto_boundaries: Path | None = None
     invert: str = "auto"
     threshold: float | None = None
-    tilt_range_deg: float = 60.0
+    tilt_range_deg: float | None = None
+    tilt_axis: str | None = None
     min_radius_nm: float | None = None
     max_radius_nm: float | None = None
     overwrite: bool = False
@@ -93,6 +95,8 @@ class SegmentOptions:
             raise InputError("--invert", f"unknown value '{self.invert}'", "use auto, yes or no")
         if self.star_binning is not None and not self.star_binning > 0:
             raise InputError("--star-binning", "must be positive", "give e.g. 4 for bin-4 data")
+        if self.tilt_axis not in (None, "y", "x", "dual"):
+            raise InputError("--tilt-axis", f"unknown value '{self.tilt_axis}'", "use y, x or dual")
         self._check_values()
         if self.fill_nonfinite not in (None, "median"):
             raise InputError(
@@ -251,6 +255,32 @@ def stage_predict(volume: Volume, options: SegmentOptions, target: Path) -> dict
     }
 
 
+def resolve_acquisition(volume: Volume, options: SegmentOptions) -> tuple[WedgeEstimate, dict]:
+    """The missing wedge for this tomogram: ``--tilt-range``/``--tilt-axis`` where given,
+    else estimated from its spectrum (±60° about y when the estimate is unreliable).
+
+    Returns the wedge and its report entry (``tilt_axis, tilt_range_deg, dual_axis,
+    source, quality`` and ``note`` when the default replaced the estimate).
+    """
+    wedge, note = resolve_wedge(
+        volume.data, volume.voxel_size_nm, options.tilt_range_deg, options.tilt_axis
+    )
+    entry = wedge.to_json()
+    if note:
+        log.warning("%s: %s", volume.path, note)
+        entry["note"] = note
+    else:
+        log.info(
+            "%s: missing wedge ±%.1f° about %s (%s, quality %s)",
+            volume.path,
+            wedge.tilt_range_deg,
+            wedge.wedge_axis,
+            wedge.source,
+            entry["quality"],
+        )
+    return wedge, entry
+
+
 def stage_vesicles(
     volume: Volume,
     options: SegmentOptions,
@@ -258,16 +288,21 @@ def stage_vesicles(
     target: Path,
     prov: dict,
     inverted: bool | None = None,
+    wedge: WedgeEstimate | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Instances, sphere fit and QC filters on the tomogram + probability map.
 
-    ``inverted`` is the contrast decision of the predict stage (``None``: decide here).
+    ``inverted`` is the contrast decision of the predict stage (``None``: decide here);
+    ``wedge`` the missing wedge for the sphere fit and QC (``None``: resolve it here).
     """
     from synapseg.post.vesicles import PostParams, count_outcomes, find_vesicles
 
     prob = read_volume(probabilities, volume.voxel_size_nm).data
     invert = options.invert if inverted is None else ("yes" if inverted else "no")
     params = {"tilt_range_deg": options.tilt_range_deg, "invert": invert}
+    wedge = wedge or resolve_acquisition(volume, options)[0]
+    params["tilt_range_deg"] = wedge.tilt_range_deg
+    params["tilt_axis"] = wedge.wedge_axis  # "dual": weights of both series (a pyramid)
     for key in ("threshold", "min_radius_nm", "max_radius_nm"):
         if getattr(options, key) is not None:
             params[key] = getattr(options, key)
@@ -533,8 +568,10 @@ def segment_tomogram(
     if "vesicles" not in state["stages"]:
         on_stage("vesicles")
         inverted = state["stages"]["predict"].get("polarity", {}).get("invert")
+        wedge, state["acquisition"] = resolve_acquisition(volume, options)
+        prov["acquisition"] = state["acquisition"]
         table, info = stage_vesicles(
-            volume, options, paths["probabilities"], paths["csv"], prov, inverted
+            volume, options, paths["probabilities"], paths["csv"], prov, inverted, wedge
         )
         state["stages"]["vesicles"] = info
         save()
