@@ -156,3 +156,75 @@ def test_dual_axis_wedge_weights_are_the_union_of_both_series():
     assert w_dual[0] > 0.95
     assert w_dual[1] < 0.01  # steep in the x-z plane: lost by both series
     np.testing.assert_allclose(w_dual, np.maximum(w_y, w_x))
+
+
+# ----------------------------------------------------------------------------- segment
+
+
+@pytest.fixture(scope="module")
+def sim45():
+    params = SimulationParams(shape=(48, 96, 96), seed=8, n_vesicles=4, tilt_range_deg=45)
+    return simulate_tomogram(params)
+
+
+@pytest.fixture
+def seen_params(sim45, monkeypatch):
+    """Segment with the truth map as the network; record the PostParams of the fit."""
+    from synapseg import pipeline
+    from synapseg.io.volume_writer import open_volume_writer
+    from synapseg.post import vesicles
+
+    seen = []
+
+    def stage_predict(volume, options, target):
+        with open_volume_writer(
+            target, volume.shape, np.uint8, volume.voxel_size_nm, overwrite=True
+        ) as out:
+            out[:] = np.where(sim45.vesicle_labels > 0, 255, 0).astype(np.uint8)
+        return {"seconds": 0.0, "model": {"name": "truth-map", "sha256": "0" * 64}}
+
+    real = vesicles.find_vesicles
+
+    def spy(tomogram, probability, voxel_size_nm, params=None):
+        seen.append(params)
+        return real(tomogram, probability, voxel_size_nm, params=params)
+
+    monkeypatch.setattr(pipeline, "stage_predict", stage_predict)
+    monkeypatch.setattr(vesicles, "find_vesicles", spy)
+    return seen
+
+
+def test_segment_records_and_uses_the_estimate_and_tilt_range_overrides(
+    sim45, seen_params, tmp_path
+):
+    import json
+
+    from typer.testing import CliRunner
+
+    from synapseg.cli import app
+    from synapseg.io.volume_writer import write_volume
+
+    tomo = write_volume(tmp_path / "syn.mrc", sim45.tomogram, 1.68)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["segment", str(tomo), "-o", str(out), "--formats", "csv"])
+    assert result.exit_code == 0, result.output
+    acq = json.loads((out / "syn_report.json").read_text())["acquisition"]
+    assert acq["source"] == "estimated" and acq["tilt_axis"] == "y" and not acq["dual_axis"]
+    assert abs(acq["tilt_range_deg"] - 44.0) < 5.0  # ±45° in 2° steps: last tilt 44°
+    assert seen_params[-1].tilt_range_deg == pytest.approx(acq["tilt_range_deg"], abs=0.05)
+    assert seen_params[-1].tilt_axis == "y"
+
+    args = ["segment", str(tomo), "-o", str(out), "--formats", "csv", "--from-stage", "vesicles"]
+    result = CliRunner().invoke(app, [*args, "--tilt-range", "60", "--tilt-axis", "x"])
+    assert result.exit_code == 0, result.output
+    acq = json.loads((out / "syn_report.json").read_text())["acquisition"]
+    assert (acq["source"], acq["tilt_range_deg"], acq["tilt_axis"]) == ("given", 60.0, "x")
+    assert (seen_params[-1].tilt_range_deg, seen_params[-1].tilt_axis) == (60.0, "x")
+
+    result = CliRunner().invoke(app, [*args, "--tilt-range", "55"])
+    assert result.exit_code == 0, result.output
+    acq = json.loads((out / "syn_report.json").read_text())["acquisition"]
+    assert (acq["source"], acq["tilt_range_deg"], acq["tilt_axis"]) == ("given+estimated", 55, "y")
+
+    result = CliRunner().invoke(app, [*args, "--tilt-axis", "z"])
+    assert result.exit_code == 2 and "--tilt-axis" in result.output
