@@ -167,3 +167,28 @@ def test_voxel_metrics_counted_slab_by_slab_equal_one_pass(monkeypatch):
     assert one["matched_iou"][0] == pytest.approx(inter / ((gt == 1) | (pred == 2)).sum())
     empty = voxel_metrics(np.zeros((2, 3, 3), np.uint8), np.zeros((2, 3, 3), np.uint8), [], [])
     assert empty["dice"] == 1.0 and empty["mean_matched_iou"] is None
+
+
+def test_expected_calibration_error_and_bins():
+    from synapseg.evaluate.metrics import expected_calibration_error, reliability_bins
+
+    conf = np.array([0.05, 0.15, 0.95, 0.95, 1.0, np.nan])
+    correct = np.array([0, 1, 1, 1, 0, 1])
+    bins = reliability_bins(conf, correct, 10)
+    assert [b["n"] for b in bins] == [1, 1, 0, 0, 0, 0, 0, 0, 0, 3]  # 1.0 in the last bin
+    assert bins[2]["accuracy"] is None and bins[9]["accuracy"] == pytest.approx(2 / 3)
+    expected = (0.05 + 0.85 + 3 * abs(2 / 3 - (0.95 + 0.95 + 1.0) / 3)) / 5
+    assert expected_calibration_error(conf, correct) == pytest.approx(expected)
+    # calibrated by construction: in each bin the fraction correct equals the confidence
+    rng = np.random.default_rng(0)
+    c = rng.uniform(0, 1, 20000)
+    assert expected_calibration_error(c, rng.uniform(0, 1, c.size) < c) < 0.02
+    assert expected_calibration_error(np.full(3, np.nan), np.ones(3)) is None
+
+
+def test_compute_metrics_reports_calibration_of_a_confidence_column(gt_table):
+    pred = gt_table.copy()
+    pred["confidence"] = 0.8
+    m = compute_metrics(gt_table, pred)
+    assert m["calibration"]["ece"] == pytest.approx(0.2)  # all matched at confidence 0.8
+    assert "calibration" not in compute_metrics(gt_table, gt_table.copy())

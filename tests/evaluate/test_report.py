@@ -35,11 +35,13 @@ def test_report_renders_headless_with_all_plots(tmp_path, small_case):
     tomo = Volume(np.random.default_rng(0).normal(size=(24, 80, 80)).astype(np.float32), (1, 1, 1))
     page = write_report(tmp_path / "rep", metrics, match, tomogram=tomo, inputs={"gt": "a.csv"})
     assert matplotlib.get_backend().lower() == "agg"
-    for name in FIGURES:
+    drawn = [f for f in FIGURES if f != "reliability"]  # no confidence column: no diagram
+    for name in drawn:
         png = (tmp_path / "rep" / f"{name}.png").read_bytes()
         assert png.startswith(PNG_MAGIC) and len(png) > 10_000
+    assert not (tmp_path / "rep" / "reliability.png").exists()
     html = page.read_text()
-    assert html.count("data:image/png;base64,") == len(FIGURES)  # self-contained
+    assert html.count("data:image/png;base64,") == len(drawn)  # self-contained
     assert "Missed vesicles (false negatives): 1" in html
     assert "False detections (false positives): 1" in html
     assert "<td>3</td>" in html and "<td>7</td>" in html  # FN id 3, FP id 7 listed
@@ -65,3 +67,24 @@ def test_report_of_empty_prediction_renders(tmp_path, small_case):
     page = write_report(tmp_path / "rep", metrics, empty, slices=False, vesicle_lists=True)
     assert "Missed vesicles (false negatives): 3" in page.read_text()
     assert not (tmp_path / "rep" / "slices.png").exists()
+
+
+def test_report_draws_a_reliability_diagram_when_predictions_carry_confidence(tmp_path):
+    gt = make_table([[10, 20, 20], [10, 50, 50], [12, 20, 60]], [9, 10, 9.5], 1.0)
+    pred = make_table(
+        [[10, 21, 20], [10, 50, 51], [12, 70, 10], [12, 20, 61]],
+        [8.5, 10, 9, 9.5],
+        1.0,
+        confidence=np.array([0.9, 0.85, 0.15, 0.95]),
+    )
+    match = match_vesicles(gt, pred)
+    metrics = metrics_from_match(match, confidence=pred["confidence"].to_numpy())
+    cal = metrics["calibration"]
+    # 3 matched at 0.9/0.85/0.95 (bins 8, 9, 9), one false at 0.15 (bin 1)
+    assert cal["n"] == 4 and cal["accuracy"] == 0.75
+    assert cal["ece"] == pytest.approx((0.15 + 0.15 + 0.05 + 0.1) / 4)
+    page = write_report(tmp_path / "rep", metrics, match)
+    png = (tmp_path / "rep" / "reliability.png").read_bytes()
+    assert png.startswith(PNG_MAGIC) and len(png) > 10_000
+    html = page.read_text()
+    assert "confidence calibration (ECE, 10 bins)" in html and "Reliability of the" in html

@@ -131,6 +131,11 @@ def evaluate_one(
         pred_labels=pred_labels,
         z_slabs=options["z_slabs"],
         z_range_nm=z_range,
+        confidence=(
+            pred.raw["confidence"].to_numpy(float)
+            if pred.raw is not None and "confidence" in pred.raw
+            else None
+        ),
     )
     inputs = _inputs(gt, pred, tomo, options)
     if gt_labels is not None:

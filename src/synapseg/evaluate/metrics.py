@@ -25,6 +25,11 @@ import numpy as np
 import pandas as pd
 
 from synapseg.errors import InputError
+from synapseg.evaluate.calibration import (  # noqa: F401 (re-exported)
+    calibration_metrics,
+    expected_calibration_error,
+    reliability_bins,
+)
 from synapseg.evaluate.matching import (
     MatchResult,
     ResolvedTable,
@@ -237,8 +242,13 @@ def metrics_from_match(
     z_slabs: int = 4,
     radius_bins_nm: Sequence[float] = DEFAULT_RADIUS_BINS_NM,
     z_range_nm: Sequence[float] | None = None,
+    confidence: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """The metrics dictionary of :func:`compute_metrics` for an existing match."""
+    """The metrics dictionary of :func:`compute_metrics` for an existing match.
+
+    ``confidence``: the predictions' ``confidence`` column (rows of ``match.pred``); adds
+    ``calibration`` (:func:`synapseg.evaluate.calibration.calibration_metrics`).
+    """
     out: dict[str, Any] = {"match_fraction": match.match_fraction}
     out.update(_counts(match.tp, len(match.gt), len(match.pred), betas))
     center_err = np.linalg.norm(match.center_error_nm, axis=1) if match.tp else np.zeros(0)
@@ -282,6 +292,8 @@ def metrics_from_match(
     ]
     out["false_positive_ids"] = [int(v) for v in match.pred.ids[match.fp_index]]
     out["false_negative_ids"] = [int(v) for v in match.gt.ids[match.fn_index]]
+    if confidence is not None:
+        out["calibration"] = calibration_metrics(match, confidence)
     return out
 
 
@@ -330,7 +342,8 @@ def compute_metrics(
         center_error_nm{median, mean, p90, max}, center_error_axis_nm{z, y, x},
         radius_error_nm{median_signed, median_abs, mean_signed}, per_radius_bin[],
         per_z_slab[], voxel{dice, mean_matched_iou, matched_iou} (labels only), matches[],
-        false_positive_ids, false_negative_ids, match_fraction``.
+        false_positive_ids, false_negative_ids, match_fraction``, and ``calibration{ece,
+        reliability[], ...}`` when ``pred_table`` is a DataFrame with a ``confidence`` column.
     """
     match = match_vesicles(
         gt_table,
@@ -349,6 +362,11 @@ def compute_metrics(
         z_slabs=z_slabs,
         radius_bins_nm=radius_bins_nm,
         z_range_nm=z_range_nm,
+        confidence=(
+            pred_table["confidence"].to_numpy(float)
+            if isinstance(pred_table, pd.DataFrame) and "confidence" in pred_table
+            else None
+        ),
     )
 
 

@@ -154,6 +154,36 @@ def breakdown_figure(metrics: dict[str, Any]) -> Figure:
     return fig
 
 
+def reliability_figure(calibration: dict[str, Any]) -> Figure:
+    """Reliability diagram: fraction of predictions that are correct (matched) against their
+    mean confidence per bin, with the bin counts below; the diagonal is perfect calibration."""
+    fig, (a, b) = plt.subplots(
+        2, 1, figsize=(5.5, 5.5), layout="constrained", height_ratios=(3, 1), sharex=True
+    )
+    rows = [r for r in calibration["reliability"] if r["n"]]
+    width = 1.0 / max(len(calibration["reliability"]), 1)
+    a.plot([0, 1], [0, 1], color="0.5", ls=":", label="perfect calibration")
+    if rows:
+        lo = np.array([r["lo"] for r in rows])
+        acc = np.array([r["accuracy"] for r in rows])
+        conf = np.array([r["mean_confidence"] for r in rows])
+        a.bar(lo, acc, width * 0.9, align="edge", color=PRED_OK, alpha=0.6, label="accuracy")
+        a.plot(conf, acc, "o-", color=PRED_OK, ms=4, label="(mean confidence, accuracy)")
+        b.bar(lo, [r["n"] for r in rows], width * 0.9, align="edge", color="0.6")
+    ece = calibration.get("ece")
+    a.set(
+        ylim=(0, 1.02),
+        ylabel="fraction matched",
+        title="Reliability"
+        + ("" if ece is None else f" (ECE {ece:.3f}, {calibration['n']} predictions)"),
+    )
+    a.legend(loc="upper left", fontsize=8)
+    a.grid(alpha=0.3)
+    b.set(xlim=(0, 1), xlabel="confidence", ylabel="predictions")
+    b.grid(alpha=0.3, axis="y")
+    return fig
+
+
 def _circle_radius(center: np.ndarray, radius: np.ndarray, axis: int, pos: float) -> np.ndarray:
     """Radius of each sphere's cross-section with the plane ``coord[axis] == pos`` (nm)."""
     d = np.abs(center[:, axis] - pos)

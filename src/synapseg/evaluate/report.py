@@ -28,14 +28,20 @@ from synapseg.io.volume import Volume
 
 log = logging.getLogger(__name__)
 
-FIGURES = ("slices", "precision_recall", "errors", "breakdown")
+FIGURES = ("slices", "precision_recall", "errors", "breakdown", "reliability")
+"""Every figure a report may hold; ``reliability`` only when the predictions carry
+``confidence`` (``metrics["calibration"]``)."""
 _MAX_IMAGE_PX = 2048  # slices larger than this are shown subsampled
 
 
-def report_targets(out_dir: str | os.PathLike, slices: bool = True) -> list[Path]:
+def report_targets(
+    out_dir: str | os.PathLike, slices: bool = True, reliability: bool = False
+) -> list[Path]:
     """The files :func:`write_report` writes into ``out_dir``."""
     out = Path(out_dir)
-    names = [f for f in FIGURES if slices or f != "slices"]
+    names = [
+        f for f in FIGURES if (slices or f != "slices") and (reliability or f != "reliability")
+    ]
     return [out / "metrics.json", out / "report.html"] + [out / f"{f}.png" for f in names]
 
 
@@ -98,6 +104,8 @@ def render_figures(
     figs["precision_recall"] = plots.pr_figure(match)
     figs["errors"] = plots.error_figure(match)
     figs["breakdown"] = plots.breakdown_figure(metrics)
+    if metrics.get("calibration"):
+        figs["reliability"] = plots.reliability_figure(metrics["calibration"])
     out = {}
     for name, fig in figs.items():
         buf = io.BytesIO()
@@ -152,6 +160,15 @@ def summary_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
         iou = voxel["mean_matched_iou"]
         rows.append(("voxel Dice (foreground)", f"{voxel['dice']:.3f}"))
         rows.append(("mean IoU of matched instances", "–" if iou is None else f"{iou:.3f}"))
+    cal = metrics.get("calibration")
+    if cal and cal.get("ece") is not None:
+        rows.append(
+            (
+                "confidence calibration (ECE, 10 bins)",
+                f"{cal['ece']:.3f} (mean confidence {cal['mean_confidence']:.3f}, "
+                f"fraction matched {cal['accuracy']:.3f}, n = {cal['n']})",
+            )
+        )
     return rows
 
 
@@ -303,6 +320,11 @@ CAPTIONS = {
     "missing wedge blurs). Right: predicted vs true midline radius.",
     "breakdown": "Recall and precision per z slab and per radius bin; the numbers above the "
     "bars are ground-truth / predicted counts.",
+    "reliability": "Reliability of the predictions' confidence: per confidence bin (0.1 wide),"
+    " the fraction of predictions matched to a true vesicle against their mean confidence; "
+    "points on the diagonal are calibrated. ECE = count-weighted mean gap over the bins. "
+    "Below: predictions per bin (rejected candidates are not in the table, so low bins "
+    "are sparse).",
 }
 
 
@@ -385,7 +407,7 @@ def write_report(
         The ``report.html`` path.
     """
     out = Path(out_dir)
-    for target in report_targets(out, slices):
+    for target in report_targets(out, slices, bool(metrics.get("calibration"))):
         check_writable(target, overwrite)
     figures = render_figures(match, metrics, tomogram, slices=slices)
     for name, png in figures.items():
