@@ -228,3 +228,21 @@ def test_segment_records_and_uses_the_estimate_and_tilt_range_overrides(
 
     result = CliRunner().invoke(app, [*args, "--tilt-axis", "z"])
     assert result.exit_code == 2 and "--tilt-axis" in result.output
+
+
+def test_info_shows_the_estimate(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from synapseg.cli import app
+    from synapseg.io.volume_writer import write_volume
+
+    path = write_volume(tmp_path / "w.mrc", wedge_noise((48, 96, 96), 48.0, "x", seed=9), 1.5)
+    result = CliRunner().invoke(app, ["info", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    wedge = json.loads(result.stdout)["missing_wedge"]
+    assert wedge["tilt_axis"] == "x" and wedge["reliable"] and wedge["source"] == "estimated"
+    assert abs(wedge["tilt_range_deg"] - 48.0) < 3.0
+    table = CliRunner().invoke(app, ["info", str(path)])
+    assert "missing wedge" in table.stdout and "tilt axis x" in table.stdout

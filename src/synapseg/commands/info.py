@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import typer
@@ -30,6 +31,7 @@ def info(
     """
     volume = read_volume(tomogram, voxel_size, require_3d=False)
     facts = describe(volume)
+    facts["missing_wedge"] = _wedge_facts(volume)
     if as_json:
         typer.echo(json.dumps(facts, indent=2))
     else:
@@ -44,6 +46,31 @@ def info(
             markup=False,
         )
         raise typer.Exit(2)
+
+
+def _wedge_facts(volume) -> dict | None:
+    """The missing wedge estimated from the spectrum (None for volumes too small or flat)."""
+    from synapseg.specimen.wedge import MIN_QUALITY, estimate_wedge
+
+    if len(volume.shape) != 3 or min(volume.shape) < 16:
+        return None
+    try:
+        with warnings.catch_warnings():  # all-NaN blocks of unusable volumes
+            warnings.simplefilter("ignore", RuntimeWarning)
+            est = estimate_wedge(volume.data, volume.voxel_size_nm)
+    except ValueError:
+        return None
+    out = est.to_json()
+    out["reliable"] = bool(est.quality >= MIN_QUALITY)
+    return out
+
+
+def _wedge_text(wedge: dict) -> str:
+    axis = "dual axis (y and x)" if wedge["dual_axis"] else f"tilt axis {wedge['tilt_axis']}"
+    text = f"±{wedge['tilt_range_deg']:.1f}°, {axis} (estimated, quality {wedge['quality']})"
+    if not wedge["reliable"]:
+        text += "; unreliable: segment assumes ±60° about y unless --tilt-range/--tilt-axis"
+    return text
 
 
 def _print_table(facts: dict) -> None:
@@ -71,6 +98,9 @@ def _print_table(facts: dict) -> None:
                 f"max {stats['max']:.4g}",
             )
         )
+    wedge = facts.get("missing_wedge")
+    if wedge:
+        rows.append(("missing wedge", _wedge_text(wedge)))
     for key, value in rows:
         table.add_row(Text(key), Text(value))
     Console(soft_wrap=True).print(table)
