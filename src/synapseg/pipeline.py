@@ -37,6 +37,7 @@ from synapseg.io.scan import check_finite
 from synapseg.io.tables import CENTER_PX, read_table_csv, write_table_csv
 from synapseg.io.volume import MRC_SUFFIXES, TIFF_SUFFIXES, Volume, is_zarr, read_volume
 from synapseg.io.volume_writer import open_volume_writer
+from synapseg.numbers import format_sizes_nm, round_floats, round_sig
 from synapseg.specimen.wedge import WedgeEstimate, resolve_wedge
 from synapseg.summary import check_usable
 
@@ -203,8 +204,8 @@ def _load_mask(options: SegmentOptions, volume: Volume) -> np.ndarray | None:
     if not np.allclose(mask.voxel_size_nm, volume.voxel_size_nm, rtol=1e-3):
         raise InputError(
             options.mask,
-            f"mask voxel size {mask.voxel_size_nm} nm differs from the tomogram's "
-            f"{volume.voxel_size_nm} nm",
+            f"mask voxel size {format_sizes_nm(mask.voxel_size_nm)} differs from the "
+            f"tomogram's {format_sizes_nm(volume.voxel_size_nm)}",
             "give a mask on the tomogram's grid (or fix its header)",
         )
     return np.asarray(mask.data) != 0
@@ -539,7 +540,7 @@ def segment_tomogram(
         {
             "tomogram": str(Path(tomogram).resolve()),
             "shape_zyx": list(volume.shape),
-            "voxel_size_nm_zyx": list(volume.voxel_size_nm),
+            "voxel_size_nm_zyx": [round_sig(v) for v in volume.voxel_size_nm],
             "voxel_size_source": volume.voxel_size_source,
             "input": fingerprint,
             "input_scan": input_facts["scan"],
@@ -558,7 +559,8 @@ def segment_tomogram(
         state["warnings"] = input_facts["warnings"] + [
             w for st in state["stages"].values() for w in st.get("warnings", [])
         ]
-        write_text_atomic(paths["report"], json.dumps(state, indent=2, default=str), overwrite=True)
+        text = json.dumps(round_floats(state), indent=2, default=str)  # 1.68, not 1.68000…02
+        write_text_atomic(paths["report"], text, overwrite=True)
 
     if "predict" not in state["stages"]:
         on_stage("predict")
