@@ -141,3 +141,11 @@ def test_unwritable_output(tmp_path, table):
     blocker.write_text("x")
     with pytest.raises(InputError, match="cannot create the output folder"):
         write_imod_spheres(blocker / "v.mod", table, voxel_size_nm=VS, shape=SHAPE)
+
+
+def test_model_read_back_invents_no_score(tmp_path, table):
+    # a .mod file carries no detection score: reading it must not make up 1.0 (issue 16)
+    path = write_imod_spheres(tmp_path / "v.mod", table, voxel_size_nm=VS, shape=SHAPE)
+    back = imod_to_table(path, voxel_size_nm=VS, shape=SHAPE)
+    assert back["score"].isna().all()
+    assert back["id"].tolist() == table["id"].tolist()

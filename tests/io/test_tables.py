@@ -10,7 +10,9 @@ import pytest
 
 from synapseg.errors import InputError, OutputExistsError
 from synapseg.io.tables import (
+    CORE_COLUMNS,
     complete_ids,
+    make_table,
     read_table_csv,
     read_table_json,
     read_vesicles,
@@ -103,3 +105,81 @@ def test_edited_ids_are_completed(tmp_path, table):
     write_table_csv(tmp_path / "e.csv", edited)
     back = read_vesicles(tmp_path / "e.csv", voxel_size_nm=VS)
     np.testing.assert_array_equal(back["id"], [1, 13, 5, 8, 14, 12])
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def test_schema_is_the_one_column_definition():
+    from synapseg.io import schema, tables
+
+    assert tables.CORE_COLUMNS is schema.CORE_COLUMNS
+    assert [c.name for c in schema.CORE] == schema.CORE_COLUMNS
+    assert all(c.unit is not None and c.dtype in ("int", "float", "str") for c in schema.CORE)
+    assert schema.COLUMNS["radius_nm"].unit == "nm" and "source" in schema.COLUMNS
+
+
+def test_unknown_columns_pass_through_every_table_format(tmp_path, table):
+    t = table.assign(my_note=[f"n{i}" for i in range(len(table))], my_value=np.arange(6) * 0.5)
+    t["source"] = "auto"
+    for name, write in (("v.csv", write_table_csv), ("v.json", write_table_json)):
+        write(tmp_path / name, t)
+        back = read_vesicles(tmp_path / name, voxel_size_nm=VS)
+        assert back["my_note"].tolist() == t["my_note"].tolist(), name
+        np.testing.assert_allclose(back["my_value"], t["my_value"])
+        assert back["source"].tolist() == ["auto"] * 6
+        # core first, then the other columns in their given order
+        assert list(back.columns[len(CORE_COLUMNS) :]) == list(t.columns[len(CORE_COLUMNS) :])
+
+
+def test_non_numeric_cell_is_a_row_error_not_a_traceback(tmp_path, table):
+    t = table.astype({"radius_nm": object, "center_x_px": object})
+    t.loc[2, "radius_nm"] = "12,5"
+    t.loc[4, "center_x_px"] = "abc"
+    t.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(InputError, match=r"row 3, id 5: radius_nm is not a number \('12,5'\)"):
+        read_vesicles(tmp_path / "bad.csv", voxel_size_nm=VS)
+    issues = []
+    back = read_vesicles(tmp_path / "bad.csv", voxel_size_nm=VS, issues=issues)
+    assert [(i.row, i.id) for i in issues] == [(3, 5), (5, 9)]
+    assert np.isnan(back["center_x_px"].iloc[4])  # the row is reported; the caller skips it
+
+
+def test_validate_rows_reports_every_bad_row():
+    from synapseg.io.schema import validate_rows
+
+    t = make_table(
+        [[5, 5, 5], [5, 5, 5], [5, 5, 5], [5, 5, 99], [np.nan, 5, 5], [5, 5, 5], [5, 5, 5]],
+        [20, -5, 500, 20, 20, np.nan, 0], VS, ids=[1, 2, 3, 4, 5, 6, 70000],
+    )  # fmt: skip
+    issues = validate_rows(t, shape=(10, 10, 10))
+    rows = {i.row: i.reason for i in issues}
+    assert sorted(rows) == [2, 3, 4, 5, 6, 7]
+    assert "not positive" in rows[2] and "outside the accepted" in rows[3]
+    assert "outside the volume" in rows[4] and "center missing" in rows[5]
+    assert "radius missing" in rows[6]
+    assert "not positive" in rows[7] and "1..65535" in rows[7]  # both reasons of one row
+    relaxed = validate_rows(t, shape=(10, 10, 10), allow_missing_radius=True)
+    assert 6 not in {i.row for i in relaxed}
+
+
+def test_edited_radius_columns_resolve_to_one_geometry(tmp_path, table):
+    base = table.assign(outer_shrunk_nm=[0.0, 0.5, 0, 0, 0, 0])
+    base["outer_radius_nm"] = base["radius_nm"] + 2.25 - base["outer_shrunk_nm"]
+    edited = base.copy()
+    edited.loc[0, "radius_nm"] += 3.0  # radius_nm alone: wins, outer follows
+    edited.loc[1, "outer_radius_nm"] += 2.0  # outer alone: wins, shrink dropped
+    edited.loc[2, "radius_px"] += 1.0  # radius_px alone: wins
+    edited.to_csv(tmp_path / "e.csv", index=False)
+    back = read_vesicles(tmp_path / "e.csv", voxel_size_nm=VS)
+    r = back["radius_nm"].to_numpy()
+    assert r[0] == pytest.approx(base["radius_nm"][0] + 3.0, abs=1e-3)
+    assert back["outer_radius_nm"][0] == pytest.approx(r[0] + 2.25, abs=1e-3)
+    assert r[1] == pytest.approx(base["outer_radius_nm"][1] + 2.0 - 2.25, abs=1e-3)
+    assert r[2] == pytest.approx(base["radius_nm"][2] + VS[2], abs=1e-3)
+    np.testing.assert_allclose(r[3:], base["radius_nm"][3:], atol=1e-3)
+    # an unedited table keeps the overlap shrink of the QC filter
+    assert back["outer_radius_nm"][3] == pytest.approx(base["outer_radius_nm"][3], abs=1e-3)
+    base.to_csv(tmp_path / "b.csv", index=False)
+    same = read_vesicles(tmp_path / "b.csv", voxel_size_nm=VS)
+    np.testing.assert_allclose(same["outer_radius_nm"], base["outer_radius_nm"], atol=1e-3)

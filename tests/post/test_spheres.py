@@ -10,6 +10,7 @@ from synapseg.post.spheres import (
 )
 
 VOXEL_NM = 1.68
+PX = ["center_z_px", "center_y_px", "center_x_px"]
 
 
 def _perturbed(centers, radii, seed):
@@ -113,3 +114,61 @@ def test_wedge_geometry_parameters_are_used(phantom):
     b = refine_spheres(tomo, start, r0, VOXEL_NM, params=SphereParams(tilt_axis="x"))
     # the wrong tilt axis weights the erased membrane patches: coverage drops
     assert a["wedge_coverage"].median() > b["wedge_coverage"].median()
+
+
+# --------------------------------------------------------------------------- hand-placed points
+
+
+def test_hand_placed_points_are_refined_from_a_rough_start(kit):
+    """Issue 16: points placed 3-4 nm off the center with no radius (small and large vesicles
+    next to each other) are refined to sub-nm radius and center; the plain sphere fit from a
+    20 nm start radius (the old ``export``) is not."""
+    from synapseg.post.seeds import refine_points
+
+    vs = kit.VOXEL_NM
+    shape = (56, 96, 112)
+    centers = np.array([[28.0, 40.0, 30.0], [28.3, 44.7, 56.2], [27.6, 50.0, 85.0]])
+    radii = np.array([12.75, 13.5, 24.0])  # the issue's radii, and a big neighbour
+    centers[1, 2] = centers[0, 2] + (radii[0] + radii[1] + 6.0) / vs  # ~3 nm gap between
+    tomo = kit.make_phantom(shape, centers, radii, contrast=0.6, seed=4)
+    rng = np.random.default_rng(5)
+    d = rng.normal(size=(3, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    start = centers + d * np.array([3.0, 3.5, 4.0])[:, None] / vs
+    fits = refine_points(tomo, start, vs)
+    r_err = np.abs(fits["radius_nm"].to_numpy() - radii)
+    c_err = np.linalg.norm((fits[PX].to_numpy() - centers) * vs, axis=1)
+    assert np.all(r_err < 0.8), r_err
+    assert np.all(c_err < 1.2), c_err
+    assert np.all(np.isfinite(fits["membrane_contrast"]))
+    np.testing.assert_allclose(
+        fits["shift_nm"], np.linalg.norm((fits[PX].to_numpy() - start) * vs, axis=1), atol=1e-6
+    )
+    old = refine_spheres(tomo, start, np.full(3, 20.0), vs)
+    assert np.max(np.abs(old["radius_nm"].to_numpy() - radii)) > 2.0  # the bug this fixes
+
+
+def test_refine_hand_placed_keeps_other_rows_and_marks_source(kit):
+    import pandas as pd
+
+    from synapseg.io.tables import make_table
+    from synapseg.post.seeds import refine_hand_placed
+
+    vs = kit.VOXEL_NM
+    shape = (48, 64, 96)
+    centers = np.array([[24.0, 32.0, 26.0], [24.0, 32.0, 66.0]])
+    radii = np.array([16.0, 18.0])
+    tomo = kit.make_phantom(shape, centers, radii, seed=6)
+    table = make_table(
+        centers + [[0.0, 1.0, -1.0], [0.0, 0.0, 0.0]], [np.nan, 18.0], vs,
+        score=[np.nan, 0.8], ids=[40, 7], note=["mine", "x"],
+    )  # fmt: skip
+    out, fitted = refine_hand_placed(table, tomo, vs)
+    assert fitted.tolist() == [True, False]
+    assert out["id"].tolist() == [40, 7] and out["note"].tolist() == ["mine", "x"]
+    assert out["source"].iloc[0] == "manual" and pd.isna(out["source"].iloc[1])
+    assert np.isnan(out["score"].iloc[0]) and out["score"].iloc[1] == 0.8
+    assert abs(out["radius_nm"].iloc[0] - 16.0) < 0.8
+    assert out["center_x_nm"].iloc[0] == pytest.approx(out["center_x_px"].iloc[0] * vs)
+    pd.testing.assert_series_equal(out.iloc[1][["center_x_px", "radius_nm"]],
+                                   table.iloc[1][["center_x_px", "radius_nm"]])  # fmt: skip

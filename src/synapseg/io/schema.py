@@ -156,10 +156,10 @@ def coerce_numeric(table: pd.DataFrame) -> tuple[pd.DataFrame, list[RowIssue]]:
         blank = raw.isna() | raw.astype(str).str.strip().isin(["", "nan", "NaN", "None"])
         for i in np.flatnonzero(conv.isna().to_numpy() & ~blank.to_numpy()):
             issues.append(
-                RowIssue(i + 1, _row_id(out, i), f"{col} is not a number ({raw.iloc[i]!r})")
+                RowIssue(int(i) + 1, _row_id(out, i), f"{col} is not a number ({raw.iloc[i]!r})")
             )
         out[col] = conv.astype(float)
-    return out, issues
+    return out, sorted(issues, key=lambda issue: issue.row)
 
 
 def derive_outer_radius(
