@@ -1,4 +1,4 @@
-"""`synapseg demo`, the README's first command: the default model on the bundled sample."""
+"""`synapseg demo`, the README's first command: the default model on the simulated sample."""
 
 from __future__ import annotations
 
@@ -25,3 +25,11 @@ def test_demo_finds_the_sample_vesicles_with_the_default_model(tmp_path):
     assert metrics["center_error_nm"]["median"] < 1.0
     for suffix in ("csv", "json", "star", "mod", "mrc"):
         assert (out / f"tomogram_vesicles.{suffix}").exists()
+    assert "time per stage (s)" in result.stdout and "reused" not in result.stdout
+    # a second run reuses the outputs and says so instead of printing fresh-looking timings
+    again = CliRunner().invoke(app, ["demo", "-o", str(out)])
+    assert again.exit_code == 0, again.output
+    assert "results reused from an earlier run" in again.stdout
+    assert "--overwrite" in again.stdout and "time per stage (s)" not in again.stdout
+    assert "time per stage of that earlier run (s)" in again.stdout
+    assert "F1" in again.stdout  # the scores are still printed
