@@ -53,7 +53,9 @@ class PostParams:
         Accepted bilayer-midline radius range (synaptic vesicles: ≈ 12-25 nm; defaults leave
         room for tails).
     tilt_range_deg, tilt_axis
-        Missing-wedge geometry of the tilt series (±degrees; ``"y"`` or ``"x"``).
+        Missing-wedge geometry of the tilt series (±degrees; ``"y"``, ``"x"`` or ``"dual"``
+        for a dual-axis series); ``segment`` estimates both from the tomogram
+        (:func:`synapseg.specimen.wedge.resolve_wedge`).
     invert
         ``"auto"`` (detect from the candidates' membranes), ``"yes"`` (densities are bright)
         or ``"no"`` (densities are dark).
