@@ -2,7 +2,9 @@
 
 Writes ``simulation_xy.png`` (a central xy slice) and ``simulation_xz.png`` (an xz slice
 through a vesicle), each as tomogram | low-passed tomogram | noise-free reconstruction |
-phantom with the ground-truth membranes outlined.
+phantom with the ground-truth membranes outlined. ``python -m synapseg.simulate.figures DIR
+--world`` writes ``simulation_world_xy.png`` / ``_xz.png``: the wider world's looks next to
+the default.
 """
 
 from __future__ import annotations
@@ -74,9 +76,72 @@ def save_figures(
     return paths
 
 
+# The wider world (issue 11): each look next to the default, same seed (same objects
+# wherever the look changes only imaging).
+WORLD_BASE = SimulationParams(shape=(64, 160, 160), voxel_size_nm=1.68, seed=9)
+WORLD_LOOKS: dict[str, dict] = {
+    "default": {},
+    "denoised (denoise_sigma_nm 2, snr ×8)": {"denoise_sigma_nm": 2.0, "snr": 0.6},
+    "SIRT-like, radial cutoff 0.2": {"recon_filter": "sirt", "sirt_iterations": 4,
+                                     "radial_cutoff": 0.2},
+    "dual_axis": {"dual_axis": True},
+    "ribosomes + protein ×3": {"ribosome_density_per_um3": 30000.0, "protein_crowding": 3.0},
+    "lamella 60 nm + vacuum": {"lamella_thickness_nm": 60.0},
+    "lamella 50 nm, tilted 10°, cuts": {"lamella_thickness_nm": 50.0, "lamella_tilt_deg": 10.0,
+                                       "lamella_cuts_vesicles": True},
+    "gold ×6 + microtubules ×2": {"n_gold": 6, "n_microtubules": 2},
+    "membrane 6.8 nm": {"membrane_thickness_nm": 6.8},
+}  # fmt: skip
+
+
+def save_world_figures(out_dir: str | Path) -> list[Path]:
+    """``simulation_world_xy.png`` / ``_xz.png``: every look of :data:`WORLD_LOOKS`,
+    low-passed (Gaussian σ 1.5 voxels, as usually viewed), central xy slice and an xz
+    slice through the y row of the first gold bead."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sims = {name: simulate_tomogram(WORLD_BASE, keep_phantom=False, **kw)
+            for name, kw in WORLD_LOOKS.items()}  # fmt: skip
+    nz, ny, _ = WORLD_BASE.shape
+    beads = [s.info["gold_beads_px"] for s in sims.values() if "gold_beads_px" in s.info]
+    y_row = int(round(beads[0][0][1])) if beads else ny // 2  # through a gold bead
+    paths = []
+    for view, index in (("xy", np.s_[nz // 2]), ("xz", np.s_[:, y_row])):
+        n = len(sims)
+        cols = 3
+        rows = int(np.ceil(n / cols))
+        aspect = nz / ny if view == "xz" else 1.0
+        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows * aspect + 0.5))
+        for ax, (name, sim) in zip(axes.ravel(), sims.items()):
+            _panel(ax, ndimage.gaussian_filter(sim.tomogram, 1.5)[index], name)
+        for ax in axes.ravel()[n:]:
+            ax.axis("off")
+        where = f"z = {nz // 2}" if view == "xy" else f"y = {y_row}"
+        fig.suptitle(f"{view} ({where}), {WORLD_BASE.voxel_size_nm} nm/px, seed {WORLD_BASE.seed}",
+                     fontsize=9)  # fmt: skip
+        fig.tight_layout()
+        path = out_dir / f"simulation_world_{view}.png"
+        fig.savefig(path, dpi=55)
+        plt.close(fig)
+        from PIL import Image  # matplotlib's own dependency
+
+        Image.open(path).convert("L").save(path, optimize=True)  # grey: a third of the size
+        paths.append(path)
+    return paths
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     out = Path(argv[0] if argv else "docs/images")
+    if "--world" in argv:
+        for path in save_world_figures(Path(argv[0]) if argv[0] != "--world" else out):
+            print(path)
+        return 0
     noisy = simulate_tomogram(FIGURE_PARAMS)
     clean = simulate_tomogram(FIGURE_PARAMS, snr=None)
     for path in save_figures(out, noisy, clean):
