@@ -44,6 +44,28 @@ def simulate(
         False, "--no-distractors", help="No endosomes, mitochondria, dense-core vesicles, actin."
     ),
     invert: bool = typer.Option(False, "--invert", help="Write densities bright instead of dark."),
+    n_vesicles: int | None = typer.Option(
+        None, "--n-vesicles", min=0, help="Number of vesicles (0: a negative); default: density."
+    ),
+    membrane_thickness: float = typer.Option(
+        4.5, "--membrane-thickness", help="Vesicle bilayer thickness in nm."
+    ),
+    lamella_thickness: float | None = typer.Option(
+        None, "--lamella-thickness", help="Specimen slab in nm, vacuum above and below."
+    ),
+    lamella_tilt: float = typer.Option(0.0, "--lamella-tilt", help="Lamella tilt in degrees."),
+    lamella_cuts: bool = typer.Option(
+        False, "--lamella-cuts", help="Let the lamella surfaces cut vesicles (cut_by_surface)."
+    ),
+    gold: int = typer.Option(0, "--gold", min=0, help="Gold beads on the specimen surfaces."),
+    microtubules: int = typer.Option(0, "--microtubules", min=0, help="Microtubules."),
+    ribosomes: float = typer.Option(
+        0.0, "--ribosomes", min=0, help="Ribosome-sized particles per µm³ (e.g. 30000)."
+    ),
+    denoise_sigma: float = typer.Option(
+        0.0, "--denoise-sigma", min=0, help="Denoised look: Gaussian σ in nm (0 = off)."
+    ),
+    dual_axis: bool = typer.Option(False, "--dual-axis", help="Dual-axis tilt series."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
 ) -> None:
     """Simulate synapse tomograms (phantom, tilt series with CTF and noise, weighted
@@ -60,15 +82,27 @@ def simulate(
         distractors=not no_distractors,
         invert_contrast=invert,
     )
+    world = dict(
+        n_vesicles=n_vesicles,
+        membrane_thickness_nm=membrane_thickness,
+        lamella_thickness_nm=lamella_thickness,
+        lamella_tilt_deg=lamella_tilt,
+        lamella_cuts_vesicles=lamella_cuts,
+        n_gold=gold,
+        n_microtubules=microtubules,
+        ribosome_density_per_um3=ribosomes,
+        denoise_sigma_nm=denoise_sigma,
+        dual_axis=dual_axis,
+    )
     if snr < 0:
         raise InputError("--snr", f"snr must be >= 0, got {snr}", "use e.g. 0.2, or 0 for none")
     jobs = []
     for i in range(n_tomograms):
         if randomize:
             keep = {k: fixed[k] for k in ("shape", "invert_contrast")}
-            params = SimulationParams.random(seed + i, **keep)
+            params = SimulationParams.random(seed + i, **keep, **world)
         else:
-            params = SimulationParams(seed=seed + i, **fixed)
+            params = SimulationParams(seed=seed + i, **fixed, **world)
         jobs.append((out_dir / f"sim_{i:03d}", params))
     if not overwrite:
         for folder, _ in jobs:
