@@ -53,7 +53,7 @@ def finalize_geometry(table: pd.DataFrame, voxel_size_nm) -> pd.DataFrame:
 def mark_added_rows(raw_ids: pd.Series | None, table: pd.DataFrame) -> pd.DataFrame:
     """``source = manual`` for rows that had no valid id in the edited file (added by hand)
     and no ``source`` of their own."""
-    if raw_ids is None:
+    if raw_ids is None or len(raw_ids) != len(table):
         return table
     given = pd.to_numeric(raw_ids, errors="coerce").to_numpy(float)
     new = ~(given == table["id"].to_numpy(float))
@@ -245,4 +245,4 @@ def _raw_ids(path: Path) -> pd.Series | None:
             return None
     except (ValueError, OSError, InputError):
         return None
-    return raw["id"] if "id" in raw else pd.Series([np.nan] * len(raw))
+    return raw["id"] if "id" in raw else None  # no ids at all: only fitted rows are "manual"
