@@ -11,9 +11,11 @@ subprocesses (benchmarks/fault_injection.py).
 from __future__ import annotations
 
 import errno
+import importlib.util
 import json
 import os
 import shutil
+import signal
 from collections import namedtuple
 from pathlib import Path
 
@@ -299,3 +301,40 @@ def test_bad_predict_options_fail_before_any_work(tomo, tmp_path, args, option):
     out = tmp_path / "out"
     one_line_error(run("predict", tomo, "-o", out, *args), option)
     assert not out.exists() or not any(out.iterdir())
+
+
+# ----------------------------------------------------------------------------- fault injection
+
+
+def _fault_injection_module():
+    spec = importlib.util.spec_from_file_location(
+        "fault_injection", REPO / "benchmarks" / "fault_injection.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_killed_segment_subprocess_reruns_to_identical_outputs(tmp_path):
+    """Two kills of a real ``synapseg segment`` (the 20-kill run is the benchmark script):
+    SIGKILL while the probability map is being written, SIGINT once it is done."""
+    fi = _fault_injection_module()
+    tomogram = fi.make_tomogram(tmp_path / "in", SHAPE, seed=1)
+    reference = tmp_path / "reference"
+    assert run("--quiet", "segment", tomogram, "-o", reference).exit_code == 0
+    kills = [
+        (signal.SIGKILL, lambda out: (out / "tomo_probabilities.mrc.tmp").exists()),
+        (signal.SIGINT, lambda out: (out / "tomo_report.json").exists()),
+    ]
+    for i, (sig, when) in enumerate(kills):
+        out = tmp_path / f"run_{i}"
+        record = fi.run_and_kill(tomogram, out, sig, when=lambda out=out, when=when: when(out))
+        assert record["signal_sent"], record
+        if sig == signal.SIGINT:
+            assert record["killed_rc"] == 130 and record["killed_stderr_tail"] == [
+                "interrupted; rerun the same command to resume"
+            ], record
+        result = run("--quiet", "segment", tomogram, "-o", out)  # the rerun (in-process)
+        assert result.exit_code == 0, result.output
+        assert tmp_files(out) == []
+        assert fi.compare_outputs(reference, out) == dict.fromkeys(fi.COMPARED, True)
