@@ -23,11 +23,13 @@ def wedge_noise(
     axis: str = "y",
     seed: int = 0,
     ring: bool = False,
+    floor: float = 1e-3,
 ) -> np.ndarray:
-    """White noise with the missing wedge (``axis`` y, x or dual) cut out of its spectrum.
+    """White noise with the missing wedge (``axis`` y, x or dual) attenuated to ``floor`` (in
+    amplitude) in its spectrum.
 
     ``ring=True`` also multiplies the spectrum by a CTF-like ring pattern with zeros and a
-    ramp, which the estimator must divide out.
+    steep radial ramp, which the estimator must divide out.
     """
     rng = np.random.default_rng(seed)
     spec = np.fft.fftn(rng.normal(size=shape))
@@ -36,10 +38,10 @@ def wedge_noise(
         phi_y = np.degrees(np.arctan2(np.abs(kz), np.abs(kx)))
         phi_x = np.degrees(np.arctan2(np.abs(kz), np.abs(ky)))
         phi = {"y": phi_y, "x": phi_x, "dual": np.minimum(phi_x, phi_y)}[axis]
-        spec[phi > tilt_range_deg] *= 1e-3
+        spec[phi > tilt_range_deg] *= floor
     if ring:
         k = np.sqrt(kz**2 + ky**2 + kx**2)
-        spec *= k * (0.05 + np.sin(2 * np.pi * 40 * k**2) ** 2)
+        spec *= k**3 * (0.01 + np.sin(2 * np.pi * 40 * k**2) ** 2)
     return np.fft.ifftn(spec).real.astype(np.float32)
 
 
@@ -63,11 +65,13 @@ def test_dual_axis_pyramid_is_found():
 
 
 def test_ring_shaped_ctf_and_filter_are_divided_out():
-    plain = estimate_wedge(wedge_noise((48, 96, 96), 50.0, "x", seed=3))
-    ringed = estimate_wedge(wedge_noise((48, 96, 96), 50.0, "x", seed=3, ring=True))
+    """A shallow wedge (-20 dB) under a steep ring pattern: without the per-shell
+    normalisation the edge moves and the quality drops (measured: 48.5°, 0.59)."""
+    plain = estimate_wedge(wedge_noise((48, 96, 96), 50.0, "x", seed=3, floor=0.1))
+    ringed = estimate_wedge(wedge_noise((48, 96, 96), 50.0, "x", seed=3, ring=True, floor=0.1))
     assert ringed.tilt_axis == "x"
-    assert abs(ringed.tilt_range_deg - 50.0) < 3.0
-    assert abs(ringed.tilt_range_deg - plain.tilt_range_deg) < 2.0
+    assert abs(ringed.tilt_range_deg - plain.tilt_range_deg) < 1.0
+    assert ringed.quality > 0.75
 
 
 def test_no_wedge_has_low_quality_and_falls_back_to_default():
