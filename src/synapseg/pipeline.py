@@ -481,11 +481,11 @@ def _load_state(
             if options.from_stage is not None and options.from_stage != STAGES[0]:
                 raise InputError(
                     state.get("tomogram", report_path),
-                    f"{change} since the earlier run, so its results cannot be reused by "
+                    f"{change}, so its results cannot be reused by "
                     f"--from-stage {options.from_stage}",
                     "rerun without --from-stage to recompute everything",
                 )
-            log.warning("%s: %s since the earlier run; recomputing", report_path, change)
+            log.warning("%s: %s; recomputing everything", report_path, change)
             return {**fresh, "recomputed_because": change}
         state.setdefault("stages", {})
         return state

@@ -87,4 +87,4 @@ def describe_change(old: dict[str, Any] | None, new: dict[str, Any]) -> str | No
         what.append("content")
     if old.get("mtime_ns") != new["mtime_ns"]:
         what.append("modification time")
-    return None if not what else "the input file changed (" + ", ".join(what) + ")"
+    return None if not what else f"the input file changed since the earlier run ({', '.join(what)})"
