@@ -250,3 +250,16 @@ def test_info_shows_the_estimate(tmp_path):
     assert abs(wedge["tilt_range_deg"] - 48.0) < 3.0
     table = CliRunner().invoke(app, ["info", str(path)])
     assert "missing wedge" in table.stdout and "tilt axis x" in table.stdout
+
+
+def test_segment_falls_back_to_60_about_y_and_says_so(caplog):
+    from synapseg.io.volume import Volume
+    from synapseg.pipeline import SegmentOptions, resolve_acquisition
+
+    volume = Volume(wedge_noise((48, 96, 96), None, seed=10), (1.5, 1.5, 1.5))
+    with caplog.at_level("WARNING", logger="synapseg"):
+        wedge, entry = resolve_acquisition(volume, SegmentOptions())
+    assert (wedge.tilt_range_deg, wedge.wedge_axis, entry["source"]) == (60.0, "y", "default")
+    assert "unreliable" in entry["note"] and "unreliable" in caplog.text
+    wedge, entry = resolve_acquisition(volume, SegmentOptions(tilt_range_deg=50.0))
+    assert (wedge.tilt_range_deg, entry["source"]) == (50.0, "given")
