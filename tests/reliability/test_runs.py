@@ -53,7 +53,7 @@ def fake_network(sims, monkeypatch):
     """The network stage, replaced by the blurred truth of whichever simulation is read."""
     calls: list[str] = []
 
-    def stage_predict(volume, options, target):
+    def stage_predict(volume, options, target, specimen=None):
         calls.append(str(volume.path))
         data = np.asarray(volume.data)
         prob = np.zeros(volume.shape, np.float32)
@@ -338,3 +338,11 @@ def test_killed_segment_subprocess_reruns_to_identical_outputs(tmp_path):
         assert result.exit_code == 0, result.output
         assert tmp_files(out) == []
         assert fi.compare_outputs(reference, out) == dict.fromkeys(fi.COMPARED, True)
+
+
+def test_predict_refuses_a_full_disk_before_work(tomo, tmp_path, monkeypatch):
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(2**40, 2**40 - 4096, 4096))
+    out = tmp_path / "out"
+    one_line_error(run("predict", tomo, "-o", out), "not enough free disk space")
+    assert not out.exists() or not any(out.iterdir())

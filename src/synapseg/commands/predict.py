@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import resource
 import sys
 import time
@@ -13,7 +14,7 @@ import typer
 
 from synapseg import __version__
 from synapseg.cli import app, err_console, handle_errors
-from synapseg.io.atomic import check_writable, write_text_atomic
+from synapseg.io.atomic import check_free_space, check_writable, write_text_atomic
 from synapseg.io.volume import read_volume
 from synapseg.io.volume_writer import open_volume_writer
 
@@ -108,6 +109,8 @@ def predict(
     report_path = output / f"{volume.name}_predict_report.json"
     check_writable(prob_path, overwrite)
     check_writable(report_path, overwrite)
+    bytes_per_voxel = {"float16": 2, "uint8": 1, "float32": 4}[fmt]
+    check_free_space(output, bytes_per_voxel * math.prod(volume.shape) + 2**20, "probability map")
     from synapseg.io.scan import check_finite
 
     volume, input_facts = check_finite(volume, fill_nonfinite)  # whole volume, before writing
