@@ -39,7 +39,7 @@ from synapseg.io.volume import MRC_SUFFIXES, TIFF_SUFFIXES, Volume, is_zarr, rea
 from synapseg.io.volume_writer import open_volume_writer
 from synapseg.numbers import format_sizes_nm, round_floats, round_sig
 from synapseg.specimen.wedge import WedgeEstimate, resolve_wedge
-from synapseg.summary import check_usable
+from synapseg.summary import check_usable, segment_warnings, vesicle_warnings
 
 log = logging.getLogger(__name__)
 
@@ -532,6 +532,8 @@ def segment_tomogram(
     # The whole volume is scanned for NaN/inf before anything is written (issue 13).
     volume, input_facts = check_finite(volume, options.fill_nonfinite)
     check_usable(volume)
+    mask_volume = read_volume(options.mask, volume.voxel_size_nm) if options.mask else None
+    input_facts["warnings"] += segment_warnings(volume, options.model, mask_volume)
     redo_from = STAGES.index(options.from_stage) if options.from_stage else len(STAGES)
     for stage in STAGES[redo_from:]:
         state["stages"].pop(stage, None)
@@ -575,6 +577,12 @@ def segment_tomogram(
         table, info = stage_vesicles(
             volume, options, paths["probabilities"], paths["csv"], prov, inverted, wedge
         )
+        sanity = vesicle_warnings(
+            table["radius_nm"].to_numpy(), volume.voxel_size_nm, info["params"]["min_radius_nm"]
+        )
+        for message in sanity:
+            log.warning("%s: %s", volume.path, message)
+        info["warnings"] = list(info.get("warnings", [])) + sanity
         state["stages"]["vesicles"] = info
         save()
     if "export" not in state["stages"]:

@@ -36,7 +36,8 @@ def test_info_reports_geometry_and_stats(runner, tmp_path):
     assert facts["extent_nm_zyx"] == [11.2, 56.0, 84.0]
     assert facts["intensity_sample"]["mean"] == pytest.approx(5.0, abs=0.1)
     assert facts["intensity_sample"]["std"] == pytest.approx(2.0, abs=0.1)
-    assert facts["warnings"] == []
+    # 8 sections of 1.4 nm: only the thin-slab warning (issue 13)
+    assert len(facts["warnings"]) == 1 and "only 11 nm thick" in facts["warnings"][0]
     table = runner.invoke(app, ["info", str(path)])
     assert table.exit_code == 0
     assert "14 × 14 × 14 Å" in table.stdout and "shape (z, y, x) [voxels]" in table.stdout

@@ -50,9 +50,7 @@ def test_mrc_round_trip_every_dtype(tmp_path, rng, dtype):
         data = rng.integers(info.min, info.max, size=(5, 6, 7), endpoint=True).astype(dtype)
     path = write_volume(tmp_path / "v.mrc", data, (2.0, 1.5, 1.25), origin_nm=(10.0, -3.5, 7.25))
     vol = read_volume(path)
-    # float16 (MRC mode 12) reads as float32, exactly: scipy has no float16 kernels
-    assert vol.dtype == np.dtype("float32" if dtype == "float16" else dtype)
-    assert vol.header["file_dtype"] == dtype
+    assert vol.dtype == np.dtype(dtype)
     assert vol.shape == (5, 6, 7)
     np.testing.assert_array_equal(np.asarray(vol.data), data)
     np.testing.assert_allclose(vol.voxel_size_nm, (2.0, 1.5, 1.25), rtol=1e-5)
@@ -115,13 +113,19 @@ def test_explicit_voxel_size_wins(tmp_path, rng):
     assert vol.voxel_size_source == "user"
 
 
-def test_angstrom_nm_confusion_warns_with_both_readings(tmp_path, rng, caplog):
+def test_angstrom_nm_confusion_is_an_error_naming_both_readings(tmp_path, rng):
+    from synapseg.errors import VoxelSizeError
+    from synapseg.summary import check_voxel_size, geometry_warnings
+
     path = raw_mrc(tmp_path / "v.mrc", rng.normal(size=(3, 4, 5)).astype("float32"), 1.684)
-    with caplog.at_level(logging.WARNING, logger="synapseg"):
-        vol = read_volume(path)
+    vol = read_volume(path)  # reading works (info reports it) ...
     assert vol.voxel_size_nm[0] == pytest.approx(0.1684, rel=1e-4)
-    text = caplog.text
+    assert any("nm written as Å" in w for w in geometry_warnings(vol))
+    with pytest.raises(VoxelSizeError) as err:  # ... segment/predict stop
+        check_voxel_size(vol)
+    text = err.value.message
     assert "1.684 Å" in text and "0.1684 nm" in text and "--voxel-size 1.684" in text
+    check_voxel_size(read_volume(path, voxel_size_nm=1.684))  # --voxel-size settles it
 
 
 # ----------------------------------------------------------------------------- real headers

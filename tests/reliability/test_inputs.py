@@ -36,7 +36,7 @@ def sim():
 def fake_network(sim, monkeypatch):
     """The network stage gives the truth map when the grid matches the simulation."""
 
-    def stage_predict(volume, options, target):
+    def stage_predict(volume, options, target, specimen=None):
         prob = None
         if volume.shape == sim.tomogram.shape:
             blurred = ndimage.gaussian_filter((sim.vesicle_labels > 0).astype(np.float32), 1.2)
@@ -221,3 +221,110 @@ def test_train_stops_on_a_nonfinite_loss_and_keeps_the_checkpoint(sim, tmp_path,
     result = run(*_train_args(data, tmp_path / "fresh", 2))
     assert result.exit_code == 2 and "no model was written" in result.output
     assert not (tmp_path / "fresh" / "model.pt").exists()
+
+
+# ----------------------------------------------------------------- 3. voxel size
+
+
+def _raw_header_mrc(path: Path, data: np.ndarray, voxel_a: float) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(data.astype(np.float32))
+        mrc.voxel_size = voxel_a
+    return path
+
+
+def test_nm_written_as_angstrom_is_an_error_unless_voxel_size_is_given(sim, tmp_path, fake_network):
+    tomo = _raw_header_mrc(tmp_path / "in" / "nm.mrc", sim.tomogram, VOXEL_NM)  # 1.68 "Å"
+    out = tmp_path / "out"
+    for command in ("segment", "predict"):
+        result = run(command, tomo, "-o", out)
+        assert result.exit_code == 2, result.output
+        assert f"--voxel-size {VOXEL_NM:g}" in result.output and "nm written as Å" in result.output
+        assert not out.exists() or not any(out.iterdir())
+    info = run("info", tomo)
+    assert info.exit_code == 0 and "nm written as Å" in info.output  # info reports, not stops
+    result = run("segment", tomo, "-o", out, "--voxel-size", VOXEL_NM)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "nm_report.json").read_text())
+    assert report["n_vesicles"] >= n_true(sim) - 1
+
+
+def test_voxel_size_outside_the_training_range_warns_and_is_reported(sim, tmp_path, fake_network):
+    from synapseg.model.registry import read_card, resolve_model
+    from synapseg.summary import training_voxel_range_nm
+
+    lo, hi = training_voxel_range_nm(read_card(resolve_model("default")))
+    claimed = round(hi * 1.6, 2)  # far outside, but not so coarse that rescaling is refused
+    tomo = write(tmp_path, "coarse.mrc", sim.tomogram, claimed)
+    out = tmp_path / "out"
+    result = run("segment", tomo, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "outside the range model" in result.output
+    report = json.loads((out / "coarse_report.json").read_text())
+    assert any("outside the range model" in w for w in report["warnings"])
+
+
+def test_absurd_rescaling_stops_before_anything_is_written(sim, tmp_path, fake_network):
+    tomo = write(tmp_path, "absurd.mrc", sim.tomogram, 40.0)
+    out = tmp_path / "out"
+    result = run("segment", tomo, "-o", out)
+    assert result.exit_code == 2 and "coarser than the model" in result.output, result.output
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_vesicle_sizes_that_betray_a_wrong_voxel_size_are_reported():
+    from synapseg.summary import SV_RADIUS_NM, vesicle_warnings
+
+    rng = np.random.default_rng(0)
+    good = rng.uniform(*SV_RADIUS_NM, 40)
+    assert vesicle_warnings(good, (1.68,) * 3, 10.0) == []
+    # a header claiming 3x the true voxel size: 3x the radii in nm
+    assert any(
+        "outside the synaptic-vesicle range" in w
+        for w in vesicle_warnings(good * 3, (5.0,) * 3, 10.0)
+    )
+    # hundreds of tiny vesicles of 2-3 px at the minimum radius
+    tiny = rng.uniform(10.0, 11.0, 600)
+    warnings = vesicle_warnings(tiny, (5.0,) * 3, 10.0)
+    assert any("px in radius" in w for w in warnings)
+    assert any("smallest allowed radius" in w for w in warnings)
+    assert vesicle_warnings(good[:3] * 3, (1.68,) * 3, 10.0) == []  # too few to judge
+
+
+# ----------------------------------------------------------------- 4. missing warnings
+
+
+def test_segment_repeats_the_unrotated_warning_and_records_it(sim, tmp_path, fake_network):
+    unrotated = np.ascontiguousarray(np.swapaxes(sim.tomogram, 0, 1))  # beam axis along y
+    tomo = write(tmp_path, "unrot.mrc", unrotated)
+    out = tmp_path / "out"
+    result = run("segment", tomo, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "thinnest axis is y" in result.output
+    report = json.loads((out / "unrot_report.json").read_text())
+    assert any("thinnest axis is y" in w for w in report["warnings"])
+
+
+def test_anisotropic_voxels_and_thin_slabs_warn(sim, tmp_path, fake_network):
+    tomo = write(tmp_path, "aniso.mrc", sim.tomogram, (2.4, VOXEL_NM, VOXEL_NM))
+    result = run("info", tomo)
+    assert result.exit_code == 0 and "anisotropic" in result.output
+    slab = write(tmp_path, "slab.mrc", sim.tomogram[16:24])  # 8 sections
+    out = tmp_path / "out"
+    result = run("segment", slab, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "only 13 nm thick (8 sections)" in result.output
+    report = json.loads((out / "slab_report.json").read_text())
+    assert any("thick" in w for w in report["warnings"])
+
+
+def test_an_all_zero_mask_warns_before_anything_runs(sim, tmp_path, fake_network):
+    tomo = write(tmp_path, "t.mrc", sim.tomogram)
+    mask = write(tmp_path, "mask.mrc", np.zeros(sim.tomogram.shape, np.uint8))
+    out = tmp_path / "out"
+    result = run("segment", tomo, "-o", out, "--mask", mask)
+    assert result.exit_code == 0, result.output
+    assert "is all zero" in result.output
+    report = json.loads((out / "t_report.json").read_text())
+    assert any("is all zero" in w for w in report["warnings"]) and report["n_vesicles"] == 0

@@ -116,6 +116,9 @@ def predict(
     volume, input_facts = check_finite(volume, fill_nonfinite)  # whole volume, before writing
     card_path = resolve_model(model)
     net, card = load_model(card_path)
+    from synapseg.summary import segment_warnings
+
+    input_facts["warnings"] += segment_warnings(volume, card)  # may stop: nm as Å, too coarse
     t_load = time.perf_counter() - t0
     show_progress = sys.stderr.isatty() and logging.getLogger("synapseg").level < logging.ERROR
     facts: dict = {}

@@ -186,8 +186,9 @@ def check_finite(
     Returns
     -------
     (Volume, dict)
-        The volume (wrapped in a :class:`synapseg.io.lazy.BlockView` when voxels were
-        filled) and facts for the report: the scan, the fill method and value, warnings.
+        The volume, wrapped in a :class:`synapseg.io.lazy.BlockView` when voxels were
+        filled or the data is float16 (read as float32), and facts for the report: the
+        scan, the fill method and value, warnings.
 
     Raises
     ------
@@ -217,7 +218,16 @@ def check_finite(
         log.warning("%s: %s (--fill-nonfinite %s)", path, message, fill)
         facts["fill_nonfinite"] = {"method": fill, "value": value, "n_filled": scan.n_nonfinite}
         facts["warnings"].append(message)
-        volume = replace(volume, data=BlockView(volume.data, fill_value=value))
+    if facts["fill_nonfinite"] is not None or volume.dtype == np.float16:
+        # float16 (MRC mode 12) is processed as float32: scipy has no float16 kernels
+        volume = replace(
+            volume,
+            data=BlockView(
+                volume.data,
+                dtype=np.float32 if volume.dtype == np.float16 else None,
+                fill_value=(facts["fill_nonfinite"] or {}).get("value"),
+            ),
+        )
     outlier = _outlier_warning(volume, scan)
     if outlier:
         log.warning("%s: %s", path, outlier)

@@ -144,20 +144,9 @@ def _resolve_voxel_size(
             "voxel size is missing or unset in the file header (0 or 1 Å means unset)",
             "pass --voxel-size in nm, e.g. --voxel-size 1.4",
         )
-    vs = header_nm
-    if min(vs) < 0.3:
-        a = min(vs) * 10
-        log.warning(
-            "%s: voxel size %.4g Å (%.4g nm) is plausible only for unbinned data; if this is a "
-            "binned tomogram the header probably holds nm written as Å (%.4g nm per voxel): "
-            "pass --voxel-size %.4g to use that",
-            path,
-            a,
-            a / 10,
-            a,
-            a,
-        )
-    return vs, "header"
+    # A tiny header value (nm written as Å?) is reported by synapseg.summary: a warning in
+    # `info`, an error in `segment`/`predict` unless --voxel-size is given.
+    return header_nm, "header"
 
 
 # --------------------------------------------------------------------------- reading
@@ -215,10 +204,6 @@ def read_volume(
             "use MRC (.mrc/.rec/.map), TIFF (.tif) or OME-Zarr (.zarr)",
         )
     _check_dtype(path, vol.dtype)
-    if vol.dtype == np.float16:  # MRC mode 12: read as float32 (scipy has no float16 kernels)
-        from synapseg.io.lazy import BlockView
-
-        vol.data = BlockView(vol.data, dtype=np.float32)
     if len(vol.shape) > 3:
         raise InputError(
             path,
