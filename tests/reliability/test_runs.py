@@ -346,3 +346,19 @@ def test_predict_refuses_a_full_disk_before_work(tomo, tmp_path, monkeypatch):
     out = tmp_path / "out"
     one_line_error(run("predict", tomo, "-o", out), "not enough free disk space")
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_fingerprint_sees_same_size_edits_and_ignores_nothing(tmp_path):
+    from synapseg.io.fingerprint import describe_change, input_fingerprint
+
+    path = tmp_path / "t.mrc"
+    path.write_bytes(bytes(range(256)) * 8192)  # 2 MiB
+    before = input_fingerprint(path)
+    assert describe_change(before, input_fingerprint(path)) is None
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF  # a header byte, same size, same mtime
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    change = describe_change(before, input_fingerprint(path))
+    assert change is not None and "content" in change and "size" not in change
