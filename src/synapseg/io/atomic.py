@@ -108,7 +108,9 @@ def preallocate(path: str | os.PathLike, nbytes: int) -> None:
         fallocate(fd, 0, int(nbytes))
     except OSError as exc:
         if is_disk_full(exc):
-            raise disk_full_error(path, exc) from exc
+            name = str(path)
+            target = name[: -len(TMP_SUFFIX)] if name.endswith(TMP_SUFFIX) else name
+            raise disk_full_error(target, exc) from exc
         if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
             raise
         log.debug("%s: cannot preallocate (%s); writing a sparse file", path, exc)
