@@ -8,8 +8,10 @@ folder, sends SIGKILL or SIGINT (alternating) after a random delay drawn uniform
 ``*.tmp`` behind, and write a vesicle table (CSV) and label volume (MRC) byte-identical to
 the reference, with the same probability map. A SIGINT that lands while the command runs
 must exit 130 with the one-line "interrupted; rerun the same command to resume".
+``--stage-kills`` adds kills at fixed points (each stage's first file appearing), so that
+every stage is hit whatever the machine's speed.
 
-    python benchmarks/fault_injection.py [--kills 20] [--seed 0] [--json fault_injection.json]
+    python benchmarks/fault_injection.py [--kills 20] [--stage-kills] [--seed 0] [--json F]
 
 Prints a table and writes JSON (one record per kill and a summary). Exit status 1 if any
 check failed.
@@ -33,6 +35,13 @@ from pathlib import Path
 
 INTERRUPTED = "interrupted; rerun the same command to resume"
 NAME = "tomo"
+EVENTS = {
+    "predict writing": f"{NAME}_probabilities.mrc.tmp",
+    "predict done": f"{NAME}_report.json",
+    "vesicles done": f"{NAME}_vesicles.csv",
+    "export writing labels": f"{NAME}_vesicles.mrc.tmp",
+}
+"""Stage-targeted kills (``--stage-kills``): signal as soon as this file exists."""
 COMPARED = (f"{NAME}_vesicles.csv", f"{NAME}_vesicles.mrc", f"{NAME}_probabilities.mrc")
 
 
@@ -166,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shape", type=int, nargs=3, default=[48, 128, 128], metavar=("Z", "Y", "X"))
     ap.add_argument("--work", type=Path, default=None, help="work folder (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=Path("fault_injection.json"), help="JSON output")
+    ap.add_argument(
+        "--stage-kills",
+        action="store_true",
+        help="also kill at each stage's first file (SIGKILL and SIGINT each): " + ", ".join(EVENTS),
+    )
     args = ap.parse_args(argv)
 
     work = args.work or Path(tempfile.mkdtemp(prefix="synapseg-faults-"))
@@ -184,10 +198,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{'#':>3} {'signal':7} {'at s':>6} {'rc':>4} {'stages done':22} {'tmp':>3} "
         f"{'rerun':>5} {'s':>5} {'same':>4} ok"
     )
-    for i in range(args.kills):
-        sig = signal.SIGKILL if i % 2 == 0 else signal.SIGINT
-        r = trial(tomogram, reference, work / f"run_{i:02d}", sig, delay_s=rng.uniform(0, ref_s))
-        r["index"] = i
+    plan: list[tuple[int, float | None, str | None]] = [
+        (signal.SIGKILL if i % 2 == 0 else signal.SIGINT, rng.uniform(0, ref_s), None)
+        for i in range(args.kills)
+    ]
+    if args.stage_kills:
+        plan += [(sig, None, e) for e in EVENTS for sig in (signal.SIGKILL, signal.SIGINT)]
+    for i, (sig, delay_s, event) in enumerate(plan):
+        out = work / f"run_{i:02d}"
+        when = None if event is None else (lambda f=out / EVENTS[event]: f.exists())
+        r = trial(tomogram, reference, out, sig, delay_s=delay_s, when=when)
+        r["index"], r["at_event"] = i, event
         records.append(r)
         same = sum(r["identical"].values())
         print(
