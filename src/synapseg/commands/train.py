@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
+import time
 from pathlib import Path
 
 import typer
 
-from synapseg.cli import app, err_console, handle_errors
+from synapseg.cli import app, err_console, handle_errors, show_progress
 from synapseg.errors import InputError
 
 
@@ -24,9 +24,33 @@ def _patch_size(text: str) -> tuple[int, int, int]:
     return tuple(values)  # type: ignore[return-value]
 
 
+NO_VALIDATION_WARNING = (
+    "warning: {data}: no validation data (a single tomogram, or --val-fraction 0): the "
+    "model's quality is not measured while training and the last weights are kept; give two "
+    "or more annotated tomograms (or mark one 'split: val' in a YAML config) to validate"
+)
+
+
+def _has_validation(data: Path, val_fraction: float, seed: int) -> bool:
+    """Whether ``train`` will hold out validation tomograms (same split as training)."""
+    from synapseg.train.data import load_data_config, split_items
+
+    return bool(split_items(load_data_config(data), val_fraction, seed)[1])
+
+
+def _plain_progress_line(step: int, total: int, logs: dict, val: str, seconds: float) -> str:
+    """One progress line for logs (stderr not a terminal)."""
+    pct = 100.0 * step / max(total, 1)
+    return (
+        f"train: step {step}/{total} ({pct:.0f}%), loss {logs['loss_avg']:.4f}{val}, "
+        f"{seconds:.0f} s elapsed"
+    )
+
+
 @app.command()
 @handle_errors
 def train(
+    ctx: typer.Context,
     data: Path = typer.Option(
         ..., "--data", help="Data folder (one subfolder per tomogram) or YAML config."
     ),
@@ -56,7 +80,8 @@ def train(
     """Train a model from scratch, or fine-tune one (--from default) on your annotations.
 
     Writes OUTPUT/model.pt + OUTPUT/model.json (usable as `segment --model OUTPUT`) and
-    checkpoints in OUTPUT/checkpoints/ (continue with --resume).
+    checkpoints in OUTPUT/checkpoints/ (continue with --resume). Progress goes to stderr: a
+    bar on a terminal, otherwise a plain line every 5 % of the steps and at each validation.
     """
     import torch
 
@@ -76,7 +101,12 @@ def train(
         boundary=boundary,
         seed=seed,
     )
-    quiet = not sys.stderr.isatty()
+    quiet = bool((ctx.find_root().obj or {}).get("quiet"))  # --quiet: only errors
+    if not quiet and not _has_validation(data, val_fraction, seed):
+        err_console.print(NO_VALIDATION_WARNING.format(data=data), markup=False)
+    bar = show_progress(ctx)  # a terminal and no --quiet
+    plain = not bar and not quiet
+    t_start = time.perf_counter()
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     progress = Progress(
@@ -86,7 +116,7 @@ def train(
         TextColumn("{task.fields[info]}"),
         TimeRemainingColumn(),
         console=err_console,
-        disable=quiet,
+        disable=not bar,
     )
     state: dict = {"task": None, "val": ""}
 
@@ -98,6 +128,11 @@ def train(
             state["task"] = progress.add_task("train", total=config.steps, info="")
         info = f"loss {logs['loss_avg']:.4f}{state['val']}"
         progress.update(state["task"], completed=step, info=info)
+        every = max(1, config.steps // 20)  # config.steps is final once training runs
+        if plain and (step % every == 0 or step >= config.steps or "val" in logs):
+            seconds = time.perf_counter() - t_start
+            line = _plain_progress_line(step, config.steps, logs, state["val"], seconds)
+            typer.echo(line, err=True)
 
     with progress:
         result = train_model(
