@@ -27,12 +27,17 @@ def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def speed(shape: tuple[int, int, int], voxel_size_nm: float, baseline_slices: int) -> dict:
+def speed(
+    shape: tuple[int, int, int],
+    voxel_size_nm: float,
+    baseline_slices: int,
+    overrides: dict | None = None,
+) -> dict:
     from skimage.transform import iradon, radon
 
     from synapseg.simulate import SimulationParams, simulate_tomogram
 
-    params = SimulationParams(shape=shape, voxel_size_nm=voxel_size_nm, seed=0)
+    params = SimulationParams(shape=shape, voxel_size_nm=voxel_size_nm, seed=0, **(overrides or {}))
     t0, c0 = time.perf_counter(), time.process_time()
     res = simulate_tomogram(params, keep_phantom=True)
     total = time.perf_counter() - t0
@@ -43,6 +48,7 @@ def speed(shape: tuple[int, int, int], voxel_size_nm: float, baseline_slices: in
         "voxel_size_nm": voxel_size_nm,
         "n_tilts": len(params.tilt_angles_deg),
         "n_vesicles": len(res.vesicles),
+        "overrides": overrides or {},
         "total_s": total,
         "cpu_s": cpu,
         "load_average_1min": __import__("os").getloadavg()[0],
@@ -81,6 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--voxel-size", type=float, default=1.4)
     ap.add_argument("--baseline-slices", type=int, default=4)
     ap.add_argument("--no-sweep", action="store_true", help="skip the SNR sweep")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="a SimulationParams field for the speed run, e.g. --set n_gold=10",
+    )
     ap.add_argument("--json", default="bench_simulate.json", help="where to write the results")
     args = ap.parse_args(argv)
     result = {
@@ -90,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
             "python": sys.version.split()[0],
         },
-        "speed": speed(tuple(args.shape), args.voxel_size, args.baseline_slices),
+        "speed": speed(
+            tuple(args.shape),
+            args.voxel_size,
+            args.baseline_slices,
+            {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)},
+        ),
     }
     s = result["speed"]
     print(

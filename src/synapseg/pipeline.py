@@ -73,6 +73,7 @@ class SegmentOptions:
     tilt_axis: str | None = None
     min_radius_nm: float | None = None
     max_radius_nm: float | None = None
+    min_confidence: float = 0.5
     overwrite: bool = False
     from_stage: str | None = None
     progress: bool = False
@@ -96,6 +97,12 @@ class SegmentOptions:
             raise InputError("--invert", f"unknown value '{self.invert}'", "use auto, yes or no")
         if self.star_binning is not None and not self.star_binning > 0:
             raise InputError("--star-binning", "must be positive", "give e.g. 4 for bin-4 data")
+        if not 0 <= self.min_confidence <= 1:
+            raise InputError(
+                "--min-confidence",
+                f"{self.min_confidence} is not a probability",
+                "give a value between 0 and 1, e.g. 0.5",
+            )
         if self.tilt_axis not in (None, "y", "x", "dual"):
             raise InputError("--tilt-axis", f"unknown value '{self.tilt_axis}'", "use y, x or dual")
         self._check_values()
@@ -300,7 +307,11 @@ def stage_vesicles(
 
     prob = read_volume(probabilities, volume.voxel_size_nm).data
     invert = options.invert if inverted is None else ("yes" if inverted else "no")
-    params = {"tilt_range_deg": options.tilt_range_deg, "invert": invert}
+    params = {
+        "tilt_range_deg": options.tilt_range_deg,
+        "invert": invert,
+        "min_confidence": options.min_confidence,
+    }
     wedge = wedge or resolve_acquisition(volume, options)[0]
     params["tilt_range_deg"] = wedge.tilt_range_deg
     params["tilt_axis"] = wedge.wedge_axis  # "dual": weights of both series (a pyramid)

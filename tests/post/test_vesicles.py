@@ -115,6 +115,8 @@ def test_stage_params_take_every_shared_field_from_post_params():
         min_inner_fraction=0.3,
         max_shift_fraction=0.5,
         max_overlap_nm=3.0,
+        min_confidence=0.4,
+        confidence_model="my_confidence_model.json",
         n_directions=100,
         n_iter=3,
     )

@@ -146,3 +146,34 @@ def test_world_params_are_validated(bad):
 def test_new_params_round_trip_through_dict():
     p = SimulationParams(shape=SHAPE, lamella_thickness_nm=50.0, n_gold=3, dual_axis=True)
     assert SimulationParams.from_dict(p.to_dict()) == p
+
+
+def test_defocus_gradient_changes_the_ctf_across_a_tilted_image():
+    from synapseg.simulate.imaging import ctf, defocus_gradient_image
+
+    params = SimulationParams(shape=SHAPE, voxel_size_nm=2.0, defocus_gradient=True)
+    rng = np.random.default_rng(0)
+    ny, nu = 16, 512
+    spectrum = np.fft.rfft2(rng.normal(size=(ny, nu)))
+    ky = np.fft.fftfreq(ny)[:, None] / 2.0
+    ku = np.fft.rfftfreq(nu)[None, :] / 2.0
+    k = np.sqrt(ky**2 + ku**2)
+
+    def uniform(d: float) -> np.ndarray:
+        return np.fft.irfft2(spectrum * ctf(k, d), s=(ny, nu))
+
+    tilted = defocus_gradient_image(spectrum, np.ones_like(k), k, 4.0, 60.0, params)
+    flat = defocus_gradient_image(spectrum, np.ones_like(k), k, 4.0, 0.0, params)
+    np.testing.assert_allclose(flat, uniform(4.0), atol=1e-5)
+    # the edges sit ±(nu - 1)/2 · 2 nm · tan 60° ≈ ±0.88 µm away from the nominal defocus
+    half = (nu - 1) / 2 * 2.0 * np.tan(np.radians(60.0)) / 1e3
+    np.testing.assert_allclose(tilted[:, 0], uniform(4.0 - half)[:, 0], atol=1e-5)
+    np.testing.assert_allclose(tilted[:, -1], uniform(4.0 + half)[:, -1], atol=1e-5)
+    nominal = uniform(4.0)[:, 0]
+    assert np.abs(tilted[:, 0] - nominal).max() > 0.1 * np.abs(nominal).max()
+    # and the simulator uses it
+    a = simulate_tomogram(SimulationParams(shape=(24, 64, 64), seed=2, snr=None))
+    b = simulate_tomogram(
+        SimulationParams(shape=(24, 64, 64), seed=2, snr=None, defocus_gradient=True)
+    )
+    assert not np.array_equal(a.tomogram, b.tomogram)

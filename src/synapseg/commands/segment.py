@@ -121,6 +121,11 @@ def segment(
     ),
     min_radius: float | None = typer.Option(None, "--min-radius", help="Smallest radius, nm."),
     max_radius: float | None = typer.Option(None, "--max-radius", help="Largest radius, nm."),
+    min_confidence: float = typer.Option(
+        0.5,
+        "--min-confidence",
+        help="Keep vesicles whose calibrated confidence (0-1) is at least this.",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     from_stage: str | None = typer.Option(
         None, "--from-stage", help=f"Recompute from this stage: {', '.join(STAGES)}."
@@ -154,6 +159,7 @@ def segment(
         tilt_axis=tilt_axis,
         min_radius_nm=min_radius,
         max_radius_nm=max_radius,
+        min_confidence=min_confidence,
         overwrite=overwrite,
         from_stage=from_stage,
         progress=show_progress(ctx),

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 _Stage = TypeVar("_Stage", SphereParams, FilterParams)
 
-QC_COLUMNS = [*FIT_QC_COLUMNS, "outer_shrunk_nm"]
+QC_COLUMNS = [*FIT_QC_COLUMNS, "outer_shrunk_nm", "confidence"]
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,15 @@ class PostParams:
         or ``"no"`` (densities are dark).
     membrane_thickness_nm
         Bilayer thickness; ``outer_radius_nm = radius_nm + thickness / 2``.
+    min_confidence
+        Calibrated confidence cut-off (0..1, default 0.5; see :mod:`synapseg.post.confidence`);
+        ``None``: legacy absolute thresholds below.
+    confidence_model
+        Path of a confidence model JSON (default: the shipped one).
     min_membrane_contrast, min_profile_correlation, max_fit_residual_nm, max_lumen_ratio,
     min_inner_fraction, max_shift_fraction, max_overlap_nm
-        QC thresholds, see :mod:`synapseg.post.filters`.
+        QC thresholds, see :mod:`synapseg.post.filters` (only ``max_shift_fraction`` and
+        ``max_overlap_nm`` apply when ``min_confidence`` is set).
     min_separation_nm
         Minimum distance of watershed seeds; ``None`` = ``min_radius_nm``.
     n_directions, n_iter
@@ -88,6 +94,8 @@ class PostParams:
     min_inner_fraction: float = FilterParams.min_inner_fraction
     max_shift_fraction: float = FilterParams.max_shift_fraction
     max_overlap_nm: float | None = FilterParams.max_overlap_nm
+    min_confidence: float | None = FilterParams.min_confidence
+    confidence_model: str | None = FilterParams.confidence_model
     min_separation_nm: float | None = None
     n_directions: int = SphereParams.n_directions
     n_iter: int = SphereParams.n_iter
@@ -228,7 +236,7 @@ def find_vesicles(
     info["timings_s"]["spheres"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    kept, rej = qc_filter(fits, vs, _stage_params(FilterParams, p))
+    kept, rej = qc_filter(fits, vs, _stage_params(FilterParams, p), shape=tomogram.shape)
     info["timings_s"]["filters"] = time.perf_counter() - t0
     if len(rej):
         rejected.append(rej)

@@ -60,7 +60,9 @@ class SimulationParams:
         radial_cutoff / radial_falloff (IMOD-style Gaussian roll-off, cycles/px),
         invert_contrast (densities bright instead of dark); denoise_sigma_nm (> 0: a
         Gaussian smoothing of the reconstruction, the look of denoised tomograms);
-        dual_axis (a second tilt series about x, reconstructed and averaged with the first).
+        dual_axis (a second tilt series about x, reconstructed and averaged with the first);
+        defocus_gradient (the defocus changes across each tilted image, perpendicular to
+        the tilt axis, as u·tan θ).
     Specimen and extra content (all off by default)
         lamella_thickness_nm (None: the specimen fills the volume; else a slab centred in z
         with vacuum of ``vacuum_density`` above and below, shown brighter than the
@@ -126,6 +128,7 @@ class SimulationParams:
     ribosome_density_per_um3: float = 0.0
     denoise_sigma_nm: float = 0.0
     dual_axis: bool = False
+    defocus_gradient: bool = False
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in np.broadcast_to(np.asarray(self.shape), (3,)))
