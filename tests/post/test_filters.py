@@ -23,7 +23,7 @@ def _fits(rows):
     return pd.DataFrame(out)
 
 
-def test_each_outlier_is_removed_with_its_reason():
+def test_legacy_thresholds_remove_each_outlier_with_its_reason():
     good = {"center_z_px": 20.0, "center_y_px": 20.0, "center_x_px": 20.0, "radius_nm": 18.0}
 
     def at(x, **kw):
@@ -43,7 +43,7 @@ def test_each_outlier_is_removed_with_its_reason():
             at(500, radius_nm=np.nan),
         ]
     )
-    kept, rejected = qc_filter(fits, VOXEL_NM, FilterParams())
+    kept, rejected = qc_filter(fits, VOXEL_NM, FilterParams(min_confidence=None))
     assert len(kept) == 1 and kept["center_x_px"].iloc[0] == 20
     assert list(rejected["reason"]) == [
         "radius above max",
@@ -82,7 +82,8 @@ def test_duplicates_are_removed_and_small_overlaps_shrunk():
             },
         ]
     )
-    kept, rejected = qc_filter(fits, VOXEL_NM)
+    # cut-off 0: every candidate passes the confidence test, the overlap rule alone decides
+    kept, rejected = qc_filter(fits, VOXEL_NM, FilterParams(min_confidence=0.0))
     assert list(rejected["reason"]) == ["overlaps a better vesicle"]
     assert rejected["center_y_px"].iloc[0] == 31
     np.testing.assert_allclose(kept["outer_shrunk_nm"], [0.5, 0.5], atol=1e-6)
@@ -105,3 +106,79 @@ def test_empty_input():
     kept, rejected = qc_filter(pd.DataFrame({c: np.zeros(0) for c in cols}), VOXEL_NM)
     assert len(kept) == 0 and len(rejected) == 0
     assert "outer_radius_nm" in kept and "reason" in rejected
+
+
+def _toy_model(path):
+    """A confidence model that only looks at the relative membrane contrast."""
+    import json
+
+    from synapseg.post.confidence import FEATURES
+
+    n = len(FEATURES)
+    coef = [0.0] * n
+    coef[FEATURES.index("contrast_rel")] = 10.0
+    model = {
+        "features": FEATURES,
+        "mean": [0.0] * n,
+        "scale": [1.0] * n,
+        "coef_linear": coef,
+        "coef_square": [0.0] * n,
+        "intercept": -5.0,  # p = 0.5 at contrast_rel = 0.5
+        "positive_mean": [1.0] * n,
+        "calibration": None,
+    }
+    path.write_text(json.dumps(model))
+    return str(path)
+
+
+def _row_of_candidates(contrasts, radius_nm=18.0, **extra):
+    return _fits(
+        [
+            {
+                "center_z_px": 30.0,
+                "center_y_px": 30.0,
+                "center_x_px": 30.0 + 40.0 * i,
+                "radius_nm": radius_nm,
+                "membrane_contrast": c,
+                "score": 0.9,
+                **extra,
+            }
+            for i, c in enumerate(contrasts)
+        ]
+    )
+
+
+def test_confidence_cut_replaces_absolute_thresholds(tmp_path):
+    model = _toy_model(tmp_path / "m.json")
+    # a faint tomogram: every membrane is below the legacy 0.15 σ, one is much fainter still
+    fits = _row_of_candidates([0.1, 0.11, 0.1, 0.12, 0.1, 0.1, 0.02])
+    legacy_kept, _ = qc_filter(fits, VOXEL_NM, FilterParams(min_confidence=None))
+    assert len(legacy_kept) == 0
+    kept, rejected = qc_filter(
+        fits, VOXEL_NM, FilterParams(min_confidence=0.5, confidence_model=model)
+    )
+    assert len(kept) == 6 and "confidence" in kept
+    assert np.all(kept["confidence"] >= 0.5)
+    assert len(rejected) == 1 and rejected["center_x_px"].iloc[0] == 30.0 + 40.0 * 6
+    reason = rejected["reason"].iloc[0]
+    assert reason.startswith("confidence 0.") and "< 0.5: weak membrane" in reason
+
+
+def test_hard_limits_still_apply_in_confidence_mode(tmp_path):
+    model = _toy_model(tmp_path / "m.json")
+    fits = _row_of_candidates([0.6] * 6)
+    fits.loc[1, "radius_nm"] = 60.0
+    fits.loc[2, "shift_nm"] = 15.0
+    kept, rejected = qc_filter(
+        fits, VOXEL_NM, FilterParams(min_confidence=0.5, confidence_model=model)
+    )
+    assert list(rejected["reason"]) == ["radius above max", "fit drifted"]
+    assert rejected["confidence"].isna().all()  # hard rejects are not scored
+    assert len(kept) == 4
+
+
+def test_min_confidence_must_be_a_probability():
+    import pytest
+
+    with pytest.raises(ValueError, match="min_confidence"):
+        FilterParams(min_confidence=1.5)

@@ -1,5 +1,15 @@
 """QC filters and outlier removal for fitted vesicle spheres; every removal keeps a reason.
 
+Hard sanity limits (never learned; the first failing one is the reason): ``fit failed``,
+``radius below min`` / ``radius above max``, ``fit drifted`` (see below).
+
+Then, by default (``min_confidence`` set), one learned, calibrated cut-off replaces the absolute
+thresholds: every candidate gets ``confidence`` (:mod:`synapseg.post.confidence`, features
+relative to this tomogram's own vesicles) and those below ``min_confidence`` are rejected with
+the reason ``"confidence 0.12 < 0.5: weak membrane, low profile correlation"`` (the features that
+pulled the confidence down).
+
+Legacy mode (``min_confidence=None``): the absolute thresholds below, tuned on our simulator.
 Per-vesicle tests (in this order; the first failing one is the reason):
 
 - ``radius below min`` / ``radius above max``: ``radius_nm`` outside [min_radius_nm, max_radius_nm]
@@ -35,6 +45,14 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from synapseg.post.confidence import (
+    FEATURES,
+    candidate_features,
+    load_model,
+    low_confidence_reasons,
+    predict_confidence,
+)
+
 log = logging.getLogger(__name__)
 
 CENTER_COLUMNS = ["center_z_px", "center_y_px", "center_x_px"]
@@ -42,7 +60,13 @@ CENTER_COLUMNS = ["center_z_px", "center_y_px", "center_x_px"]
 
 @dataclass(frozen=True)
 class FilterParams:
-    """Thresholds of :func:`qc_filter` (nm, noise σ per voxel, correlation)."""
+    """Thresholds of :func:`qc_filter` (nm, noise σ per voxel, correlation, probability).
+
+    ``min_confidence`` (default 0.5): reject candidates whose calibrated confidence is lower;
+    the absolute thresholds ``min_membrane_contrast`` … ``min_inner_fraction`` then do not apply.
+    ``min_confidence=None``: legacy mode, the absolute thresholds decide.
+    ``confidence_model``: path of a confidence model JSON (default: the shipped one).
+    """
 
     min_radius_nm: float = 10.0
     max_radius_nm: float = 40.0
@@ -54,6 +78,12 @@ class FilterParams:
     max_shift_fraction: float = 0.6
     membrane_thickness_nm: float = 4.5
     max_overlap_nm: float | None = None
+    min_confidence: float | None = 0.5
+    confidence_model: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_confidence is not None and not 0 <= self.min_confidence <= 1:
+            raise ValueError(f"min_confidence must lie in [0, 1], not {self.min_confidence}")
 
 
 def _reasons(fits: pd.DataFrame, p: FilterParams) -> np.ndarray:
@@ -70,6 +100,8 @@ def _reasons(fits: pd.DataFrame, p: FilterParams) -> np.ndarray:
     flag(r > p.max_radius_nm, "radius above max")
     if "shift_nm" in fits:
         flag(fits["shift_nm"].to_numpy(float) > p.max_shift_fraction * r, "fit drifted")
+    if p.min_confidence is not None:
+        return reason
     mc = fits["membrane_contrast"].to_numpy(float)
     flag(~(mc >= p.min_membrane_contrast), "weak membrane")
     flag(
@@ -87,10 +119,33 @@ def _reasons(fits: pd.DataFrame, p: FilterParams) -> np.ndarray:
     return reason
 
 
+def _vs3(voxel_size_nm: Sequence[float] | float) -> np.ndarray:
+    return np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
+
+
+def _add_confidence(
+    fits: pd.DataFrame,
+    reason: np.ndarray,
+    vs: np.ndarray,
+    shape: Sequence[int] | None,
+    p: FilterParams,
+) -> None:
+    """Add ``feat_<name>`` columns and ``confidence`` (NaN for hard rejects) in place."""
+    eligible = reason == ""
+    feats = candidate_features(fits, vs, shape=shape, eligible=eligible)
+    conf = np.full(len(fits), np.nan)
+    if eligible.any():
+        conf[eligible] = predict_confidence(feats[eligible], load_model(p.confidence_model))
+    for name in FEATURES:
+        fits[f"feat_{name}"] = feats[name].to_numpy()
+    fits["confidence"] = conf
+
+
 def qc_filter(
     fits: pd.DataFrame,
     voxel_size_nm: Sequence[float] | float,
     params: FilterParams | None = None,
+    shape: Sequence[int] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split fitted spheres into kept vesicles and rejected candidates (with ``reason``).
 
@@ -105,12 +160,15 @@ def qc_filter(
         Voxel size, scalar or zyx triple (for distances in nm).
     params
         :class:`FilterParams`.
+    shape
+        (z, y, x) shape of the tomogram (for the distance-to-edge feature of the confidence).
 
     Returns
     -------
     (kept, rejected)
-        ``kept``: the passing rows (original order) with ``outer_radius_nm`` and
-        ``outer_shrunk_nm``; ``rejected``: the others with a ``reason`` column.
+        ``kept``: the passing rows (original order) with ``outer_radius_nm``,
+        ``outer_shrunk_nm`` and ``confidence``; ``rejected``: the others with a ``reason``
+        column. Both carry the confidence features as ``feat_<name>`` columns.
     """
     p = params or FilterParams()
     t = p.membrane_thickness_nm
@@ -119,11 +177,23 @@ def qc_filter(
     if "outer_radius_nm" not in fits:
         fits["outer_radius_nm"] = fits["radius_nm"] + t / 2
     fits["outer_shrunk_nm"] = 0.0
+    vs3 = _vs3(voxel_size_nm)
     reason = _reasons(fits, p)
+    _add_confidence(fits, reason, vs3, shape, p)
+    if p.min_confidence is not None:
+        low = np.flatnonzero((reason == "") & ~(fits["confidence"].to_numpy() >= p.min_confidence))
+        if len(low):
+            model = load_model(p.confidence_model)
+            why = low_confidence_reasons(
+                fits.loc[low, [f"feat_{n}" for n in FEATURES]].set_axis(FEATURES, axis=1), model
+            )
+            for i, text in zip(low, why):
+                reason[i] = (
+                    f"confidence {fits.at[i, 'confidence']:.2f} < {p.min_confidence:g}: {text}"
+                )
     ok = np.flatnonzero(reason == "")
     if len(ok) > 1:
-        vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
-        xyz = fits.loc[ok, CENTER_COLUMNS].to_numpy(float) * vs
+        xyz = fits.loc[ok, CENTER_COLUMNS].to_numpy(float) * vs3
         outer = fits.loc[ok, "outer_radius_nm"].to_numpy(float).copy()
         quality = fits.loc[ok, "membrane_contrast"].to_numpy(float) * fits.loc[
             ok, "profile_correlation"
