@@ -66,6 +66,9 @@ def simulate(
         0.0, "--denoise-sigma", min=0, help="Denoised look: Gaussian σ in nm (0 = off)."
     ),
     dual_axis: bool = typer.Option(False, "--dual-axis", help="Dual-axis tilt series."),
+    defocus_gradient: bool = typer.Option(
+        False, "--defocus-gradient", help="Defocus changes across each tilted image."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
 ) -> None:
     """Simulate synapse tomograms (phantom, tilt series with CTF and noise, weighted
@@ -93,6 +96,7 @@ def simulate(
         ribosome_density_per_um3=ribosomes,
         denoise_sigma_nm=denoise_sigma,
         dual_axis=dual_axis,
+        defocus_gradient=defocus_gradient,
     )
     if snr < 0:
         raise InputError("--snr", f"snr must be >= 0, got {snr}", "use e.g. 0.2, or 0 for none")
