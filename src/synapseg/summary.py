@@ -256,6 +256,29 @@ def vesicle_warnings(
     return out
 
 
+def centers_outside_warning(
+    centers_nm: np.ndarray, shape: Sequence[int], voxel_size_nm: Sequence[float], what: str
+) -> str | None:
+    """A warning when (z, y, x) centers in nm lie outside a volume of ``shape`` voxels.
+
+    Voxel ``i`` covers ``[(i - 0.5) * v, (i + 0.5) * v]`` nm along each axis.
+    """
+    c = np.asarray(centers_nm, dtype=float).reshape(-1, 3)
+    if len(c) == 0:
+        return None
+    v = np.asarray(voxel_size_nm, dtype=float)
+    lo, hi = -0.5 * v, (np.asarray(shape[-3:], dtype=float) - 0.5) * v
+    n_out = int((((c < lo) | (c > hi)).any(axis=1)).sum())
+    if n_out == 0:
+        return None
+    return (
+        f"{n_out} of {len(c)} {what} centers lie outside the tomogram "
+        f"({_fmt(hi - lo)} nm in z, y, x): they cannot be matched, so the scores are wrong; "
+        "check the voxel size or binning of the ground truth (--gt-voxel-size, "
+        "--star-binning) and that it belongs to this tomogram"
+    )
+
+
 def segment_warnings(
     volume: Volume, model: str | Any = "default", mask: Volume | None = None
 ) -> list[str]:

@@ -328,3 +328,35 @@ def test_an_all_zero_mask_warns_before_anything_runs(sim, tmp_path, fake_network
     assert "is all zero" in result.output
     report = json.loads((out / "t_report.json").read_text())
     assert any("is all zero" in w for w in report["warnings"]) and report["n_vesicles"] == 0
+
+
+def test_centers_outside_the_volume_are_counted():
+    from synapseg.summary import centers_outside_warning
+
+    vs = (2.0, 1.0, 1.0)
+    inside = np.array([[-0.9, 0.0, 0.0], [8.9, 19.4, 29.4]])  # voxel centers +- half a voxel
+    assert centers_outside_warning(inside, (5, 20, 30), vs, "ground-truth") is None
+    outside = np.vstack([inside, [[9.1, 5, 5], [5, -0.6, 5]]])
+    warning = centers_outside_warning(outside, (5, 20, 30), vs, "ground-truth")
+    assert warning.startswith("2 of 4 ground-truth centers lie outside the tomogram")
+
+
+@pytest.mark.slow  # two evaluate reports with figures: ~7 s each on 2 cores
+def test_evaluate_warns_when_ground_truth_lies_outside_the_tomogram(sim, tmp_path):
+    from synapseg.io.tables import CENTER_PX, make_table, write_table_csv
+
+    tomo = write(tmp_path, "t.mrc", sim.tomogram)
+    centers = sim.vesicles[CENTER_PX].to_numpy(float)
+    radii = sim.vesicles["radius_nm"].to_numpy(float)
+    pred = write_table_csv(tmp_path / "pred.csv", make_table(centers, radii, (VOXEL_NM,) * 3))
+    # ground truth in unbinned pixels of a bin-4 tomogram: 4x the coordinates
+    gt = write_table_csv(tmp_path / "gt.csv", make_table(centers * 4, radii, (VOXEL_NM,) * 3))
+    result = run("evaluate", "--gt", gt, "--pred", pred, "--tomogram", tomo, "-o", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    assert "lie outside the tomogram" in result.output
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert any("lie outside the tomogram" in w for w in metrics["warnings"])
+    result = run(
+        "evaluate", "--gt", pred, "--pred", pred, "--tomogram", tomo, "-o", tmp_path / "ok"
+    )
+    assert result.exit_code == 0 and "outside the tomogram" not in result.output

@@ -137,6 +137,10 @@ def evaluate_one(
             else None
         ),
     )
+    outside = _gt_outside(gt, pred, tomo)
+    if outside:
+        err_console.print(f"warning: {gt_path}: {outside}", markup=False)
+        metrics["warnings"] = [*metrics.get("warnings", []), outside]
     inputs = _inputs(gt, pred, tomo, options)
     if gt_labels is not None:
         inputs["voxel metrics from"] = (
@@ -144,6 +148,20 @@ def evaluate_one(
         )
     metrics["inputs"] = {k: v for k, v in inputs.items() if v is not None}
     return metrics, match, tomo, inputs
+
+
+def _gt_outside(gt: Loaded, pred: Loaded, tomo: Volume | None) -> str | None:
+    """A warning when ground-truth centers lie outside the tomogram (or label volume)."""
+    from synapseg.summary import centers_outside_warning
+
+    if tomo is not None:
+        shape, vs = tomo.shape, tomo.voxel_size_nm
+    else:
+        side = next((s for s in (pred, gt) if s.labels is not None and s.voxel_size_nm), None)
+        if side is None:
+            return None
+        shape, vs = side.labels.shape, side.voxel_size_nm
+    return centers_outside_warning(gt.table.centers_nm, shape, vs, "ground-truth")
 
 
 def _print_summary(title: str, metrics: dict[str, Any]) -> None:
