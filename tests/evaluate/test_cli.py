@@ -128,7 +128,7 @@ def test_evaluate_many_tomograms_per_tomogram_and_pooled(tmp_path):
 PYTO = Path(__file__).resolve().parents[2].parent / "shared/reference/pyto-presynaptic-example"
 
 
-@pytest.mark.skipif(not PYTO.is_dir(), reason="../shared reference data absent")
+@pytest.mark.reference("pyto-presynaptic-example")
 def test_real_pyto_table_against_its_own_labels(tmp_path):
     # Pyto's vesicle table (centers x y z px, radius mean px) as a prediction, its labels
     # file as ground truth, vesicle ids read from its parameter script.

@@ -115,7 +115,7 @@ def _read_pyto_vesicle_table(path: Path) -> dict[int, dict[str, float]]:
     return rows
 
 
-@pytest.mark.skipif(not PYTO_EXAMPLE.is_dir(), reason="../shared reference data absent")
+@pytest.mark.reference("pyto-presynaptic-example")
 def test_real_pyto_labels_reproduce_pyto_centers_and_radii():
     from synapseg.io.volume import read_volume
 

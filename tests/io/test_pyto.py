@@ -18,7 +18,7 @@ from synapseg.io.tables import make_table
 
 EXAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
 EXAMPLE = EXAMPLE / "pyto-presynaptic-example"
-needs_example = pytest.mark.skipif(not EXAMPLE.is_dir(), reason="../shared reference absent")
+needs_example = pytest.mark.reference("pyto-presynaptic-example")  # tests/conftest.py
 VS_NM = 1.684
 
 

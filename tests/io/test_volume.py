@@ -20,7 +20,6 @@ from synapseg.io.volume_writer import (
 )
 
 REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
-needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference absent")
 
 
 def raw_mrc(path: Path, data: np.ndarray, voxel_size_a: float | tuple = 14.0) -> Path:
@@ -131,7 +130,7 @@ def test_angstrom_nm_confusion_is_an_error_naming_both_readings(tmp_path, rng):
 # ----------------------------------------------------------------------------- real headers
 
 
-@needs_reference
+@pytest.mark.reference("pyto-presynaptic-example")  # skip rule: tests/conftest.py
 def test_real_old_style_pyto_labels_open_with_warning(caplog):
     path = REFERENCE / "pyto-presynaptic-example" / "viz_labels.mrc"
     with caplog.at_level(logging.WARNING, logger="synapseg"):
@@ -144,7 +143,7 @@ def test_real_old_style_pyto_labels_open_with_warning(caplog):
     assert {2, 3, 36, 48}.issubset(labels)
 
 
-@needs_reference
+@pytest.mark.reference("real-header-crop")
 def test_real_imod_int16_crop_opens():
     vol = read_volume(REFERENCE / "real-header-crop" / "new-head_int16.mrc")
     assert vol.shape == (20, 30, 40)

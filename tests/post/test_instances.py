@@ -106,7 +106,7 @@ PYTO_TABLE = {
 }
 
 
-@pytest.mark.skipif(not PYTO.is_dir(), reason="../shared reference data absent")
+@pytest.mark.reference("pyto-presynaptic-example")
 def test_candidates_on_real_pyto_vesicle_labels_match_pytos_table():
     """A real presynaptic segmentation (Pyto example, 1.684 nm/px) blurred into a map."""
     with warnings.catch_warnings():

@@ -1,0 +1,46 @@
+"""Suite-wide test helpers.
+
+``@pytest.mark.reference("NAME")`` marks a test that needs the real reference files in
+``../shared/reference/NAME`` (beside the repository, not part of it). Without them the test
+is skipped with a reason that says what is missing and why.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+REFERENCE_WHAT = {
+    "pyto-presynaptic-example": "a real Pyto presynaptic segmentation with Pyto's own tables",
+    "real-header-crop": "crops of real IMOD/MRC files with their original headers",
+}
+
+
+def reference_skip_reason(name: str) -> str:
+    """Why a test needing ``../shared/reference/<name>`` is skipped."""
+    what = REFERENCE_WHAT.get(name, "real reference files")
+    return (
+        f"real reference data absent: ../shared/reference/{name} ({what}) is not in this "
+        "checkout; it is reference material kept beside the repository, not part of the "
+        "package, so this check against real data is skipped"
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "reference(name): needs ../shared/reference/<name> (real data); skipped with the "
+        "reason when it is absent",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        marker = item.get_closest_marker("reference")
+        if marker is None:
+            continue
+        name = marker.args[0] if marker.args else ""
+        if not (REFERENCE_DIR / name).is_dir():
+            item.add_marker(pytest.mark.skip(reason=reference_skip_reason(name)))
