@@ -113,22 +113,24 @@ def scan_volume(
     for z0 in range(0, nz, step):
         z1 = min(nz, z0 + step)
         block = np.asarray(data[z0:z1])
-        if is_float:
+        if block.size == 0:
+            continue
+        b_lo, b_hi = block.min(), block.max()  # NaN and inf propagate into these
+        if not is_float or (np.isfinite(b_lo) and np.isfinite(b_hi)):
+            lo, hi = min(lo, float(b_lo)), max(hi, float(b_hi))
+        else:  # a block with NaN/inf: count them by kind and section
             finite = np.isfinite(block)
-            if not finite.all():
-                bad_z = np.flatnonzero(~finite.reshape(z1 - z0, -1).all(axis=1)) + z0
-                nan = np.isnan(block)
-                res.n_nan += int(nan.sum())
-                res.n_posinf += int(np.isposinf(block).sum())
-                res.n_neginf += int(np.isneginf(block).sum())
-                res.n_nonfinite_sections += len(bad_z)
-                if res.first_nonfinite_z is None:
-                    res.first_nonfinite_z = int(bad_z[0])
-                res.last_nonfinite_z = int(bad_z[-1])
-                block = block[finite]
-        if block.size:
-            lo = min(lo, float(block.min()))
-            hi = max(hi, float(block.max()))
+            bad_z = np.flatnonzero(~finite.reshape(z1 - z0, -1).all(axis=1)) + z0
+            res.n_nan += int(np.isnan(block).sum())
+            res.n_posinf += int(np.isposinf(block).sum())
+            res.n_neginf += int(np.isneginf(block).sum())
+            res.n_nonfinite_sections += len(bad_z)
+            if res.first_nonfinite_z is None:
+                res.first_nonfinite_z = int(bad_z[0])
+            res.last_nonfinite_z = int(bad_z[-1])
+            values = block[finite]
+            if values.size:
+                lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
         if progress is not None:
             progress(z1 - z0)
     res.n_nonfinite = res.n_nan + res.n_posinf + res.n_neginf
