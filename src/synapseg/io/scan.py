@@ -255,5 +255,5 @@ def _outlier_warning(volume: Volume, scan: ScanResult) -> str | None:
     return (
         f"values range from {scan.min:.6g} to {scan.max:.6g}, more than {_OUTLIER_FACTOR:g}x "
         f"the 1-99% spread ({p1:.6g} to {p99:.6g}) away from it: a few extreme voxels "
-        "(hot pixels, overflow?) are clipped by the normalisation; check the reconstruction"
+        "(hot pixels, overflow?) can distort the results near them; check the reconstruction"
     )
