@@ -180,7 +180,7 @@ def seen_params(sim45, monkeypatch):
 
     seen = []
 
-    def stage_predict(volume, options, target):
+    def stage_predict(volume, options, target, *args, **kwargs):
         with open_volume_writer(
             target, volume.shape, np.uint8, volume.voxel_size_nm, overwrite=True
         ) as out:
@@ -189,9 +189,9 @@ def seen_params(sim45, monkeypatch):
 
     real = vesicles.find_vesicles
 
-    def spy(tomogram, probability, voxel_size_nm, params=None):
-        seen.append(params)
-        return real(tomogram, probability, voxel_size_nm, params=params)
+    def spy(*args, **kwargs):
+        seen.append(kwargs["params"] if "params" in kwargs else args[3])
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(pipeline, "stage_predict", stage_predict)
     monkeypatch.setattr(vesicles, "find_vesicles", spy)
