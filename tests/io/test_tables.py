@@ -130,6 +130,8 @@ def test_unknown_columns_pass_through_every_table_format(tmp_path, table):
         assert back["source"].tolist() == ["auto"] * 6
         # core first, then the other columns in their given order
         assert list(back.columns[len(CORE_COLUMNS) :]) == list(t.columns[len(CORE_COLUMNS) :])
+    units = json.loads((tmp_path / "v.json").read_text())["units"]  # from the schema
+    assert units["radius_nm"].startswith("nm,") and "source" in units and "my_note" not in units
 
 
 def test_non_numeric_cell_is_a_row_error_not_a_traceback(tmp_path, table):

@@ -32,6 +32,7 @@ from synapseg.io.atomic import atomic_path
 from synapseg.io.schema import (
     CENTER_NM,
     CENTER_PX,
+    COLUMNS,
     CORE_COLUMNS,
     DEFAULT_MEMBRANE_THICKNESS_NM,
     RowIssue,
@@ -179,11 +180,9 @@ def write_table_json(
         "version": JSON_VERSION,
         "columns": columns,
         "units": {
-            "center_*_px": "voxels of the input grid, zero-based, voxel centers at integers",
-            "center_*_nm": "nm, center_px * voxel_size_nm",
-            "radius_nm": "nm, bilayer midline",
-            "outer_radius_nm": "nm, outer membrane surface",
-            "radius_px": "voxels along x",
+            c: f"{COLUMNS[c].unit or '-'}, {COLUMNS[c].description}"
+            for c in columns
+            if c in COLUMNS
         },
         "provenance": provenance or {},
         "vesicles": rows,
