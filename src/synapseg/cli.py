@@ -30,6 +30,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 INTERRUPTED_MESSAGE = "interrupted; rerun the same command to resume"
+INTERRUPTED_MESSAGES = {
+    "segment": INTERRUPTED_MESSAGE,
+    "train": "interrupted; add --resume to the same command to continue from the last checkpoint",
+}
+"""What to do after Ctrl-C, by command; others get :data:`INTERRUPTED_OTHER`."""
+INTERRUPTED_OTHER = "interrupted; no file was half-written"
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
@@ -45,7 +51,8 @@ def handle_errors(fn: F) -> F:
             err_console.print(f"error: {exc.message}", markup=False)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err_console.print(INTERRUPTED_MESSAGE, markup=False)
+            message = INTERRUPTED_MESSAGES.get(fn.__name__, INTERRUPTED_OTHER)
+            err_console.print(message, markup=False)
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
