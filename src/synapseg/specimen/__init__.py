@@ -5,5 +5,6 @@
 """
 
 from synapseg.specimen.mask import SpecimenMask, specimen_mask
+from synapseg.specimen.wedge import WedgeEstimate, estimate_wedge, resolve_wedge
 
-__all__ = ["SpecimenMask", "specimen_mask"]
+__all__ = ["SpecimenMask", "WedgeEstimate", "estimate_wedge", "resolve_wedge", "specimen_mask"]
