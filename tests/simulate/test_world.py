@@ -3,6 +3,8 @@ look, dual-axis tilt series and vesicle-free tomograms."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,13 @@ SHAPE = (40, 96, 96)
 
 
 def _sim(**kw):
-    return simulate_tomogram(SimulationParams(shape=SHAPE, seed=11, **kw))
+    """One simulation per distinct setting per session (the results are only read)."""
+    return _cached(tuple(sorted(kw.items())))
+
+
+@functools.cache
+def _cached(items: tuple):
+    return simulate_tomogram(SimulationParams(shape=SHAPE, seed=11, **dict(items)))
 
 
 def _grid_distance(params: SimulationParams) -> np.ndarray:
@@ -177,3 +185,10 @@ def test_defocus_gradient_changes_the_ctf_across_a_tilted_image():
         SimulationParams(shape=(24, 64, 64), seed=2, snr=None, defocus_gradient=True)
     )
     assert not np.array_equal(a.tomogram, b.tomogram)
+
+
+def test_wedge_fill_restores_the_missing_wedge():
+    plain = _sim(snr=None)
+    filled = _sim(snr=None, wedge_fill=True)
+    assert _wedge_power_ratio(plain.tomogram) < 0.1
+    assert _wedge_power_ratio(filled.tomogram) > 0.3

@@ -66,6 +66,9 @@ def simulate(
         0.0, "--denoise-sigma", min=0, help="Denoised look: Gaussian σ in nm (0 = off)."
     ),
     dual_axis: bool = typer.Option(False, "--dual-axis", help="Dual-axis tilt series."),
+    wedge_fill: bool = typer.Option(
+        False, "--wedge-fill", help="IsoNet-like look: the missing wedge filled."
+    ),
     defocus_gradient: bool = typer.Option(
         False, "--defocus-gradient", help="Defocus changes across each tilted image."
     ),
@@ -97,6 +100,7 @@ def simulate(
         denoise_sigma_nm=denoise_sigma,
         dual_axis=dual_axis,
         defocus_gradient=defocus_gradient,
+        wedge_fill=wedge_fill,
     )
     if snr < 0:
         raise InputError("--snr", f"snr must be >= 0, got {snr}", "use e.g. 0.2, or 0 for none")

@@ -85,6 +85,8 @@ WORLD_LOOKS: dict[str, dict] = {
     "SIRT-like, radial cutoff 0.2": {"recon_filter": "sirt", "sirt_iterations": 4,
                                      "radial_cutoff": 0.2},
     "dual_axis": {"dual_axis": True},
+    "wedge_fill (IsoNet-like)": {"wedge_fill": True},
+    "defocus_gradient": {"defocus_gradient": True},
     "ribosomes + protein ×3": {"ribosome_density_per_um3": 30000.0, "protein_crowding": 3.0},
     "lamella 60 nm + vacuum": {"lamella_thickness_nm": 60.0},
     "lamella 50 nm, tilted 10°, cuts": {"lamella_thickness_nm": 50.0, "lamella_tilt_deg": 10.0,

@@ -62,7 +62,8 @@ class SimulationParams:
         Gaussian smoothing of the reconstruction, the look of denoised tomograms);
         dual_axis (a second tilt series about x, reconstructed and averaged with the first);
         defocus_gradient (the defocus changes across each tilted image, perpendicular to
-        the tilt axis, as u·tan θ).
+        the tilt axis, as u·tan θ); wedge_fill (an IsoNet-like look: the missing wedge of
+        the reconstruction filled with the scaled noise-free phantom, below 0.25 cycles/px).
     Specimen and extra content (all off by default)
         lamella_thickness_nm (None: the specimen fills the volume; else a slab centred in z
         with vacuum of ``vacuum_density`` above and below, shown brighter than the
@@ -129,6 +130,7 @@ class SimulationParams:
     denoise_sigma_nm: float = 0.0
     dual_axis: bool = False
     defocus_gradient: bool = False
+    wedge_fill: bool = False
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in np.broadcast_to(np.asarray(self.shape), (3,)))

@@ -16,7 +16,7 @@ from synapseg.simulate.imaging import image_tilt_series
 from synapseg.simulate.params import SimulationParams
 from synapseg.simulate.phantom import MEMBRANE_CLASSES, build_phantom
 from synapseg.simulate.reconstruct import project, weighted_backprojection
-from synapseg.simulate.world import specimen_weight
+from synapseg.simulate.world import fill_wedge, specimen_weight
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,8 @@ def simulate_tomogram(
         del rec2
         imaging = {"axis_y": imaging, "axis_x": imaging2}
     t0 = time.perf_counter()
+    if params.wedge_fill:
+        rec = fill_wedge(rec, phantom.density, params.tilt_range_deg)
     if params.denoise_sigma_nm > 0:
         rec = ndimage.gaussian_filter(rec, params.denoise_sigma_nm / params.voxel_size_nm)
     if params.lamella_thickness_nm is not None and params.vacuum_brightness_sigma:
