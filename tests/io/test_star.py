@@ -146,3 +146,13 @@ def test_star_keeps_source(tmp_path, table):
     )
     back = read_table_star(path, voxel_size_nm=VS, shape=SHAPE)
     assert back["source"].tolist() == t["source"].tolist()
+
+
+def test_binning_from_tilt_series_size():
+    from synapseg.io.star import binning_from_tilt_series
+
+    assert binning_from_tilt_series((4096, 4096), (256, 1024, 1024)) == 4.0
+    assert binning_from_tilt_series((4092, 5760), (200, 1440, 1023)) == 4.0  # floored sizes
+    assert binning_from_tilt_series((3000, 3000), (100, 1000, 1000)) == 3.0
+    with pytest.raises(InputError, match="not a binning"):
+        binning_from_tilt_series((4096, 4096), (100, 512, 1024))

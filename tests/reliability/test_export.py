@@ -175,3 +175,14 @@ def test_export_star_is_relion5_unless_binning_given(case):
     assert res4.exit_code == 0, res4.output
     star4 = starfile.read(out4 / "tomo_vesicles.star")
     np.testing.assert_allclose(star4["rlnCoordinateX"], case["gt"]["center_x_px"] * 4, atol=1e-3)
+
+
+def test_tilt_series_size_derives_the_star_binning(case):
+    res, out = _export(
+        case, case["gt"], "ts", "--tilt-series-size", f"{SHAPE[2] * 4},{SHAPE[1] * 4}"
+    )
+    assert res.exit_code == 0, res.output
+    star = starfile.read(out / "tomo_vesicles.star")
+    np.testing.assert_allclose(star["rlnCoordinateY"], case["gt"]["center_y_px"] * 4, atol=1e-3)
+    bad, _ = _export(case, case["gt"], "ts_bad", "--tilt-series-size", "1000,3000")
+    assert bad.exit_code == 2 and "not a binning" in bad.output and "Traceback" not in bad.output

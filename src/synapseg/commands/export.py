@@ -104,6 +104,11 @@ def export(
         help="Binning of the tomogram relative to the tilt series: also write (and read) "
         "RELION-4 rlnCoordinateX/Y/Z. Default: RELION-5 centered Å only.",
     ),
+    tilt_series_size: str | None = typer.Option(
+        None,
+        "--tilt-series-size",
+        help="Unbinned tilt-series image size X,Y in px: derives --star-binning.",
+    ),
     pyto_boundaries: Path | None = typer.Option(
         None, "--pyto-boundaries", help="Pyto boundary labels to merge the vesicles into."
     ),
@@ -124,6 +129,22 @@ def export(
     from synapseg.post.seeds import refine_hand_placed
     from synapseg.post.spheres import SphereParams
 
+    volume = read_volume(tomogram, voxel_size)
+    if tilt_series_size is not None:
+        from synapseg.io.star import binning_from_tilt_series
+
+        try:
+            size_xy = [int(v) for v in tilt_series_size.split(",")]
+        except ValueError:
+            size_xy = []
+        derived = binning_from_tilt_series(size_xy, volume.shape, "--tilt-series-size")
+        if star_binning is not None and abs(derived - star_binning) > 0.01 * derived:
+            raise InputError(
+                "--tilt-series-size",
+                f"gives binning {derived:g}, --star-binning says {star_binning:g}",
+                "give one of them",
+            )
+        star_binning = derived
     options = SegmentOptions(
         formats=parse_formats(formats, pyto_boundaries),
         star_binning=star_binning,
@@ -132,7 +153,6 @@ def export(
         invert=invert,
         overwrite=overwrite,
     )
-    volume = read_volume(tomogram, voxel_size)
     paths = OutputPaths(output, volume.name)
     targets = [paths[f] for f in options.formats if f != "pyto"]
     existing = [p for p in targets if p.exists()]

@@ -40,6 +40,31 @@ STAR_SCORE = "synapsegScore"
 STAR_SOURCE = "synapsegSource"  # auto / manual
 
 
+def binning_from_tilt_series(
+    tilt_series_size_xy: Sequence[int], shape: Sequence[int], path: Path | str | None = None
+) -> float:
+    """Binning of a tomogram of ``shape`` (z, y, x) reconstructed from a tilt series of
+    ``tilt_series_size_xy`` (x, y) unbinned pixels: ``size_x / shape_x`` (y must agree).
+
+    A ratio within 1 % of an integer is rounded (IMOD's binning floors odd sizes); a ratio
+    that x and y do not agree on is an ``InputError``.
+    """
+    ts = np.asarray(tilt_series_size_xy, dtype=float).reshape(-1)
+    shp = np.asarray(shape, dtype=float).reshape(-1)
+    if ts.size != 2 or np.any(ts <= 0) or shp.size != 3:
+        raise InputError(path, f"invalid tilt-series size {tilt_series_size_xy}", "give X,Y px")
+    ratio = ts / shp[[2, 1]]  # x, y
+    if abs(ratio[0] - ratio[1]) > 0.01 * ratio.mean():
+        raise InputError(
+            path,
+            f"tilt-series size {tuple(int(v) for v in ts)} (x, y) is not a binning of the "
+            f"tomogram's {int(shp[2])} x {int(shp[1])} (ratios {ratio[0]:.3f}, {ratio[1]:.3f})",
+            "give the unbinned tilt-series image size, or --star-binning",
+        )
+    b = float(ratio.mean())
+    return float(round(b)) if abs(b - round(b)) <= 0.01 * b else b
+
+
 def _star_geometry(
     path: Path,
     voxel_size_nm: float | Sequence[float] | None,

@@ -44,21 +44,6 @@ from synapseg.io.schema import (
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "CENTER_NM",
-    "CENTER_PX",
-    "CORE_COLUMNS",
-    "DEFAULT_MEMBRANE_THICKNESS_NM",
-    "complete_ids",
-    "make_table",
-    "normalize_table",
-    "read_table_csv",
-    "read_table_json",
-    "read_vesicles",
-    "write_table_csv",
-    "write_table_json",
-]
-
 
 def make_table(
     centers_px: np.ndarray,
