@@ -263,15 +263,23 @@ def stage_predict(volume: Volume, options: SegmentOptions, target: Path) -> dict
     }
 
 
-def resolve_acquisition(volume: Volume, options: SegmentOptions) -> tuple[WedgeEstimate, dict]:
+def resolve_acquisition(
+    volume: Volume, options: SegmentOptions, specimen: Any = None
+) -> tuple[WedgeEstimate, dict]:
     """The missing wedge for this tomogram: ``--tilt-range``/``--tilt-axis`` where given,
-    else estimated from its spectrum (±60° about y when the estimate is unreliable).
+    else estimated from its spectrum (±60° about y when the estimate is unreliable), in
+    blocks centred on the specimen's z-range when ``specimen`` (a ``SpecimenMask``) is given.
 
     Returns the wedge and its report entry (``tilt_axis, tilt_range_deg, dual_axis,
     source, quality`` and ``note`` when the default replaced the estimate).
     """
+    z_range = None if specimen is None else specimen.facts.get("specimen_z_range_px")
     wedge, note = resolve_wedge(
-        volume.data, volume.voxel_size_nm, options.tilt_range_deg, options.tilt_axis
+        volume.data,
+        volume.voxel_size_nm,
+        options.tilt_range_deg,
+        options.tilt_axis,
+        z_range_px=None if z_range is None else tuple(z_range),
     )
     entry = wedge.to_json()
     if note:
@@ -583,7 +591,7 @@ def segment_tomogram(
     if "vesicles" not in state["stages"]:
         on_stage("vesicles")
         inverted = state["stages"]["predict"].get("polarity", {}).get("invert")
-        wedge, state["acquisition"] = resolve_acquisition(volume, options)
+        wedge, state["acquisition"] = resolve_acquisition(volume, options, specimen)
         prov["acquisition"] = state["acquisition"]
         table, info = stage_vesicles(
             volume, options, paths["probabilities"], paths["csv"], prov, inverted, wedge
