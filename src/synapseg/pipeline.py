@@ -591,7 +591,7 @@ def segment_tomogram(
     if "vesicles" not in state["stages"]:
         on_stage("vesicles")
         inverted = state["stages"]["predict"].get("polarity", {}).get("invert")
-        wedge, state["acquisition"] = resolve_acquisition(volume, options, specimen)
+        wedge, state["acquisition"] = resolve_acquisition(volume, options)
         prov["acquisition"] = state["acquisition"]
         table, info = stage_vesicles(
             volume, options, paths["probabilities"], paths["csv"], prov, inverted, wedge
