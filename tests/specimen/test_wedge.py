@@ -263,3 +263,23 @@ def test_segment_falls_back_to_60_about_y_and_says_so(caplog):
     assert "unreliable" in entry["note"] and "unreliable" in caplog.text
     wedge, entry = resolve_acquisition(volume, SegmentOptions(tilt_range_deg=50.0))
     assert (wedge.tilt_range_deg, entry["source"]) == (50.0, "given")
+
+
+def test_blocks_are_centred_on_the_specimen_slab():
+    """A thick volume whose specimen (a wedge-filtered slab) lies off-centre in z, with
+    isotropic noise (no wedge) elsewhere: centring the blocks on the slab finds the wedge."""
+    vol = np.random.default_rng(11).normal(size=(160, 96, 96)).astype(np.float32)
+    slab = wedge_noise((64, 96, 96), 45.0, "y", seed=11)
+    vol[:64] = slab / slab.std()
+    assert estimate_wedge(vol).quality < 0.5  # the middle of the volume: no wedge there
+    est = estimate_wedge(vol, z_range_px=(0, 64))
+    assert est.quality > 0.5 and est.tilt_axis == "y" and abs(est.tilt_range_deg - 45) < 3
+    # segment passes the specimen mask's z-range
+    from types import SimpleNamespace
+
+    from synapseg.io.volume import Volume
+    from synapseg.pipeline import SegmentOptions, resolve_acquisition
+
+    specimen = SimpleNamespace(facts={"specimen_z_range_px": [0, 64]})
+    wedge, entry = resolve_acquisition(Volume(vol, (1.0,) * 3), SegmentOptions(), specimen)
+    assert entry["source"] == "estimated" and abs(wedge.tilt_range_deg - 45) < 3

@@ -103,19 +103,27 @@ def block_power_spectrum(
     volume: Any,
     block_size_px: int = 64,
     n_blocks: int = 8,
+    z_range_px: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Mean 3-D power spectrum (unshifted, float64) of Hann-windowed sub-blocks.
 
-    Blocks have edge ``min(block_size_px, n)`` per axis; z is centred (one slab, or two
-    adjacent ones when the volume is at least three blocks thick), y and x are spread on a
-    grid of at most ``n_blocks`` blocks. Only one block is in memory at a time.
+    Blocks have edge ``min(block_size_px, n)`` per axis; in z they are centred on the
+    specimen (``z_range_px`` = [first, end) sections holding it, e.g. the specimen mask's
+    ``specimen_z_range_px``; default the whole volume): one slab, or two adjacent ones when
+    the specimen is at least three blocks thick. y and x are spread on a grid of at most
+    ``n_blocks`` blocks. Only one block is in memory at a time.
     """
     shape = tuple(int(s) for s in volume.shape)
     if len(shape) != 3:
         raise ValueError(f"need a 3-D volume, got shape {shape}")
     bz, by, bx = (min(int(block_size_px), s) for s in shape)
     nz, ny, nx = shape
-    zs = [(nz - bz) // 2] if nz < 3 * bz else [nz // 2 - bz, nz // 2]
+    z_lo, z_hi = (0, nz) if z_range_px is None else (int(v) for v in z_range_px)
+    z_lo = min(max(z_lo, 0), nz - 1)
+    z_hi = max(min(z_hi, nz), z_lo + 1)
+    mid = (z_lo + z_hi) // 2
+    starts = [mid - bz // 2] if z_hi - z_lo < 3 * bz else [mid - bz, mid]
+    zs = sorted({min(max(z, 0), nz - bz) for z in starts})
     per_axis = max(1, int(round(math.sqrt(max(1, n_blocks // len(zs))))))
     ys = _block_starts(ny, by, min(per_axis, max(1, ny // by + 1)))
     xs = _block_starts(nx, bx, min(per_axis, max(1, nx // bx + 1)))
@@ -197,6 +205,7 @@ def estimate_wedge(
     block_size_px: int = 64,
     n_blocks: int = 8,
     band_cycles_per_px: tuple[float, float] = (0.1, 0.33),
+    z_range_px: tuple[int, int] | None = None,
 ) -> WedgeEstimate:
     """Estimate the missing wedge of a tomogram from its own amplitude spectrum.
 
@@ -213,6 +222,9 @@ def estimate_wedge(
     band_cycles_per_px
         Radial band used, in cycles per voxel of the finest axis (mid frequencies: above the
         large-scale structure, below the reconstruction's radial cut-off).
+    z_range_px
+        Sections [first, end) that hold the specimen (vacuum/ice slabs excluded); the
+        blocks are centred on them. ``None``: the whole volume.
 
     Returns
     -------
@@ -221,7 +233,7 @@ def estimate_wedge(
         :class:`WedgeEstimate`).
     """
     vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
-    power = block_power_spectrum(volume, block_size_px, n_blocks)
+    power = block_power_spectrum(volume, block_size_px, n_blocks, z_range_px)
     freqs = [np.fft.fftfreq(n, d=v / vs.min()) for n, v in zip(power.shape, vs)]
     kz, ky, kx = np.meshgrid(*freqs, indexing="ij", sparse=True)
     k = np.sqrt(kz**2 + ky**2 + kx**2)
@@ -270,6 +282,7 @@ def resolve_wedge(
     tilt_range_deg: float | None = None,
     tilt_axis: str | None = None,
     min_quality: float = MIN_QUALITY,
+    z_range_px: tuple[int, int] | None = None,
 ) -> tuple[WedgeEstimate, str | None]:
     """The wedge to use: what the user gave, completed by the estimate, or the default.
 
@@ -282,6 +295,8 @@ def resolve_wedge(
         ``"dual"`` (a dual-axis series, the first one about y).
     min_quality
         Estimates below this quality are not trusted: ±60° about y is used instead.
+    z_range_px
+        Sections holding the specimen (see :func:`estimate_wedge`).
 
     Returns
     -------
@@ -297,7 +312,7 @@ def resolve_wedge(
         return WedgeEstimate(
             given_axis, float(tilt_range_deg), bool(given_dual), source="given"
         ), None
-    est = estimate_wedge(volume, voxel_size_nm)
+    est = estimate_wedge(volume, voxel_size_nm, z_range_px=z_range_px)
     note = None
     if not est.quality >= min_quality:
         note = (
