@@ -142,6 +142,8 @@ def test_hand_placed_points_refined_ids_and_qc_kept(case):
     assert res.exit_code == 0, res.output
     assert "refined center and radius of 3 hand-placed" in res.output
     csv = pd.read_csv(out / "tomo_vesicles.csv")
+    report = json.loads((out / "tomo_export_report.json").read_text())
+    assert report["hand_placed_ids"] == csv["id"].iloc[picks].tolist()
     assert len(csv) == len(gt)
     kept = [k for k in range(len(gt)) if k not in picks]
     # pipeline rows: same ids, QC columns and source survive the round trip

@@ -237,6 +237,7 @@ def export(
         "rows_read": n_rows,
         "n_vesicles": n,
         "hand_placed_fitted": n_fit,
+        "hand_placed_ids": [int(v) for v in table["id"].to_numpy()[np.asarray(fitted, bool)]],
         "skipped": [i.to_json() for i in issues],
         "files": written,
     }
