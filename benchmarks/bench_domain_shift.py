@@ -91,7 +91,8 @@ def generate(data: Path, names: list[str], n: int, n_neg: int, size_nm) -> list[
             if (folder / "params.json").is_file():
                 # The cached data are the benchmark: before/after runs must see the same
                 # tomograms, so a changed simulator only warns (use a new --data to refresh).
-                stored = json.loads((folder / "params.json").read_text())
+                defaults = type(params)().to_dict()  # fields added later: their defaults
+                stored = {**defaults, **json.loads((folder / "params.json").read_text())}
                 now = params.to_dict()
                 changed = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
                 if changed:
