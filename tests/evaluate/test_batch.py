@@ -16,7 +16,7 @@ from synapseg.evaluate.batch import (
 )
 from synapseg.evaluate.matching import match_vesicles
 from synapseg.evaluate.metrics import metrics_from_match, sweep_match_fraction, voxel_metrics
-from synapseg.io.tables import CENTER_NM, make_table, read_table_csv, write_table_csv
+from synapseg.io.tables import CENTER_NM, make_table, write_table_csv
 from synapseg.io.volume_writer import write_volume
 from synapseg.post.render import render_labels
 
@@ -158,7 +158,8 @@ def test_prediction_named_after_its_tomogram_pairs_by_its_source(tmp_path):
 
 
 def test_simulate_segment_evaluate_pair_up_through_the_cli(tmp_path):
-    """The first-hour loop: simulate 2 tomograms, segment the folder, evaluate the pair."""
+    """The first-hour loop: simulate 2 tomograms, segment the folder, evaluate the pair
+    (a single tomogram segmented on its own is covered by the provenance test above)."""
     run = CliRunner().invoke
     sim, out = tmp_path / "sim", tmp_path / "out"
     args = ["simulate", str(sim), "-n", "2", "--shape", "32", "96", "96", "--seed", "3"]
@@ -169,16 +170,3 @@ def test_simulate_segment_evaluate_pair_up_through_the_cli(tmp_path):
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert sorted(metrics["tomograms"]) == ["sim_000", "sim_001"]
-    # one tomogram of the folder segmented on its own (outputs named tomogram_*) pairs too
-    one = tmp_path / "one"
-    result = run(app, ["segment", str(sim / "sim_001" / "tomogram.mrc"), "-o", str(one)])
-    assert result.exit_code == 0, result.output
-    result = run(
-        app, ["evaluate", "--gt", str(sim), "--pred", str(one), "-o", str(tmp_path / "r1")]
-    )
-    assert result.exit_code == 0, result.output
-    metrics = json.loads((tmp_path / "r1" / "metrics.json").read_text())
-    assert list(metrics["tomograms"]) == ["sim_001"]
-    assert metrics["tomograms"]["sim_001"]["n_gt"] == len(
-        read_table_csv(sim / "sim_001" / "vesicles.csv")
-    )
