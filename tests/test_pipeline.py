@@ -49,7 +49,7 @@ def fake_network(sim, monkeypatch):
     """Replace the network stage by the truth map; count its calls."""
     calls = []
 
-    def stage_predict(volume, options, target):
+    def stage_predict(volume, options, target, specimen=None):
         calls.append(volume.path)
         prob = truth_map(sim.vesicle_labels) if volume.shape == sim.tomogram.shape else None
         with open_volume_writer(target, volume.shape, np.uint8, volume.voxel_size_nm) as out:

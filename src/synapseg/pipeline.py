@@ -218,8 +218,15 @@ def _load_mask(options: SegmentOptions, volume: Volume) -> np.ndarray | None:
     return np.asarray(mask.data) != 0
 
 
-def stage_predict(volume: Volume, options: SegmentOptions, target: Path) -> dict[str, Any]:
-    """Predict vesicle probabilities and stream them into ``target`` (uint8, 0–255)."""
+def stage_predict(
+    volume: Volume, options: SegmentOptions, target: Path, specimen: Any = None
+) -> dict[str, Any]:
+    """Predict vesicle probabilities and stream them into ``target`` (uint8, 0–255).
+
+    The contrast polarity is decided here, once (``infer.polarity.decide_polarity``), and
+    recorded with its evidence; ``specimen`` (a ``SpecimenMask``) bounds its crops and the
+    normalisation statistics (``None``: computed by ``predict_volume``).
+    """
     from synapseg.infer.predict import predict_volume
     from synapseg.model.registry import load_model
 
@@ -227,9 +234,9 @@ def stage_predict(volume: Volume, options: SegmentOptions, target: Path) -> dict
     t0 = time.perf_counter()
     facts: dict[str, Any] = {}
     if options.invert == "auto":
-        from synapseg.infer.polarity import network_polarity
+        from synapseg.infer.polarity import decide_polarity
 
-        polarity = network_polarity(volume, (net, card), options.device)
+        polarity = decide_polarity(volume, (net, card), options.device, specimen)
     else:
         polarity = {"invert": options.invert == "yes", "forced": True}
     with open_volume_writer(
@@ -251,6 +258,7 @@ def stage_predict(volume: Volume, options: SegmentOptions, target: Path) -> dict
             progress=options.progress,
             invert=polarity["invert"],
             report=facts,
+            specimen=True if specimen is None else specimen,
             scratch_dir=target.parent,  # big model-grid scratch files beside the outputs
         )
     seconds = time.perf_counter() - t0
@@ -305,8 +313,11 @@ def stage_vesicles(
     prov: dict,
     inverted: bool | None = None,
     wedge: WedgeEstimate | None = None,
+    specimen: Any = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Instances, sphere fit and QC filters on the tomogram + probability map.
+
+    ``specimen`` (a ``SpecimenMask``) bounds the QC background statistics.
 
     ``inverted`` is the contrast decision of the predict stage (``None``: decide here);
     ``wedge`` the missing wedge for the sphere fit and QC (``None``: resolve it here).
@@ -328,7 +339,7 @@ def stage_vesicles(
             params[key] = getattr(options, key)
     t0 = time.perf_counter()
     table, rejected, info = find_vesicles(
-        volume.data, prob, volume.voxel_size_nm, params=PostParams(**params)
+        volume.data, prob, volume.voxel_size_nm, params=PostParams(**params), specimen=specimen
     )
     mask = _load_mask(options, volume)
     if mask is not None and len(table):
@@ -342,6 +353,7 @@ def stage_vesicles(
         count_outcomes(info["counts"], table, rejected)  # candidates = vesicles + rejected
     if len(table) == 0:
         log.warning("%s: no vesicles found", volume.path)
+        info.setdefault("statement", "no vesicles found")
     table["source"] = "auto"  # found by segment; export marks hand-placed rows "manual"
     write_table_csv(target, table, provenance=prov, overwrite=True)
     info = dict(info)
@@ -557,6 +569,10 @@ def segment_tomogram(
     for stage in STAGES[redo_from:]:
         state["stages"].pop(stage, None)
     _preflight(volume, options, state["stages"], paths)
+    from synapseg.specimen.mask import specimen_mask
+
+    specimen = specimen_mask(volume.data, volume.voxel_size_nm)  # once, for every stage
+    state["specimen"] = specimen.facts
     state.update(
         {
             "tomogram": str(Path(tomogram).resolve()),
@@ -585,16 +601,18 @@ def segment_tomogram(
 
     if "predict" not in state["stages"]:
         on_stage("predict")
-        state["stages"]["predict"] = stage_predict(volume, options, paths["probabilities"])
+        state["stages"]["predict"] = stage_predict(
+            volume, options, paths["probabilities"], specimen
+        )
         save()
     prov["model"] = state["stages"]["predict"].get("model")
     if "vesicles" not in state["stages"]:
         on_stage("vesicles")
         inverted = state["stages"]["predict"].get("polarity", {}).get("invert")
-        wedge, state["acquisition"] = resolve_acquisition(volume, options)
+        wedge, state["acquisition"] = resolve_acquisition(volume, options, specimen)
         prov["acquisition"] = state["acquisition"]
         table, info = stage_vesicles(
-            volume, options, paths["probabilities"], paths["csv"], prov, inverted, wedge
+            volume, options, paths["probabilities"], paths["csv"], prov, inverted, wedge, specimen
         )
         sanity = vesicle_warnings(
             table["radius_nm"].to_numpy(), volume.voxel_size_nm, info["params"]["min_radius_nm"]

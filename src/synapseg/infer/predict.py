@@ -304,8 +304,20 @@ def predict_volume(
         t0 = time.perf_counter()
         acc = _scratch_array((len(channels), *grid), scratch, "probabilities", stack)
         task = bar.add(f"network ({dev.type}, {plan.n_tiles} tiles)", plan.n_tiles)
+        mask = specimen if isinstance(specimen, SpecimenMask) else None
+        if mask is not None and mask.coarse.all():
+            mask = None
+        vs_model = card.voxel_size_nm
+
+        def read_tile(sl: tuple[slice, ...]) -> np.ndarray:
+            tile = stats.apply(image[sl], invert=invert)
+            if mask is not None:  # outside the specimen: neutral (the specimen's mean)
+                idx = [np.arange(s.start or 0, s.stop) for s in sl]
+                tile[~mask.sample_grid(idx, vs_model)] = 0.0
+            return tile
+
         _run_tiles(
-            lambda sl: stats.apply(image[sl], invert=invert),
+            read_tile,
             acc,
             plan,
             prepare_net(net, dev),

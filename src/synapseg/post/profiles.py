@@ -101,8 +101,11 @@ def sample_profiles(
     directions: np.ndarray,
     voxel_size_nm: Sequence[float],
     norm: tuple[float, float, float] = (0.0, 1.0, 1.0),
+    specimen: SpecimenMask | None = None,
 ) -> np.ndarray:
-    """Sample the tomogram along rays: returns (n, n_dir, n_r) float32, NaN outside the volume.
+    """Sample the tomogram along rays: returns (n, n_dir, n_r) float32, NaN outside the volume
+    (and outside the ``specimen`` mask when one is given: a vesicle cut by the lamella
+    surface is fitted on its remaining part, as one cut by the volume's face).
 
     ``radii_nm`` is (n, n_r): the sample radii of each vesicle. ``norm`` = (median, sigma,
     polarity): values become ``polarity * (value - median) / sigma``. A numpy array or memmap
@@ -118,6 +121,9 @@ def sample_profiles(
         np.multiply(directions[None, :, i, None], radii_nm[:, None, :] / vs[i], out=coords[i])
         coords[i] += centers_px[:, i, None, None]
     coords = coords.reshape(3, -1)
+    outside_specimen = None
+    if specimen is not None and not specimen.coarse.all():
+        outside_specimen = ~specimen.contains_px(coords.T)
     if isinstance(tomogram, np.ndarray):  # ndarray or memmap: sampled in place
         source = tomogram
     else:  # e.g. a zarr array: read only the bounding box of these rays
@@ -136,6 +142,8 @@ def sample_profiles(
     out = ndimage.map_coordinates(
         source, coords, order=1, mode="constant", cval=np.nan, output=np.float32
     )
+    if outside_specimen is not None:
+        out[outside_specimen] = np.nan
     med, sigma, sign = norm
     out -= np.float32(med)
     out *= np.float32(sign / sigma)

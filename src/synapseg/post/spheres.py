@@ -47,6 +47,7 @@ from synapseg.post.profiles import (
     smooth_rows,
     wedge_weights,
 )
+from synapseg.specimen.mask import SpecimenMask
 
 __all__ = [
     "FIT_QC_COLUMNS",
@@ -186,6 +187,7 @@ def refine_spheres(
     params: SphereParams | None = None,
     polarity: int = 1,
     background: tuple[float, float] | None = None,
+    specimen: SpecimenMask | None = None,
 ) -> pd.DataFrame:
     """Refine candidate vesicle spheres on the tomogram with sub-voxel precision.
 
@@ -205,6 +207,9 @@ def refine_spheres(
         +1 when densities are dark (membrane = minimum), -1 for inverted contrast.
     background
         (median, sigma) of the tomogram; estimated with :func:`estimate_background` if None.
+    specimen
+        Specimen mask (:func:`synapseg.specimen.mask.specimen_mask`): ray samples outside it
+        are ignored, like samples outside the volume (vesicles cut by the lamella surface).
 
     Returns
     -------
@@ -226,7 +231,7 @@ def refine_spheres(
     if n == 0:
         return pd.DataFrame({c: np.zeros(0) for c in cols})
     if background is None:
-        background = estimate_background(tomogram)
+        background = estimate_background(tomogram, specimen=specimen)
     norm = (background[0], background[1], float(np.sign(polarity) or 1))
     dirs = fibonacci_directions(p.n_directions)
     wdir = wedge_weights(dirs, p.tilt_range_deg, p.tilt_axis, p.wedge_softness_deg)
@@ -243,7 +248,18 @@ def refine_spheres(
         idx = order[start : start + p.chunk]
         rows.append(
             _refine_chunk(
-                tomogram, centers0[idx], radii0[idx], vs, dirs, wdir, cone, norm, p, step, s_min
+                tomogram,
+                centers0[idx],
+                radii0[idx],
+                vs,
+                dirs,
+                wdir,
+                cone,
+                norm,
+                p,
+                step,
+                s_min,
+                specimen,
             )
         )
     inverse = np.empty(n, int)
@@ -252,7 +268,9 @@ def refine_spheres(
     return pd.DataFrame(out, columns=cols)
 
 
-def _refine_chunk(tomogram, centers0, radii0, vs, dirs, wdir, cone, norm, p, step, s_min):
+def _refine_chunk(
+    tomogram, centers0, radii0, vs, dirs, wdir, cone, norm, p, step, s_min, specimen=None
+):
     vmin = float(vs.min())
     m = len(centers0)
     t = p.membrane_thickness_nm
@@ -271,7 +289,9 @@ def _refine_chunk(tomogram, centers0, radii0, vs, dirs, wdir, cone, norm, p, ste
         offs = np.arange(-k, k + 1) * step
         r_nm = radii[:, None] + offs[None, :]
         r_nm = np.where(r_nm > 0.25 * vs.min(), r_nm, np.nan)
-        prof = sample_profiles(tomogram, centers, np.nan_to_num(r_nm, nan=0.0), dirs, vs, norm)
+        prof = sample_profiles(
+            tomogram, centers, np.nan_to_num(r_nm, nan=0.0), dirs, vs, norm, specimen
+        )
         prof[np.broadcast_to(np.isnan(r_nm)[:, None, :], prof.shape)] = np.nan
         valid = np.isfinite(prof)
         filled = np.where(valid, prof, 0.0)
@@ -311,7 +331,7 @@ def _refine_chunk(tomogram, centers0, radii0, vs, dirs, wdir, cone, norm, p, ste
     fine = p.final_step * vmin
     n_r = int(np.ceil((r_hi - r_lo).max() / fine)) + 1
     r_nm = r_lo[:, None] + fine * np.arange(n_r)[None, :]
-    prof = sample_profiles(tomogram, centers, r_nm, dirs, vs, norm)
+    prof = sample_profiles(tomogram, centers, r_nm, dirs, vs, norm, specimen)
     valid = np.isfinite(prof)
     wsum = np.einsum("d,mdr->mr", wdir, valid.astype(np.float32))
     with np.errstate(invalid="ignore", divide="ignore"):

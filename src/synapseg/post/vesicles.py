@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -25,7 +25,7 @@ import pandas as pd
 
 from synapseg.io.tables import make_table
 from synapseg.post.filters import FilterParams, qc_filter
-from synapseg.post.instances import REJECT_COLUMNS, candidate_instances
+from synapseg.post.instances import REJECT_COLUMNS, Candidates, candidate_instances
 from synapseg.post.polarity import detect_polarity
 from synapseg.post.spheres import (
     FIT_QC_COLUMNS,
@@ -33,6 +33,7 @@ from synapseg.post.spheres import (
     estimate_background,
     refine_spheres,
 )
+from synapseg.specimen.mask import SpecimenMask
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,10 @@ class PostParams:
         Sphere refinement: number of ray directions and of sample/fit iterations.
     polarity_candidates
         How many of the highest-scoring candidates judge the polarity.
+    min_best_score
+        A tomogram whose best candidate's mean probability is below this holds no vesicles:
+        every candidate is rejected and the table is empty ("no vesicles found"), instead
+        of a few forced detections. ``None`` disables the test.
     """
 
     # fields shared with FilterParams / SphereParams take their defaults from there (one source);
@@ -100,6 +105,7 @@ class PostParams:
     n_directions: int = SphereParams.n_directions
     n_iter: int = SphereParams.n_iter
     polarity_candidates: int = 300
+    min_best_score: float | None = 0.9
 
     def __post_init__(self) -> None:
         if self.invert not in ("auto", "yes", "no"):
@@ -131,11 +137,42 @@ def count_outcomes(counts: dict[str, Any], table: pd.DataFrame, rejected: pd.Dat
     counts["rejected_total"] = int(len(rejected))
 
 
+def _without_vesicles(
+    cand: Candidates, min_best_score: float | None, rejected: list[pd.DataFrame]
+) -> tuple[Candidates, str | None]:
+    """No candidate reaches ``min_best_score``: the tomogram holds no vesicles. Then every
+    candidate joins ``rejected`` (with the reason) and no candidates are left."""
+    if min_best_score is None or len(cand) == 0:
+        return cand, None
+    best = float(np.max(cand.score))
+    if best >= min_best_score:
+        return cand, None
+    msg = f"no confident vesicle (best candidate score {best:.2f} < {min_best_score:g})"
+    c = cand.centers_px
+    rejected.append(
+        pd.DataFrame(
+            {
+                "center_z_px": c[:, 0],
+                "center_y_px": c[:, 1],
+                "center_x_px": c[:, 2],
+                "radius_nm": cand.inscribed_radius_nm,
+                "score": cand.score,
+                "reason": msg,
+            }
+        )
+    )
+    empty = replace(
+        cand, centers_px=np.zeros((0, 3)), inscribed_radius_nm=np.zeros(0), score=np.zeros(0)
+    )
+    return empty, msg
+
+
 def find_vesicles(
     tomogram: np.ndarray,
     probability: np.ndarray,
     voxel_size_nm: Sequence[float] | float,
     params: PostParams | None = None,
+    specimen: SpecimenMask | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Vesicles (centers, bilayer radii, QC) from a tomogram and its vesicle probability map.
 
@@ -149,6 +186,10 @@ def find_vesicles(
         Voxel size, scalar or zyx triple.
     params
         :class:`PostParams`.
+    specimen
+        Where the specimen is (:func:`synapseg.specimen.mask.specimen_mask`): the QC
+        background and the polarity check use only voxels inside it, and rays leaving it
+        (vesicles cut by the lamella surface) are ignored like rays leaving the volume.
 
     Returns
     -------
@@ -187,10 +228,14 @@ def find_vesicles(
         "fitted": len(cand),  # passed the size check; sphere-fitted
     }
     rejected = [cand.rejected] if len(cand.rejected) else []
+    cand, none_found = _without_vesicles(cand, p.min_best_score, rejected)
     polarity = {"auto": 0, "yes": -1, "no": 1}[p.invert]
     info["polarity"] = {"mode": p.invert, "sign": polarity or 1, "confidence": None}
     if len(cand) == 0:
-        msg = f"no vesicle candidates above threshold {cand.threshold:.3f} in the probability map"
+        msg = none_found or (
+            f"no vesicle candidates above threshold {cand.threshold:.3f} in the probability map"
+        )
+        info["statement"] = f"no vesicles found: {msg}"
         log.warning(msg)
         info["warnings"].append(msg)
         table = make_table(np.zeros((0, 3)), np.zeros(0), vs, membrane_thickness_nm=t)
@@ -201,7 +246,7 @@ def find_vesicles(
         return table, rej, info
 
     t0 = time.perf_counter()
-    background = estimate_background(tomogram)
+    background = estimate_background(tomogram, specimen=specimen)
     info["background"] = {"median": background[0], "sigma": background[1]}
     init_r = np.clip(cand.inscribed_radius_nm - t / 2, p.min_radius_nm, p.max_radius_nm)
     if polarity == 0:
@@ -215,6 +260,7 @@ def find_vesicles(
             tilt_axis=p.tilt_axis,
             background=background,
             max_candidates=p.polarity_candidates,
+            specimen=specimen,
         )
         polarity = sign
         info["polarity"].update(sign=sign, confidence=conf)
@@ -230,7 +276,14 @@ def find_vesicles(
     t0 = time.perf_counter()
     sp = _stage_params(SphereParams, p)
     fits = refine_spheres(
-        tomogram, cand.centers_px, init_r, vs, params=sp, polarity=polarity, background=background
+        tomogram,
+        cand.centers_px,
+        init_r,
+        vs,
+        params=sp,
+        polarity=polarity,
+        background=background,
+        specimen=specimen,
     )
     fits["score"] = cand.score  # mean probability inside the candidate
     info["timings_s"]["spheres"] = time.perf_counter() - t0
@@ -255,6 +308,7 @@ def find_vesicles(
     count_outcomes(info["counts"], table, rejected_df)
     if len(table) == 0:
         msg = "no vesicles passed the QC filters"
+        info["statement"] = f"no vesicles found: {msg}"
         log.warning(msg)
         info["warnings"].append(msg)
     info["timings_s"]["total"] = float(sum(info["timings_s"].values()))
