@@ -295,7 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.n_tomograms):
         path = args.cache / f"v2_tomo_{i:03d}.csv"
         if path.exists() and not args.refresh:
-            df = pd.read_csv(path)
+            try:
+                df = pd.read_csv(path)
+            except pd.errors.EmptyDataError:  # a tomogram without candidates
+                df = pd.DataFrame()
         else:
             t0 = time.perf_counter()
             df = candidates_of(i, shape, neutral, args.device)

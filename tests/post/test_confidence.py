@@ -144,3 +144,12 @@ def test_shipped_model_ranks_junk_below_vesicles():
     p = predict_confidence(f)
     assert p[5] < 0.5 <= np.median(np.delete(p, 5))
     assert p[5] == pytest.approx(p.min())
+
+
+def test_segment_option_min_confidence_is_checked():
+    from synapseg.errors import InputError
+    from synapseg.pipeline import SegmentOptions
+
+    assert SegmentOptions().min_confidence == 0.5
+    with pytest.raises(InputError, match="--min-confidence"):
+        SegmentOptions(min_confidence=1.5)

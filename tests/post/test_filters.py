@@ -182,3 +182,22 @@ def test_min_confidence_must_be_a_probability():
 
     with pytest.raises(ValueError, match="min_confidence"):
         FilterParams(min_confidence=1.5)
+
+
+def test_a_tomogram_of_junk_gives_an_empty_table_not_forced_detections():
+    # every candidate is junk (faint, solid, badly fitting, low network score): relative to each
+    # other they look "typical", but the shipped model must still reject them all
+    rng = np.random.default_rng(3)
+    n = 8
+    fits = _row_of_candidates(
+        list(rng.uniform(0.02, 0.06, n)),
+        radius_nm=11.0,
+        inner_contrast=0.0,
+        lumen_contrast=0.05,
+        profile_correlation=0.35,
+        fit_residual_nm=2.5,
+    )
+    fits["score"] = rng.uniform(0.35, 0.5, n)
+    kept, rejected = qc_filter(fits, VOXEL_NM, FilterParams(), shape=(64, 128, 400))
+    assert len(kept) == 0 and len(rejected) == n
+    assert rejected["reason"].str.startswith("confidence ").all()
