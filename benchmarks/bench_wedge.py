@@ -29,6 +29,7 @@ CONDITIONS = {
     "sirt": {"recon_filter": "sirt"},
     "low-dose": {"snr": 0.03, "defocus_um": 6.0},
     "denoised": {"denoise_sigma_nm": 2.0},
+    "wedge-fill": {"wedge_fill": True},
     "lamella+gold": {
         "lamella_thickness_nm": 70.0,
         "n_gold": 4,

@@ -10,6 +10,7 @@ import pytest
 from synapseg.post.profiles import wedge_weights
 from synapseg.simulate import SimulationParams, simulate_tomogram
 from synapseg.specimen.wedge import (
+    MIN_QUALITY,
     WedgeEstimate,
     block_power_spectrum,
     estimate_wedge,
@@ -53,7 +54,7 @@ def test_single_axis_wedge_is_found(tilt_range, axis):
     assert est.tilt_axis == axis
     assert not est.dual_axis
     assert abs(est.tilt_range_deg - tilt_range) < 3.0
-    assert est.quality > 0.5
+    assert est.quality > MIN_QUALITY
     assert est.source == "estimated"
 
 
@@ -131,7 +132,7 @@ def test_resolve_given_values_override_the_estimate():
     vol = wedge_noise((48, 96, 96), 50.0, "x", seed=7)
     est, note = resolve_wedge(vol, tilt_range_deg=62.0)
     assert (est.tilt_axis, est.tilt_range_deg, est.source) == ("x", 62.0, "given+estimated")
-    assert est.quality > 0.5 and note is None
+    assert est.quality > MIN_QUALITY and note is None
     assert resolve_wedge(vol, tilt_axis="dual")[0].dual_axis
 
 
@@ -266,9 +267,9 @@ def test_blocks_are_centred_on_the_specimen_slab():
     vol = np.random.default_rng(11).normal(size=(160, 96, 96)).astype(np.float32)
     slab = wedge_noise((64, 96, 96), 45.0, "y", seed=11)
     vol[:64] = slab / slab.std()
-    assert estimate_wedge(vol).quality < 0.5  # the middle of the volume: no wedge there
+    assert estimate_wedge(vol).quality < MIN_QUALITY  # the middle of the volume: no wedge there
     est = estimate_wedge(vol, z_range_px=(0, 64))
-    assert est.quality > 0.5 and est.tilt_axis == "y" and abs(est.tilt_range_deg - 45) < 3
+    assert est.quality > MIN_QUALITY and est.tilt_axis == "y" and abs(est.tilt_range_deg - 45) < 3
     # segment passes the specimen mask's z-range
     from types import SimpleNamespace
 

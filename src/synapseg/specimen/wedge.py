@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TILT_RANGE_DEG = 60.0
 DEFAULT_TILT_AXIS = "y"
-MIN_QUALITY = 0.5
+MIN_QUALITY = 0.6  # clean wedges score 0.72-0.93 on the simulator; filled ones 0.45-0.74
 SOURCES = ("estimated", "given", "given+estimated", "default")
 _HYPOTHESES = ("y", "x", "dual")
 
@@ -57,8 +57,9 @@ class WedgeEstimate:
     dual_axis
         True for a dual-axis tomogram (two series of the same range about y and about x).
     quality
-        Fraction of the mid-band log power explained by the wedge model (0..1; ≥ 0.5 is
-        a clear wedge, < 0.3 no wedge found); NaN when nothing was estimated.
+        Fraction of the mid-band log power explained by the wedge model (0..1; ≥ 0.7 is
+        a clear wedge, < 0.6 is not trusted by :func:`resolve_wedge`, < 0.3 no wedge
+        found); NaN when nothing was estimated.
     source
         ``"estimated"``, ``"given"`` (both range and axis from the user),
         ``"given+estimated"`` (one given, the other estimated) or ``"default"`` (estimate
