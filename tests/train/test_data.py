@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from synapseg.errors import InputError
+from synapseg.infer.preprocess import prepare_image, rescale_volume
 from synapseg.io.volume_writer import write_volume
 from synapseg.train.data import (
     PatchSampler,
     PreparedVolume,
     load_data_config,
     prepare_item,
-    rescale_image,
     split_items,
 )
 from synapseg.train.losses import masked_dice_bce
@@ -73,8 +73,41 @@ def test_prepare_rescales_to_the_model_grid(toy_data):
 def test_rescale_keeps_physical_positions():
     img = np.zeros((20, 40, 40), np.float32)
     img[10, 20, 30] = 1
-    out = rescale_image(img, (1.0,) * 3, (0.5,) * 3)  # upsample 2x: voxel i -> 2i
+    out = rescale_volume(img, (1.0,) * 3, (0.5,) * 3)  # upsample 2x: voxel i -> 2i
     assert np.unravel_index(out.argmax(), out.shape) == (20, 40, 60)
+
+
+def test_training_uses_the_inference_preprocessing(toy_data):
+    """One implementation: prepare_item's image is exactly prepare_image's (and train/data.py
+    no longer has its own resampling or normalisation)."""
+    import synapseg.train.data as data
+    from synapseg.io.volume import read_volume
+
+    assert not hasattr(data, "rescale_image") and not hasattr(data, "normalise")
+    item = load_data_config(toy_data)[0]
+    prepared = prepare_item(item, (3.0, 3.0, 3.0))
+    raw = read_volume(item.tomogram)
+    image, _ = prepare_image(np.asarray(raw.data), raw.voxel_size_nm, (3.0, 3.0, 3.0))
+    np.testing.assert_array_equal(prepared.image, image)
+
+
+def test_training_statistics_ignore_vacuum_slabs(tmp_path):
+    """A training tomogram with bright vacuum slabs is normalised like the specimen alone."""
+    from synapseg.io.volume import read_volume
+
+    folder = write_item(tmp_path / "v", seed=3, labels=False)
+    raw = np.asarray(read_volume(folder / "tomogram.mrc").data, dtype=np.float32)
+    plain = prepare_item(load_data_config(folder)[0], (VOXEL_NM,) * 3).image
+    pad = raw.shape[0] // 3
+    rng = np.random.default_rng(0)
+    slab = np.median(raw) + 3 * raw.std() + rng.normal(0, 0.05, (pad, *raw.shape[1:]))
+    padded = np.concatenate([slab, raw, slab]).astype(np.float32)
+    write_volume(folder / "tomogram.mrc", padded, VOXEL_NM, overwrite=True)
+    image = prepare_item(load_data_config(folder)[0], (VOXEL_NM,) * 3).image
+    inner = image[pad + 4 : pad + raw.shape[0] - 4]
+    np.testing.assert_allclose(inner.std(), plain[4:-4].std(), rtol=0.1)
+    assert abs(float(inner.mean() - plain[4:-4].mean())) < 0.1
+    assert np.all(image[: pad - 4] == 0)  # vacuum is neutral, as in inference
 
 
 def test_mask_excludes_unlabelled_regions_from_the_loss(tmp_path):

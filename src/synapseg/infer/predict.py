@@ -41,6 +41,7 @@ from synapseg.infer.preprocess import (
     NormStats,
     check_rescale,
     grid_shape,
+    neutral_outside,
     normalise_config,
     normalise_stats,
     resample_stream,
@@ -305,16 +306,10 @@ def predict_volume(
         acc = _scratch_array((len(channels), *grid), scratch, "probabilities", stack)
         task = bar.add(f"network ({dev.type}, {plan.n_tiles} tiles)", plan.n_tiles)
         mask = specimen if isinstance(specimen, SpecimenMask) else None
-        if mask is not None and mask.coarse.all():
-            mask = None
-        vs_model = card.voxel_size_nm
 
         def read_tile(sl: tuple[slice, ...]) -> np.ndarray:
             tile = stats.apply(image[sl], invert=invert)
-            if mask is not None:  # outside the specimen: neutral (the specimen's mean)
-                idx = [np.arange(s.start or 0, s.stop) for s in sl]
-                tile[~mask.sample_grid(idx, vs_model)] = 0.0
-            return tile
+            return neutral_outside(tile, mask, sl, card.voxel_size_nm)
 
         _run_tiles(
             read_tile,

@@ -17,14 +17,36 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from synapseg.errors import InputError, VoxelSizeError
+from synapseg.errors import VoxelSizeError
+from synapseg.infer.normalise import (
+    NormStats,
+    neutral_outside,
+    normalise_config,
+    normalise_stats,
+    stats_sample,
+)
 from synapseg.specimen.mask import SpecimenMask
+
+__all__ = [
+    "NormStats",
+    "check_rescale",
+    "grid_shape",
+    "input_to_model_px",
+    "model_to_input_px",
+    "neutral_outside",
+    "normalise_config",
+    "normalise_stats",
+    "prepare_image",
+    "rescale_factors",
+    "rescale_volume",
+    "resample_stream",
+    "stats_sample",
+]
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +55,6 @@ MAX_UPSAMPLING = 4.0
 SLOW_DOWNSAMPLING = 2.0
 """Inputs finer than this many times the model's voxel size get a warning about time."""
 _TRUNCATE = 4.0
-SAMPLE_VOXELS = 2_000_000
-"""Voxels sampled for the normalisation statistics."""
 
 
 def voxel_triple(voxel_size_nm: float | Sequence[float]) -> np.ndarray:
@@ -246,108 +266,6 @@ def resample_stream(
             progress(j1 - j0)
 
 
-@dataclass(frozen=True)
-class NormStats:
-    """Robust z-score parameters: clip to ``[lo, hi]``, subtract ``mean``, divide by ``std``."""
-
-    lo: float
-    hi: float
-    mean: float
-    std: float
-
-    def apply(self, data: np.ndarray, invert: bool = False) -> np.ndarray:
-        """Normalised float32 copy of ``data`` (times -1 when ``invert``)."""
-        out = np.clip(np.asarray(data, dtype=np.float32), self.lo, self.hi)
-        out -= self.mean
-        out *= (-1.0 if invert else 1.0) / self.std
-        return out
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-
-def normalise_stats(
-    sample: np.ndarray, clip_percentiles: Sequence[float] = (0.5, 99.5)
-) -> NormStats:
-    """Percentile-clipped mean and std of a sample of voxels.
-
-    Parameters
-    ----------
-    sample
-        Any array of voxel values (e.g. a strided sample of the model-grid volume);
-        non-finite values are ignored.
-    clip_percentiles
-        Lower and upper percentile to clip to before the mean and std.
-
-    Raises
-    ------
-    InputError
-        No finite values, or constant data.
-    """
-    values = np.asarray(sample, dtype=np.float32).reshape(-1)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        raise InputError(None, "no finite voxel values to normalise", "check the tomogram")
-    lo, hi = (float(v) for v in np.percentile(values, list(clip_percentiles)))
-    clipped = np.clip(values, lo, hi)
-    mean, std = float(clipped.mean(dtype=np.float64)), float(clipped.std(dtype=np.float64))
-    if not std > 0:
-        raise InputError(None, "the volume is constant after clipping", "check the tomogram")
-    return NormStats(lo, hi, mean, std)
-
-
-def stats_sample(
-    arr: np.ndarray,
-    max_voxels: int = SAMPLE_VOXELS,
-    specimen: SpecimenMask | None = None,
-    voxel_size_nm: float | Sequence[float] | None = None,
-) -> np.ndarray:
-    """Evenly spaced rows, strided in y and x: a bounded sample of a (z, y, x) grid.
-
-    With a ``specimen`` mask (and the grid's ``voxel_size_nm``) the rows are spread over the
-    specimen's z-range and only specimen voxels are returned (flattened).
-    """
-    nz, ny, nx = arr.shape
-    z_lo, z_hi = 0, nz - 1
-    if specimen is not None:
-        zr = specimen.facts.get("specimen_z_range_nm")
-        d = float(np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))[0])
-        if zr is not None:
-            z_lo = int(np.clip(np.ceil(zr[0] / d), 0, nz - 1))
-            z_hi = int(np.clip(np.floor(zr[1] / d) - 1, z_lo, nz - 1))
-    zs = np.unique(np.linspace(z_lo, z_hi, min(z_hi - z_lo + 1, 32)).round().astype(int))
-    stride = max(1, int(np.ceil(np.sqrt(ny * nx * len(zs) / max_voxels))))
-    sample = np.stack([np.asarray(arr[int(z), ::stride, ::stride]) for z in zs])
-    if specimen is None:
-        return sample
-    keep = specimen.sample_grid(
-        (zs, np.arange(0, ny, stride), np.arange(0, nx, stride)), voxel_size_nm
-    )
-    if keep.sum() < 1000:  # too little specimen to trust: whole-volume statistics
-        log.warning("specimen mask holds too few voxels for statistics; using the whole volume")
-        return sample
-    return sample[keep]
-
-
-def normalise_config(card_normalisation: dict[str, Any]) -> tuple[float, float]:
-    """Clip percentiles from a model card's ``normalisation`` entry.
-
-    Raises
-    ------
-    InputError
-        An unknown normalisation method.
-    """
-    method = card_normalisation.get("method", "percentile_zscore")
-    if method != "percentile_zscore":
-        raise InputError(
-            None,
-            f"unknown normalisation method {method!r} in the model card",
-            "use a model written by this synapseg version",
-        )
-    lo, hi = card_normalisation.get("clip_percentiles", (0.5, 99.5))
-    return float(lo), float(hi)
-
-
 def rescale_volume(
     data: np.ndarray,
     input_voxel_nm: float | Sequence[float],
@@ -367,3 +285,49 @@ def rescale_volume(
 
     resample_stream(lambda a, b: np.asarray(data[a:b], dtype=np.float32), data.shape, dst, f, write)
     return out
+
+
+def prepare_image(
+    data: np.ndarray,
+    input_voxel_nm: float | Sequence[float],
+    model_voxel_nm: float | Sequence[float],
+    clip_percentiles: Sequence[float] = (0.5, 99.5),
+    specimen: SpecimenMask | bool = True,
+    invert: bool = False,
+) -> tuple[np.ndarray, NormStats]:
+    """The network's input for an in-memory (z, y, x) volume: what training uses.
+
+    Exactly the steps of :func:`synapseg.infer.predict.predict_volume` (which streams them):
+    resample to the model grid (:func:`rescale_volume`), percentile z-score with statistics
+    from the specimen only (:func:`stats_sample`, :func:`normalise_stats`), times -1 when
+    ``invert``, and 0 outside the specimen (:func:`neutral_outside`).
+
+    Parameters
+    ----------
+    data
+        (z, y, x) volume on the input grid.
+    input_voxel_nm, model_voxel_nm
+        Voxel sizes of the input and of the model grid.
+    clip_percentiles
+        From the model card's ``normalisation`` (:func:`normalise_config`).
+    specimen
+        A specimen mask of ``data``; ``True`` computes it, ``False`` uses the whole volume.
+    invert
+        Multiply the normalised image by -1 (bright densities).
+
+    Returns
+    -------
+    (image, stats)
+        float32 model-grid image and the :class:`NormStats` applied.
+    """
+    from synapseg.specimen.mask import specimen_mask
+
+    if specimen is True:
+        specimen = specimen_mask(data, input_voxel_nm)
+    mask = specimen if isinstance(specimen, SpecimenMask) else None
+    image = rescale_volume(data, input_voxel_nm, model_voxel_nm)
+    sample = stats_sample(image, specimen=mask, voxel_size_nm=model_voxel_nm)
+    stats = normalise_stats(sample, clip_percentiles)
+    image = stats.apply(image, invert=invert)
+    neutral_outside(image, mask, [slice(0, n) for n in image.shape], model_voxel_nm)
+    return image, stats

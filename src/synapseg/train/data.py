@@ -23,14 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 from synapseg.errors import InputError
+from synapseg.infer.preprocess import normalise_config, prepare_image
 from synapseg.io.volume import find_first
+from synapseg.model.registry import DEFAULT_NORMALISATION
 from synapseg.train.targets import (
     boundary_target,
     centers_from_instances,
-    grid_shape,
     instance_targets,
     load_annotation,
     resample_nearest,
@@ -175,64 +175,22 @@ class PreparedVolume:
         return centers_from_instances(self.instances, voxel_size_nm)
 
 
-def rescale_image(
-    data: np.ndarray, src_voxel_nm: Sequence[float], dst_voxel_nm: Sequence[float]
-) -> np.ndarray:
-    """Resample an image to another voxel size, anti-aliased when downsampling.
-
-    Voxel ``i`` of either grid sits at ``i * voxel_size`` nm; linear interpolation after a
-    Gaussian pre-filter of sigma ``(factor - 1) / 2`` voxels along each downsampled axis.
-    """
-    src = np.broadcast_to(np.asarray(src_voxel_nm, dtype=float).reshape(-1), (3,))
-    dst = np.broadcast_to(np.asarray(dst_voxel_nm, dtype=float).reshape(-1), (3,))
-    data = np.asarray(data, dtype=np.float32)
-    if np.allclose(src, dst, rtol=1e-6):
-        return data
-    factor = dst / src
-    sigma = np.where(factor > 1, (factor - 1) / 2, 0.0)
-    if np.any(sigma > 0):
-        data = ndimage.gaussian_filter(data, sigma=sigma, mode="nearest")
-    out_shape = grid_shape(data.shape, src, dst)
-    return ndimage.affine_transform(
-        data, factor, output_shape=out_shape, order=1, mode="nearest"
-    ).astype(np.float32)
-
-
-def normalise(data: np.ndarray, clip_percentiles: tuple[float, float] = (0.5, 99.5)) -> np.ndarray:
-    """Robust z-score: clip to percentiles, subtract the mean, divide by the std.
-
-    Must match what inference does (the model card's ``normalisation``); uses
-    :func:`synapseg.infer.preprocess.normalise_stats` when it is available.
-    """
-    data = np.asarray(data, dtype=np.float32)
-    stats = _normalise_stats(data, clip_percentiles)
-    lo, hi, mean, std = stats
-    return ((np.clip(data, lo, hi) - mean) / std).astype(np.float32)
-
-
-def _normalise_stats(data: np.ndarray, clip_percentiles: tuple[float, float]):
-    sample = data.reshape(-1)
-    if sample.size > 2_000_000:
-        sample = sample[:: sample.size // 2_000_000]
-    lo, hi = np.percentile(sample, clip_percentiles)
-    clipped = np.clip(sample, lo, hi)
-    std = float(clipped.std()) or 1.0
-    return float(lo), float(hi), float(clipped.mean()), std
-
-
 def prepare_item(
     item: DataItem,
     model_voxel_nm: float | Sequence[float],
     *,
     boundary: bool = False,
     invert: bool = False,
+    normalisation: dict | None = None,
 ) -> PreparedVolume:
     """Read, rescale to the model voxel size and normalise one item; build its targets.
 
-    ``invert`` multiplies the normalised image by -1 (for bright-density data).
+    The image goes through :func:`synapseg.infer.preprocess.prepare_image`, exactly what
+    inference does. ``invert`` multiplies the normalised image by -1 (for bright-density
+    data); ``normalisation`` is the model card's entry (default: the registry's default).
     """
-    from synapseg.io.volume import read_volume
     from synapseg.io.scan import TRAIN_NONFINITE_FIX, check_finite
+    from synapseg.io.volume import read_volume
     from synapseg.summary import check_usable
 
     vol = read_volume(item.tomogram, item.voxel_size_nm)
@@ -240,10 +198,15 @@ def prepare_item(
     check_usable(vol)
     src_vs = tuple(float(v) for v in vol.voxel_size_nm)
     dst_vs = tuple(np.broadcast_to(np.asarray(model_voxel_nm, dtype=float).reshape(-1), (3,)))
-    raw = np.asarray(vol.data, dtype=np.float32)
-    image = normalise(rescale_image(raw, src_vs, dst_vs))
-    if invert:
-        image = -image
+    # the one preprocessing implementation, shared with inference (statistics inside the
+    # specimen, neutral outside it; the card's normalisation entry names it)
+    image, _ = prepare_image(
+        np.asarray(vol.data, dtype=np.float32),
+        src_vs,
+        dst_vs,
+        normalise_config(normalisation or DEFAULT_NORMALISATION),
+        invert=invert,
+    )
     if item.annotation is None:
         instances = np.zeros(image.shape, dtype=np.uint16)
     else:
