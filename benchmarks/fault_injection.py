@@ -132,6 +132,16 @@ def compare_outputs(reference: Path, out: Path) -> dict[str, bool]:
     return same
 
 
+def csv_difference(reference: Path, out: Path) -> list[str]:
+    """Columns (or the shape) in which two vesicle tables differ, for the record."""
+    import pandas as pd
+
+    a, b = (pd.read_csv(f / f"{NAME}_vesicles.csv") for f in (reference, out))
+    if list(a.columns) != list(b.columns) or len(a) != len(b):
+        return [f"columns/rows {list(a.columns)} x {len(a)} vs {list(b.columns)} x {len(b)}"]
+    return [c for c in a.columns if not a[c].equals(b[c])]
+
+
 def trial(
     tomogram: Path,
     reference: Path,
@@ -154,6 +164,8 @@ def trial(
             "identical": compare_outputs(reference, out),
         }
     )
+    if rc == 0 and not record["identical"][f"{NAME}_vesicles.csv"]:
+        record["csv_differs_in"] = csv_difference(reference, out)
     interrupted_ok = True
     if record["signal"] == "SIGINT" and record["signal_sent"]:
         # Python may be interrupted before synapseg's handler is installed (during imports):
@@ -181,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         help="also kill at each stage's first file (SIGKILL and SIGINT each): " + ", ".join(EVENTS),
     )
     args = ap.parse_args(argv)
+    import synapseg
 
     work = args.work or Path(tempfile.mkdtemp(prefix="synapseg-faults-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -236,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
         },
         "command": "python benchmarks/fault_injection.py " + " ".join(argv or sys.argv[1:]),
+        "synapseg": {
+            "version": synapseg.__version__,
+            "package": str(Path(synapseg.__file__).parent),
+        },
         "shape_zyx": list(args.shape),
         "seed": args.seed,
         "reference_s": round(ref_s, 2),
