@@ -201,3 +201,12 @@ def test_a_tomogram_of_junk_gives_an_empty_table_not_forced_detections():
     kept, rejected = qc_filter(fits, VOXEL_NM, FilterParams(), shape=(64, 128, 400))
     assert len(kept) == 0 and len(rejected) == n
     assert rejected["reason"].str.startswith("confidence ").all()
+
+
+def test_reason_category_drops_the_candidate_confidence():
+    from synapseg.post.filters import reason_category
+
+    assert reason_category("confidence 0.12 < 0.5: weak membrane") == (
+        "confidence < 0.5: weak membrane"
+    )
+    assert reason_category("radius above max") == "radius above max"

@@ -38,6 +38,7 @@ overlap (never below ``radius_nm``), recorded in ``outer_shrunk_nm``.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -117,6 +118,12 @@ def _reasons(fits: pd.DataFrame, p: FilterParams) -> np.ndarray:
         inner = fits["inner_contrast"].to_numpy(float)
         flag(~(inner >= p.min_inner_fraction * mc), "no lumen (solid)")
     return reason
+
+
+def reason_category(reason: str) -> str:
+    """A rejection reason without the candidate's own confidence value, for counting:
+    ``"confidence 0.12 < 0.5: weak membrane"`` -> ``"confidence < 0.5: weak membrane"``."""
+    return re.sub(r"^confidence [0-9.]+ <", "confidence <", str(reason))
 
 
 def _vs3(voxel_size_nm: Sequence[float] | float) -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from synapseg.io.tables import make_table
-from synapseg.post.filters import FilterParams, qc_filter
+from synapseg.post.filters import FilterParams, qc_filter, reason_category
 from synapseg.post.instances import REJECT_COLUMNS, Candidates, candidate_instances
 from synapseg.post.polarity import detect_polarity
 from synapseg.post.spheres import (
@@ -132,7 +132,11 @@ def count_outcomes(counts: dict[str, Any], table: pd.DataFrame, rejected: pd.Dat
     """Set ``vesicles``, ``rejected`` (per reason) and ``rejected_total`` in ``counts``
     from the final table and rejected candidates (call again after removing more)."""
     counts["vesicles"] = int(len(table))
-    reasons = rejected["reason"].value_counts() if len(rejected) else pd.Series(dtype=int)
+    reasons = (
+        rejected["reason"].map(reason_category).value_counts()
+        if len(rejected)
+        else pd.Series(dtype=int)
+    )
     counts["rejected"] = {str(k): int(v) for k, v in reasons.items()}
     counts["rejected_total"] = int(len(rejected))
 
