@@ -32,8 +32,7 @@ import pandas as pd
 
 from synapseg.errors import InputError
 from synapseg.io.atomic import atomic_path
-from synapseg.io.schema import CENTER_PX
-from synapseg.io.tables import complete_ids, make_table
+from synapseg.io.schema import CENTER_PX, complete_ids, make_table
 
 log = logging.getLogger(__name__)
 

@@ -34,9 +34,9 @@ import pandas as pd
 
 from synapseg import __version__
 from synapseg.errors import InputError
+from synapseg.geometry.render import render_labels
 from synapseg.io.atomic import check_writable, write_text_atomic
 from synapseg.io.volume_writer import open_volume_writer
-from synapseg.post.render import render_labels
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,7 @@ import pandas as pd
 
 from synapseg.errors import InputError
 from synapseg.io.atomic import atomic_path
-from synapseg.io.schema import CENTER_PX
-from synapseg.io.tables import make_table
+from synapseg.io.schema import CENTER_PX, make_table
 
 STAR_COORD = ["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]
 STAR_CENTERED = [

@@ -37,51 +37,14 @@ from synapseg.io.schema import (
     DEFAULT_MEMBRANE_THICKNESS_NM,
     RowIssue,
     coerce_numeric,
+    complete_ids,
+    make_table,
     order_columns,
     require_core,
     resolve_radius,
 )
 
 log = logging.getLogger(__name__)
-
-
-def make_table(
-    centers_px: np.ndarray,
-    radius_nm: np.ndarray,
-    voxel_size_nm: Sequence[float],
-    *,
-    score: np.ndarray | None = None,
-    outer_radius_nm: np.ndarray | None = None,
-    membrane_thickness_nm: float = DEFAULT_MEMBRANE_THICKNESS_NM,
-    ids: np.ndarray | None = None,
-    **qc: np.ndarray,
-) -> pd.DataFrame:
-    """Build a vesicle table from (n, 3) zyx centers in input voxels and midline radii in nm.
-
-    ``outer_radius_nm`` defaults to ``radius_nm + membrane_thickness_nm / 2``; extra
-    keyword arrays become QC columns after the core columns.
-    """
-    centers_px = np.asarray(centers_px, dtype=float).reshape(-1, 3)
-    n = len(centers_px)
-    radius_nm = np.broadcast_to(np.asarray(radius_nm, dtype=float), (n,))
-    vs = np.asarray(voxel_size_nm, dtype=float).reshape(-1)
-    vs = np.broadcast_to(vs, (3,))
-    if outer_radius_nm is None:
-        outer_radius_nm = radius_nm + membrane_thickness_nm / 2
-    data: dict[str, Any] = {
-        "id": np.arange(1, n + 1) if ids is None else np.asarray(ids, dtype=int),
-    }
-    for i, px in enumerate(CENTER_PX):
-        data[px] = centers_px[:, i]
-    for i, nm in enumerate(CENTER_NM):
-        data[nm] = centers_px[:, i] * vs[i]
-    data["radius_nm"] = radius_nm
-    data["radius_px"] = radius_nm / vs[2]
-    data["score"] = np.ones(n) if score is None else np.asarray(score, dtype=float)
-    data["outer_radius_nm"] = np.broadcast_to(np.asarray(outer_radius_nm, dtype=float), (n,))
-    for key, values in qc.items():
-        data[key] = np.asarray(values)
-    return pd.DataFrame(data)
 
 
 def write_table_csv(
@@ -208,31 +171,6 @@ def read_table_json(path: str | os.PathLike) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- any format
-
-
-def complete_ids(ids: Sequence[Any], path: str | os.PathLike | None = None) -> np.ndarray:
-    """Vesicle ids from user-edited input: keep valid unique ids (integers >= 1), give the
-    missing, invalid or repeated ones (after their first use) new ids above the largest."""
-    values = pd.to_numeric(pd.Series(list(ids), dtype=object), errors="coerce").to_numpy(float)
-    ok = np.isfinite(values) & (values >= 1) & (values == np.round(values))
-    out = np.where(ok, values, 0).astype(np.int64)
-    seen: set[int] = set()
-    for i, v in enumerate(out):
-        if v and v in seen:
-            out[i] = 0
-        seen.add(int(v))
-    new = out == 0
-    if new.any():
-        start = int(out.max()) + 1
-        out[new] = np.arange(start, start + int(new.sum()))
-        log.info(
-            "%s: %d vesicle(s) without a valid unique id got ids %d..%d",
-            path,
-            int(new.sum()),
-            start,
-            start + int(new.sum()) - 1,
-        )
-    return out
 
 
 def normalize_table(

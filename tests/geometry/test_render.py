@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from synapseg.geometry.render import render_labels
 from synapseg.io.tables import make_table
-from synapseg.post.render import render_labels
 
 
 def _ball_volume_vox(radius_nm: float, vs: np.ndarray) -> float:
