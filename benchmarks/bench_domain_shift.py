@@ -214,19 +214,23 @@ def run(args) -> dict[str, Any]:
 
 
 def compare(paths: list[str]) -> None:
+    """Print the result files side by side: one column per metric and label."""
     results = [json.loads(Path(p).read_text()) for p in paths]
     labels = [r["label"] for r in results]
     cols = ("f1", "precision", "recall", "center_error_nm_median", "radius_error_nm_median_abs")
     short = ("F1", "P", "R", "ctr", "|rad|")
-    head = f"{'shift':<16}" + "".join(f"{s + ' ' + lab:>{14}}" for s in short for lab in labels)
-    print(head)
+    w = max(9, *(len(lab) + 7 for lab in labels))
+    print(f"{'shift':<16}" + "".join(f"{s + ' ' + lab:>{w}}" for s in short for lab in labels))
     names = list(dict.fromkeys(n for r in results for n in r["shifts"]))
     for name in names:
-        cells = [_f(r["shifts"].get(name, {}).get(c), 14) for c in cols for r in results]
+        cells = [_f(r["shifts"].get(name, {}).get(c), w) for c in cols for r in results]
         print(f"{name:<16}" + "".join(cells))
-    print(f"{'pooled F1':<16}" + "".join(_f(r["pooled_f1"], 14) for r in results))
-    print(f"{'neg. false ves.':<16}" + "".join(f"{r['negatives_false_vesicles']:>14}"
-                                               for r in results))  # fmt: skip
+    print(f"{'pooled F1':<16}" + "".join(_f(r["pooled_f1"], w) for r in results))
+    negs = list(dict.fromkeys(n for r in results for n in r["negatives"]))
+    for name in negs:
+        cells = [f"{r['negatives'].get(name, {}).get('n_pred', 'n/a'):>{w}}" for r in results]
+        print(f"{name:<16}" + "".join(cells))
+    print(f"{'neg. total':<16}" + "".join(f"{r['negatives_false_vesicles']:>{w}}" for r in results))
 
 
 def main(argv: list[str] | None = None) -> int:
