@@ -184,6 +184,7 @@ def place_ribosomes(scene: Scene, rng: np.random.Generator) -> int:
     centers = np.array([v.center_nm for v in scene.vesicles]).reshape(-1, 3)
     bounds = np.array([v.bound_nm for v in scene.vesicles])
     placed: list[tuple[Array, float]] = []
+    done = np.empty((max(target, 1), 4))  # centres and radii placed so far, vectorised
     for _ in range(target * 5):
         if len(placed) >= target:
             break
@@ -194,8 +195,10 @@ def place_ribosomes(scene: Scene, rng: np.random.Generator) -> int:
             continue
         if len(centers) and np.any(np.linalg.norm(centers - c, axis=1) < bounds + r + 1.0):
             continue
-        if any(np.linalg.norm(q - c) < rq + r for q, rq in placed):
+        n = len(placed)
+        if n and np.any(np.sum((done[:n, :3] - c) ** 2, axis=1) < (done[:n, 3] + r) ** 2):
             continue
+        done[n] = (*c, r)
         placed.append((c, r))
     prof = Profile([], [(-np.inf, 0.0, RIBOSOME_DENSITY)])
     for c, r in placed:
