@@ -63,6 +63,7 @@ def train_model(
     name: str | None = None,
     callback: Callable[[int, dict[str, Any]], None] | None = None,
     extra_summary: dict | None = None,
+    trainer_cls: Callable[..., Trainer] | None = None,
 ) -> TrainResult:
     """Train (or fine-tune) a model and write ``model_dir/model.pt`` + ``model.json``.
 
@@ -85,6 +86,9 @@ def train_model(
         Continue from ``model_dir/checkpoints/checkpoint.pt`` exactly.
     overwrite
         Replace an existing model in ``model_dir``.
+    trainer_cls
+        Builds the trainer (default :class:`Trainer`; ``synapseg adapt`` passes one that adds
+        a flip-consistency term).
 
     Raises
     ------
@@ -143,7 +147,7 @@ def train_model(
     if not resume:  # a fresh run must not inherit an older run's best weights or history
         for stale in ("checkpoint.pt", "best.pt", "history.jsonl"):
             (work / stale).unlink(missing_ok=True)
-    trainer = Trainer(net, config, train_vols, val_vols, vs3, work, device=device)
+    trainer = (trainer_cls or Trainer)(net, config, train_vols, val_vols, vs3, work, device=device)
     if resume:
         trainer.resume()
     logs = trainer.run(callback=callback)

@@ -1,0 +1,94 @@
+"""``synapseg adapt``: adapt a model to your own tomograms without labels (self-training)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+
+from synapseg.cli import app, err_console, handle_errors
+
+
+@app.command()
+@handle_errors
+def adapt(
+    ctx: typer.Context,
+    tomograms: list[Path] = typer.Argument(
+        ..., help="Tomogram file(s) or folder(s) of tomograms (no labels needed)."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Model folder to write."),
+    from_model: str = typer.Option(
+        "default", "--from", help="Model to adapt: 'default', a name or a model folder."
+    ),
+    steps: int = typer.Option(40, "--steps", min=1, help="Fine-tuning steps per round."),
+    rounds: int = typer.Option(2, "--rounds", min=1, help="Pseudo-label / fine-tune rounds."),
+    min_confidence: float = typer.Option(
+        0.8, "--min-confidence", help="Confidence of a vesicle to become a pseudo-label."
+    ),
+    low_confidence: float = typer.Option(
+        0.0,
+        "--low-confidence",
+        help="Candidates below this are background (default 0: none); between: ignored.",
+    ),
+    lr: float = typer.Option(2e-4, "--lr", help="Learning rate (low: the base model is good)."),
+    tta: bool = typer.Option(False, "--tta", help="Flip-averaged pseudo-labels (8-16x slower)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model."),
+) -> None:
+    """Adapt a model to unlabeled tomograms: pseudo-label confident vesicles, fine-tune.
+
+    Each round segments the tomograms, keeps vesicles with confidence >= --min-confidence as
+    targets, ignores uncertain candidates (loss mask) and fine-tunes with a flip-consistency
+    term. Writes OUTPUT/model.pt + model.json (use `segment --model OUTPUT`) and the
+    pseudo-labels in OUTPUT/pseudo_labels/. No ground truth is used: check the result on a
+    tomogram you know before trusting it.
+    """
+    import torch
+
+    from synapseg.train.adapt import AdaptConfig, adapt_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    from synapseg import options as check
+
+    check.check_device(device)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    config = AdaptConfig(
+        rounds=rounds,
+        steps=steps,
+        high_confidence=min_confidence,
+        low_confidence=low_confidence,
+        lr=lr,
+        tta=tta,
+        seed=seed,
+    )
+    quiet = bool((ctx.find_root().obj or {}).get("quiet"))
+    t0 = time.perf_counter()
+
+    def say(text: str) -> None:
+        if not quiet:
+            err_console.print(f"adapt: {text} ({time.perf_counter() - t0:.0f} s)", markup=False)
+
+    record = adapt_model(
+        tomograms,
+        output,
+        from_model=from_model,
+        config=config,
+        device=device,
+        overwrite=overwrite,
+        on_event=say,
+    )
+    summary = {
+        "model": str(output),
+        "statement": record["statement"],
+        "base_model": record["base_model"],
+        "pseudo_labels_per_round": [r["pseudo_labels"] for r in record["rounds"]],
+        "cut_offs": {"min_confidence": min_confidence, "low_confidence": low_confidence},
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    typer.echo(json.dumps(summary, indent=2, default=str))

@@ -1,0 +1,503 @@
+"""Unlabeled domain adaptation (``synapseg adapt``): self-training on confident detections.
+
+Each round (default 2):
+
+1. **Pseudo-labels.** The normal pipeline (:func:`synapseg.pipeline.segment_tomogram`) runs
+   on every tomogram with the current model. Vesicles whose calibrated ``confidence`` is at
+   least ``high_confidence`` become positive targets; candidates between ``low_confidence``
+   and ``high_confidence`` (and candidates rejected for another reason: fit failed, size,
+   overlap; by default every candidate that is not confident) are *ignored*: a sphere of
+   their outer radius + ``margin_nm`` gets loss weight 0, and so does every voxel within
+   ``margin_nm`` of a probability ≥ ``ignore_probability`` that no confident vesicle
+   explains (a vesicle the model half-sees teaches nothing, in either direction). Candidates
+   below ``low_confidence`` and all other voxels are background. The labels are a vesicle
+   table + loss mask per tomogram (``pseudo_labels/round<r>/<name>/vesicles.csv`` +
+   ``mask.mrc``), read by the ordinary training data path
+   (:class:`synapseg.train.data.DataItem`).
+2. **Fine-tuning** with :func:`synapseg.train.run.train_model` (masked Dice + BCE, wedge-safe
+   augmentation), low learning rate and few steps, plus a **flip-consistency** term: the
+   prediction on a randomly flipped patch (flipped back, no gradient) is a target for the
+   prediction on the patch itself, everywhere including the ignored regions
+   (:class:`ConsistencyTrainer`).
+
+Round ``r + 1`` re-labels with the model of round ``r`` and continues from it. No ground
+truth is read at any point. Everything random is seeded (``seed``), so a run is reproducible
+on CPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import ndimage
+
+from synapseg.errors import InputError, OutputExistsError
+from synapseg.train.trainer import TrainConfig, Trainer
+
+log = logging.getLogger(__name__)
+
+PSEUDO_DIR = "pseudo_labels"
+ROUNDS_DIR = "rounds"
+STATEMENT = "unlabeled adaptation: no ground truth was used"
+_CONF_REASON = re.compile(r"^confidence ([0-9.]+) <")
+
+
+@dataclass
+class AdaptConfig:
+    """Parameters of :func:`adapt_model` (all recorded in the model card).
+
+    Attributes
+    ----------
+    rounds
+        Pseudo-label / fine-tune rounds.
+    steps
+        Optimiser steps per round.
+    high_confidence
+        Vesicles with calibrated confidence ≥ this are positive targets (``--min-confidence``).
+    low_confidence
+        Candidates below this are trained as background; between the two cut-offs they are
+        ignored. Default 0 (no candidate is a negative): on the ``thick_membrane`` shift
+        11 of the 12 candidates with confidence < 0.2 were true vesicles (the confidence
+        model, not the network, rejected them), so teaching them as background would
+        teach the network to miss vesicles.
+    ignore_probability
+        Probability above which voxels no confident vesicle explains are ignored.
+    margin_nm
+        Width of the ignored shell around uncertain candidates and probability blobs.
+    lr, batch_size, patch_size
+        Fine-tuning hyper-parameters (low rate: the base model is already good).
+    consistency_weight
+        Weight of the flip-consistency term (0 disables it).
+    tta
+        Pseudo-label with test-time augmentation (flip-averaged maps; 8-16x slower).
+    seed
+        Seed of every random choice.
+    """
+
+    rounds: int = 2
+    steps: int = 40
+    high_confidence: float = 0.8
+    low_confidence: float = 0.0
+    ignore_probability: float = 0.25
+    margin_nm: float = 4.0
+    lr: float = 2e-4
+    batch_size: int = 2
+    patch_size: tuple[int, int, int] = (48, 64, 64)
+    consistency_weight: float = 1.0
+    tta: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.low_confidence <= self.high_confidence <= 1:
+            raise InputError(
+                "--min-confidence",
+                f"cut-offs low {self.low_confidence:g} / high {self.high_confidence:g} are not "
+                "ordered probabilities",
+                "give 0 <= --low-confidence <= --min-confidence <= 1",
+            )
+        if self.rounds < 1 or self.steps < 1:
+            raise InputError("--steps", "rounds and steps must be at least 1", "give e.g. 40")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["patch_size"] = list(self.patch_size)
+        return d
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def find_tomograms(paths: Sequence[str | Path]) -> list[Path]:
+    """Tomogram files from files and folders (a folder's own tomograms, else one
+    ``tomogram.*`` per subfolder, ``synapseg simulate``'s layout)."""
+    from synapseg.io.volume import find_first
+    from synapseg.pipeline import list_tomograms
+    from synapseg.train.data import VOLUME_SUFFIXES
+
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise InputError(path, "not found", "give a tomogram file or a folder of tomograms")
+        if not path.is_dir() or path.suffix.lower() == ".zarr":
+            found.append(path)
+            continue
+        try:
+            found.extend(list_tomograms(path))
+        except InputError:
+            subs = [
+                find_first(s, ["tomogram", "tomo"], VOLUME_SUFFIXES)
+                for s in sorted(path.iterdir())
+                if s.is_dir()
+            ]
+            subs = [s for s in subs if s is not None]
+            if not subs:
+                raise
+            found.extend(subs)
+    return found
+
+
+def _unique_names(tomograms: Sequence[Path]) -> list[str]:
+    names = []
+    for k, t in enumerate(tomograms):
+        stem = t.name.split(".", 1)[0]
+        names.append(
+            f"{k:02d}_{t.parent.name}_{stem}" if stem in ("tomogram", "tomo") else f"{k:02d}_{stem}"
+        )
+    return names
+
+
+# --------------------------------------------------------------------------- pseudo-labels
+
+
+def candidate_confidence(rejected: pd.DataFrame) -> np.ndarray:
+    """Confidence of rejected candidates parsed from their reason (NaN: rejected for
+    another reason, e.g. fit failed, size, overlap, so its confidence is unknown)."""
+    out = np.full(len(rejected), np.nan)
+    if "reason" not in rejected:
+        return out
+    for i, reason in enumerate(rejected["reason"].astype(str)):
+        m = _CONF_REASON.match(reason)
+        if m:
+            out[i] = float(m.group(1))
+    return out
+
+
+def _spheres(table: pd.DataFrame, radius_nm: np.ndarray, shape, vs: np.ndarray) -> np.ndarray:
+    from synapseg.post.render import render_labels
+
+    if len(table) == 0:
+        return np.zeros(shape, dtype=bool)
+    t = pd.DataFrame(
+        {
+            "id": np.arange(1, len(table) + 1),
+            "center_z_px": table["center_z_px"].to_numpy(float),
+            "center_y_px": table["center_y_px"].to_numpy(float),
+            "center_x_px": table["center_x_px"].to_numpy(float),
+            "r_nm": np.asarray(radius_nm, float),
+        }
+    )
+    return render_labels(t, shape, vs, radius_column="r_nm") != 0
+
+
+def pseudo_labels(
+    table: pd.DataFrame,
+    rejected: pd.DataFrame,
+    probability: np.ndarray,
+    voxel_size_nm: float | Sequence[float],
+    config: AdaptConfig,
+    membrane_thickness_nm: float = 4.5,
+) -> tuple[pd.DataFrame, np.ndarray, dict[str, int]]:
+    """Positive targets and the loss mask of one tomogram (pure numpy/pandas).
+
+    Parameters
+    ----------
+    table
+        Vesicles found with ``min_confidence = config.low_confidence`` (``confidence`` column).
+    rejected
+        Rejected candidates (center px, ``radius_nm``, ``reason``).
+    probability
+        Vesicle probability on the tomogram grid (float 0..1 or uint8 0..255).
+    voxel_size_nm
+        Voxel size (scalar or zyx).
+
+    Returns
+    -------
+    positives, weight, counts
+        Confident vesicles (a ``table`` subset), the uint8 loss mask (1 counts, 0 ignored)
+        and counts: ``positive``, ``uncertain``, ``negative_candidates``,
+        ``ignored_voxels``.
+    """
+    shape = probability.shape
+    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,)).copy()
+    prob = probability.astype(np.float32) / (255.0 if probability.dtype == np.uint8 else 1.0)
+    conf = table["confidence"].to_numpy(float) if len(table) else np.zeros(0)
+    pos_sel = conf >= config.high_confidence
+    positives = table[pos_sel].reset_index(drop=True)
+    uncertain = table[~pos_sel & (conf >= config.low_confidence)]
+    rej_conf = candidate_confidence(rejected)
+    neg_sel = rej_conf < config.low_confidence  # NaN (rejected for another reason) is False
+    negative = pd.concat(
+        [table[conf < config.low_confidence], rejected[neg_sel]], ignore_index=True
+    )
+    unknown = rejected[~neg_sel]
+
+    def outer(t: pd.DataFrame) -> np.ndarray:
+        if "outer_radius_nm" in t and len(t):
+            r = t["outer_radius_nm"].to_numpy(float)
+        else:
+            r = (
+                t["radius_nm"].to_numpy(float) + membrane_thickness_nm / 2
+                if len(t)
+                else np.zeros(0)
+            )
+        return np.where(np.isfinite(r), r, 20.0)
+
+    pos_mask = _spheres(positives, outer(positives), shape, vs)
+    neg_mask = _spheres(negative, outer(negative), shape, vs)
+    unsure = pd.concat([uncertain, unknown], ignore_index=True)
+    ignore = _spheres(unsure, outer(unsure) + config.margin_nm, shape, vs)
+    blob = (prob >= config.ignore_probability) & ~pos_mask & ~neg_mask
+    if blob.any():
+        dist = ndimage.distance_transform_edt(~blob, sampling=vs)
+        ignore |= dist <= config.margin_nm
+    ignore &= ~pos_mask
+    weight = (~ignore).astype(np.uint8)
+    counts = {
+        "positive": int(len(positives)),
+        "uncertain": int(len(unsure)),
+        "negative_candidates": int(len(negative)),
+        "ignored_voxels": int(ignore.sum()),
+    }
+    return positives, weight, counts
+
+
+def label_tomogram(
+    tomogram: Path,
+    folder: Path,
+    model: str,
+    config: AdaptConfig,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Segment ``tomogram`` with ``model`` and write ``folder/vesicles.csv`` + ``mask.mrc``.
+
+    Returns the counts (see :func:`pseudo_labels`) with ``tomogram``, ``annotation`` and
+    ``mask`` paths (``annotation`` is ``None`` when no vesicle is confident).
+    """
+    from synapseg.io.tables import read_table_csv, write_table_csv
+    from synapseg.io.volume import read_volume
+    from synapseg.io.volume_writer import write_volume
+    from synapseg.pipeline import OutputPaths, SegmentOptions, segment_tomogram
+
+    seg_dir = folder / "segment"
+    options = SegmentOptions(
+        model=model,
+        device=device,
+        tta=config.tta,
+        min_confidence=config.low_confidence,
+        formats=("csv",),
+        overwrite=True,
+    )
+    state = segment_tomogram(tomogram, seg_dir, options)
+    volume = read_volume(tomogram)
+    paths = OutputPaths(seg_dir, volume.name)
+    table = read_table_csv(paths["csv"])
+    rejected = pd.DataFrame(state["stages"]["vesicles"].get("rejected", []))
+    for col in ("center_z_px", "center_y_px", "center_x_px", "radius_nm", "reason"):
+        if col not in rejected:
+            rejected[col] = pd.Series(dtype=object if col == "reason" else float)
+    prob = np.asarray(read_volume(paths["probabilities"], volume.voxel_size_nm).data)
+    positives, weight, counts = pseudo_labels(table, rejected, prob, volume.voxel_size_nm, config)
+    inverted = bool(state["stages"]["predict"].get("polarity", {}).get("invert"))
+    if inverted:
+        log.warning(
+            "%s: contrast is inverted; fine-tuning reads it as dark densities (invert it first)",
+            tomogram,
+        )
+    csv = folder / "vesicles.csv"
+    mask = folder / "mask.mrc"
+    write_table_csv(csv, positives, overwrite=True)
+    write_volume(mask, weight, volume.voxel_size_nm, overwrite=True, label="synapseg adapt mask")
+    return {
+        "tomogram": str(tomogram),
+        "annotation": str(csv) if len(positives) else None,
+        "mask": str(mask),
+        "inverted": inverted,
+        **counts,
+    }
+
+
+# --------------------------------------------------------------------------- training
+
+
+class ConsistencyTrainer(Trainer):
+    """:class:`Trainer` plus a flip-consistency term (mean-teacher style, the teacher being
+    the same network on a flipped copy, without gradient). Flips of z, y, x map a single-axis
+    missing wedge onto itself, so the term is wedge-safe."""
+
+    def __init__(self, *args: Any, consistency_weight: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.consistency_weight = float(consistency_weight)
+
+    def train_step(self) -> dict[str, float]:  # noqa: D102 - see Trainer.train_step
+        import math
+
+        from synapseg.train.losses import masked_dice_bce
+        from synapseg.train.trainer import learning_rate
+
+        cfg = self.config
+        images, targets, weights = self.sampler.sample(self.rng, cfg.batch_size, self.augment)
+        flip = self.rng.random(3) < 0.5
+        if not flip.any():
+            flip[int(self.rng.integers(3))] = True
+        dims = [int(d) + 2 for d in np.flatnonzero(flip)]
+        x = torch.from_numpy(images).to(self.device)
+        y = torch.from_numpy(targets).to(self.device)
+        w = torch.from_numpy(weights).to(self.device)
+        lr = learning_rate(cfg, self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.net.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        logits = self.net(x)
+        loss, parts = masked_dice_bce(logits, y, w, pos_weight=cfg.pos_weight)
+        if self.consistency_weight > 0:
+            with torch.no_grad():
+                teacher = torch.sigmoid(self.net(torch.flip(x, dims))).flip(dims)
+            cons = torch.mean((torch.sigmoid(logits) - teacher) ** 2)
+            loss = loss + self.consistency_weight * cons
+            parts["consistency"] = float(cons.detach())
+        if not math.isfinite(float(loss.detach())):
+            self._diverged(f"the loss is {float(loss.detach())}")
+        loss.backward()
+        if cfg.grad_clip:
+            norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
+            if not math.isfinite(float(norm)):
+                self._diverged(f"the gradient norm is {float(norm)}")
+        self.optimizer.step()
+        self.step += 1
+        return {"loss": float(loss.detach()), "lr": lr, **parts}
+
+
+def _check_output(model_dir: Path, overwrite: bool) -> None:
+    if (model_dir / "model.json").exists() or (model_dir / PSEUDO_DIR).exists():
+        if not overwrite:
+            raise OutputExistsError(
+                model_dir, "already holds an adapted model", "pass --overwrite or another folder"
+            )
+        for sub in (PSEUDO_DIR, ROUNDS_DIR, "checkpoints"):
+            shutil.rmtree(model_dir / sub, ignore_errors=True)
+
+
+def adapt_model(
+    tomograms: Sequence[str | Path],
+    model_dir: str | Path,
+    *,
+    from_model: str = "default",
+    config: AdaptConfig | None = None,
+    device: str = "cpu",
+    overwrite: bool = False,
+    on_event: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Adapt ``from_model`` to unlabeled ``tomograms``; write ``model_dir`` (usable as
+    ``segment --model model_dir``).
+
+    Returns the ``adaptation`` record also stored in the card's ``extra``.
+
+    Raises
+    ------
+    InputError
+        Missing inputs, existing output without ``overwrite``, or no confident vesicle in
+        any tomogram (nothing to learn from).
+    """
+    from synapseg.model.registry import read_card, resolve_model
+    from synapseg.train.data import DataItem
+    from synapseg.train.run import train_model
+
+    config = config or AdaptConfig()
+    on_event = on_event or (lambda text: None)
+    model_dir = Path(model_dir)
+    files = find_tomograms(tomograms)
+    _check_output(model_dir, overwrite)
+    base = read_card(resolve_model(from_model))
+    names = _unique_names(files)
+    record: dict[str, Any] = {
+        "statement": STATEMENT,
+        "base_model": {"name": base.name, "sha256": base.sha256, "from": str(from_model)},
+        "tomograms": [str(f.resolve()) for f in files],
+        "config": config.to_dict(),
+        "rounds": [],
+    }
+    current = str(from_model)
+    for r in range(1, config.rounds + 1):
+        labels = []
+        for name, tomo in zip(names, files):
+            on_event(f"round {r}/{config.rounds}: pseudo-labels for {tomo}")
+            folder = model_dir / PSEUDO_DIR / f"round{r}" / name
+            labels.append({"name": name, **label_tomogram(tomo, folder, current, config, device)})
+        items = [
+            DataItem(
+                tomogram=Path(x["tomogram"]), annotation=Path(x["annotation"]), mask=Path(x["mask"])
+            )
+            for x in labels
+            if x["annotation"] is not None
+        ]
+        n_pos = sum(x["positive"] for x in labels)
+        record["rounds"].append(
+            {
+                "round": r,
+                "model": base.name if r == 1 else f"round {r - 1}",
+                "pseudo_labels": n_pos,
+                "uncertain_ignored": sum(x["uncertain"] for x in labels),
+                "negative_candidates": sum(x["negative_candidates"] for x in labels),
+                "per_tomogram": labels,
+                "steps": config.steps,
+            }
+        )
+        if not items:
+            raise InputError(
+                files[0] if len(files) == 1 else None,
+                f"round {r}: no vesicle reached confidence {config.high_confidence:g} in any "
+                "tomogram, so there is nothing to learn from",
+                "lower --min-confidence, or check the voxel size and contrast (synapseg segment)",
+            )
+        last = r == config.rounds
+        target = model_dir if last else model_dir / ROUNDS_DIR / f"round{r}"
+        on_event(
+            f"round {r}/{config.rounds}: fine-tuning {config.steps} steps on {n_pos} pseudo-labels"
+        )
+        train_cfg = TrainConfig(
+            steps=config.steps,
+            batch_size=config.batch_size,
+            patch_size=tuple(config.patch_size),
+            lr=config.lr,
+            warmup_steps=max(1, min(10, config.steps // 4)),
+            val_every=10**9,
+            seed=config.seed + r,
+        )
+        train_model(
+            items,
+            target,
+            config=train_cfg,
+            from_model=current,
+            val_fraction=0.0,
+            device=device,
+            overwrite=True,
+            name=model_dir.name,
+            trainer_cls=functools.partial(
+                ConsistencyTrainer, consistency_weight=config.consistency_weight
+            ),
+        )
+        current = str(target)
+    _write_card(model_dir, record, base)
+    return record
+
+
+def _write_card(model_dir: Path, record: dict[str, Any], base: Any) -> None:
+    """Add the adaptation record to the card (model.pt and its sha256 are unchanged)."""
+    from synapseg.io.atomic import write_text_atomic
+
+    path = model_dir / "model.json"
+    card = json.loads(path.read_text(encoding="utf-8"))
+    per_round = ", ".join(f"round {x['round']}: {x['pseudo_labels']}" for x in record["rounds"])
+    c = record["config"]
+    card["description"] = (
+        f"{STATEMENT}. Adapted from {base.name} (sha256 {base.sha256[:12]}…) by synapseg adapt on "
+        f"{len(record['tomograms'])} tomogram(s): {c['rounds']} round(s) of {c['steps']} steps "
+        f"(lr {c['lr']:g}, flip consistency {c['consistency_weight']:g}); pseudo-labels = "
+        f"vesicles with confidence >= {c['high_confidence']:g} ({per_round}); candidates "
+        f"between {c['low_confidence']:g} and {c['high_confidence']:g} were ignored (loss mask)."
+    )
+    card.setdefault("extra", {})["adaptation"] = record
+    write_text_atomic(path, json.dumps(card, indent=2, default=str), overwrite=True)
