@@ -108,9 +108,15 @@ def test_cell_statistics_stream_like_whole_volume(monkeypatch):
     mean2, std2 = cell_statistics(np.lib.stride_tricks.as_strided(vol), (4, 5, 6))
     np.testing.assert_allclose(mean, mean2, rtol=1e-10)
     np.testing.assert_allclose(std, std2, rtol=1e-8)
-    block = vol[4:8, 5:10, 36:41]  # a partial cell at the x edge
-    assert mean[1, 1, 6] == pytest.approx(block.mean(), rel=1e-5)
-    assert std[1, 1, 6] == pytest.approx(block.std(), rel=1e-4)
+    # cells thinner than 4 sections use every voxel: exact, including a partial edge cell
+    mean3, std3 = cell_statistics(vol, (3, 5, 6))
+    block = vol[3:6, 5:10, 36:41]  # a partial cell at the x edge
+    assert mean3[1, 1, 6] == pytest.approx(block.mean(), rel=1e-5)
+    assert std3[1, 1, 6] == pytest.approx(block.std(), rel=1e-4)
+    # thicker cells use every other section
+    sub = vol[4:8:2, 5:10, 36:41]
+    assert mean[1, 1, 6] == pytest.approx(sub.mean(), rel=1e-5)
+    assert std[1, 1, 6] == pytest.approx(sub.std(), rel=1e-4)
 
 
 def test_everywhere_keeps_all():

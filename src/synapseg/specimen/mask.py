@@ -171,35 +171,48 @@ def cell_size_px(
     return tuple(int(c) for c in cell)  # type: ignore[return-value]
 
 
+def _block_sums(a: np.ndarray, cy: int, cx: int) -> np.ndarray:
+    """Sums of ``a`` (ny, nx) over blocks of cy x cx (partial blocks at the far edges)."""
+    ny, nx = a.shape
+    gy, gx = -(-ny // cy), -(-nx // cx)
+    if gy * cy != ny or gx * cx != nx:
+        a = np.pad(a, ((0, gy * cy - ny), (0, gx * cx - nx)))
+    return a.reshape(gy, cy, gx, cx).sum(axis=(1, 3))
+
+
 def cell_statistics(data: Any, cell_px: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Per-cell mean and standard deviation of a (z, y, x) array-like, read in z-chunks.
 
-    Only finite values count; a cell without any gets mean NaN and std 0. Memory is bounded
-    by a chunk of :data:`_READ_VOXELS` voxels plus the coarse grid.
+    Cells at least 4 sections thick use every other section (rows 0, 2, 4, ... of each cell
+    layer: half the reading and arithmetic). Only finite values count; a cell without any
+    gets mean NaN and std 0. Memory is bounded by a chunk of :data:`_READ_VOXELS` voxels
+    plus the coarse grid.
     """
     nz, ny, nx = (int(s) for s in data.shape)
     cz, cy, cx = (int(c) for c in cell_px)
-    ys, xs = np.arange(0, ny, cy), np.arange(0, nx, cx)
-    gz = -(-nz // cz)
-    total = np.zeros((gz, len(ys), len(xs)))
+    sz = 2 if cz >= 4 else 1
+    gz, gy, gx = -(-nz // cz), -(-ny // cy), -(-nx // cx)
+    total = np.zeros((gz, gy, gx))
     total_sq = np.zeros_like(total)
     count = np.zeros_like(total)
-    rows = max(1, _READ_VOXELS // max(ny * nx, 1))
-    for z0 in range(0, nz, rows):
-        z1 = min(nz, z0 + rows)
-        block = np.asarray(data[z0:z1], dtype=np.float64)
-        finite = np.isfinite(block)
-        if not finite.all():
-            block = np.where(finite, block, 0.0)
-        for z in range(z0, z1):
-            k = z // cz
-            row, ok = block[z - z0], finite[z - z0]
-            s = np.add.reduceat(np.add.reduceat(row, ys, axis=0), xs, axis=1)
-            s2 = np.add.reduceat(np.add.reduceat(row * row, ys, axis=0), xs, axis=1)
-            n = np.add.reduceat(np.add.reduceat(ok.astype(np.float64), ys, axis=0), xs, axis=1)
-            total[k] += s
-            total_sq[k] += s2
-            count[k] += n
+    layers = max(1, _READ_VOXELS // max(ny * nx * cz, 1))
+    for k0 in range(0, gz, layers):
+        k1 = min(gz, k0 + layers)
+        # a float32 memmap is viewed, not copied: only the sections used are read
+        block = np.asarray(data[k0 * cz : min(nz, k1 * cz)], dtype=np.float32)
+        for k in range(k0, k1):
+            layer = block[(k - k0) * cz : (k - k0 + 1) * cz : sz]
+            finite = np.isfinite(layer)
+            if finite.all():
+                n = np.full((ny, nx), float(len(layer)))
+            else:
+                layer = np.where(finite, layer, np.float32(0))
+                n = finite.sum(axis=0, dtype=np.float64)
+            s = layer.sum(axis=0, dtype=np.float64)
+            s2 = np.einsum("zyx,zyx->yx", layer, layer, dtype=np.float64)
+            total[k] = _block_sums(s, cy, cx)
+            total_sq[k] = _block_sums(s2, cy, cx)
+            count[k] = _block_sums(n, cy, cx)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
         var = total_sq / count - mean * mean
@@ -270,7 +283,7 @@ def specimen_mask(
     offset_limit = max(OFFSET_SPREADS * m_spread, OFFSET_MIN_SIGMA * s_ref)
     finite = np.isfinite(mean)
     delta = np.where(finite, mean - m_ref, 0.0)
-    reason = np.full(mean.shape, "", dtype=object)
+    reason = np.zeros(mean.shape, np.uint8)  # 0: specimen-like, else 1 + index in REASONS
     flat = (std < FLAT_RATIO * s_ref) | ~finite
     textured = std > TEXTURED_RATIO * s_ref
     bright = delta > offset_limit
@@ -289,10 +302,14 @@ def specimen_mask(
         touching[np.unique(labels[near_slab & (labels > 0)])] = True
         gold = (small & ~touching)[labels]
     for name, sel in (("dark", dark), ("bright", bright), ("textured", textured), ("flat", flat)):
-        reason[sel] = name
-    reason[gold] = "gold"
-    like = reason == ""
-    like = ndimage.median_filter(like.astype(np.uint8), size=3, mode="nearest").astype(bool)
+        reason[sel] = 1 + REASONS.index(name)
+    reason[gold] = 1 + REASONS.index("gold")
+    like = reason == 0
+    # 3x3x3 majority vote (separable: sums of 3 along each axis, at least 14 of 27)
+    votes = like.astype(np.uint8)
+    for axis in range(3):
+        votes = ndimage.uniform_filter1d(votes * np.uint8(3), 3, axis=axis, mode="nearest")
+    like = votes >= 14
     like &= ~ndimage.binary_dilation(gold, iterations=1)
     layer_fraction = like.mean(axis=(1, 2))
     z0, z1 = _longest_run(layer_fraction >= 0.5)
@@ -308,16 +325,12 @@ def specimen_mask(
     slab = np.zeros(mean.shape, bool)
     slab[:z0] = True
     slab[z1:] = True
-    reason[slab & (reason == "")] = "slab"
+    reason[slab & (reason == 0)] = 1 + REASONS.index("slab")
     excluded = ~coarse
-    by_reason = {
-        r: round(float((excluded & (reason == r)).mean()), 4)
-        for r in REASONS
-        if (excluded & (reason == r)).any()
-    }
-    smoothed = float((excluded & (reason == "")).mean())
-    if smoothed > 0:
-        by_reason["isolated"] = round(smoothed, 4)
+    counts = np.bincount(reason[excluded], minlength=len(REASONS) + 1) / reason.size
+    by_reason = {r: round(float(counts[1 + i]), 4) for i, r in enumerate(REASONS) if counts[1 + i]}
+    if counts[0] > 0:
+        by_reason["isolated"] = round(float(counts[0]), 4)
     zr = [min(shape[0], z0 * cell[0]), min(shape[0], z1 * cell[0])]
     facts = {
         "specimen_z_range_px": zr,
