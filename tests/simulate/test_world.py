@@ -192,3 +192,20 @@ def test_wedge_fill_restores_the_missing_wedge():
     filled = _sim(snr=None, wedge_fill=True)
     assert _wedge_power_ratio(plain.tomogram) < 0.1
     assert _wedge_power_ratio(filled.tomogram) > 0.3
+
+
+def test_er_tubules_are_membrane_tubes_that_vesicles_avoid():
+    r = _sim(n_er_tubules=1, distractors=False)
+    (tube,) = r.info["er_tubules"]
+    p, d = np.asarray(tube["point_px"]), np.asarray(tube["direction"])
+    vs = r.voxel_size_nm
+    perp = np.cross(d, [0.0, 1.0, 0.0])
+    perp /= np.linalg.norm(perp)
+    wall = np.round(p + perp * tube["radius_nm"] / vs).astype(int)
+    if np.all((wall >= 0) & (wall < SHAPE)):
+        assert r.membrane_labels[tuple(wall)] == 3
+    assert (r.membrane_labels == 3).sum() > (_sim(distractors=False).membrane_labels == 3).sum()
+    c = r.vesicles[["center_z_px", "center_y_px", "center_x_px"]].to_numpy()
+    rel = (c - p) * vs
+    dist = np.linalg.norm(rel - np.outer(rel @ d, d), axis=1)
+    assert np.all(dist > tube["radius_nm"] + r.vesicles["outer_radius_nm"].to_numpy())

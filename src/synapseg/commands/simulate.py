@@ -9,7 +9,8 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from synapseg.cli import app, err_console, handle_errors
+from synapseg.commands.base import app, err_console, handle_errors
+from synapseg.commands.options import overwrite_option
 from synapseg.errors import InputError
 from synapseg.simulate import SimulationParams, simulate_tomogram, write_simulation
 from synapseg.simulate.params import DEFAULT_SNR
@@ -25,8 +26,12 @@ def simulate(
     shape: tuple[int, int, int] = typer.Option(
         (64, 256, 256), "--shape", help="Output size Z Y X in voxels (z = beam axis)."
     ),
-    voxel_size: float = typer.Option(1.68, "--voxel-size", help="Output voxel size in nm."),
-    tilt_range: float = typer.Option(60.0, "--tilt-range", help="Maximum tilt ± in degrees."),
+    voxel_size: float = typer.Option(
+        1.68, "--voxel-size", metavar="NM", help="Output voxel size in nm."
+    ),
+    tilt_range: float = typer.Option(
+        60.0, "--tilt-range", metavar="DEG", help="Maximum tilt ± in degrees."
+    ),
     tilt_step: float = typer.Option(2.0, "--tilt-step", help="Tilt increment in degrees."),
     defocus: float = typer.Option(4.0, "--defocus", help="Underfocus in µm."),
     snr: float = typer.Option(
@@ -43,7 +48,12 @@ def simulate(
     no_distractors: bool = typer.Option(
         False, "--no-distractors", help="No endosomes, mitochondria, dense-core vesicles, actin."
     ),
-    invert: bool = typer.Option(False, "--invert", help="Write densities bright instead of dark."),
+    bright_densities: bool = typer.Option(
+        False, "--bright-densities", help="Write densities bright instead of dark."
+    ),
+    invert_deprecated: bool = typer.Option(
+        False, "--invert", hidden=True, help="Deprecated alias of --bright-densities."
+    ),
     n_vesicles: int | None = typer.Option(
         None, "--n-vesicles", min=0, help="Number of vesicles (0: a negative); default: density."
     ),
@@ -59,6 +69,7 @@ def simulate(
     ),
     gold: int = typer.Option(0, "--gold", min=0, help="Gold beads on the specimen surfaces."),
     microtubules: int = typer.Option(0, "--microtubules", min=0, help="Microtubules."),
+    er_tubules: int = typer.Option(0, "--er-tubules", min=0, help="ER membrane tubes."),
     ribosomes: float = typer.Option(
         0.0, "--ribosomes", min=0, help="Ribosome-sized particles per µm³ (e.g. 30000)."
     ),
@@ -72,12 +83,17 @@ def simulate(
     defocus_gradient: bool = typer.Option(
         False, "--defocus-gradient", help="Defocus changes across each tilted image."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Simulate synapse tomograms (phantom, tilt series with CTF and noise, weighted
     back-projection) with exact ground truth: OUT_DIR/sim_000/{tomogram.mrc, vesicles.csv,
     vesicle_labels.mrc, membrane_labels.mrc, filaments.csv, info.json, params.json}.
     """
+    if invert_deprecated:  # --invert means auto|yes|no elsewhere: renamed here
+        err_console.print(
+            "warning: simulate --invert is deprecated; use --bright-densities", markup=False
+        )
+        bright_densities = True
     fixed = dict(
         shape=shape,
         voxel_size_nm=voxel_size,
@@ -86,7 +102,7 @@ def simulate(
         defocus_um=defocus,
         snr=snr if snr > 0 else None,
         distractors=not no_distractors,
-        invert_contrast=invert,
+        invert_contrast=bright_densities,
     )
     world = dict(
         n_vesicles=n_vesicles,
@@ -96,6 +112,7 @@ def simulate(
         lamella_cuts_vesicles=lamella_cuts,
         n_gold=gold,
         n_microtubules=microtubules,
+        n_er_tubules=er_tubules,
         ribosome_density_per_um3=ribosomes,
         denoise_sigma_nm=denoise_sigma,
         dual_axis=dual_axis,

@@ -70,7 +70,8 @@ class SimulationParams:
         specimen by ``vacuum_brightness_sigma`` reconstruction σ), lamella_tilt_deg (slab normal
         tilted from z towards x), lamella_cuts_vesicles (vesicle centres only need to lie in
         the slab, so surfaces cut some: column ``cut_by_surface``); n_gold beads of
-        gold_radius_nm on the specimen surfaces; n_microtubules (25 nm tubes);
+        gold_radius_nm on the specimen surfaces; n_microtubules (25 nm tubes); n_er_tubules
+        (membrane tubes of radius 15-25 nm, class 3);
         ribosome_density_per_um3 (≈ 25 nm dense particles in the cytoplasm).
     """
 
@@ -126,6 +127,7 @@ class SimulationParams:
     n_gold: int = 0
     gold_radius_nm: float = 5.0
     n_microtubules: int = 0
+    n_er_tubules: int = 0
     ribosome_density_per_um3: float = 0.0
     denoise_sigma_nm: float = 0.0
     dual_axis: bool = False
@@ -169,7 +171,10 @@ class SimulationParams:
             raise bad("lamella_thickness", "the lamella is thinner than 4 voxels", "use 80-300")
         if not (abs(self.lamella_tilt_deg) <= 45):
             raise bad("lamella_tilt", f"{self.lamella_tilt_deg}° is implausible", "use -20..20")
-        if min(self.n_gold, self.n_microtubules) < 0 or self.ribosome_density_per_um3 < 0:
+        if (
+            min(self.n_gold, self.n_microtubules, self.n_er_tubules) < 0
+            or self.ribosome_density_per_um3 < 0
+        ):
             raise bad("n_gold", "counts and densities must be >= 0", "use 0 to switch off")
         if self.denoise_sigma_nm < 0 or self.gold_radius_nm <= 0:
             raise bad("denoise_sigma", "sizes must be positive", "use e.g. 1.5 (0 = off)")

@@ -175,6 +175,8 @@ def build_phantom(params: SimulationParams, rng: np.random.Generator) -> Phantom
         info["distractors"] = distractors(scene, pm, rng)
     if params.n_microtubules:
         info["microtubules"] = world.place_microtubules(scene, rng)
+    if params.n_er_tubules:
+        info["er_tubules"] = world.place_er_tubules(scene, rng)
     gold = world.place_gold(scene, rng) if params.n_gold else []
     info["n_vesicles_target"] = _place_vesicles(scene, pm, rng)
     _render_vesicles(scene)

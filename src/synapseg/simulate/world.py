@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from synapseg.simulate.scene import Scene, clear, random_point
-from synapseg.simulate.shapes import Profile, Shape, Sphere, grid_nm
+from synapseg.simulate.scene import OTHER, Scene, clear, random_point
+from synapseg.simulate.shapes import Profile, Shape, Sphere, bilayer, grid_nm
 
 Array = np.ndarray
 GOLD_DENSITY = 25.0  # gold scatters far more than protein (head groups = 1)
@@ -174,6 +174,29 @@ def place_microtubules(scene: Scene, rng: np.random.Generator) -> list[dict]:
             }
         )
     return axes
+
+
+def place_er_tubules(scene: Scene, rng: np.random.Generator) -> list[dict]:
+    """Straight ER tubules: membrane tubes (bilayer midline radius 15-25 nm, light lumen)
+    crossing the volume in any direction; membranes class 3, obstacles for vesicles.
+    Cut across, they look like vesicles: a distractor. Place them before the vesicles."""
+    t, half = scene.p.membrane_thickness_nm, scene.half_t
+    prof = Profile(bilayer(0.0, t), [(-np.inf, -half, 0.1)])
+    tubes = []
+    for _ in range(int(scene.p.n_er_tubules)):
+        c = random_point(scene, rng)
+        r = float(rng.uniform(15.0, 25.0))
+        tube = Tube(c, rng.normal(size=3), r, scene.extent)
+        scene.add(tube, prof, [(0.0, OTHER)], lumen_below=-half)
+        scene.obstacles.append((tube, half + 2.0))
+        tubes.append(
+            {
+                "point_px": (c / scene.vs).round(3).tolist(),
+                "direction": tube.direction.round(6).tolist(),
+                "radius_nm": round(r, 3),
+            }
+        )
+    return tubes
 
 
 def place_ribosomes(scene: Scene, rng: np.random.Generator) -> int:
