@@ -1,1 +1,2 @@
-"""One module per CLI command; each registers itself on ``synapseg.cli.app``."""
+"""One module per CLI command; each registers itself on ``synapseg.commands.base.app``
+(:mod:`synapseg.cli` imports them all)."""

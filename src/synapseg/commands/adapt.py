@@ -8,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from synapseg.cli import app, err_console, handle_errors
+from synapseg.commands.base import app, err_console, handle_errors
+from synapseg.commands.options import device_option, overwrite_option
 
 
 @app.command()
@@ -34,10 +35,10 @@ def adapt(
     ),
     lr: float = typer.Option(2e-4, "--lr", help="Learning rate (low: the base model is good)."),
     tta: bool = typer.Option(False, "--tta", help="Flip-averaged pseudo-labels (8-16x slower)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    device: str = device_option(),
     seed: int = typer.Option(0, "--seed"),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Adapt a model to unlabeled tomograms: pseudo-label confident vesicles, fine-tune.
 

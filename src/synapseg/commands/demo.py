@@ -11,7 +11,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from synapseg.cli import app, handle_errors, show_progress
+from synapseg.commands.base import app, handle_errors, show_progress
+from synapseg.commands.options import overwrite_option
 
 
 @app.command()
@@ -19,7 +20,7 @@ from synapseg.cli import app, handle_errors, show_progress
 def demo(
     ctx: typer.Context,
     output: Path = typer.Option(Path("synapseg-demo"), "--output", "-o", help="Output folder."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Recompute existing outputs."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Run the full pipeline on the simulated sample and compare with its ground truth.
 

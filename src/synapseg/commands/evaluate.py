@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from synapseg.cli import app, err_console, handle_errors
+from synapseg.commands.base import app, err_console, handle_errors
+from synapseg.commands.options import overwrite_option
 from synapseg.errors import InputError
 from synapseg.evaluate.batch import (
     Loaded,
@@ -247,13 +248,20 @@ def evaluate(
     voxel_size: float | None = typer.Option(
         None,
         "--voxel-size",
+        metavar="NM",
         help="Voxel size (nm) of the tomogram and of pixel-only tables, if their files lack it.",
     ),
     gt_voxel_size: float | None = typer.Option(
-        None, "--gt-voxel-size", help="Voxel size (nm) of a pixel-only or label ground truth."
+        None,
+        "--gt-voxel-size",
+        metavar="NM",
+        help="Voxel size (nm) of a pixel-only or label ground truth.",
     ),
     pred_voxel_size: float | None = typer.Option(
-        None, "--pred-voxel-size", help="Voxel size (nm) of a pixel-only or label prediction."
+        None,
+        "--pred-voxel-size",
+        metavar="NM",
+        help="Voxel size (nm) of a pixel-only or label prediction.",
     ),
     gt_ids: str | None = typer.Option(
         None,
@@ -287,7 +295,7 @@ def evaluate(
     star_binning: float = typer.Option(
         1.0, "--star-binning", help="Tomogram binning relative to the tilt series (STAR)."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Match predicted vesicles to ground truth (Hungarian on centers) and write metrics.json
     and report.html (plots, slices, missed and false vesicles) into the report folder.

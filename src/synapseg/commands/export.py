@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 import typer
 
-from synapseg.cli import app, err_console, handle_errors
+from synapseg.commands.base import app, err_console, handle_errors
+from synapseg.commands.options import invert_option, overwrite_option, voxel_size_option
 from synapseg.errors import InputError, OutputExistsError
 from synapseg.pipeline import ALL_FORMATS, DEFAULT_FORMATS, OutputPaths, SegmentOptions, provenance
 
@@ -92,9 +93,7 @@ def export(
     edited: Path = typer.Argument(..., help="Edited vesicles: .mod, .csv, .json or .star."),
     tomogram: Path = typer.Option(..., "--tomogram", "-t", help="The tomogram they belong to."),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder."),
-    voxel_size: float | None = typer.Option(
-        None, "--voxel-size", help="Voxel size in nm; overrides the header."
-    ),
+    voxel_size: float | None = voxel_size_option(),
     formats: str = typer.Option(
         ",".join(DEFAULT_FORMATS), "--formats", help=f"Any of {','.join(ALL_FORMATS)}."
     ),
@@ -112,12 +111,14 @@ def export(
     pyto_boundaries: Path | None = typer.Option(
         None, "--pyto-boundaries", help="Pyto boundary labels to merge the vesicles into."
     ),
-    tilt_range: float = typer.Option(60.0, "--tilt-range", help="Tilt range ± degrees."),
-    invert: str = typer.Option("auto", "--invert", help="Contrast: auto, yes or no."),
+    tilt_range: float = typer.Option(
+        60.0, "--tilt-range", metavar="DEG", help="Tilt range ± degrees."
+    ),
+    invert: str = invert_option(),
     strict: bool = typer.Option(
         False, "--strict", help="Refuse (exit 2) instead of skipping rows that are not valid."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Re-render the table, labels, STAR, Pyto and IMOD outputs from edited vesicles."""
     from synapseg.commands.segment import parse_formats

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from synapseg.cli import app, err_console, handle_errors
+from synapseg.commands.base import app, err_console, handle_errors
+from synapseg.commands.options import voxel_size_option
 from synapseg.io.volume import read_volume
 from synapseg.summary import describe
 
@@ -20,9 +21,7 @@ from synapseg.summary import describe
 @handle_errors
 def info(
     tomogram: Path = typer.Argument(..., help="Tomogram: MRC/REC, TIFF stack or OME-Zarr."),
-    voxel_size: float | None = typer.Option(
-        None, "--voxel-size", help="Voxel size in nm; overrides the header."
-    ),
+    voxel_size: float | None = voxel_size_option(),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Show shape, voxel size, extent, intensity statistics and warnings for a tomogram.

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from synapseg.cli import app, handle_errors
+from synapseg.commands.base import app, handle_errors
 
 
 @app.command()

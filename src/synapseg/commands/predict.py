@@ -13,7 +13,14 @@ from pathlib import Path
 import typer
 
 from synapseg import __version__
-from synapseg.cli import app, err_console, handle_errors
+from synapseg.commands.base import app, err_console, handle_errors
+from synapseg.commands.options import (
+    device_option,
+    invert_option,
+    model_option,
+    overwrite_option,
+    voxel_size_option,
+)
 from synapseg.io.atomic import check_free_space, check_writable, write_text_atomic
 from synapseg.io.volume import read_volume
 from synapseg.io.volume_writer import open_volume_writer
@@ -55,36 +62,37 @@ def check_predict_options(
 def predict(
     tomogram: Path = typer.Argument(..., help="Tomogram: MRC/REC, TIFF stack or OME-Zarr."),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder."),
-    model: str = typer.Option(
-        "default", "--model", "-m", help="Model name, model folder (from 'train') or model.json."
-    ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    model: str = model_option(),
+    device: str = device_option(),
     tta: bool = typer.Option(
         False, "--tta", help="Test-time augmentation: average 8 flips (8x slower)."
     ),
     tile_size: int | None = typer.Option(
-        None, "--tile-size", help="Largest tile edge in model voxels (default 256)."
+        None,
+        "--tile-size",
+        metavar="VOXELS",
+        help="Largest tile edge in model voxels (default 256).",
     ),
     halo: int | None = typer.Option(
         None,
         "--halo",
+        metavar="VOXELS",
         help="Context voxels dropped at inner tile faces (default tile/10; the model card's "
         "'halo' makes tiles exactly equal to a whole-volume pass).",
     ),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Tiles per forward pass."),
-    voxel_size: float | None = typer.Option(
-        None, "--voxel-size", help="Voxel size in nm; overrides the header."
-    ),
-    invert: bool = typer.Option(
-        False, "--invert", help="The tomogram has bright densities (inverted contrast)."
-    ),
+    voxel_size: float | None = voxel_size_option(),
+    invert: str = invert_option(),
     fmt: str = typer.Option(
-        "float16", "--format", help="Probability file type: float16, uint8 (0-255) or float32."
+        "float16",
+        "--format",
+        metavar="float16|uint8|float32",
+        help="Probability file type: float16, uint8 (0-255) or float32.",
     ),
     threads: int | None = typer.Option(
         None, "--threads", help="CPU threads (default: available cores)."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    overwrite: bool = overwrite_option(),
     fill_nonfinite: str | None = typer.Option(
         None,
         "--fill-nonfinite",
@@ -102,6 +110,8 @@ def predict(
 
     if fmt not in _FORMATS:
         raise InputError("--format", f"unknown format '{fmt}'", "use float16, uint8 or float32")
+    if invert not in ("auto", "yes", "no"):
+        raise InputError("--invert", f"unknown value '{invert}'", "use auto, yes or no")
     check_predict_options(device, tile_size, halo, batch_size, voxel_size, threads)
     t0 = time.perf_counter()
     volume = read_volume(tomogram, voxel_size)
@@ -116,6 +126,12 @@ def predict(
     volume, input_facts = check_finite(volume, fill_nonfinite)  # whole volume, before writing
     card_path = resolve_model(model)
     net, card = load_model(card_path)
+    if invert == "auto":  # one decision, recorded, as in segment
+        from synapseg.infer.polarity import decide_polarity
+
+        polarity = decide_polarity(volume, (net, card), device)
+    else:
+        polarity = {"invert": invert == "yes", "forced": True}
     from synapseg.summary import segment_warnings
 
     input_facts["warnings"] += segment_warnings(volume, card)  # may stop: nm as Å, too coarse
@@ -141,7 +157,7 @@ def predict(
             batch_size=batch_size,
             out=out,
             progress=show_progress,
-            invert=invert,
+            invert=bool(polarity["invert"]),
             threads=threads,
             scratch_dir=output,
             report=facts,
@@ -166,6 +182,7 @@ def predict(
             "voxel_size_nm": card.voxel_size_nm,
         },
         **facts,
+        "polarity": polarity,
         "input_scan": input_facts["scan"],
         "fill_nonfinite": input_facts["fill_nonfinite"],
         "warnings": input_facts["warnings"],

@@ -11,7 +11,14 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from synapseg.cli import app, err_console, handle_errors, show_progress
+from synapseg.commands.base import app, err_console, handle_errors, show_progress
+from synapseg.commands.options import (
+    device_option,
+    invert_option,
+    model_option,
+    overwrite_option,
+    voxel_size_option,
+)
 from synapseg.errors import InputError
 from synapseg.io.atomic import write_text_atomic
 from synapseg.io.volume import Volume, is_zarr
@@ -87,13 +94,13 @@ def segment(
     ctx: typer.Context,
     inputs: list[Path] = typer.Argument(..., help="Tomogram file(s) or folder(s) of tomograms."),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder."),
-    voxel_size: float | None = typer.Option(
-        None, "--voxel-size", help="Voxel size in nm; overrides the header."
-    ),
-    model: str = typer.Option("default", "--model", help="Model name, folder or model.json."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    voxel_size: float | None = voxel_size_option(),
+    model: str = model_option(),
+    device: str = device_option(),
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation (flips; slower)."),
-    tile_size: int | None = typer.Option(None, "--tile-size", help="Tile edge in model voxels."),
+    tile_size: int | None = typer.Option(
+        None, "--tile-size", metavar="VOXELS", help="Tile edge in model voxels."
+    ),
     mask: Path | None = typer.Option(
         None, "--mask", help="Label/mask MRC on the tomogram grid: keep vesicles inside it."
     ),
@@ -109,26 +116,39 @@ def segment(
     pyto_boundaries: Path | None = typer.Option(
         None, "--pyto-boundaries", help="Pyto boundary labels to merge the vesicles into."
     ),
-    invert: str = typer.Option("auto", "--invert", help="Contrast: auto, yes or no."),
+    invert: str = invert_option(),
     threshold: float | None = typer.Option(
         None, "--threshold", help="Probability threshold (default: automatic)."
     ),
     tilt_range: float | None = typer.Option(
-        None, "--tilt-range", help="Tilt range ± degrees (default: estimated from the data)."
+        None,
+        "--tilt-range",
+        metavar="DEG",
+        help="Tilt range ± degrees (default: estimated from the data).",
     ),
     tilt_axis: str | None = typer.Option(
-        None, "--tilt-axis", help="Tilt axis: y, x or dual (default: estimated from the data)."
+        None,
+        "--tilt-axis",
+        metavar="y|x|dual",
+        help="Tilt axis: y, x or dual (default: estimated from the data).",
     ),
-    min_radius: float | None = typer.Option(None, "--min-radius", help="Smallest radius, nm."),
-    max_radius: float | None = typer.Option(None, "--max-radius", help="Largest radius, nm."),
+    min_radius: float | None = typer.Option(
+        None, "--min-radius", metavar="NM", help="Smallest radius, nm."
+    ),
+    max_radius: float | None = typer.Option(
+        None, "--max-radius", metavar="NM", help="Largest radius, nm."
+    ),
     min_confidence: float = typer.Option(
         0.5,
         "--min-confidence",
         help="Keep vesicles whose calibrated confidence (0-1) is at least this.",
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    overwrite: bool = overwrite_option(),
     from_stage: str | None = typer.Option(
-        None, "--from-stage", help=f"Recompute from this stage: {', '.join(STAGES)}."
+        None,
+        "--from-stage",
+        metavar="STAGE",
+        help=f"Recompute from this stage: {', '.join(STAGES)}.",
     ),
     fill_nonfinite: str | None = typer.Option(
         None,

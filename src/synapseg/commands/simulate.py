@@ -70,6 +70,9 @@ def simulate(
     gold: int = typer.Option(0, "--gold", min=0, help="Gold beads on the specimen surfaces."),
     microtubules: int = typer.Option(0, "--microtubules", min=0, help="Microtubules."),
     er_tubules: int = typer.Option(0, "--er-tubules", min=0, help="ER membrane tubes."),
+    coated_vesicles: int = typer.Option(
+        0, "--coated-vesicles", min=0, help="Clathrin-coated vesicles (not in the table)."
+    ),
     ribosomes: float = typer.Option(
         0.0, "--ribosomes", min=0, help="Ribosome-sized particles per µm³ (e.g. 30000)."
     ),
@@ -113,6 +116,7 @@ def simulate(
         n_gold=gold,
         n_microtubules=microtubules,
         n_er_tubules=er_tubules,
+        n_coated_vesicles=coated_vesicles,
         ribosome_density_per_um3=ribosomes,
         denoise_sigma_nm=denoise_sigma,
         dual_axis=dual_axis,

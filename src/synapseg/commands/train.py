@@ -8,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from synapseg.cli import app, err_console, handle_errors, show_progress
+from synapseg.commands.base import app, err_console, handle_errors, show_progress
+from synapseg.commands.options import device_option, overwrite_option
 from synapseg.errors import InputError
 
 
@@ -66,16 +67,19 @@ def train(
         None, "--lr", help="Learning rate (default 2e-3, 5e-4 when fine-tuning)."
     ),
     voxel_size: float | None = typer.Option(
-        None, "--model-voxel-size", help="Model voxel size in nm for a new model (1.8)."
+        None,
+        "--model-voxel-size",
+        metavar="NM",
+        help="Model voxel size in nm for a new model (1.8).",
     ),
     val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.0, max=0.9),
     val_every: int = typer.Option(200, "--val-every", min=1),
     boundary: bool = typer.Option(False, "--boundary", help="Add a vesicle-boundary channel."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    device: str = device_option(),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
     seed: int = typer.Option(0, "--seed"),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Train a model from scratch, or fine-tune one (--from default) on your annotations.
 
@@ -90,6 +94,9 @@ def train(
 
     if threads:
         torch.set_num_threads(threads)
+    from synapseg.infer.forward import select_device
+
+    device = str(select_device(device))  # auto: CUDA when available, else CPU
     if epochs is None and steps is None:
         epochs = 10.0
     config = TrainConfig(
