@@ -209,3 +209,19 @@ def test_er_tubules_are_membrane_tubes_that_vesicles_avoid():
     rel = (c - p) * vs
     dist = np.linalg.norm(rel - np.outer(rel @ d, d), axis=1)
     assert np.all(dist > tube["radius_nm"] + r.vesicles["outer_radius_nm"].to_numpy())
+
+
+def test_coated_vesicles_are_distractors_with_a_coat():
+    r = simulate_tomogram(
+        SimulationParams(shape=(56, 96, 96), seed=11, n_coated_vesicles=1, distractors=False)
+    )
+    (ccv,) = r.info["coated_vesicles"]
+    c, radius = np.asarray(ccv["center_px"]), ccv["radius_nm"]
+    vs = r.voxel_size_nm
+    coat = np.round(c + np.array([0.0, 0.0, 1.0]) * (radius + 13.0 + 2.25) / vs).astype(int)
+    assert r.phantom[tuple(coat)] > 0.3  # the outer coat shell
+    assert r.membrane_labels[tuple(np.round(c + [0, 0, radius / vs]).astype(int))] == 3
+    # not a synaptic vesicle: no table row or label at its centre
+    assert r.vesicle_labels[tuple(np.round(c).astype(int))] == 0
+    t = r.vesicles[["center_z_px", "center_y_px", "center_x_px"]].to_numpy()
+    assert np.all(np.linalg.norm((t - c) * vs, axis=1) > radius + 16.0)

@@ -93,6 +93,7 @@ WORLD_LOOKS: dict[str, dict] = {
                                        "lamella_cuts_vesicles": True},
     "gold ×6 + microtubules ×2": {"n_gold": 6, "n_microtubules": 2},
     "membrane 6.8 nm": {"membrane_thickness_nm": 6.8},
+    "ER tubules ×2 + coated vesicles ×2": {"n_er_tubules": 2, "n_coated_vesicles": 2},
 }  # fmt: skip
 
 

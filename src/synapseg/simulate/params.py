@@ -71,7 +71,8 @@ class SimulationParams:
         tilted from z towards x), lamella_cuts_vesicles (vesicle centres only need to lie in
         the slab, so surfaces cut some: column ``cut_by_surface``); n_gold beads of
         gold_radius_nm on the specimen surfaces; n_microtubules (25 nm tubes); n_er_tubules
-        (membrane tubes of radius 15-25 nm, class 3);
+        (membrane tubes of radius 15-25 nm, class 3); n_coated_vesicles (clathrin-coated,
+        class 3, not in the vesicle table);
         ribosome_density_per_um3 (≈ 25 nm dense particles in the cytoplasm).
     """
 
@@ -128,6 +129,7 @@ class SimulationParams:
     gold_radius_nm: float = 5.0
     n_microtubules: int = 0
     n_er_tubules: int = 0
+    n_coated_vesicles: int = 0
     ribosome_density_per_um3: float = 0.0
     denoise_sigma_nm: float = 0.0
     dual_axis: bool = False
@@ -172,7 +174,7 @@ class SimulationParams:
         if not (abs(self.lamella_tilt_deg) <= 45):
             raise bad("lamella_tilt", f"{self.lamella_tilt_deg}° is implausible", "use -20..20")
         if (
-            min(self.n_gold, self.n_microtubules, self.n_er_tubules) < 0
+            min(self.n_gold, self.n_microtubules, self.n_er_tubules, self.n_coated_vesicles) < 0
             or self.ribosome_density_per_um3 < 0
         ):
             raise bad("n_gold", "counts and densities must be >= 0", "use 0 to switch off")

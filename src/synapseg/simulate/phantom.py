@@ -177,6 +177,8 @@ def build_phantom(params: SimulationParams, rng: np.random.Generator) -> Phantom
         info["microtubules"] = world.place_microtubules(scene, rng)
     if params.n_er_tubules:
         info["er_tubules"] = world.place_er_tubules(scene, rng)
+    if params.n_coated_vesicles:
+        info["coated_vesicles"] = world.place_coated_vesicles(scene, rng)
     gold = world.place_gold(scene, rng) if params.n_gold else []
     info["n_vesicles_target"] = _place_vesicles(scene, pm, rng)
     _render_vesicles(scene)

@@ -199,6 +199,31 @@ def place_er_tubules(scene: Scene, rng: np.random.Generator) -> list[dict]:
     return tubes
 
 
+def place_coated_vesicles(scene: Scene, rng: np.random.Generator) -> list[dict]:
+    """Clathrin-coated vesicles (endocytic, not synaptic vesicles: not in the table): a
+    bilayer (midline radius 18-28 nm) inside a coat of two dense shells 6 and 13 nm outside
+    it (outer diameter ≈ 70-90 nm); membranes class 3, obstacles. Place before vesicles."""
+    t, half = scene.p.membrane_thickness_nm, scene.half_t
+    out = []
+    for _ in range(int(scene.p.n_coated_vesicles)):
+        for _ in range(30):
+            c = random_point(scene, rng)
+            r = float(rng.uniform(18.0, 28.0))
+            bound = r + 16.0
+            if np.any(c < bound) or np.any(c > scene.extent - bound) or not clear(scene, c, bound):
+                continue
+            prof = Profile(
+                bilayer(0.0, t) + [(6.0 + half, 0.35, 1.5), (13.0 + half, 0.5, 2.0)],
+                [(-np.inf, -half, 0.2)],
+            )
+            shape = Sphere(c, r)
+            scene.add(shape, prof, [(0.0, OTHER)], lumen_below=-half)
+            scene.obstacles.append((Sphere(c, bound), 1.0))
+            out.append({"center_px": (c / scene.vs).round(3).tolist(), "radius_nm": round(r, 3)})
+            break
+    return out
+
+
 def place_ribosomes(scene: Scene, rng: np.random.Generator) -> int:
     """Ribosome-sized dense particles in the cytoplasm, clear of vesicles and compartments."""
     p = scene.p
