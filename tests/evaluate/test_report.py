@@ -88,3 +88,23 @@ def test_report_draws_a_reliability_diagram_when_predictions_carry_confidence(tm
     assert png.startswith(PNG_MAGIC) and len(png) > 10_000
     html = page.read_text()
     assert "confidence calibration (ECE, 10 bins)" in html and "Reliability of the" in html
+
+
+def test_evaluate_cli_draws_the_reliability_diagram_from_a_confidence_column(tmp_path):
+    from typer.testing import CliRunner
+
+    from synapseg.cli import app
+    from synapseg.io.tables import write_table_csv
+
+    gt = make_table([[10, 20, 20], [10, 50, 50], [12, 20, 60]], [9, 10, 9.5], 1.0)
+    pred = make_table(
+        [[10, 21, 20], [10, 50, 51], [12, 70, 10]], [8.5, 10, 9], 1.0, confidence=[0.9, 0.8, 0.3]
+    )
+    write_table_csv(tmp_path / "gt.csv", gt)
+    write_table_csv(tmp_path / "pred.csv", pred)
+    args = ["evaluate", "--gt", str(tmp_path / "gt.csv"), "--pred", str(tmp_path / "pred.csv")]
+    result = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "rep")])
+    assert result.exit_code == 0, result.output
+    cal = json.loads((tmp_path / "rep" / "metrics.json").read_text())["calibration"]
+    assert cal["n"] == 3 and cal["ece"] == pytest.approx((0.1 + 0.2 + 0.3) / 3)
+    assert (tmp_path / "rep" / "reliability.png").read_bytes().startswith(PNG_MAGIC)
