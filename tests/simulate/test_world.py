@@ -225,3 +225,15 @@ def test_coated_vesicles_are_distractors_with_a_coat():
     assert r.vesicle_labels[tuple(np.round(c).astype(int))] == 0
     t = r.vesicles[["center_z_px", "center_y_px", "center_x_px"]].to_numpy()
     assert np.all(np.linalg.norm((t - c) * vs, axis=1) > radius + 16.0)
+
+
+def test_multivesicular_bodies_hold_intraluminal_vesicles():
+    params = SimulationParams(shape=(64, 160, 160), seed=2, snr=None)
+    plain = simulate_tomogram(params, keep_phantom=False)
+    mvb = simulate_tomogram(params, keep_phantom=False, mvb_fraction=1.0)
+    assert "intraluminal_vesicles" not in plain.info["distractors"]
+    assert mvb.info["distractors"]["intraluminal_vesicles"] > 0
+    # the endosomes and everything placed before them are unchanged; the extra vesicles
+    # are "other" membranes, never synaptic-vesicle labels
+    extra = (mvb.membrane_labels == 3) & (plain.membrane_labels != 3)
+    assert extra.sum() > 0 and not mvb.vesicle_labels[extra].any()

@@ -70,6 +70,9 @@ def simulate(
     gold: int = typer.Option(0, "--gold", min=0, help="Gold beads on the specimen surfaces."),
     microtubules: int = typer.Option(0, "--microtubules", min=0, help="Microtubules."),
     er_tubules: int = typer.Option(0, "--er-tubules", min=0, help="ER membrane tubes."),
+    mvb_fraction: float = typer.Option(
+        0.0, "--mvb-fraction", min=0, max=1, help="Endosomes that are multivesicular bodies."
+    ),
     coated_vesicles: int = typer.Option(
         0, "--coated-vesicles", min=0, help="Clathrin-coated vesicles (not in the table)."
     ),
@@ -117,6 +120,7 @@ def simulate(
         n_microtubules=microtubules,
         n_er_tubules=er_tubules,
         n_coated_vesicles=coated_vesicles,
+        mvb_fraction=mvb_fraction,
         ribosome_density_per_um3=ribosomes,
         denoise_sigma_nm=denoise_sigma,
         dual_axis=dual_axis,

@@ -72,7 +72,8 @@ class SimulationParams:
         the slab, so surfaces cut some: column ``cut_by_surface``); n_gold beads of
         gold_radius_nm on the specimen surfaces; n_microtubules (25 nm tubes); n_er_tubules
         (membrane tubes of radius 15-25 nm, class 3); n_coated_vesicles (clathrin-coated,
-        class 3, not in the vesicle table);
+        class 3, not in the vesicle table); mvb_fraction (endosomes that are multivesicular
+        bodies, with intraluminal vesicles: class 3, not in the table);
         ribosome_density_per_um3 (≈ 25 nm dense particles in the cytoplasm).
     """
 
@@ -130,6 +131,7 @@ class SimulationParams:
     n_microtubules: int = 0
     n_er_tubules: int = 0
     n_coated_vesicles: int = 0
+    mvb_fraction: float = 0.0
     ribosome_density_per_um3: float = 0.0
     denoise_sigma_nm: float = 0.0
     dual_axis: bool = False
@@ -178,6 +180,8 @@ class SimulationParams:
             or self.ribosome_density_per_um3 < 0
         ):
             raise bad("n_gold", "counts and densities must be >= 0", "use 0 to switch off")
+        if not (0 <= self.mvb_fraction <= 1):
+            raise bad("mvb_fraction", f"{self.mvb_fraction} is not in [0, 1]", "use e.g. 0.5")
         if self.denoise_sigma_nm < 0 or self.gold_radius_nm <= 0:
             raise bad("denoise_sigma", "sizes must be positive", "use e.g. 1.5 (0 = off)")
         if self.n_vesicles is not None and self.n_vesicles < 0:
