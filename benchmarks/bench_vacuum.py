@@ -12,7 +12,10 @@ true radius; ground-truth z shifted by the padding). The target: F1 within 0.02 
 unpadded tomogram's.
 
 The tomograms are written once to ``--data`` (by the running synapseg); a second run with
-another synapseg on ``PYTHONPATH`` reads the same files, so two versions can be compared:
+another synapseg on ``PYTHONPATH`` reads the same files, so two versions can be compared.
+Vesicle-free tomograms (``NEGATIVES``: seeds 8201-8204, ``n_vesicles=0``; membranes,
+filaments, distractors, protein crowding) and two overlapping 64 x 128 x 128 crops of each
+are segmented too: false vesicles and the polarity decision are counted:
 
     python benchmarks/bench_vacuum.py --data /tmp/vac --json after.json
     git worktree add /tmp/synapseg-before bd1045b
@@ -39,6 +42,13 @@ VOXEL_NM = 1.68
 PAD_FRACTION = 0.3
 # name -> (level in specimen sigmas from its median, noise in specimen sigmas)
 VARIANTS = {"bright": (3.0, 0.05), "dark": (-3.0, 0.05), "offset": (1.5, 0.5)}
+# vesicle-free tomograms: seed -> SimulationParams overrides (n_vesicles=0 for all)
+NEGATIVES = {
+    8201: {},  # plasma membrane, cleft, distractors (endosomes, mitochondrion, DCVs), filaments
+    8202: {"distractors": False},  # membranes and filaments only
+    8203: {"filaments": False},
+    8204: {"protein_crowding": 2.0},
+}
 
 
 def make_data(folder: Path, seeds=SEEDS) -> None:
@@ -67,6 +77,39 @@ def make_data(folder: Path, seeds=SEEDS) -> None:
             padded = np.concatenate([above, t, below]).astype(np.float32)
             write_volume(folder / f"s{seed}_{name}.mrc", padded, VOXEL_NM)
         (folder / f"s{seed}_pad.txt").write_text(str(pad))
+    for seed, overrides in NEGATIVES.items():
+        if (folder / f"n{seed}_whole.mrc").exists():
+            continue
+        params = SimulationParams(shape=SHAPE, voxel_size_nm=VOXEL_NM, seed=seed, n_vesicles=0)
+        t = simulate_tomogram(params.replace(**overrides), keep_phantom=False).tomogram
+        write_volume(folder / f"n{seed}_whole.mrc", t, VOXEL_NM)
+        write_volume(folder / f"n{seed}_cropA.mrc", t[:, :128, :128], VOXEL_NM)
+        write_volume(folder / f"n{seed}_cropB.mrc", t[:, 64:, 64:], VOXEL_NM)
+
+
+def run_negatives(folder: Path, work: Path, device: str) -> list[dict]:
+    """Vesicle-free tomograms and two crops of each: false vesicles and the polarity."""
+    from synapseg.io.tables import read_table_csv
+    from synapseg.pipeline import SegmentOptions, segment_tomogram
+
+    rows = []
+    for tomo in sorted(folder.glob("n*_*.mrc")):
+        out = work / tomo.stem
+        options = SegmentOptions(device=device, formats=("csv",), overwrite=True)
+        report = segment_tomogram(tomo, out, options)
+        pred = read_table_csv(out / f"{tomo.stem}_vesicles.csv")
+        polarity = report["stages"]["predict"].get("polarity", {})
+        rows.append(
+            {
+                "tomogram": tomo.stem,
+                "false_vesicles": int(len(pred)),
+                "inverted": bool(polarity.get("invert")),
+                "polarity_confidence": polarity.get("confidence"),
+                "statement": report["stages"]["vesicles"].get("statement"),
+            }
+        )
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    return rows
 
 
 def run(folder: Path, work: Path, device: str) -> list[dict]:
@@ -145,9 +188,14 @@ def compare(paths: list[str]) -> int:
         for r in results:
             s = r["summary"].get(variant, {})
             line += (
-                f"{s.get('mean_f1', float('nan')):>14.3f}{s.get('max_f1_gap', float('nan')):>10.3f}"
+                f"{s.get('mean_f1', float('nan')):>14.3f}{s.get('max_f1_gap', float('nan')):>10.3f}"  # noqa: E501
             )
         print(line)
+    for r in results:
+        if "negatives" in r:
+            print(f"{r['label']}: {r['negatives_false_vesicles']} false vesicles in "
+                  f"{len(r['negatives'])} vesicle-free volumes, {r['negatives_inverted']} "
+                  "declared inverted")  # fmt: skip
     return 0
 
 
@@ -163,11 +211,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         return compare(args.compare)
     data = Path(args.data)
-    if not any(data.glob("s*_gt.csv")):
+    if not any(data.glob("s*_gt.csv")) or not any(data.glob("n*_whole.mrc")):
         make_data(data)
     work = Path(args.workdir or data / f"out-{args.label}")
     rows = run(data, work, args.device)
+    negatives = run_negatives(data, work, args.device)
     print_table(rows)
+    for r in negatives:
+        print(f"{r['tomogram']:<14} false vesicles {r['false_vesicles']:>3}   "
+              f"inverted {'yes' if r['inverted'] else 'no'}")  # fmt: skip
     summary = summarise(rows)
     for variant, s in summary.items():
         print(
@@ -182,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         "variants": {k: {"level_sigma": v[0], "noise_sigma": v[1]} for k, v in VARIANTS.items()},
         "rows": rows,
         "summary": summary,
+        "negatives": negatives,
+        "negatives_false_vesicles": int(sum(r["false_vesicles"] for r in negatives)),
+        "negatives_inverted": int(sum(r["inverted"] for r in negatives)),
     }
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, default=str))

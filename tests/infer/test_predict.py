@@ -66,9 +66,7 @@ def test_probabilities_land_on_the_input_grid(vin, rng):
     shape, center = (36, 60, 50), (17.0, 28.0, 23.0)
     vs = (vin,) * 3 if np.isscalar(vin) else vin
     vol = Volume(blob_volume(shape, center, 7, rng, noise=0.01), vs)
-    prob = predict_volume(
-        vol, (Identity(), SMALL_CARD), device="cpu", tile_size=32, specimen=False
-    )
+    prob = predict_volume(vol, (Identity(), SMALL_CARD), device="cpu", tile_size=32, specimen=False)
     assert prob.shape == shape
     found = ndimage.center_of_mass(prob > 0.9)
     np.testing.assert_allclose(found, center, atol=1.0)
