@@ -37,7 +37,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from synapseg.post.mirror import blend_weight, mirror_z_centers
 from synapseg.post.profiles import (
     estimate_background,
     fibonacci_directions,
@@ -113,11 +112,6 @@ class SphereParams:
         lumen); ``"minimum"``: the plain profile minimum.
     chunk
         Vesicles sampled together (bounds memory: chunk x n_directions x samples floats).
-    mirror_z_full_deg, mirror_z_none_deg, mirror_z_weight, mirror_z_max_nm
-        Narrow wedges: the fitted z-center is blended with the mirror-symmetry z-center
-        (:mod:`synapseg.post.mirror`) with weight ``mirror_z_weight`` up to a tilt range of
-        ``mirror_z_full_deg``, ramped to 0 at ``mirror_z_none_deg``; only where both agree
-        within ``mirror_z_max_nm``. ``mirror_z_weight=0`` turns it off.
     """
 
     tilt_range_deg: float | None = 60.0
@@ -136,10 +130,6 @@ class SphereParams:
     smoothing_pad: float = 2.0
     final_radius: str = "model"
     chunk: int = 96
-    mirror_z_full_deg: float = 42.0
-    mirror_z_none_deg: float = 55.0
-    mirror_z_weight: float = 0.75
-    mirror_z_max_nm: float = 2.0
 
 
 def _cone_matrix(directions: np.ndarray, weights: np.ndarray, cone_deg: float) -> np.ndarray:
@@ -261,15 +251,6 @@ def refine_spheres(
     inverse = np.empty(n, int)
     inverse[order] = np.arange(n)
     out = {c: np.concatenate([r[c] for r in rows])[inverse] for c in cols}
-    w = p.mirror_z_weight * blend_weight(p.tilt_range_deg, p.mirror_z_full_deg, p.mirror_z_none_deg)
-    if w > 0:  # narrow wedge: blend in the z-center from mirror symmetry (synapseg.post.mirror)
-        fitted = np.stack([out["center_z_px"], out["center_y_px"], out["center_x_px"]], axis=1)
-        z_m = mirror_z_centers(tomogram, fitted, out["radius_nm"], vs, norm=norm,
-                               pad_nm=p.membrane_thickness_nm, specimen=specimen)  # fmt: skip
-        use = np.abs(z_m - fitted[:, 0]) * vs[0] <= p.mirror_z_max_nm  # False where NaN
-        out["center_z_px"] = np.where(use, (1 - w) * fitted[:, 0] + w * z_m, fitted[:, 0])
-        out["shift_nm"] = np.linalg.norm((np.stack([out["center_z_px"], *fitted[:, 1:].T], 1)
-                                          - centers0) * vs, axis=1)  # fmt: skip
     return pd.DataFrame(out, columns=cols)
 
 
