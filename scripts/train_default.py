@@ -1,16 +1,36 @@
 #!/usr/bin/env python
 """The documented, seeded recipe that trains synapseg's default model on simulated data.
 
-Three sub-commands (run them in this order; each is idempotent):
+Sub-commands (run them in this order; each is idempotent):
 
-    python scripts/train_default.py generate   # simulate the fixed training set into the cache
-    python scripts/train_default.py train      # train (resumes from the last checkpoint)
-    python scripts/train_default.py export -o src/synapseg/model/weights/sim-unet-v1
+    python scripts/train_default.py --version v2 generate   # simulate the training set
+    python scripts/train_default.py --version v2 verify     # regenerate a subset, compare hashes
+    python scripts/train_default.py --version v2 train      # train (resumes from the checkpoint)
+    python scripts/train_default.py --version v2 export -o src/synapseg/model/weights/sim-unet-v2
 
 ``train`` always continues from ``<cache>/run/checkpoint.pt`` when it exists, so the same
 command resumes an interrupted run exactly; ``--steps`` is the total to reach.
-The cache (default ``$SYNAPSEG_CACHE/train_default`` or ``~/.cache/synapseg/train_default``)
-holds one folder per simulated tomogram in ``synapseg simulate``'s layout.
+The cache (default ``$SYNAPSEG_CACHE/train_default[_v2]`` or
+``~/.cache/synapseg/train_default[_v2]``) holds one folder per simulated tomogram in
+``synapseg simulate``'s layout.
+
+Versions
+--------
+v1 (``sim-unet-v1``, seed 20261125) is **not reproducible**: it draws
+``SimulationParams.random``, whose ranges changed after the shipped model's data were
+generated (its card lists SNR 0.015-0.141 and 70 % distractors; today's draw gives
+SNR 0.024-0.220 and 87 %). It is kept so the history stays readable.
+
+v2 (``sim-unet-v2``, seeds ``[20261205, i]``) draws every parameter with
+``synapseg.simulate.draws.draw_world`` (ranges in ``WORLD_V2``, fixed in that module, not in
+the simulator's defaults). ``generate`` records per tomogram the simulator version
+(``SIMULATOR_VERSION``), the synapseg version and the sha256 of ``tomogram.mrc``,
+``vesicle_labels.mrc`` and ``vesicles.csv`` in ``<cache>/data_hashes.json``; ``export`` copies
+that list and the draw's ranges into the card's ``training_data``; ``verify`` regenerates
+tomograms from their seeds into a temporary folder and compares the hashes byte for byte
+(against the cache's list, or a model card's with ``--card``). The v2 draw keeps the
+domain-shift benchmark's shifts outside its ranges (or at their edge): see the table in
+``synapseg/simulate/draws.py``.
 """
 
 from __future__ import annotations
@@ -20,12 +40,14 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 SEED = 20261125
+SEED_V2 = 20261205
 N_TRAIN = 40
 N_VAL = 6
 MODEL_VOXEL_NM = 1.8
@@ -33,17 +55,25 @@ XY_EXTENT_NM = 300.0
 Z_EXTENT_NM = (100.0, 150.0)
 UNET = {"stem": 2, "base_channels": 8, "depth": 3}
 MODEL_NAME = "sim-unet-v1"
+VERSIONS = {
+    "v1": {"seed": SEED, "cache": "train_default", "name": "sim-unet-v1"},
+    "v2": {"seed": SEED_V2, "cache": "train_default_v2", "name": "sim-unet-v2"},
+}
+HASHED_FILES = ("tomogram.mrc", "vesicle_labels.mrc", "vesicles.csv")
 
 log = logging.getLogger("train_default")
 
 
-def cache_dir() -> Path:
+def cache_dir(version: str = "v1") -> Path:
     root = os.environ.get("SYNAPSEG_CACHE") or Path.home() / ".cache" / "synapseg"
-    return Path(root) / "train_default"
+    return Path(root) / VERSIONS[version]["cache"]
 
 
-def draw_params(index: int):
-    """The simulation parameters of tomogram ``index`` (fixed by SEED and the index).
+def draw_params(index: int, version: str = "v1"):
+    """The simulation parameters of tomogram ``index`` (fixed by the version's seed).
+
+    v2: ``draw_world(default_rng([20261205, index]))`` (ranges in ``WORLD_V2``), on a
+    ≈ 300 x 300 x (100-150) nm volume. v1 (not reproducible, see the module docstring):
 
     Everything else (voxel size 0.8-2.2 nm, tilt ±40..±70°, tilt step, defocus, dose, SNR
     0.3-3x the calibrated default, crowding, radius, distractors, filaments, cleft) comes
@@ -51,6 +81,11 @@ def draw_params(index: int):
     """
     from synapseg.simulate import SimulationParams
 
+    if version == "v2":
+        from synapseg.simulate.draws import draw_world
+
+        rng = np.random.default_rng([SEED_V2, index])
+        return draw_world(rng, xy_extent_nm=XY_EXTENT_NM, z_extent_nm=Z_EXTENT_NM)
     rng = np.random.default_rng([SEED, index])
     params = SimulationParams.random(rng)
     vs = params.voxel_size_nm
@@ -62,19 +97,30 @@ def draw_params(index: int):
     return params.replace(shape=(even(z_nm), even(XY_EXTENT_NM), even(XY_EXTENT_NM)))
 
 
-def generate(root: Path, n: int) -> list[Path]:
-    """Simulate tomograms 0..n-1 into ``root/sim_XXX`` (skipping finished ones)."""
+def generate(root: Path, n: int, version: str = "v1") -> list[Path]:
+    """Simulate tomograms 0..n-1 into ``root/sim_XXX`` (skipping finished ones).
+
+    v2 refuses a cached folder whose ``params.json`` differs from today's draw (the data
+    would no longer be the recipe's) and writes ``root/data_hashes.json``.
+    """
     from synapseg.simulate import simulate_tomogram
 
     folders = []
     for i in range(n):
         folder = root / f"sim_{i:03d}"
         folders.append(folder)
+        params = draw_params(i, version)
         if (folder / "params.json").exists():
+            if version == "v2":
+                stored = json.loads((folder / "params.json").read_text())
+                if stored != json.loads(json.dumps(params.to_dict())):
+                    raise SystemExit(
+                        f"{folder} was simulated with other parameters than today's v2 draw: "
+                        "delete the cache folder (or use another --cache) and generate again"
+                    )
             continue
-        params = draw_params(i)
         t0 = time.time()
-        result = simulate_tomogram(params)
+        result = simulate_tomogram(params, keep_phantom=False)
         _write(folder, result)
         log.info(
             "simulated %s: %s at %.2f nm, ±%g°, snr %.3g, %d vesicles (%.1f s)",
@@ -86,7 +132,76 @@ def generate(root: Path, n: int) -> list[Path]:
             len(result.vesicles),
             time.time() - t0,
         )
+    if version == "v2":
+        hashes = data_hashes(root, n)
+        _write_json(root / "data_hashes.json", hashes)
+        log.info("wrote %s (%d tomograms)", root / "data_hashes.json", len(hashes["tomograms"]))
     return folders
+
+
+def folder_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of the tomogram and its ground truth in one simulated folder.
+
+    ``draws.data_sha256``: every byte except mrcfile's creation time stamp in the first
+    MRC header label.
+    """
+    from synapseg.simulate.draws import data_sha256
+
+    return {name: data_sha256(folder / name) for name in HASHED_FILES}
+
+
+def data_hashes(root: Path, n: int) -> dict:
+    """The hash list of tomograms 0..n-1 (with the simulator and synapseg versions)."""
+    from synapseg import __version__
+    from synapseg.simulate.draws import SIMULATOR_VERSION, WORLD_VERSION
+
+    return {
+        "seed": [SEED_V2, "i"],
+        "world": WORLD_VERSION,
+        "simulator_version": SIMULATOR_VERSION,
+        "synapseg_version": __version__,
+        "tomograms": {
+            f"sim_{i:03d}": {
+                "simulator_version": SIMULATOR_VERSION,
+                **folder_hashes(root / f"sim_{i:03d}"),
+            }
+            for i in range(n)
+        },
+    }
+
+
+def _write_json(path: Path, value) -> None:
+    from synapseg.io.atomic import write_text_atomic
+
+    write_text_atomic(path, json.dumps(value, indent=1), overwrite=True)
+
+
+def cmd_verify(args) -> int:
+    """Regenerate some v2 tomograms from their seeds and compare their hashes byte for byte."""
+    from synapseg.simulate import simulate_tomogram
+
+    if args.card:
+        card = json.loads(Path(args.card).read_text())
+        expected = card["training_data"]["data_hashes"]
+    else:
+        expected = json.loads((Path(args.cache) / "data_hashes.json").read_text())
+    names = args.names.split(",") if args.names else sorted(expected["tomograms"])[: args.n]
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="synapseg-verify-") as tmp:
+        for name in names:
+            i = int(name.split("_")[1])
+            folder = Path(tmp) / name
+            _write(folder, simulate_tomogram(draw_params(i, "v2"), keep_phantom=False))
+            got = folder_hashes(folder)
+            want = {k: expected["tomograms"][name][k] for k in HASHED_FILES}
+            same = got == want
+            failures += not same
+            print(f"{name}: {'identical' if same else 'DIFFERENT'}")
+            for key in HASHED_FILES:
+                if got[key] != want[key]:
+                    print(f"  {key}: expected {want[key]}, got {got[key]}")
+    print(f"{len(names) - failures}/{len(names)} tomograms byte-identical")
+    return 1 if failures else 0
 
 
 def _write(folder: Path, result) -> None:
@@ -108,15 +223,19 @@ def _write(folder: Path, result) -> None:
     (folder / "params.json").write_text(json.dumps(result.params, indent=2, default=str))
 
 
-def data_summary(root: Path, n: int) -> dict:
-    """Ranges of the simulation parameters actually used (for the model card)."""
+def data_summary(root: Path, n: int, version: str = "v1") -> dict:
+    """Ranges of the simulation parameters actually used (for the model card).
+
+    v2 adds the draw's documented ranges (``WORLD_V2``), the fractions of each new feature
+    and the hash list of the data (``data_hashes``).
+    """
     params = [json.loads((root / f"sim_{i:03d}" / "params.json").read_text()) for i in range(n)]
 
     def rng_of(key: str):
         vals = [p[key] for p in params if p.get(key) is not None]
         return [min(vals), max(vals)] if vals else None
 
-    return {
+    summary = {
         "kind": "simulated (synapseg.simulate), no real tomograms",
         "recipe": f"scripts/train_default.py (seed {SEED}, {N_TRAIN} train + {N_VAL} validation "
         "tomograms)",
@@ -128,9 +247,55 @@ def data_summary(root: Path, n: int) -> dict:
         "crowding": rng_of("crowding"),
         "distractors_fraction": float(np.mean([bool(p.get("distractors")) for p in params])),
     }
+    if version == "v2":
+        from synapseg.simulate.draws import SIMULATOR_VERSION, WORLD_V2
+
+        def frac(test) -> float:
+            return round(float(np.mean([bool(test(p)) for p in params])), 3)
+
+        summary.update(
+            recipe=f"scripts/train_default.py --version v2 (seeds [{SEED_V2}, i], {N_TRAIN} "
+            f"train + {N_VAL} validation tomograms, synapseg.simulate.draws.draw_world)",
+            seed=[SEED_V2, "i"],
+            simulator_version=SIMULATOR_VERSION,
+            membrane_thickness_nm=rng_of("membrane_thickness_nm"),
+            radius_mean_nm=rng_of("radius_mean_nm"),
+            protein_crowding=rng_of("protein_crowding"),
+            fractions={
+                "lamella": frac(lambda p: p.get("lamella_thickness_nm") is not None),
+                "lamella_cuts_vesicles": frac(lambda p: p.get("lamella_cuts_vesicles")),
+                "gold": frac(lambda p: p.get("n_gold", 0) > 0),
+                "microtubules": frac(lambda p: p.get("n_microtubules", 0) > 0),
+                "er_tubules": frac(lambda p: p.get("n_er_tubules", 0) > 0),
+                "coated_vesicles": frac(lambda p: p.get("n_coated_vesicles", 0) > 0),
+                "ribosomes": frac(lambda p: p.get("ribosome_density_per_um3", 0) > 0),
+                "denoised": frac(lambda p: p.get("denoise_sigma_nm", 0) > 0),
+                "wedge_fill": frac(lambda p: p.get("wedge_fill")),
+                "dual_axis": frac(lambda p: p.get("dual_axis")),
+                "defocus_gradient": frac(lambda p: p.get("defocus_gradient")),
+                "sirt": frac(lambda p: p.get("recon_filter") == "sirt"),
+            },
+            world_v2_draw=WORLD_V2,
+            out_of_distribution=(
+                "domain-shift benchmark shifts kept outside the draw: sirt_filtered, denoised, "
+                "dense_protein, vacuum30, lamella_cut (thickness/tilt), thick_membrane, "
+                "voxel2.4; at the edge: tilt40, tilt70; inside: voxel0.9 (see "
+                "synapseg/simulate/draws.py)"
+            ),
+            data_hashes=json.loads((root / "data_hashes.json").read_text()),
+        )
+    return summary
 
 
-def build_trainer(root: Path, steps: int, decay_from: int | None = None):
+def build_trainer(
+    root: Path,
+    steps: int,
+    decay_from: int | None = None,
+    version: str = "v1",
+    init: str = "scratch",
+    lr: float = 2e-3,
+):
+    """The recipe's Trainer; ``init`` is ``scratch`` or a model (name or folder) to start from."""
     import torch
 
     from synapseg.model.unet import UNetConfig, build_unet
@@ -153,27 +318,47 @@ def build_trainer(root: Path, steps: int, decay_from: int | None = None):
         steps=steps,
         batch_size=2,
         patch_size=(48, 64, 64),
-        lr=2e-3,
+        lr=lr,
         warmup_steps=50,
         val_every=150,
         val_method="post",
         checkpoint_every_s=180.0,
-        seed=SEED,
+        seed=VERSIONS[version]["seed"],
         schedule="constant" if decay_from is None else "cosine",
         decay_start=decay_from,
     )
-    net = build_unet(UNetConfig(**UNET), seed=SEED)
+    net = build_unet(UNetConfig(**UNET), seed=VERSIONS[version]["seed"])
+    if init != "scratch":
+        from synapseg.model.registry import load_model
+
+        start, card = load_model(init)
+        net.load_state_dict(start.state_dict())
+        log.info("initialised from %s (%s)", card.name, init)
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     trainer = Trainer(net, config, vols[:N_TRAIN], vols[N_TRAIN:], vs3, root / "run")
     return trainer, vols
 
 
+def _init_record(init: str, lr: float) -> dict:
+    """What the run started from (written to ``run/init.json``, copied into the card)."""
+    if init == "scratch":
+        return {"init": "scratch", "lr": lr}
+    from synapseg.model.registry import read_card, resolve_model
+
+    card_path = resolve_model(init)
+    card = read_card(card_path)
+    return {"init": card.name, "path": str(card_path.parent), "sha256": card.sha256, "lr": lr}
+
+
 def cmd_train(args) -> None:
     root = Path(args.cache)
-    generate(root, N_TRAIN + N_VAL)
-    trainer, _ = build_trainer(root, args.steps, args.decay_from)
+    generate(root, N_TRAIN + N_VAL, args.version)
+    trainer, _ = build_trainer(root, args.steps, args.decay_from, args.version, args.init, args.lr)
+    init_file = root / "run" / "init.json"
     if trainer.checkpoint_path.exists():
         trainer.resume()
+    else:
+        _write_json(init_file, _init_record(args.init, args.lr))
     t0 = time.time()
 
     def callback(step: int, logs: dict) -> None:
@@ -205,7 +390,10 @@ def cmd_export(args) -> None:
     ckpt = torch.load(root / "run" / "checkpoint.pt", map_location="cpu", weights_only=False)
     net = build_unet(UNetConfig(**UNET))
     net.load_state_dict(best["model"])
-    summary = data_summary(root, N_TRAIN + N_VAL)
+    summary = data_summary(root, N_TRAIN + N_VAL, args.version)
+    init_file = root / "run" / "init.json"
+    if init_file.is_file():
+        summary["initialised_from"] = json.loads(init_file.read_text())
     summary["steps_trained_at_export"] = int(ckpt["step"])
     summary["best_checkpoint_step"] = int(best["best"].get("step", -1))
     summary["train_config"] = ckpt["extra"].get("config")
@@ -223,7 +411,7 @@ def cmd_export(args) -> None:
     export_model(
         args.output,
         net,
-        name=args.name,
+        name=args.name or VERSIONS[args.version]["name"],
         voxel_size_nm=MODEL_VOXEL_NM,
         patch_size=(48, 64, 64),
         training_data=summary,
@@ -242,9 +430,19 @@ def cmd_export(args) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cache", default=str(cache_dir()), help="data + run folder")
+    parser.add_argument(
+        "--version",
+        choices=sorted(VERSIONS),
+        default="v1",
+        help="recipe version (v1 is not reproducible: see the module docstring)",
+    )
+    parser.add_argument("--cache", default=None, help="data + run folder")
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("generate", help="simulate the training set")
+    p_ver = sub.add_parser("verify", help="(v2) regenerate tomograms, compare their sha256")
+    p_ver.add_argument("--n", type=int, default=3, help="how many (the first N)")
+    p_ver.add_argument("--names", default=None, help="comma-separated, e.g. sim_000,sim_045")
+    p_ver.add_argument("--card", default=None, help="compare with this model.json's hash list")
     p_train = sub.add_parser("train", help="train / resume")
     p_train.add_argument("--steps", type=int, default=20000, help="total steps to reach")
     p_train.add_argument(
@@ -253,14 +451,25 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="cosine-decay the learning rate from this step to 5%% at --steps (default: constant)",
     )
+    p_train.add_argument(
+        "--init",
+        default="scratch",
+        help="'scratch' (seeded random weights) or a model name/folder to fine-tune from",
+    )
+    p_train.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     p_exp = sub.add_parser("export", help="write the best checkpoint as a model folder")
     p_exp.add_argument("-o", "--output", required=True)
-    p_exp.add_argument("--name", default=MODEL_NAME)
+    p_exp.add_argument("--name", default=None, help="model name (default: the version's)")
     p_exp.add_argument("--benchmark-json", default=None, help="bench_accuracy JSON to add")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    args.cache = args.cache or str(cache_dir(args.version))
+    if args.cmd == "verify" and args.version != "v2":
+        parser.error("verify needs --version v2 (v1 recorded no hashes)")
     if args.cmd == "generate":
-        generate(Path(args.cache), N_TRAIN + N_VAL)
+        generate(Path(args.cache), N_TRAIN + N_VAL, args.version)
+    elif args.cmd == "verify":
+        sys.exit(cmd_verify(args))
     elif args.cmd == "train":
         cmd_train(args)
     else:
