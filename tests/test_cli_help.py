@@ -117,3 +117,31 @@ def test_simulate_bright_densities_and_deprecated_invert(tmp_path, monkeypatch):
         assert seen[-1] is expected, flags
     assert "deprecated" in result.output  # the old name still works, with a warning
     assert "--invert" not in _help("simulate")  # hidden: one meaning per option name
+
+
+def test_predict_records_one_polarity_decision(tmp_path):
+    import json
+
+    import numpy as np
+
+    from synapseg.io.volume_writer import write_volume
+    from synapseg.model.registry import create_random_model
+    from synapseg.model.unet import UNetConfig
+
+    model = create_random_model(
+        tmp_path / "tiny", name="tiny", config=UNetConfig(stem=1, base_channels=2, depth=1)
+    )
+    tomo = tmp_path / "tomo.mrc"
+    data = np.random.default_rng(12).normal(size=(20, 48, 40)).astype(np.float32)
+    write_volume(tomo, data, (1.5, 1.5, 1.5))
+    for invert in ("yes", "auto"):
+        out = tmp_path / invert
+        args = ["predict", str(tomo), "-o", str(out), "-m", str(model), "--invert", invert]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        polarity = json.loads((out / "tomo_predict_report.json").read_text())["polarity"]
+        if invert == "yes":
+            assert polarity == {"invert": True, "forced": True}
+        else:  # decided from the data, with its evidence
+            assert "forced" not in polarity and polarity["evidence"] in ("none", "weak", "clear")
+            assert isinstance(polarity["invert"], bool)
