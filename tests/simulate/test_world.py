@@ -237,3 +237,17 @@ def test_multivesicular_bodies_hold_intraluminal_vesicles():
     # are "other" membranes, never synaptic-vesicle labels
     extra = (mvb.membrane_labels == 3) & (plain.membrane_labels != 3)
     assert extra.sum() > 0 and not mvb.vesicle_labels[extra].any()
+
+
+def test_ice_contamination_sits_on_the_surfaces():
+    from synapseg.simulate.world import ICE_DENSITY
+
+    r = _sim(n_ice_blobs=2, lamella_thickness_nm=40.0, n_vesicles=0)
+    params = SimulationParams.from_dict(r.params)
+    blobs = np.asarray(r.info["ice_blobs_px"])
+    assert len(blobs) == 2
+    c = blobs * r.voxel_size_nm
+    d = slab_distance(params, np.asarray(SHAPE) * r.voxel_size_nm, c[:, 0], c[:, 1], c[:, 2])
+    np.testing.assert_allclose(d, 0.0, atol=0.01)  # centred on a lamella surface
+    for b in np.round(blobs).astype(int):
+        assert r.phantom[tuple(b)] == pytest.approx(ICE_DENSITY, abs=1e-3)

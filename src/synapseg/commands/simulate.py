@@ -70,6 +70,7 @@ def simulate(
     gold: int = typer.Option(0, "--gold", min=0, help="Gold beads on the specimen surfaces."),
     microtubules: int = typer.Option(0, "--microtubules", min=0, help="Microtubules."),
     er_tubules: int = typer.Option(0, "--er-tubules", min=0, help="ER membrane tubes."),
+    ice: int = typer.Option(0, "--ice", min=0, help="Ice contamination blobs on the surfaces."),
     mvb_fraction: float = typer.Option(
         0.0, "--mvb-fraction", min=0, max=1, help="Endosomes that are multivesicular bodies."
     ),
@@ -121,6 +122,7 @@ def simulate(
         n_er_tubules=er_tubules,
         n_coated_vesicles=coated_vesicles,
         mvb_fraction=mvb_fraction,
+        n_ice_blobs=ice,
         ribosome_density_per_um3=ribosomes,
         denoise_sigma_nm=denoise_sigma,
         dual_axis=dual_axis,

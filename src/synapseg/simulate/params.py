@@ -73,7 +73,8 @@ class SimulationParams:
         gold_radius_nm on the specimen surfaces; n_microtubules (25 nm tubes); n_er_tubules
         (membrane tubes of radius 15-25 nm, class 3); n_coated_vesicles (clathrin-coated,
         class 3, not in the vesicle table); mvb_fraction (endosomes that are multivesicular
-        bodies, with intraluminal vesicles: class 3, not in the table);
+        bodies, with intraluminal vesicles: class 3, not in the table); n_ice_blobs
+        (crystalline ice contamination on the specimen surfaces);
         ribosome_density_per_um3 (≈ 25 nm dense particles in the cytoplasm).
     """
 
@@ -132,6 +133,7 @@ class SimulationParams:
     n_er_tubules: int = 0
     n_coated_vesicles: int = 0
     mvb_fraction: float = 0.0
+    n_ice_blobs: int = 0
     ribosome_density_per_um3: float = 0.0
     denoise_sigma_nm: float = 0.0
     dual_axis: bool = False
@@ -176,7 +178,14 @@ class SimulationParams:
         if not (abs(self.lamella_tilt_deg) <= 45):
             raise bad("lamella_tilt", f"{self.lamella_tilt_deg}° is implausible", "use -20..20")
         if (
-            min(self.n_gold, self.n_microtubules, self.n_er_tubules, self.n_coated_vesicles) < 0
+            min(
+                self.n_gold,
+                self.n_microtubules,
+                self.n_er_tubules,
+                self.n_coated_vesicles,
+                self.n_ice_blobs,
+            )
+            < 0
             or self.ribosome_density_per_um3 < 0
         ):
             raise bad("n_gold", "counts and densities must be >= 0", "use 0 to switch off")

@@ -180,6 +180,7 @@ def build_phantom(params: SimulationParams, rng: np.random.Generator) -> Phantom
     if params.n_coated_vesicles:
         info["coated_vesicles"] = world.place_coated_vesicles(scene, rng)
     gold = world.place_gold(scene, rng) if params.n_gold else []
+    ice = world.place_ice(scene, rng) if params.n_ice_blobs else []
     info["n_vesicles_target"] = _place_vesicles(scene, pm, rng)
     _render_vesicles(scene)
     thin: list[np.ndarray] = []
@@ -207,6 +208,9 @@ def build_phantom(params: SimulationParams, rng: np.random.Generator) -> Phantom
         info["n_ribosomes"] = world.place_ribosomes(scene, rng)
     if params.lamella_thickness_nm is not None:
         info["specimen_fraction"] = float(world.apply_lamella(scene).mean())
+    if ice:
+        world.render_ice(scene, ice)
+        info["ice_blobs_px"] = [(b.center_nm / scene.vs).round(3).tolist() for b in ice]
     if gold:
         world.render_gold(scene, gold)
         info["gold_beads_px"] = [(b.center_nm / scene.vs).round(3).tolist() for b in gold]

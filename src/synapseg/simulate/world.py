@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from synapseg.simulate.scene import OTHER, Scene, clear, random_point
-from synapseg.simulate.shapes import Profile, Shape, Sphere, bilayer, grid_nm
+from synapseg.simulate.shapes import Blob, Profile, Shape, Sphere, bilayer, grid_nm, render
 
 Array = np.ndarray
 GOLD_DENSITY = 25.0  # gold scatters far more than protein (head groups = 1)
@@ -22,6 +22,7 @@ MICROTUBULE_RADIUS_NM = 10.0  # wall midline: 25 nm outer, 15 nm inner diameter
 MICROTUBULE_WALL_NM = 5.0
 RIBOSOME_RADIUS_NM = (10.0, 13.0)
 RIBOSOME_DENSITY = 0.8  # RNA-rich: darker than the average protein
+ICE_DENSITY = 1.5  # crystalline ice contamination: dark (diffraction contrast)
 
 
 # --------------------------------------------------------------------------- lamella
@@ -119,6 +120,49 @@ def place_gold(scene: Scene, rng: np.random.Generator) -> list[Sphere]:
                 scene.obstacles.append((beads[-1], 2.0))
                 break
     return beads
+
+
+def place_ice(scene: Scene, rng: np.random.Generator) -> list[Blob]:
+    """Crystalline ice contamination: irregular blobs (radius 15-40 nm) centred on the
+    specimen surfaces (the lamella's, or the volume's z faces), so about half of each
+    sticks into the specimen; obstacles for vesicles. Rendered by :func:`render_ice`."""
+    p, blobs = scene.p, []
+    half = p.lamella_thickness_nm / 2 if p.lamella_thickness_nm is not None else None
+    n = lamella_normal(p.lamella_tilt_deg)
+    centre = scene.extent / 2
+    for i in range(int(p.n_ice_blobs)):
+        q = random_point(scene, rng)
+        side = 1.0 if i % 2 else -1.0
+        if half is None:
+            q[0] = 0.0 if side < 0 else scene.extent[0]
+        else:
+            q = q + n * (side * half - float(np.dot(n, q - centre)))
+        k = 3
+        blob = Blob(
+            q,
+            float(rng.uniform(15.0, 40.0)),
+            np.linalg.qr(rng.normal(size=(3, 3)))[0][:k],
+            rng.uniform(0.05, 0.15, k),
+            rng.uniform(1.5, 3.0, k),
+            rng.uniform(0, 2 * np.pi, k),
+        )
+        blobs.append(blob)
+        scene.obstacles.append((blob, 3.0))
+    return blobs
+
+
+def render_ice(scene: Scene, blobs: list[Blob]) -> None:
+    """Replace whatever is inside each blob (specimen or vacuum) by :data:`ICE_DENSITY`;
+    labels inside are cleared."""
+    occupancy = Profile([], [(-np.inf, 0.0, 1.0)])
+    for blob in blobs:
+        out = render(blob, occupancy, scene.shape, scene.vs, scene.p.oversample)
+        if out is None:
+            continue
+        box, w, dist = out
+        scene.density[box] = scene.density[box] * (1 - w) + w * np.float32(ICE_DENSITY)
+        scene.vlab[box][dist < 0] = 0
+        scene.mlab[box][dist < 0] = 0
 
 
 def render_gold(scene: Scene, beads: list[Sphere]) -> None:
