@@ -161,7 +161,7 @@ def _check_output(model_dir: Path, overwrite: bool) -> None:
     if (model_dir / "model.json").exists() or (model_dir / PSEUDO_DIR).exists():
         if not overwrite:
             raise OutputExistsError(
-                model_dir, "already holds an adapted model", "pass --overwrite or another folder"
+                model_dir, "already holds a model", "pass --overwrite or another folder"
             )
         for sub in (PSEUDO_DIR, ROUNDS_DIR, "checkpoints"):
             shutil.rmtree(model_dir / sub, ignore_errors=True)
