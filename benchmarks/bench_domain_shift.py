@@ -62,7 +62,10 @@ NEGATIVES: dict[str, tuple[dict[str, Any], float | None]] = {
     "neg_organelles": ({**_OFF, "n_vesicles": 0, "distractors": True}, None),
     "neg_empty_ice": ({**_OFF, "n_vesicles": 0, "protein_crowding": 0.3}, None),
     "neg_gold": ({**_OFF, "n_vesicles": 0, "n_gold": 12}, None),
-}
+    # added after the first before run (appended, so the seeds above are unchanged)
+    "neg_vesicle_like": ({**_OFF, "n_vesicles": 0, "distractors": True, "mvb_fraction": 1.0,
+                          "n_er_tubules": 3, "n_coated_vesicles": 3, "n_ice_blobs": 2}, None),
+}  # fmt: skip
 
 
 def case_params(name: str, k: int, size_nm: tuple[float, float, float]):
