@@ -18,14 +18,28 @@ COMMANDS = sorted(GROUP.commands)
 FORBIDDEN = ("<bool>", "list[", "Path]")
 PYTHON_TYPE = re.compile(r"<(bool|int|float|str|path|text|list|tuple|dict|choice)\b[^>]*>")
 
-SHARED = ("--voxel-size", "--model", "--device", "--overwrite", "--invert")
+SHARED = ("--voxel-size", "--model", "--device", "--overwrite", "--invert", "--tta", "--tile-size")
 """Options defined once in ``synapseg.commands.options``; every command that has them must
 show the same default and help."""
 OWN_MEANING = {
     ("simulate", "--voxel-size"): "the voxel size of the tomograms it writes (default 1.68)",
     ("evaluate", "--voxel-size"): "used only where the files lack a voxel size",
+    ("adapt", "--tta"): "the same flips, applied to the pseudo-labelling passes",
 }
 """(command, option) pairs that knowingly keep a different help, and why."""
+OWN_DEFAULT = {
+    ("simulate", "--voxel-size"): "the voxel size of the tomograms it writes",
+    ("demo", "--output"): "the demo writes to ./synapseg-demo unless told otherwise",
+    ("adapt", "--from"): "adapting needs a base model: the shipped one",
+    ("adapt", "--lr"): "a lower rate for self-training a good model",
+    ("adapt", "--steps"): "steps per round, not in total",
+    ("adapt", "--min-confidence"): "pseudo-labels need more confidence than kept vesicles",
+    ("predict", "--batch-size"): "tiles per forward pass, chosen from memory",
+    ("export", "--tilt-range"): "export does not estimate the wedge yet (segment does)",
+    ("simulate", "--tilt-range"): "the tilt range it simulates",
+    ("evaluate", "--star-binning"): "reads RELION-4 coordinates as unbinned by default",
+}
+"""(command, option) pairs whose default differs from the other commands', and why."""
 
 
 def _help(*args: str) -> str:
@@ -145,3 +159,15 @@ def test_predict_records_one_polarity_decision(tmp_path):
         else:  # decided from the data, with its evidence
             assert "forced" not in polarity and polarity["evidence"] in ("none", "weak", "clear")
             assert isinstance(polarity["invert"], bool)
+
+
+def test_one_default_per_option_name():
+    defaults: dict[str, dict[str, object]] = {}
+    for command in COMMANDS:
+        for param in GROUP.commands[command].params:
+            for name in getattr(param, "opts", ()):
+                if name.startswith("--") and not param.hidden:
+                    if (command, name) not in OWN_DEFAULT:
+                        defaults.setdefault(name, {})[command] = param.default
+    differ = {n: d for n, d in defaults.items() if len({repr(v) for v in d.values()}) > 1}
+    assert not differ, f"options whose default depends on the command: {differ}"

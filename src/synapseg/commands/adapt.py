@@ -36,7 +36,7 @@ def adapt(
     lr: float = typer.Option(2e-4, "--lr", help="Learning rate (low: the base model is good)."),
     tta: bool = typer.Option(False, "--tta", help="Flip-averaged pseudo-labels (8-16x slower)."),
     device: str = device_option(),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Random seed (runs are reproducible on CPU)."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
     overwrite: bool = overwrite_option(),
 ) -> None:

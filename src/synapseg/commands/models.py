@@ -17,7 +17,7 @@ def models(
     name: str | None = typer.Argument(
         None, help="Show this model's whole card (a name, model folder or model.json)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List the shipped models (voxel size, training, checksum), or show one model's card."""
     from synapseg.model.registry import (

@@ -1,9 +1,9 @@
 """Shared command-line options, and help that reads like one tool.
 
 Options that several commands take (``--voxel-size``, ``--model``, ``--device``,
-``--overwrite``, ``--invert``, ``--quiet``) are defined here once, so their name, short
-form, default, metavar and help are the same everywhere. Each function returns a fresh
-``typer.Option`` to use as a parameter default::
+``--overwrite``, ``--invert``, ``--tta``, ``--tile-size``, ``--quiet``) are defined here
+once, so their name, short form, default, metavar and help are the same everywhere. Each
+function returns a fresh ``typer.Option`` to use as a parameter default::
 
     voxel_size: float | None = voxel_size_option()
 
@@ -27,6 +27,8 @@ __all__ = [
     "MODEL_HELP",
     "OVERWRITE_HELP",
     "QUIET_HELP",
+    "TILE_SIZE_HELP",
+    "TTA_HELP",
     "VOXEL_SIZE_HELP",
     "PlainHelpGroup",
     "device_option",
@@ -35,6 +37,8 @@ __all__ = [
     "model_option",
     "overwrite_option",
     "quiet_option",
+    "tile_size_option",
+    "tta_option",
     "voxel_size_option",
 ]
 
@@ -43,6 +47,8 @@ MODEL_HELP = "Model: a shipped name (see 'synapseg models'), a model folder or i
 DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
 OVERWRITE_HELP = "Replace existing outputs."
 QUIET_HELP = "Only errors; no progress bars."
+TTA_HELP = "Test-time augmentation: average 8 flips (8x slower)."
+TILE_SIZE_HELP = "Largest tile edge in model voxels (default 256)."
 INVERT_HELP = "Contrast: auto (decided once from the data), yes (bright densities: invert) or no."
 
 
@@ -69,6 +75,16 @@ def overwrite_option() -> Any:
 def invert_option() -> Any:
     """``--invert auto|yes|no`` (default ``auto``): the tomogram's contrast polarity."""
     return typer.Option("auto", "--invert", metavar="auto|yes|no", help=INVERT_HELP)
+
+
+def tta_option() -> Any:
+    """``--tta``: a flag; average the predictions of the 8 axis flips."""
+    return typer.Option(False, "--tta", help=TTA_HELP)
+
+
+def tile_size_option() -> Any:
+    """``--tile-size VOXELS``: the largest tile edge in model voxels."""
+    return typer.Option(None, "--tile-size", metavar="VOXELS", help=TILE_SIZE_HELP)
 
 
 def quiet_option() -> Any:

@@ -19,6 +19,8 @@ from synapseg.commands.options import (
     invert_option,
     model_option,
     overwrite_option,
+    tile_size_option,
+    tta_option,
     voxel_size_option,
 )
 from synapseg.io.atomic import check_free_space, check_writable, write_text_atomic
@@ -64,15 +66,8 @@ def predict(
     output: Path = typer.Option(..., "--output", "-o", help="Output folder."),
     model: str = model_option(),
     device: str = device_option(),
-    tta: bool = typer.Option(
-        False, "--tta", help="Test-time augmentation: average 8 flips (8x slower)."
-    ),
-    tile_size: int | None = typer.Option(
-        None,
-        "--tile-size",
-        metavar="VOXELS",
-        help="Largest tile edge in model voxels (default 256).",
-    ),
+    tta: bool = tta_option(),
+    tile_size: int | None = tile_size_option(),
     halo: int | None = typer.Option(
         None,
         "--halo",

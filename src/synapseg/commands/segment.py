@@ -17,6 +17,8 @@ from synapseg.commands.options import (
     invert_option,
     model_option,
     overwrite_option,
+    tile_size_option,
+    tta_option,
     voxel_size_option,
 )
 from synapseg.errors import InputError
@@ -97,10 +99,8 @@ def segment(
     voxel_size: float | None = voxel_size_option(),
     model: str = model_option(),
     device: str = device_option(),
-    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation (flips; slower)."),
-    tile_size: int | None = typer.Option(
-        None, "--tile-size", metavar="VOXELS", help="Tile edge in model voxels."
-    ),
+    tta: bool = tta_option(),
+    tile_size: int | None = tile_size_option(),
     mask: Path | None = typer.Option(
         None, "--mask", help="Label/mask MRC on the tomogram grid: keep vesicles inside it."
     ),

@@ -77,7 +77,7 @@ def train(
     boundary: bool = typer.Option(False, "--boundary", help="Add a vesicle-boundary channel."),
     device: str = device_option(),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Random seed (runs are reproducible on CPU)."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
     overwrite: bool = overwrite_option(),
 ) -> None:
