@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from synapseg.post.mirror import blend_mirror_z
 from synapseg.post.profiles import (
     estimate_background,
     fibonacci_directions,
@@ -112,6 +113,9 @@ class SphereParams:
         lumen); ``"minimum"``: the plain profile minimum.
     chunk
         Vesicles sampled together (bounds memory: chunk x n_directions x samples floats).
+    mirror_z_full_deg, mirror_z_none_deg, mirror_z_weight, mirror_z_max_nm, mirror_z_smooth_nm
+        Narrow wedges: the z-center is blended with the mirror-symmetry estimate, see
+        :func:`synapseg.post.mirror.blend_mirror_z` (``mirror_z_weight=0``: off).
     """
 
     tilt_range_deg: float | None = 60.0
@@ -130,6 +134,11 @@ class SphereParams:
     smoothing_pad: float = 2.0
     final_radius: str = "model"
     chunk: int = 96
+    mirror_z_full_deg: float = 42.0
+    mirror_z_none_deg: float = 55.0
+    mirror_z_weight: float = 0.75
+    mirror_z_max_nm: float = 2.0
+    mirror_z_smooth_nm: float = 1.0
 
 
 def _cone_matrix(directions: np.ndarray, weights: np.ndarray, cone_deg: float) -> np.ndarray:
@@ -251,6 +260,7 @@ def refine_spheres(
     inverse = np.empty(n, int)
     inverse[order] = np.arange(n)
     out = {c: np.concatenate([r[c] for r in rows])[inverse] for c in cols}
+    blend_mirror_z(tomogram, out, centers0, vs, norm, p, specimen)  # narrow wedges only
     return pd.DataFrame(out, columns=cols)
 
 
