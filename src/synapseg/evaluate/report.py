@@ -149,6 +149,14 @@ def summary_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{ce['median']:.2f} / {ce['mean']:.2f} / {ce['p90']:.2f} nm",
             )
         )
+        axis = metrics.get("center_error_axis_nm") or {}
+        if all(axis.get(a) is not None for a in "zyx"):
+            rows.append(
+                (
+                    "center error median |z| / |y| / |x|",
+                    f"{axis['z']:.2f} / {axis['y']:.2f} / {axis['x']:.2f} nm",
+                )
+            )
         rows.append(
             (
                 "radius error median signed / abs",
