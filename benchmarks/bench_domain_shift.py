@@ -175,6 +175,18 @@ def print_table(result: dict[str, Any]) -> None:
     )
 
 
+def _commit(path: str) -> str | None:
+    """The git commit (with ``+dirty`` when the tree has changes) of the checkout at ``path``."""
+    try:
+        head = subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "-C", path, "status", "--porcelain", "--", "."],
+                               capture_output=True, text=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def run(args) -> dict[str, Any]:
     data = Path(args.data).expanduser()
     names = [s for s in args.shifts.split(",") if s]
@@ -200,6 +212,7 @@ def run(args) -> dict[str, Any]:
         "benchmark": "domain_shift",
         "label": args.label,
         "src": args.src or "(installed synapseg)",
+        "src_commit": _commit(args.src or str(Path(__file__).resolve().parents[1])),
         "python": args.python,
         "model": args.model,
         "pass_tilt_range": args.pass_tilt_range,
