@@ -251,3 +251,13 @@ def test_ice_contamination_sits_on_the_surfaces():
     np.testing.assert_allclose(d, 0.0, atol=0.01)  # centred on a lamella surface
     for b in np.round(blobs).astype(int):
         assert r.phantom[tuple(b)] == pytest.approx(ICE_DENSITY, abs=1e-3)
+
+
+def test_random_draws_leave_the_new_world_switched_off():
+    new = ["lamella_thickness_nm", "n_gold", "n_microtubules", "n_er_tubules",
+           "n_coated_vesicles", "mvb_fraction", "n_ice_blobs", "ribosome_density_per_um3",
+           "denoise_sigma_nm", "dual_axis", "defocus_gradient", "wedge_fill"]  # fmt: skip
+    default = SimulationParams()
+    for i in range(5):
+        drawn = SimulationParams.random(np.random.default_rng([20261125, i]))
+        assert all(getattr(drawn, name) == getattr(default, name) for name in new)
