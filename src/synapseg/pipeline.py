@@ -624,8 +624,9 @@ def segment_tomogram(
         save()
     if "export" not in state["stages"]:
         on_stage("export")
-        if table is None:
-            table = read_table_csv(paths["csv"])
+        # Always from the CSV, as a resumed run must: every export then holds the table's
+        # numbers exactly as written, interrupted or not (fault_injection.py --stage-kills).
+        table = read_table_csv(paths["csv"])
         t0 = time.perf_counter()
         written = stage_export(volume, options, table, paths, prov)
         state["stages"]["export"] = {"seconds": time.perf_counter() - t0, "files": written}

@@ -385,3 +385,29 @@ def test_ctrl_c_advice_fits_the_command(command, advice, capsys):
         handle_errors(body)()
     assert info.value.exit_code == 130
     assert advice in capsys.readouterr().err
+
+
+def test_export_resumed_after_a_kill_renders_the_same_labels(
+    tomo, tmp_path, fake_network, monkeypatch
+):
+    """Found by benchmarks/fault_injection.py --stage-kills: a resumed export rendered the
+    labels from the CSV's rounded numbers, an uninterrupted one from the in-memory table."""
+    fi = _fault_injection_module()
+    reference = tmp_path / "reference"
+    assert run("segment", tomo, "-o", reference).exit_code == 0
+    real = pipeline.stage_export
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(pipeline, "stage_export", killed)
+    assert run("segment", tomo, "-o", out).exit_code == 130
+    monkeypatch.setattr(pipeline, "stage_export", real)
+    assert run("segment", tomo, "-o", out).exit_code == 0
+    for name in ("syn_vesicles.csv", "syn_vesicles.mrc", "syn_vesicles.mod"):
+        assert fi._comparable(reference / name) == fi._comparable(out / name), name
+    ref_json, out_json = (
+        json.loads((f / "syn_vesicles.json").read_text()) for f in (reference, out)
+    )
+    assert ref_json["vesicles"] == out_json["vesicles"]  # provenance holds the creation time
