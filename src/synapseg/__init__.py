@@ -5,7 +5,8 @@ The Python API (imported lazily, so ``import synapseg`` stays fast):
 - :func:`segment` -- vesicles of a tomogram held in memory: a :class:`Segmentation`;
 - :class:`Grid` -- shape, voxel size (z, y, x, nm), origin and missing wedge;
 - :func:`read_volume` -- read an MRC/REC, TIFF or OME-Zarr tomogram lazily;
-- :func:`simulate` -- a synthetic synapse tomogram with exact ground truth.
+- :func:`simulate` -- a synthetic synapse tomogram with exact ground truth (the
+  :mod:`synapseg.simulate` package, callable as its ``simulate_tomogram``).
 
 See docs/api.md for a walkthrough.
 """
@@ -23,14 +24,15 @@ _WHERE = {
     "Segmentation": ("synapseg.core.segment", "Segmentation"),
     "Grid": ("synapseg.core.grid", "Grid"),
     "read_volume": ("synapseg.io.volume", "read_volume"),
-    "simulate": ("synapseg.simulate", "simulate_tomogram"),
+    "simulate": ("synapseg.simulate", None),  # the package, callable as simulate_tomogram
 }
 
 
 def __getattr__(name: str) -> object:
     if name in _WHERE:
         module, attr = _WHERE[name]
-        return getattr(importlib.import_module(module), attr)
+        found = importlib.import_module(module)
+        return found if attr is None else getattr(found, attr)
     raise AttributeError(f"module 'synapseg' has no attribute {name!r}")
 
 

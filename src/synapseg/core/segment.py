@@ -59,7 +59,7 @@ class Segmentation:
 
     def labels(self, out: Any = None) -> np.ndarray:
         """Instance labels (uint16, id per vesicle) rendered from the table on the grid."""
-        from synapseg.post.render import render_labels
+        from synapseg.geometry import render_labels
 
         return render_labels(self.vesicles, self.grid.shape, self.grid.voxel_size_nm, out=out)
 

@@ -4,6 +4,9 @@
 >>> result = simulate_tomogram(SimulationParams(shape=(64, 128, 128), seed=0))  # doctest: +SKIP
 """
 
+import sys as _sys
+import types as _types
+
 from synapseg.simulate.measure import vesicle_contrast
 from synapseg.simulate.params import DEFAULT_SNR, SimulationParams
 from synapseg.simulate.phantom import MEMBRANE_CLASSES
@@ -21,3 +24,13 @@ __all__ = [
     "vesicle_contrast",
     "write_simulation",
 ]
+
+
+class _CallableModule(_types.ModuleType):
+    """``synapseg.simulate(...)`` is :func:`simulate_tomogram` (the package stays a package)."""
+
+    def __call__(self, *args: object, **kwargs: object) -> SimulationResult:
+        return simulate_tomogram(*args, **kwargs)  # type: ignore[arg-type]
+
+
+_sys.modules[__name__].__class__ = _CallableModule

@@ -5,3 +5,17 @@ sampling), ``augment``, ``losses``, ``trainer`` (loop), ``checkpoint``, ``valida
 ``export`` (model folder + card) and ``run`` (:func:`train_model`, what ``synapseg train``
 calls).
 """
+
+__all__ = ["train_model"]
+
+_WHERE = {
+    "train_model": "synapseg.train.run",
+}
+
+
+def __getattr__(name: str) -> object:  # lazy: importing the package stays cheap
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
