@@ -157,3 +157,27 @@ def test_streams_into_zarr_with_progress(tmp_path, tiny_model, rng):
     )
     predict_volume(vol, tiny_model, device="cpu", out=out, progress=True)
     np.testing.assert_allclose(out[:], ref, atol=1e-6)
+
+
+def test_statistics_come_from_the_specimen_and_vacuum_is_neutral(rng):
+    """Bright flat slabs above and below: the card's default ('specimen') statistics ignore
+    them and set them to 0 (the network input of the specimen is unchanged); a card that says
+    'volume' gets the old whole-volume statistics."""
+    spec = rng.normal(0, 1, (24, 40, 40)).astype(np.float32)
+    slab = (4.0 + rng.normal(0, 0.02, (10, 40, 40))).astype(np.float32)
+    padded = Volume(np.concatenate([slab, spec, slab]), (1.6,) * 3)
+    alone = predict_volume(Volume(spec, (1.6,) * 3), (Identity(), SMALL_CARD), device="cpu")
+    report: dict = {}
+    prob = predict_volume(padded, (Identity(), SMALL_CARD), device="cpu", report=report)
+    assert report["normalisation"]["inside_specimen"]
+    np.testing.assert_allclose(prob[14:30], alone[4:20], atol=0.05)  # away from the surface
+    np.testing.assert_allclose(prob[:5], 0.5, atol=1e-6)  # sigmoid(0): neutral vacuum
+    volume_card = card_for(TINY, voxel_size_nm=1.6)
+    volume_card.normalisation = {**volume_card.normalisation, "statistics": "volume"}
+    old = predict_volume(padded, (Identity(), volume_card), device="cpu", report=report)
+    assert not report["normalisation"]["inside_specimen"]
+    assert np.abs(old[14:30] - alone[4:20]).mean() > 0.05
+    bad = card_for(TINY, voxel_size_nm=1.6)
+    bad.normalisation = {**bad.normalisation, "statistics": "histogram"}
+    with pytest.raises(InputError, match="statistics"):
+        predict_volume(padded, (Identity(), bad), device="cpu")

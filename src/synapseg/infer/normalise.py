@@ -143,3 +143,26 @@ def normalise_config(card_normalisation: dict[str, Any]) -> tuple[float, float]:
         )
     lo, hi = card_normalisation.get("clip_percentiles", (0.5, 99.5))
     return float(lo), float(hi)
+
+
+STATISTICS = ("specimen", "volume")
+
+
+def normalise_statistics(card_normalisation: dict[str, Any]) -> str:
+    """Where a model card's normalisation takes its statistics: ``"specimen"`` (inside the
+    specimen mask, 0 outside it; the default, also for cards written before the entry
+    existed) or ``"volume"`` (the whole volume, nothing neutralised).
+
+    Raises
+    ------
+    InputError
+        An unknown value.
+    """
+    value = card_normalisation.get("statistics", "specimen")
+    if value not in STATISTICS:
+        raise InputError(
+            None,
+            f"unknown normalisation statistics {value!r} in the model card",
+            f"use one of {', '.join(STATISTICS)}",
+        )
+    return str(value)

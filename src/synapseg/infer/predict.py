@@ -43,6 +43,7 @@ from synapseg.infer.preprocess import (
     grid_shape,
     neutral_outside,
     normalise_config,
+    normalise_statistics,
     normalise_stats,
     resample_stream,
     stats_sample,
@@ -222,7 +223,8 @@ def predict_volume(
     specimen
         Where the specimen is (:func:`synapseg.specimen.mask.specimen_mask`): the
         normalisation statistics come only from inside it. ``True`` (default) computes the
-        mask from ``volume``; ``False`` uses the whole volume.
+        mask from ``volume``; ``False`` uses the whole volume (as does a card whose
+        ``normalisation`` says ``"statistics": "volume"``).
     stats
         Normalisation statistics to use instead of measuring them (e.g. those of the whole
         tomogram when predicting a crop of it).
@@ -254,6 +256,8 @@ def predict_volume(
     dev = select_device(device)
     source = volume.path or "volume"
     check_usable(volume)
+    if normalise_statistics(card.normalisation) == "volume":
+        specimen = False  # the card says: whole-volume statistics
     if specimen is True:
         specimen = specimen_mask(volume.data, volume.voxel_size_nm)
     factors = check_rescale(volume.voxel_size_nm, card.voxel_size_nm, source)

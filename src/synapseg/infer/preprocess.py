@@ -27,6 +27,7 @@ from synapseg.infer.normalise import (
     NormStats,
     neutral_outside,
     normalise_config,
+    normalise_statistics,
     normalise_stats,
     stats_sample,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "model_to_input_px",
     "neutral_outside",
     "normalise_config",
+    "normalise_statistics",
     "normalise_stats",
     "prepare_image",
     "rescale_factors",

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from synapseg.errors import InputError
-from synapseg.infer.preprocess import normalise_config, prepare_image
+from synapseg.infer.preprocess import normalise_config, normalise_statistics, prepare_image
 from synapseg.io.volume import find_first
 from synapseg.model.registry import DEFAULT_NORMALISATION
 from synapseg.train.targets import (
@@ -200,11 +200,13 @@ def prepare_item(
     dst_vs = tuple(np.broadcast_to(np.asarray(model_voxel_nm, dtype=float).reshape(-1), (3,)))
     # the one preprocessing implementation, shared with inference (statistics inside the
     # specimen, neutral outside it; the card's normalisation entry names it)
+    norm = normalisation or DEFAULT_NORMALISATION
     image, _ = prepare_image(
         np.asarray(vol.data, dtype=np.float32),
         src_vs,
         dst_vs,
-        normalise_config(normalisation or DEFAULT_NORMALISATION),
+        normalise_config(norm),
+        specimen=normalise_statistics(norm) == "specimen",
         invert=invert,
     )
     if item.annotation is None:
