@@ -112,8 +112,10 @@ def generate(root: Path, n: int, version: str = "v1") -> list[Path]:
         params = draw_params(i, version)
         if (folder / "params.json").exists():
             if version == "v2":
-                stored = json.loads((folder / "params.json").read_text())
-                if stored != json.loads(json.dumps(params.to_dict())):
+                # fields the simulator gained later (off by default) count as their default
+                defaults = type(params)().to_dict()
+                stored = {**defaults, **json.loads((folder / "params.json").read_text())}
+                if stored != {**defaults, **json.loads(json.dumps(params.to_dict()))}:
                     raise SystemExit(
                         f"{folder} was simulated with other parameters than today's v2 draw: "
                         "delete the cache folder (or use another --cache) and generate again"
