@@ -27,6 +27,7 @@ import typer
 
 from synapseg.commands.base import app, err_console, handle_errors
 from synapseg.commands.options import invert_option, overwrite_option, voxel_size_option
+from synapseg.core.units import voxel_size_zyx
 from synapseg.errors import InputError, OutputExistsError
 from synapseg.pipeline import ALL_FORMATS, DEFAULT_FORMATS, OutputPaths, SegmentOptions, provenance
 
@@ -39,7 +40,7 @@ def finalize_geometry(table: pd.DataFrame, voxel_size_nm) -> pd.DataFrame:
     ``radius_nm``, and fill ``source`` (``auto`` where unknown)."""
     from synapseg.io.schema import CENTER_NM, CENTER_PX, derive_outer_radius
 
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
+    vs = voxel_size_zyx(voxel_size_nm)
     out = table.copy()
     for k, (px, nm) in enumerate(zip(CENTER_PX, CENTER_NM)):
         out[nm] = out[px].to_numpy(float) * vs[k]

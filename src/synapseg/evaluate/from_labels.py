@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from synapseg.core.units import voxel_size_zyx
 from synapseg.errors import InputError
 from synapseg.io.tables import DEFAULT_MEMBRANE_THICKNESS_NM, make_table
 
@@ -142,7 +143,7 @@ def table_from_labels(
         if not np.array_equal(rounded, labels):
             raise InputError(name, "label volume holds non-integer values", "give instance labels")
         labels = rounded.astype(np.int64)
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, float).reshape(-1), (3,)).astype(float)
+    vs = voxel_size_zyx(voxel_size_nm)
     if ids is None:
         ids_arr = _present_labels(labels)
     else:

@@ -21,6 +21,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from synapseg.core.units import voxel_size_zyx
 from synapseg.errors import InputError
 from synapseg.io.tables import CENTER_NM, CENTER_PX, DEFAULT_MEMBRANE_THICKNESS_NM
 
@@ -63,7 +64,7 @@ class ResolvedTable:
 def _vs3(value: float | Sequence[float] | None) -> np.ndarray | None:
     if value is None:
         return None
-    vs = np.broadcast_to(np.asarray(value, dtype=float).reshape(-1), (3,)).astype(float)
+    vs = voxel_size_zyx(value)
     if not np.all(np.isfinite(vs)) or np.any(vs <= 0):
         raise InputError("--voxel-size", f"voxel size {value!r} is not positive", "give nm > 0")
     return vs

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from synapseg.core.units import voxel_size_zyx
+
 log = logging.getLogger(__name__)
 
 _CENTER_PX = ["center_z_px", "center_y_px", "center_x_px"]
@@ -67,7 +69,7 @@ def render_labels(
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3:
         raise ValueError(f"shape must be (z, y, x), got {shape}")
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
+    vs = voxel_size_zyx(voxel_size_nm)
     if not np.all(np.isfinite(vs)) or np.any(vs <= 0):
         raise ValueError(f"voxel_size_nm must be positive, got {voxel_size_nm}")
     missing = [c for c in ["id", *_CENTER_PX, radius_column] if c not in table.columns]

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from synapseg.core.units import voxel_size_zyx
 from synapseg.errors import InputError
 from synapseg.io.atomic import atomic_path
 from synapseg.io.schema import CENTER_PX, complete_ids, make_table
@@ -91,7 +92,7 @@ def write_imod_spheres(
         Object colour, RGB in 0..1.
     """
     path = Path(path)
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
+    vs = voxel_size_zyx(voxel_size_nm)
     if not np.all(np.isfinite(vs)) or np.any(vs <= 0):
         raise InputError(path, f"invalid voxel size {voxel_size_nm} nm", "give e.g. 1.4")
     nz, ny, nx = (int(s) for s in shape)
@@ -302,7 +303,7 @@ def imod_to_table(
             tuple(int(s) for s in shape),
         )
     if voxel_size_nm is not None and meta["pixel_size_nm"] is not None:
-        given = float(np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))[2])
+        given = float(voxel_size_zyx(voxel_size_nm)[2])
         if not np.isclose(given, meta["pixel_size_nm"], rtol=1e-2):
             log.warning(
                 "%s: model pixel size %.4g nm differs from the tomogram's %.4g nm; using %.4g",
@@ -316,7 +317,7 @@ def imod_to_table(
             raise InputError(path, "the model header has no pixel size in nm", "pass --voxel-size")
         px = meta["pixel_size_nm"]
         voxel_size_nm = (px * meta["zscale"], px, px)
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
+    vs = voxel_size_zyx(voxel_size_nm)
     ids = complete_ids([s.strip() or None for s in meta["labels"]], path)
     # no detection score in a model file: none is invented
     return make_table(centers, radius_px * vs[2], vs, ids=ids, score=np.full(len(centers), np.nan))

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from synapseg.core.units import voxel_size_zyx
 from synapseg.errors import InputError
 from synapseg.io.atomic import atomic_path
 from synapseg.io.schema import CENTER_PX, make_table
@@ -77,7 +78,7 @@ def _star_geometry(
         raise InputError(
             path, "STAR coordinates need the tomogram's voxel size", "pass --voxel-size in nm"
         )
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,)).copy()
+    vs = voxel_size_zyx(voxel_size_nm)
     if not np.all(np.isfinite(vs)) or np.any(vs <= 0):
         raise InputError(path, f"invalid voxel size {voxel_size_nm} nm", "give e.g. 1.4")
     if binning is None and not need_binning:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from synapseg.core.units import voxel_size_zyx
 from synapseg.errors import InputError
 from synapseg.io.atomic import atomic_path
 from synapseg.io.schema import (
@@ -212,7 +213,7 @@ def normalize_table(
             voxel_size_nm = None
     if voxel_size_nm is None:
         raise InputError(path, "the voxel size is needed to read this table", "pass --voxel-size")
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
+    vs = voxel_size_zyx(voxel_size_nm)
     if has_px:
         centers = table[CENTER_PX].to_numpy(dtype=float)
     elif has_nm:

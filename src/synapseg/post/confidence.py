@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from synapseg.core.units import voxel_size_zyx
+
 MODEL_PATH = Path(__file__).with_name("confidence_model.json")
 
 CENTER_COLUMNS = ["center_z_px", "center_y_px", "center_x_px"]
@@ -143,7 +145,7 @@ def candidate_features(
         face ÷ radius. All clipped to fixed ranges; missing values become NaN.
     """
     n = len(fits)
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
+    vs = voxel_size_zyx(voxel_size_nm)
     eligible = np.ones(n, bool) if eligible is None else np.asarray(eligible, bool)
     ref = reference_mask(fits, eligible)
     r = _col(fits, "radius_nm")

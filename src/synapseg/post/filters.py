@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from synapseg.core.units import voxel_size_zyx
 from synapseg.post.confidence import (
     FEATURES,
     candidate_features,
@@ -127,7 +128,7 @@ def reason_category(reason: str) -> str:
 
 
 def _vs3(voxel_size_nm: Sequence[float] | float) -> np.ndarray:
-    return np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
+    return voxel_size_zyx(voxel_size_nm)
 
 
 def _add_confidence(

@@ -36,6 +36,8 @@ from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
+from synapseg.core.units import voxel_size_zyx
+
 log = logging.getLogger(__name__)
 
 REJECT_COLUMNS = ["center_z_px", "center_y_px", "center_x_px", "radius_nm", "score", "reason"]
@@ -159,7 +161,7 @@ def candidate_instances(
     -------
     Candidates
     """
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,)).copy()
+    vs = voxel_size_zyx(voxel_size_nm)
     thr = auto_threshold(probability) if threshold is None else float(threshold)
     scale = _scale(probability)
     raw_thr = thr * scale

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from synapseg.core.units import voxel_size_zyx
 from synapseg.specimen.mask import SpecimenMask
 
 
@@ -72,7 +73,7 @@ def mirror_z_centers(
     numpy.ndarray
         (n,) z-centers in input voxels; NaN where the estimate is not defined.
     """
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
+    vs = voxel_size_zyx(voxel_size_nm)
     centers = np.asarray(centers_px, dtype=float).reshape(-1, 3)
     radii = np.asarray(radius_nm, dtype=float).reshape(-1)
     med, sigma, sign = norm
@@ -152,7 +153,7 @@ def blend_mirror_z(
     w = p.mirror_z_weight * blend_weight(p.tilt_range_deg, p.mirror_z_full_deg, p.mirror_z_none_deg)
     if w <= 0 or len(fits["center_z_px"]) == 0:
         return
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
+    vs = voxel_size_zyx(voxel_size_nm)
     fitted = np.stack([fits["center_z_px"], fits["center_y_px"], fits["center_x_px"]], axis=1)
     z_m = mirror_z_centers(tomogram, fitted, fits["radius_nm"], vs, norm=norm,
                            pad_nm=p.membrane_thickness_nm, smooth_nm=p.mirror_z_smooth_nm,

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from synapseg.core.units import voxel_size_zyx
 from synapseg.post.profiles import (
     estimate_background,
     fibonacci_directions,
@@ -84,7 +85,7 @@ def detect_polarity(
         return 1, 0.0
     if background is None:
         background = estimate_background(tomogram, specimen=specimen)
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
+    vs = voxel_size_zyx(voxel_size_nm)
     dirs = fibonacci_directions(n_directions)
     w = wedge_weights(dirs, tilt_range_deg, tilt_axis)
     lin = np.linspace(0.4, 1.6, 49)

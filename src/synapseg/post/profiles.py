@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from synapseg.core.units import voxel_size_zyx
 from synapseg.specimen.mask import SpecimenMask
 
 
@@ -112,7 +113,7 @@ def sample_profiles(
     is sampled in place; any other array-like (zarr) is read only within the bounding box of
     the rays (callers sort vesicles along z so that chunks stay local).
     """
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
+    vs = voxel_size_zyx(voxel_size_nm)
     centers_px = np.asarray(centers_px, dtype=float).reshape(-1, 3)
     n, n_r = radii_nm.shape
     # (3, n, d, r) sample positions in voxels

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from synapseg.core.units import voxel_size_zyx
 from synapseg.post.profiles import (
     estimate_background,
     fibonacci_directions,
@@ -98,7 +99,7 @@ def coarse_spheres(
     """
     p = params or PointParams()
     sp = sphere_params or SphereParams()
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,)).copy()
+    vs = voxel_size_zyx(voxel_size_nm)
     pts = np.asarray(centers_px, dtype=float).reshape(-1, 3)
     n = len(pts)
     if background is None:
@@ -194,7 +195,7 @@ def refine_points(
         ``shift_nm`` is measured from the given point. Rows that could not be fitted (no
         tomogram around the point) keep the point with a NaN radius.
     """
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,)).copy()
+    vs = voxel_size_zyx(voxel_size_nm)
     pts = np.asarray(centers_px, dtype=float).reshape(-1, 3)
     if background is None:
         background = estimate_background(tomogram)
@@ -292,7 +293,7 @@ def refine_hand_placed(
     """
     from synapseg.post.spheres import FIT_QC_COLUMNS
 
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
+    vs = voxel_size_zyx(voxel_size_nm)
     missing = table["radius_nm"].isna().to_numpy()
     out = table.copy()
     if not missing.any():

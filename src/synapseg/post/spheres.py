@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from synapseg.core.units import voxel_size_zyx
 from synapseg.post.mirror import blend_mirror_z
 from synapseg.post.profiles import (
     estimate_background,
@@ -232,7 +233,7 @@ def refine_spheres(
         moved from the start.
     """
     p = params or SphereParams()
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,)).copy()
+    vs = voxel_size_zyx(voxel_size_nm)
     centers0 = np.asarray(centers_px, dtype=float).reshape(-1, 3)
     radii0 = np.asarray(radius_nm, dtype=float).reshape(-1)
     n = len(centers0)

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from synapseg.core.units import voxel_size_zyx
 from synapseg.io.tables import make_table
 from synapseg.post.filters import FilterParams, qc_filter, reason_category
 from synapseg.post.instances import REJECT_COLUMNS, Candidates, candidate_instances
@@ -209,7 +210,7 @@ def find_vesicles(
             f"tomogram {tuple(tomogram.shape)} and probability {tuple(probability.shape)} "
             "must share one grid"
         )
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,)).copy()
+    vs = voxel_size_zyx(voxel_size_nm)
     t = p.membrane_thickness_nm
     info: dict[str, Any] = {"params": asdict(p), "timings_s": {}, "warnings": []}
     t0 = time.perf_counter()

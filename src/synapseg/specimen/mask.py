@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from synapseg.core.units import voxel_size_zyx
+
 log = logging.getLogger(__name__)
 
 CELL_NM = 8.0
@@ -154,7 +156,7 @@ class SpecimenMask:
 
 
 def _triple(voxel_size_nm: float | Sequence[float]) -> tuple[float, float, float]:
-    v = np.broadcast_to(np.asarray(voxel_size_nm, dtype=np.float64).reshape(-1), (3,))
+    v = voxel_size_zyx(voxel_size_nm)
     return tuple(float(x) for x in v)  # type: ignore[return-value]
 
 

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from synapseg.core.units import voxel_size_zyx
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TILT_RANGE_DEG = 60.0
@@ -233,7 +235,7 @@ def estimate_wedge(
         ``source="estimated"``; ``quality`` says how clear the wedge is (see
         :class:`WedgeEstimate`).
     """
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
+    vs = voxel_size_zyx(voxel_size_nm)
     power = block_power_spectrum(volume, block_size_px, n_blocks, z_range_px)
     freqs = [np.fft.fftfreq(n, d=v / vs.min()) for n, v in zip(power.shape, vs)]
     kz, ky, kx = np.meshgrid(*freqs, indexing="ij", sparse=True)

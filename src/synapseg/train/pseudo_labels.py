@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from synapseg.core.units import voxel_size_zyx
+
 if TYPE_CHECKING:
     from synapseg.train.adapt import AdaptConfig
 
@@ -80,7 +82,7 @@ def pseudo_labels(
         ``ignored_voxels``.
     """
     shape = probability.shape
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,)).copy()
+    vs = voxel_size_zyx(voxel_size_nm)
     prob = probability.astype(np.float32) / (255.0 if probability.dtype == np.uint8 else 1.0)
     conf = table["confidence"].to_numpy(float) if len(table) else np.zeros(0)
     pos_sel = conf >= config.high_confidence

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from synapseg.core.units import voxel_size_zyx
 from synapseg.errors import InputError, VoxelSizeError
 from synapseg.io.tables import CENTER_PX, DEFAULT_MEMBRANE_THICKNESS_NM, make_table
 
@@ -66,7 +67,7 @@ class Annotation:
 
 
 def _voxel_triple(voxel_size_nm: float | Sequence[float]) -> np.ndarray:
-    return np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,)).copy()
+    return voxel_size_zyx(voxel_size_nm)
 
 
 def _read_table(path: Path, shape: Sequence[int], voxel_size_nm: np.ndarray, binning: float):

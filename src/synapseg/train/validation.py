@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from synapseg.core.units import voxel_size_zyx
 from synapseg.train.data import PreparedVolume
 from synapseg.train.targets import centers_from_instances
 
@@ -44,7 +45,7 @@ def _component_table(prob: np.ndarray, voxel_size_nm: Sequence[float], threshold
     import cc3d
 
     labels = cc3d.connected_components(prob > threshold, connectivity=6)
-    vs = np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))
+    vs = voxel_size_zyx(voxel_size_nm)
     min_voxels = max(4, int((4 / 3) * np.pi * 6.0**3 / np.prod(vs)))  # r >= 6 nm
     ids, counts = np.unique(labels, return_counts=True)
     small = ids[(counts < min_voxels) & (ids != 0)]
