@@ -155,14 +155,14 @@ def segment_tomogram(
         on_stage=on_stage,
         after_stage=after,
     )
-    artifacts = runner.run()
+    runner.run()
     if "vesicles" in runner.ran:  # a new table: every export is redone
         state["stages"].pop("export", None)
     if "export" not in state["stages"]:
         on_stage("export")
-        table: pd.DataFrame | None = artifacts.get("vesicles")
-        if table is None:
-            table = read_table_csv(paths["csv"])
+        # Always from the CSV, as a resumed run must: every export then holds the table's
+        # numbers exactly as written, interrupted or not (fault_injection.py --stage-kills).
+        table: pd.DataFrame = read_table_csv(paths["csv"])
         t0 = time.perf_counter()
         written = hooks.stage_export(volume, options, table, paths, prov)
         state["stages"]["export"] = {"seconds": time.perf_counter() - t0, "files": written}
