@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from synapseg.core.units import voxel_size_zyx
 from synapseg.errors import InputError
 from synapseg.specimen.mask import SpecimenMask
 
@@ -89,7 +90,7 @@ def stats_sample(
     z_lo, z_hi = 0, nz - 1
     if specimen is not None:
         zr = specimen.facts.get("specimen_z_range_nm")
-        d = float(np.broadcast_to(np.asarray(voxel_size_nm, dtype=float).reshape(-1), (3,))[0])
+        d = float(voxel_size_zyx(voxel_size_nm)[0])
         if zr is not None:
             z_lo = int(np.clip(np.ceil(zr[0] / d), 0, nz - 1))
             z_hi = int(np.clip(np.floor(zr[1] / d) - 1, z_lo, nz - 1))

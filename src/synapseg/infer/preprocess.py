@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from synapseg.core.units import voxel_size_zyx
 from synapseg.errors import VoxelSizeError
 from synapseg.infer.normalise import (
     NormStats,
@@ -61,7 +62,7 @@ _TRUNCATE = 4.0
 
 def voxel_triple(voxel_size_nm: float | Sequence[float]) -> np.ndarray:
     """Voxel size as a float64 (z, y, x) array."""
-    return np.broadcast_to(np.asarray(voxel_size_nm, dtype=np.float64).reshape(-1), (3,)).copy()
+    return voxel_size_zyx(voxel_size_nm)
 
 
 def rescale_factors(

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from synapseg.core.units import voxel_size_zyx
 from synapseg.errors import InputError
 from synapseg.infer.preprocess import normalise_config, normalise_statistics, prepare_image
 from synapseg.io.volume import find_first
@@ -197,7 +198,7 @@ def prepare_item(
     check_finite(vol, fix=TRAIN_NONFINITE_FIX)  # the whole volume, not a sample (issue 13)
     check_usable(vol)
     src_vs = tuple(float(v) for v in vol.voxel_size_nm)
-    dst_vs = tuple(np.broadcast_to(np.asarray(model_voxel_nm, dtype=float).reshape(-1), (3,)))
+    dst_vs = tuple(voxel_size_zyx(model_voxel_nm))
     # the one preprocessing implementation, shared with inference (statistics inside the
     # specimen, neutral outside it; the card's normalisation entry names it)
     norm = normalisation or DEFAULT_NORMALISATION
