@@ -1,0 +1,40 @@
+"""``segment_tomogram`` on the runner: reports of earlier versions, deleted outputs."""
+
+from __future__ import annotations
+
+import json
+
+from synapseg.core.options import SegmentOptions
+from synapseg.core.tomogram import segment_tomogram
+
+
+def test_reports_without_artifacts_still_resume(tomo_file, tmp_path, fake_file_hooks):
+    """A report written before the runner (no ``artifacts`` entry) resumes as it did."""
+    out = tmp_path / "out"
+    segment_tomogram(tomo_file, out, SegmentOptions(formats=("csv",)), hooks=fake_file_hooks)
+    report_path = out / "syn_report.json"
+    report = json.loads(report_path.read_text())
+    report.pop("artifacts")
+    report_path.write_text(json.dumps(report))
+    again = segment_tomogram(
+        tomo_file,
+        out,
+        SegmentOptions(formats=("csv",), from_stage="vesicles"),
+        hooks=fake_file_hooks,
+    )
+    assert fake_file_hooks.calls == ["predict", "vesicles", "vesicles"]
+    assert again["finished"] and again["n_vesicles"] == report["n_vesicles"]
+
+
+def test_a_deleted_probability_map_is_recomputed_with_what_follows(
+    tomo_file, tmp_path, fake_file_hooks
+):
+    out = tmp_path / "out"
+    options = SegmentOptions(formats=("csv", "mod"))
+    segment_tomogram(tomo_file, out, options, hooks=fake_file_hooks)
+    (out / "syn_probabilities.mrc").unlink()
+    (out / "syn_vesicles.mod").write_bytes(b"stale")
+    report = segment_tomogram(tomo_file, out, options, hooks=fake_file_hooks)
+    assert fake_file_hooks.calls == ["predict", "vesicles"] * 2
+    assert (out / "syn_probabilities.mrc").exists() and report["finished"]
+    assert (out / "syn_vesicles.mod").read_bytes() != b"stale"  # the exports were redone
