@@ -296,6 +296,7 @@ def build_trainer(
     version: str = "v1",
     init: str = "scratch",
     lr: float = 2e-3,
+    run: str = "run",
 ):
     """The recipe's Trainer; ``init`` is ``scratch`` or a model (name or folder) to start from."""
     import torch
@@ -337,7 +338,7 @@ def build_trainer(
         net.load_state_dict(start.state_dict())
         log.info("initialised from %s (%s)", card.name, init)
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    trainer = Trainer(net, config, vols[:N_TRAIN], vols[N_TRAIN:], vs3, root / "run")
+    trainer = Trainer(net, config, vols[:N_TRAIN], vols[N_TRAIN:], vs3, root / run)
     return trainer, vols
 
 
@@ -355,8 +356,10 @@ def _init_record(init: str, lr: float) -> dict:
 def cmd_train(args) -> None:
     root = Path(args.cache)
     generate(root, N_TRAIN + N_VAL, args.version)
-    trainer, _ = build_trainer(root, args.steps, args.decay_from, args.version, args.init, args.lr)
-    init_file = root / "run" / "init.json"
+    trainer, _ = build_trainer(
+        root, args.steps, args.decay_from, args.version, args.init, args.lr, args.run
+    )
+    init_file = root / args.run / "init.json"
     if trainer.checkpoint_path.exists():
         trainer.resume()
     else:
@@ -388,12 +391,12 @@ def cmd_export(args) -> None:
     from synapseg.train.export import export_model
 
     root = Path(args.cache)
-    best = torch.load(root / "run" / "best.pt", map_location="cpu", weights_only=False)
-    ckpt = torch.load(root / "run" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    best = torch.load(root / args.run / "best.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(root / args.run / "checkpoint.pt", map_location="cpu", weights_only=False)
     net = build_unet(UNetConfig(**UNET))
     net.load_state_dict(best["model"])
     summary = data_summary(root, N_TRAIN + N_VAL, args.version)
-    init_file = root / "run" / "init.json"
+    init_file = root / args.run / "init.json"
     if init_file.is_file():
         summary["initialised_from"] = json.loads(init_file.read_text())
     summary["steps_trained_at_export"] = int(ckpt["step"])
@@ -439,6 +442,7 @@ def main(argv: list[str] | None = None) -> None:
         help="recipe version (v1 is not reproducible: see the module docstring)",
     )
     parser.add_argument("--cache", default=None, help="data + run folder")
+    parser.add_argument("--run", default="run", help="run folder inside the cache (train/export)")
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("generate", help="simulate the training set")
     p_ver = sub.add_parser("verify", help="(v2) regenerate tomograms, compare their sha256")
