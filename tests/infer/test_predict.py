@@ -115,6 +115,23 @@ def test_large_volumes_stream_through_scratch_files(tmp_path, tiny_model, rng, m
     assert not list(tmp_path.iterdir())  # scratch files are removed
 
 
+def test_full_disk_at_scratch_files_is_a_clear_error(tmp_path, tiny_model, rng, monkeypatch):
+    """Scratch maps are reserved up front: a full disk is an InputError, not SIGBUS."""
+    import errno
+    import os
+
+    vol = Volume(rng.normal(size=(30, 50, 40)).astype(np.float32), (1.4,) * 3)
+    monkeypatch.setattr(predict_mod, "IN_MEMORY_BYTES", 1000)
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
+    with pytest.raises(InputError, match="space"):
+        predict_volume(vol, tiny_model, device="cpu", tile_size=32, halo=4, scratch_dir=tmp_path)
+    assert not list(tmp_path.iterdir())  # the reserved scratch file is removed too
+
+
 def test_extra_channels(rng):
     cfg = UNetConfig(stem=1, base_channels=2, depth=1, convs_per_level=1, out_channels=2)
     model = (randomised(build_unet(cfg, seed=0)), card_for(cfg))

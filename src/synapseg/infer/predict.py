@@ -50,6 +50,7 @@ from synapseg.infer.preprocess import (
 )
 from synapseg.infer.progress import Progress as _Progress
 from synapseg.infer.tiling import TilePlan, batched, choose_tiling, iter_tiles
+from synapseg.io.atomic import preallocate
 from synapseg.io.volume import Volume
 from synapseg.model.registry import ModelCard, load_model
 from synapseg.specimen.mask import SpecimenMask, specimen_mask
@@ -75,6 +76,8 @@ def _scratch_array(
     os.close(fd)
     # unlinked on exit; the pages are freed when the last view of the map goes away
     stack.callback(lambda: Path(path).unlink(missing_ok=True))
+    # reserve the disk now: a sparse map that hits a full disk dies by SIGBUS mid-write
+    preallocate(path, nbytes)
     return np.memmap(path, dtype=np.float32, mode="w+", shape=tuple(shape))
 
 

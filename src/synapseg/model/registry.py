@@ -34,7 +34,11 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_POINTER = WEIGHTS_DIR / "default.json"
 CARD_NAME = "model.json"
 WEIGHTS_NAME = "model.pt"
-DEFAULT_NORMALISATION = {"method": "percentile_zscore", "clip_percentiles": [0.5, 99.5]}
+DEFAULT_NORMALISATION = {
+    "method": "percentile_zscore",
+    "clip_percentiles": [0.5, 99.5],
+    "statistics": "specimen",  # percentiles and moments from inside the specimen mask
+}
 
 
 @dataclass

@@ -121,8 +121,14 @@ def train_model(
 
     items = data if isinstance(data, list) else load_data_config(data)
     train_items, val_items = split_items(items, val_fraction, config.seed)
-    train_vols = [prepare_item(it, vs3, boundary=config.boundary) for it in train_items]
-    val_vols = [prepare_item(it, vs3, boundary=config.boundary) for it in val_items]
+    # fine-tuning normalises exactly as the base model's card says (inference does too)
+    norm = None if base_card is None else base_card.normalisation
+    train_vols = [
+        prepare_item(it, vs3, boundary=config.boundary, normalisation=norm) for it in train_items
+    ]
+    val_vols = [
+        prepare_item(it, vs3, boundary=config.boundary, normalisation=norm) for it in val_items
+    ]
     if not any(v.n_vesicles for v in train_vols):
         raise InputError(
             str(data) if not isinstance(data, list) else None,
