@@ -37,7 +37,6 @@ OWN_DEFAULT = {
     ("predict", "--batch-size"): "tiles per forward pass, chosen from memory",
     ("export", "--tilt-range"): "export does not estimate the wedge yet (segment does)",
     ("simulate", "--tilt-range"): "the tilt range it simulates",
-    ("evaluate", "--star-binning"): "reads RELION-4 coordinates as unbinned by default",
 }
 """(command, option) pairs whose default differs from the other commands', and why."""
 

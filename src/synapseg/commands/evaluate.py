@@ -292,8 +292,11 @@ def evaluate(
         help="Bilayer thickness (nm): midline radius = outer radius − thickness/2.",
     ),
     z_slabs: int = typer.Option(4, "--z-slabs", help="Number of z slabs in the breakdown."),
-    star_binning: float = typer.Option(
-        1.0, "--star-binning", help="Tomogram binning relative to the tilt series (STAR)."
+    star_binning: float | None = typer.Option(
+        None,
+        "--star-binning",
+        help="Tomogram binning relative to the tilt series, for STAR files that hold only "
+        "RELION-4 rlnCoordinate* (unbinned px); RELION-5 centered Å needs none.",
     ),
     overwrite: bool = overwrite_option(),
 ) -> None:

@@ -85,7 +85,7 @@ def load_vesicles(
     convention: str = "synapseg",
     membrane_thickness_nm: float = DEFAULT_MEMBRANE_THICKNESS_NM,
     shape: Sequence[int] | None = None,
-    binning: float = 1.0,
+    binning: float | None = None,
     default_voxel_size_nm: float | Sequence[float] | None = None,
 ) -> Loaded:
     """Read a vesicle table (.csv/.json/.star/.mod) or derive one from a label volume.

@@ -1,4 +1,4 @@
-"""The bundled sample tomogram: regenerated deterministically on first use, then cached.
+"""The demo sample tomogram (not shipped): generated deterministically on first use, then cached.
 
 Nothing is stored in the package: the sample is simulated (a few seconds, offline) into
 ``$SYNAPSEG_CACHE`` (default ``$XDG_CACHE_HOME/synapseg`` or ``~/.cache/synapseg``) and

@@ -52,7 +52,7 @@ class DataItem:
     annotation: Path | None
     mask: Path | None = None
     voxel_size_nm: float | tuple[float, float, float] | None = None
-    binning: float = 1.0
+    binning: float | None = None
     split: str | None = None
     negative: bool = False
 
@@ -143,7 +143,7 @@ def _items_from_yaml(path: Path) -> list[DataItem]:
                 annotation=_p("annotation"),
                 mask=_p("mask"),
                 voxel_size_nm=tuple(vs) if isinstance(vs, list) else vs,
-                binning=float(entry.get("binning", 1.0)),
+                binning=None if entry.get("binning") is None else float(entry["binning"]),
                 split=entry.get("split"),
                 negative=negative,
             )

@@ -70,7 +70,7 @@ def _voxel_triple(voxel_size_nm: float | Sequence[float]) -> np.ndarray:
     return voxel_size_zyx(voxel_size_nm)
 
 
-def _read_table(path: Path, shape: Sequence[int], voxel_size_nm: np.ndarray, binning: float):
+def _read_table(path: Path, shape: Sequence[int], voxel_size_nm: np.ndarray, binning: float | None):
     """Read a .csv/.json/.star/.mod table with :func:`synapseg.io.tables.read_vesicles`.
 
     IMOD sphere sizes are bilayer-midline radii (synapseg's .mod convention, see
@@ -114,7 +114,7 @@ def load_annotation(
     *,
     shape: Sequence[int],
     voxel_size_nm: float | Sequence[float],
-    binning: float = 1.0,
+    binning: float | None = None,
     allow_empty: bool = False,
 ) -> Annotation:
     """Read a vesicle annotation for a tomogram of ``shape`` and ``voxel_size_nm``.
