@@ -35,7 +35,6 @@ OWN_DEFAULT = {
     ("adapt", "--steps"): "steps per round, not in total",
     ("adapt", "--min-confidence"): "pseudo-labels need more confidence than kept vesicles",
     ("predict", "--batch-size"): "tiles per forward pass, chosen from memory",
-    ("export", "--tilt-range"): "export does not estimate the wedge yet (segment does)",
     ("simulate", "--tilt-range"): "the tilt range it simulates",
 }
 """(command, option) pairs whose default differs from the other commands', and why."""

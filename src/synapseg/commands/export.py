@@ -112,8 +112,17 @@ def export(
     pyto_boundaries: Path | None = typer.Option(
         None, "--pyto-boundaries", help="Pyto boundary labels to merge the vesicles into."
     ),
-    tilt_range: float = typer.Option(
-        60.0, "--tilt-range", metavar="DEG", help="Tilt range ± degrees."
+    tilt_range: float | None = typer.Option(
+        None,
+        "--tilt-range",
+        metavar="DEG",
+        help="Tilt range ± degrees (default: estimated from the data).",
+    ),
+    tilt_axis: str | None = typer.Option(
+        None,
+        "--tilt-axis",
+        metavar="y|x|dual",
+        help="Tilt axis: y, x or dual (default: estimated from the data).",
     ),
     invert: str = invert_option(),
     strict: bool = typer.Option(
@@ -130,6 +139,7 @@ def export(
     from synapseg.pipeline import stage_export
     from synapseg.post.seeds import refine_hand_placed
     from synapseg.post.spheres import SphereParams
+    from synapseg.specimen.wedge import resolve_wedge
 
     volume = read_volume(tomogram, voxel_size)
     if tilt_series_size is not None:
@@ -152,6 +162,7 @@ def export(
         star_binning=star_binning,
         pyto_boundaries=pyto_boundaries,
         tilt_range_deg=tilt_range,
+        tilt_axis=tilt_axis,
         invert=invert,
         overwrite=overwrite,
     )
@@ -194,7 +205,11 @@ def export(
     _report_issues(issues, "skipped")
     orig_rows = np.flatnonzero(~bad) + 1
     table = table[~bad].reset_index(drop=True)
-    params = SphereParams(tilt_range_deg=tilt_range)
+    # hand-placed points are fitted with the wedge segment uses: given, else estimated
+    wedge, note = resolve_wedge(volume.data, volume.voxel_size_nm, tilt_range, tilt_axis)
+    if note:
+        log.warning("%s: %s", volume.path, note)
+    params = SphereParams(tilt_range_deg=wedge.tilt_range_deg, tilt_axis=wedge.wedge_axis)
     polarity = None if invert == "auto" else (-1 if invert == "yes" else 1)
     table, fitted = refine_hand_placed(
         table, volume.data, volume.voxel_size_nm, sphere_params=params, polarity=polarity
