@@ -224,9 +224,11 @@ def test_export_rerenders_edited_table(sim, tomo, tmp_path, fake_network):
     out = tmp_path / "out"
     assert run("segment", tomo, "-o", out).exit_code == 0
     table = read_table_csv(out / "syn_vesicles.csv")
-    # The user deletes one vesicle and adds one by its center only.
+    # The user deletes one vesicle and adds it back by its center only.
     gt = sim.vesicles.iloc[0]
-    edited = table.iloc[1:][["center_z_px", "center_y_px", "center_x_px", "radius_nm"]]
+    px = ["center_z_px", "center_y_px", "center_x_px"]
+    nearest = int(np.argmin(np.linalg.norm(table[px].to_numpy() - gt[px].to_numpy(float), axis=1)))
+    edited = table.drop(index=nearest)[[*px, "radius_nm"]]
     added = pd.DataFrame(
         [{c: gt[c] for c in ("center_z_px", "center_y_px", "center_x_px")} | {"radius_nm": None}]
     )
