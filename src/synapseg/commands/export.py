@@ -26,7 +26,13 @@ import pandas as pd
 import typer
 
 from synapseg.commands.base import app, err_console, handle_errors
-from synapseg.commands.options import invert_option, overwrite_option, voxel_size_option
+from synapseg.commands.options import (
+    invert_option,
+    overwrite_option,
+    tilt_axis_option,
+    tilt_range_option,
+    voxel_size_option,
+)
 from synapseg.core.units import voxel_size_zyx
 from synapseg.errors import InputError, OutputExistsError
 from synapseg.pipeline import ALL_FORMATS, DEFAULT_FORMATS, OutputPaths, SegmentOptions, provenance
@@ -112,18 +118,8 @@ def export(
     pyto_boundaries: Path | None = typer.Option(
         None, "--pyto-boundaries", help="Pyto boundary labels to merge the vesicles into."
     ),
-    tilt_range: float | None = typer.Option(
-        None,
-        "--tilt-range",
-        metavar="DEG",
-        help="Tilt range ± degrees (default: estimated from the data).",
-    ),
-    tilt_axis: str | None = typer.Option(
-        None,
-        "--tilt-axis",
-        metavar="y|x|dual",
-        help="Tilt axis: y, x or dual (default: estimated from the data).",
-    ),
+    tilt_range: float | None = tilt_range_option(),
+    tilt_axis: str | None = tilt_axis_option(),
     invert: str = invert_option(),
     strict: bool = typer.Option(
         False, "--strict", help="Refuse (exit 2) instead of skipping rows that are not valid."

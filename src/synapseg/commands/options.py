@@ -87,6 +87,26 @@ def tile_size_option() -> Any:
     return typer.Option(None, "--tile-size", metavar="VOXELS", help=TILE_SIZE_HELP)
 
 
+def tilt_range_option() -> Any:
+    """``--tilt-range DEG`` (default: estimated from the data): the ± tilt range."""
+    return typer.Option(
+        None,
+        "--tilt-range",
+        metavar="DEG",
+        help="Tilt range ± degrees (default: estimated from the data).",
+    )
+
+
+def tilt_axis_option() -> Any:
+    """``--tilt-axis y|x|dual`` (default: estimated from the data)."""
+    return typer.Option(
+        None,
+        "--tilt-axis",
+        metavar="y|x|dual",
+        help="Tilt axis: y, x or dual (default: estimated from the data).",
+    )
+
+
 def quiet_option() -> Any:
     """``--quiet/-q``: only errors, no progress bars."""
     return typer.Option(False, "--quiet", "-q", help=QUIET_HELP)

@@ -18,6 +18,8 @@ from synapseg.commands.options import (
     model_option,
     overwrite_option,
     tile_size_option,
+    tilt_axis_option,
+    tilt_range_option,
     tta_option,
     voxel_size_option,
 )
@@ -120,18 +122,8 @@ def segment(
     threshold: float | None = typer.Option(
         None, "--threshold", help="Probability threshold (default: automatic)."
     ),
-    tilt_range: float | None = typer.Option(
-        None,
-        "--tilt-range",
-        metavar="DEG",
-        help="Tilt range ± degrees (default: estimated from the data).",
-    ),
-    tilt_axis: str | None = typer.Option(
-        None,
-        "--tilt-axis",
-        metavar="y|x|dual",
-        help="Tilt axis: y, x or dual (default: estimated from the data).",
-    ),
+    tilt_range: float | None = tilt_range_option(),
+    tilt_axis: str | None = tilt_axis_option(),
     min_radius: float | None = typer.Option(
         None, "--min-radius", metavar="NM", help="Smallest radius, nm."
     ),
