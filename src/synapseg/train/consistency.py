@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import torch
 
-from synapseg.train.losses import masked_dice_bce
-from synapseg.train.trainer import Trainer, learning_rate
+from synapseg.train.trainer import Trainer
 
 
 class ConsistencyTrainer(Trainer):
@@ -21,36 +19,18 @@ class ConsistencyTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.consistency_weight = float(consistency_weight)
 
-    def train_step(self) -> dict[str, float]:  # noqa: D102 - see Trainer.train_step
-        cfg = self.config
-        images, targets, weights = self.sampler.sample(self.rng, cfg.batch_size, self.augment)
-        flip = self.rng.random(3) < 0.5
+    def extra_loss(
+        self, x: torch.Tensor, logits: torch.Tensor, parts: dict[str, float]
+    ) -> torch.Tensor | None:
+        """Mean squared difference to the prediction on a randomly flipped copy."""
+        flip = self.rng.random(3) < 0.5  # drawn after the batch, as before
         if not flip.any():
             flip[int(self.rng.integers(3))] = True
+        if self.consistency_weight <= 0:
+            return None
         dims = [int(d) + 2 for d in np.flatnonzero(flip)]
-        x = torch.from_numpy(images).to(self.device)
-        y = torch.from_numpy(targets).to(self.device)
-        w = torch.from_numpy(weights).to(self.device)
-        lr = learning_rate(cfg, self.step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.net.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        logits = self.net(x)
-        loss, parts = masked_dice_bce(logits, y, w, pos_weight=cfg.pos_weight)
-        if self.consistency_weight > 0:
-            with torch.no_grad():
-                teacher = torch.sigmoid(self.net(torch.flip(x, dims))).flip(dims)
-            cons = torch.mean((torch.sigmoid(logits) - teacher) ** 2)
-            loss = loss + self.consistency_weight * cons
-            parts["consistency"] = float(cons.detach())
-        if not math.isfinite(float(loss.detach())):
-            self._diverged(f"the loss is {float(loss.detach())}")
-        loss.backward()
-        if cfg.grad_clip:
-            norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
-            if not math.isfinite(float(norm)):
-                self._diverged(f"the gradient norm is {float(norm)}")
-        self.optimizer.step()
-        self.step += 1
-        return {"loss": float(loss.detach()), "lr": lr, **parts}
+        with torch.no_grad():
+            teacher = torch.sigmoid(self.net(torch.flip(x, dims))).flip(dims)
+        cons = torch.mean((torch.sigmoid(logits) - teacher) ** 2)
+        parts["consistency"] = float(cons.detach())
+        return self.consistency_weight * cons

@@ -188,6 +188,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         logits = self.net(x)
         loss, parts = masked_dice_bce(logits, y, w, pos_weight=cfg.pos_weight)
+        extra = self.extra_loss(x, logits, parts)
+        if extra is not None:
+            loss = loss + extra
         if not math.isfinite(float(loss.detach())):
             self._diverged(f"the loss is {float(loss.detach())}")
         loss.backward()
@@ -198,6 +201,12 @@ class Trainer:
         self.optimizer.step()
         self.step += 1
         return {"loss": float(loss.detach()), "lr": lr, **parts}
+
+    def extra_loss(
+        self, x: torch.Tensor, logits: torch.Tensor, parts: dict[str, float]
+    ) -> torch.Tensor | None:
+        """A term added to the loss by subclasses (e.g. consistency); log it into ``parts``."""
+        return None
 
     def _diverged(self, what: str) -> None:
         """Stop before a non-finite update reaches the weights; name what is kept."""
