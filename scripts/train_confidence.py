@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """Train the calibrated vesicle-confidence model shipped as src/synapseg/post/confidence_model.json.
 
+Needs scikit-learn (``pip install -e '.[dev]'``); running the shipped model does not.
+
 Seeded and cached. For tomogram ``i`` (0 <= i < --n-tomograms):
 
 1. draw ``SimulationParams.random(numpy.random.default_rng([20261203, i]), shape=...)``
