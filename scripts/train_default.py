@@ -36,6 +36,7 @@ domain-shift benchmark's shifts outside its ranges (or at their edge): see the t
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -137,7 +138,12 @@ def generate(root: Path, n: int, version: str = "v1") -> list[Path]:
     if version == "v2":
         hashes = data_hashes(root, n)
         _write_json(root / "data_hashes.json", hashes)
-        log.info("wrote %s (%d tomograms)", root / "data_hashes.json", len(hashes["tomograms"]))
+        log.info(
+            "wrote %s (%d tomograms, digest %s)",
+            root / "data_hashes.json",
+            len(hashes["tomograms"]),
+            hashes["digest"],
+        )
     return folders
 
 
@@ -157,19 +163,27 @@ def data_hashes(root: Path, n: int) -> dict:
     from synapseg import __version__
     from synapseg.simulate.draws import SIMULATOR_VERSION, WORLD_VERSION
 
+    tomograms = {
+        f"sim_{i:03d}": {
+            "simulator_version": SIMULATOR_VERSION,
+            **folder_hashes(root / f"sim_{i:03d}"),
+        }
+        for i in range(n)
+    }
     return {
         "seed": [SEED_V2, "i"],
         "world": WORLD_VERSION,
         "simulator_version": SIMULATOR_VERSION,
         "synapseg_version": __version__,
-        "tomograms": {
-            f"sim_{i:03d}": {
-                "simulator_version": SIMULATOR_VERSION,
-                **folder_hashes(root / f"sim_{i:03d}"),
-            }
-            for i in range(n)
-        },
+        "digest": hashes_digest(tomograms),
+        "tomograms": tomograms,
     }
+
+
+def hashes_digest(tomograms: dict) -> str:
+    """One sha256 over the whole hash list (canonical JSON), quoted in docs/training.md."""
+    text = json.dumps(tomograms, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _write_json(path: Path, value) -> None:
