@@ -80,14 +80,14 @@ class SegmentOptions:
             raise InputError("--invert", f"unknown value '{self.invert}'", "use auto, yes or no")
         if self.star_binning is not None and not self.star_binning > 0:
             raise InputError("--star-binning", "must be positive", "give e.g. 4 for bin-4 data")
-        if self.tilt_axis not in (None, "y", "x", "dual"):
-            raise InputError("--tilt-axis", f"unknown value '{self.tilt_axis}'", "use y, x or dual")
         if not 0 <= self.min_confidence <= 1:
             raise InputError(
                 "--min-confidence",
                 f"{self.min_confidence} is not a probability",
                 "give a value between 0 and 1, e.g. 0.5",
             )
+        if self.tilt_axis not in (None, "y", "x", "dual"):
+            raise InputError("--tilt-axis", f"unknown value '{self.tilt_axis}'", "use y, x or dual")
         self._check_values()
         if self.fill_nonfinite not in (None, "median"):
             raise InputError(
