@@ -23,8 +23,6 @@ FORBIDDEN_FOR_IO = ("post", "infer", "model", "train", "pipeline", "commands", "
 """Subpackages/modules of ``synapseg`` that ``synapseg.io`` must not import."""
 
 OVER_400_ALLOWED = {
-    # issue 12 item 1: the pipeline core and runner replace this driver (lead).
-    "synapseg.pipeline": "issue 12 item 1",
     # Modules that passed 400 lines before this test existed: split when next touched.
     "synapseg.commands.evaluate": "issue 12 item 5 (split the batch part out)",
     "synapseg.evaluate.metrics": "issue 12 item 5",
@@ -33,12 +31,7 @@ OVER_400_ALLOWED = {
 }
 """Modules allowed over :data:`MAX_LINES` lines, with the issue that will shrink them."""
 
-KNOWN_IO_CYCLES = {
-    # read_volume (volume.py) dispatches to read_mrc with a function-level import, and
-    # mrc_read.py needs Volume and the header constants from volume.py. Breaking it means
-    # moving Volume/VoxelSize into their own module (issue 12 item 2, the Grid object).
-    frozenset({"synapseg.io.volume", "synapseg.io.mrc_read"}): "issue 12 item 2",
-}
+KNOWN_IO_CYCLES: dict = {}
 """Import cycles inside io (counting function-level imports) still to break, and where."""
 
 CLI_HINT = (

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from synapseg.errors import InputError
-from synapseg.io.volume import (
+from synapseg.io.volume_base import (
     _UNSET_VOXEL_SIZES_A,
     IMOD_FLAG_SIGNED_BYTES,
     IMOD_STAMP,
