@@ -28,7 +28,8 @@ the simulator's defaults). ``generate`` records per tomogram the simulator versi
 ``vesicle_labels.mrc`` and ``vesicles.csv`` in ``<cache>/data_hashes.json``; ``export`` copies
 that list and the draw's ranges into the card's ``training_data``; ``verify`` regenerates
 tomograms from their seeds into a temporary folder and compares the hashes byte for byte
-(against the cache's list, or a model card's with ``--card``). The v2 draw keeps the
+(against the cache's list, a model card's with ``--card``, or the committed
+``scripts/train_default_v2_hashes.json`` with ``--hashes``). The v2 draw keeps the
 domain-shift benchmark's shifts outside its ranges (or at their edge): see the table in
 ``synapseg/simulate/draws.py``.
 """
@@ -199,6 +200,8 @@ def cmd_verify(args) -> int:
     if args.card:
         card = json.loads(Path(args.card).read_text())
         expected = card["training_data"]["data_hashes"]
+    elif args.hashes:
+        expected = json.loads(Path(args.hashes).read_text())
     else:
         expected = json.loads((Path(args.cache) / "data_hashes.json").read_text())
     names = args.names.split(",") if args.names else sorted(expected["tomograms"])[: args.n]
@@ -463,6 +466,11 @@ def main(argv: list[str] | None = None) -> None:
     p_ver.add_argument("--n", type=int, default=3, help="how many (the first N)")
     p_ver.add_argument("--names", default=None, help="comma-separated, e.g. sim_000,sim_045")
     p_ver.add_argument("--card", default=None, help="compare with this model.json's hash list")
+    p_ver.add_argument(
+        "--hashes",
+        default=None,
+        help="compare with this hash list (committed: scripts/train_default_v2_hashes.json)",
+    )
     p_train = sub.add_parser("train", help="train / resume")
     p_train.add_argument("--steps", type=int, default=20000, help="total steps to reach")
     p_train.add_argument(
