@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import html
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from synapseg.evaluate.matching import MatchResult, match_vesicles
 from synapseg.evaluate.metrics import metrics_from_match
 from synapseg.evaluate.report import report_targets, summary_rows, write_report
 from synapseg.io.atomic import check_writable
+from synapseg.io.pyto import pyto_vesicle_ids
 from synapseg.io.tables import DEFAULT_MEMBRANE_THICKNESS_NM
 from synapseg.io.volume import Volume, read_volume
 
@@ -43,32 +43,6 @@ def _parse_ids(text: str | None) -> list[int] | None:
         return [int(t) for t in text.replace(",", " ").split()]
     except ValueError as exc:
         raise InputError("--gt-ids", f"'{text}' is not a list of integers", "e.g. 36,48") from exc
-
-
-def pyto_vesicle_ids(path: Path) -> list[int]:
-    """``vesicle_ids`` of a Pyto parameter script (e.g. common_tomo_info.py), read without
-    running it: a list literal, or a sum of list literals."""
-    if not path.is_file():
-        raise InputError(path, "Pyto parameter file not found", "check the path")
-
-    def value(node: ast.AST) -> list[int]:
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-            return value(node.left) + value(node.right)
-        result = ast.literal_eval(node)
-        return [int(v) for v in result]
-
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
-        for node in tree.body:
-            if isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == "vesicle_ids" for t in node.targets
-            ):
-                return value(node.value)
-    except (SyntaxError, ValueError, TypeError) as exc:
-        raise InputError(
-            path, f"cannot read vesicle_ids ({exc})", "give the ids as 36,48,.."
-        ) from exc
-    raise InputError(path, "no vesicle_ids = [...] in this file", "give the ids as 36,48,..")
 
 
 def _inputs(gt: Loaded, pred: Loaded, tomo: Volume | None, options: dict[str, Any]) -> dict:

@@ -23,6 +23,7 @@ the output MRC's memmap, so no full-size array is held in memory.
 
 from __future__ import annotations
 
+import ast
 import logging
 import os
 from collections.abc import Sequence
@@ -319,3 +320,29 @@ def write_pyto(
         )
     write_text_atomic(params_path, text, overwrite=overwrite)
     return {"labels": labels_path, "params": params_path}
+
+
+def pyto_vesicle_ids(path: Path) -> list[int]:
+    """``vesicle_ids`` of a Pyto parameter script (e.g. common_tomo_info.py), read without
+    running it: a list literal, or a sum of list literals."""
+    if not path.is_file():
+        raise InputError(path, "Pyto parameter file not found", "check the path")
+
+    def value(node: ast.AST) -> list[int]:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            return value(node.left) + value(node.right)
+        result = ast.literal_eval(node)
+        return [int(v) for v in result]
+
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "vesicle_ids" for t in node.targets
+            ):
+                return value(node.value)
+    except (SyntaxError, ValueError, TypeError) as exc:
+        raise InputError(
+            path, f"cannot read vesicle_ids ({exc})", "give the ids as 36,48,.."
+        ) from exc
+    raise InputError(path, "no vesicle_ids = [...] in this file", "give the ids as 36,48,..")
