@@ -154,7 +154,7 @@ def test_sweeps(gt_table):
 
 
 def test_voxel_metrics_counted_slab_by_slab_equal_one_pass(monkeypatch):
-    import synapseg.evaluate.metrics as metrics_module
+    import synapseg.evaluate.voxels as metrics_module
 
     rng = np.random.default_rng(0)
     gt = rng.integers(0, 4, (9, 6, 5)).astype(np.uint16)
