@@ -67,15 +67,7 @@ def segment_tomogram(
 ) -> dict[str, Any]:
     """Run (or resume) the whole pipeline on one tomogram; return the report dict.
 
-    Parameters
-    ----------
-    tomogram
-        Input tomogram file.
-    out_dir
-        Output folder (created if needed).
-    options
-        Pipeline options; defaults otherwise.
-    on_stage
-        Called with a stage name before it runs (for progress display).
+    See :func:`synapseg.core.tomogram.segment_tomogram`; the stage functions are looked up
+    here, so tests can swap ``synapseg.pipeline.stage_*``.
     """
     return _segment_tomogram(tomogram, out_dir, options, on_stage, hooks=sys.modules[__name__])
