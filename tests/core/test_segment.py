@@ -52,3 +52,24 @@ def test_a_volume_carries_its_geometry_into_the_grid(doubling):
     assert seg["doubled"].sum() == 2 * volume.data.sum()
     with pytest.raises(ValueError, match="voxel_size_nm"):
         synapseg.segment(np.ones((2, 3, 4)), outputs=["doubled"])  # an array needs one
+
+
+def test_rejected_candidates_keep_their_confidence():
+    """The report lists every rejected candidate with its confidence (for calibration)."""
+    import pandas as pd
+
+    from synapseg.core.builtin import rejected_summary
+
+    rejected = pd.DataFrame(
+        {
+            "center_z_px": [1.0],
+            "center_y_px": [2.0],
+            "center_x_px": [3.0],
+            "radius_nm": [9.0],
+            "score": [0.7],
+            "confidence": [0.12],
+            "reason": ["confidence 0.12 < 0.5: weak membrane"],
+        }
+    )
+    (row,) = rejected_summary(rejected)
+    assert row["confidence"] == 0.12 and row["score"] == 0.7 and row["reason"].startswith("conf")

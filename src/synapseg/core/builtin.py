@@ -185,8 +185,10 @@ def _invert(polarity: dict[str, Any] | None, given: str) -> str:
 
 
 def rejected_summary(rejected: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rejected candidates for the report: center, radius and reason."""
-    cols = [c for c in (*CENTER_COLUMNS, "radius_nm", "reason") if c in rejected]
+    """Rejected candidates for the report: center, radius, network score, calibrated
+    confidence (so calibration can be scored over every candidate) and reason."""
+    keys = (*CENTER_COLUMNS, "radius_nm", "score", "confidence", "reason")
+    cols = [c for c in keys if c in rejected]
     return json.loads(rejected[cols].to_json(orient="records", double_precision=3))
 
 
