@@ -12,6 +12,7 @@ MODULES = [
     "synapseg.core.grid",
     "synapseg.core.stages",
     "synapseg.core.segment",
+    "synapseg._lazy",
 ]
 
 

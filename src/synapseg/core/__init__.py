@@ -6,8 +6,7 @@ numpy only and may be imported from any layer.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from synapseg._lazy import lazy_getattr
 
 __all__ = [
     "Grid",
@@ -34,10 +33,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'synapseg.core' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _WHERE)
 
 
 def __dir__() -> list[str]:

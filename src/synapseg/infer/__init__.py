@@ -2,6 +2,8 @@
 tiling with Gaussian blending (:mod:`~synapseg.infer.tiling`) and the tiled, batched forward
 pass (:mod:`~synapseg.infer.predict`)."""
 
+from synapseg._lazy import lazy_getattr
+
 __all__ = ["predict_volume"]
 
 _WHERE = {
@@ -9,9 +11,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> object:  # lazy: importing the package stays cheap
-    if name in _WHERE:
-        import importlib
-
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _WHERE)

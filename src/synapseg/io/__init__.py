@@ -1,5 +1,7 @@
 """File input/output: tomograms, tables and annotation formats."""
 
+from synapseg._lazy import lazy_getattr
+
 __all__ = [
     "Volume",
     "open_volume_writer",
@@ -23,9 +25,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> object:  # lazy: importing the package stays cheap
-    if name in _WHERE:
-        import importlib
-
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _WHERE)

@@ -1,6 +1,8 @@
 """The network (:mod:`~synapseg.model.unet`) and named, checksummed models
 (:mod:`~synapseg.model.registry`)."""
 
+from synapseg._lazy import lazy_getattr
+
 __all__ = ["ModelCard", "load_model", "resolve_model"]
 
 _WHERE = {
@@ -10,9 +12,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> object:  # lazy: importing the package stays cheap
-    if name in _WHERE:
-        import importlib
-
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _WHERE)

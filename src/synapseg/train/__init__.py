@@ -6,6 +6,8 @@ sampling), ``augment``, ``losses``, ``trainer`` (loop), ``checkpoint``, ``valida
 calls).
 """
 
+from synapseg._lazy import lazy_getattr
+
 __all__ = ["train_model"]
 
 _WHERE = {
@@ -13,9 +15,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> object:  # lazy: importing the package stays cheap
-    if name in _WHERE:
-        import importlib
-
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _WHERE)
