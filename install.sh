@@ -29,5 +29,18 @@ else
     say "installing synapseg (editable) and its dependencies"
     "$python" -m pip install --quiet -e .
 fi
+if [[ ",$extras," == *",test,"* ]] && ! command -v Xvfb >/dev/null 2>&1; then
+    # The napari plugin's tests need an X server with OpenGL (Xvfb + Mesa).
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing Xvfb and Mesa (Debian packages) for the napari plugin's headless tests"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            xvfb libgl1 libglx-mesa0 libegl1 libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 \
+            libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 \
+            libxcb-shape0 libxcb-cursor0 libdbus-1-3; } >/dev/null 2>&1 \
+            || say "could not install Xvfb: the napari tests will be skipped"
+    else
+        say "no Xvfb (install the xvfb package as root): the napari tests will be skipped"
+    fi
+fi
 version=$("$python" -c "import synapseg; print(synapseg.__version__)")
 say "done: synapseg $version in $("$python" -c 'import sys; print(sys.prefix)')"
