@@ -7,6 +7,13 @@ by the CTF ``-(√(1-A²)·sin χ + A·cos χ)`` with ``χ = π λ Δf k² − �
 Shot noise is Gaussian (the Poisson limit at tens of electrons per pixel) with a variance
 that rises at high tilt as fewer electrons cross the longer path (inelastic mean free path
 ≈ 350 nm at 300 kV).
+
+The noise level is a property of the specimen: ``snr`` is the ratio of the variance of the
+imaged specimen to the noise variance, over all tilts. Without a lamella the specimen fills
+the volume and its images are the recorded ones. With a lamella, the caller passes the
+projections of the same specimen without its vacuum (``reference``): the vacuum's projection
+(a large step wherever a tilted ray leaves the slab through the volume's sides) would
+otherwise raise the noise 3-4x inside the specimen.
 """
 
 from __future__ import annotations
@@ -125,11 +132,33 @@ def image_tilt_series(
     params: SimulationParams,
     rng: np.random.Generator,
     thickness_nm: float,
+    reference: Array | None = None,
 ) -> tuple[Array, dict]:
     """Turn ideal projections (n_tilts, y, u) of density into a recorded, noisy tilt series.
 
-    Returns the images (dense matter dark; CTF phase-flipped if ``params.phase_flip``)
-    and a dict of the per-tilt imaging facts (order, dose, defocus, shifts, noise σ).
+    Parameters
+    ----------
+    projections
+        Line integrals of the density, (n_tilts, y, u).
+    angles_deg
+        Nominal tilt angles.
+    params
+        Imaging settings (``snr``, CTF, dose, ...).
+    rng
+        Random stream for defocus jitter, alignment shifts and noise.
+    thickness_nm
+        Thickness of matter crossed at 0° (sets the rise of the noise at high tilt).
+    reference
+        Projections (same shape) whose imaged signal std sets the noise level instead of
+        the recorded images' own; used for lamellae (the specimen without its vacuum).
+        It is imaged at each tilt's mean defocus (also with ``defocus_gradient``).
+        None (default): the recorded images, bit-identical to before this option existed.
+
+    Returns
+    -------
+    images, info
+        The images (dense matter dark; CTF phase-flipped if ``params.phase_flip``) and a
+        dict of the per-tilt imaging facts (order, dose, defocus, shifts, noise σ).
     """
     nt, ny, nu = projections.shape
     vs = params.voxel_size_nm
@@ -152,11 +181,18 @@ def image_tilt_series(
     raw = spec.copy() if params.defocus_gradient else None
     envelope = np.exp(-params.bfactor_A2 * (k / 10.0) ** 2 / 4)
     ctfs = []
+    ref_moments = np.zeros(3)  # n, sum, sum of squares of the imaged reference
     for i in range(nt):
         c = ctf(k, defocus[i], params.voltage_kv, params.cs_mm, params.amplitude_contrast)
         ctfs.append(np.sign(c).astype(np.float32))
         phase = np.exp(-2j * np.pi * (ky * vs * shifts[i, 0] + ku * vs * shifts[i, 1]))
-        spec[i] *= c * exposure_filter(k, prior[i]) * envelope * phase
+        transfer = c * exposure_filter(k, prior[i]) * envelope * phase
+        spec[i] *= transfer
+        if reference is not None and params.snr is not None:
+            ref = np.pad(reference[i], ((p, p), (p, p)), mode="reflect")
+            img = np.fft.irfft2(np.fft.rfft2(ref) * transfer, s=(pny, pnu))[p : p + ny, p : p + nu]
+            img = img.astype(np.float64)
+            ref_moments += (img.size, img.sum(), np.square(img).sum())
     images = np.fft.irfft2(spec, s=(pny, pnu), axes=(1, 2)).astype(np.float32)
     if raw is not None:
         for i in range(nt):
@@ -164,12 +200,17 @@ def image_tilt_series(
             filt = filt * np.exp(-2j * np.pi * (ky * vs * shifts[i, 0] + ku * vs * shifts[i, 1]))
             images[i] = defocus_gradient_image(raw[i], filt, k, defocus[i], angles_deg[i], params)
     signal_std = float(images[:, p : p + ny, p : p + nu].std())
+    reference_std = None
+    if ref_moments[0]:
+        n_ref, s1, s2 = ref_moments
+        reference_std = math.sqrt(max(s2 / n_ref - (s1 / n_ref) ** 2, 0.0))
     noise_sigma = np.zeros(nt)
     if params.snr is not None:
+        level = signal_std if reference_std is None else reference_std
         cosines = np.cos(np.deg2rad(angles_deg))
         relative = np.exp(thickness_nm / INELASTIC_MFP_NM * (1 / cosines - 1))
         relative /= relative.mean()
-        noise_sigma = signal_std / math.sqrt(params.snr) * np.sqrt(relative)
+        noise_sigma = level / math.sqrt(params.snr) * np.sqrt(relative)
         images += (
             rng.standard_normal(images.shape, dtype=np.float32)
             * noise_sigma.astype(np.float32)[:, None, None]
@@ -188,4 +229,6 @@ def image_tilt_series(
         "projection_signal_std": signal_std,
         "noise_sigma": noise_sigma.round(6).tolist(),
     }
+    if reference_std is not None:
+        info["noise_reference_signal_std"] = reference_std
     return images, info

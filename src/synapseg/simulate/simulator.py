@@ -72,12 +72,22 @@ def _tilt_series_and_reconstruction(
     rng: np.random.Generator,
     thickness_nm: float,
     timings: dict[str, float],
+    reference: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Project, image and reconstruct one single-axis tilt series (tilt axis y)."""
+    """Project, image and reconstruct one single-axis tilt series (tilt axis y).
+
+    ``reference`` (a density of the same shape, or None) is projected too and sets the noise
+    level (see :func:`synapseg.simulate.imaging.image_tilt_series`).
+    """
     t0 = time.perf_counter()
     projections = project(density, true_angles)
-    images, imaging = image_tilt_series(projections, angles, params, rng, thickness_nm)
-    del projections
+    ref_proj = None
+    if reference is not None and params.snr is not None:
+        ref_proj = project(reference, true_angles)
+    images, imaging = image_tilt_series(
+        projections, angles, params, rng, thickness_nm, reference=ref_proj
+    )
+    del projections, ref_proj
     timings["tilt_series_s"] = timings.get("tilt_series_s", 0.0) + time.perf_counter() - t0
     t0 = time.perf_counter()
     rec = weighted_backprojection(
@@ -132,8 +142,17 @@ def simulate_tomogram(
         else 0.0
     )
     thickness_nm = nz * params.voxel_size_nm
+    reference = None
+    if params.lamella_thickness_nm is not None:
+        # The noise is the specimen's: referenced to the same specimen without its vacuum
+        # (vacuum density 0, as outside a volume without lamella), and the high-tilt loss
+        # to the matter crossed (the slab), so vacuum around a specimen leaves its SNR alone.
+        thickness_nm = min(thickness_nm, float(params.lamella_thickness_nm))
+        outside = 1.0 - specimen_weight(params, params.shape)
+        reference = phantom.density - np.float32(params.vacuum_density) * outside
+        del outside
     rec, imaging = _tilt_series_and_reconstruction(
-        phantom.density, angles, true_angles, params, imaging_rng, thickness_nm, timings
+        phantom.density, angles, true_angles, params, imaging_rng, thickness_nm, timings, reference
     )
     if params.dual_axis:  # the second series tilts about x: swap y and x, and back
         second_angles = params.tilt_angles_deg + (
@@ -149,10 +168,12 @@ def simulate_tomogram(
             imaging_rng,
             thickness_nm,
             timings,
+            None if reference is None else reference.transpose(0, 2, 1),
         )
         rec = 0.5 * (rec + rec2.transpose(0, 2, 1))
         del rec2
         imaging = {"axis_y": imaging, "axis_x": imaging2}
+    del reference
     t0 = time.perf_counter()
     if params.wedge_fill:
         rec = fill_wedge(rec, phantom.density, params.tilt_range_deg)
