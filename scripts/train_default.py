@@ -7,6 +7,7 @@ Sub-commands (run them in this order; each is idempotent):
     python scripts/train_default.py --version v2 verify     # regenerate a subset, compare hashes
     python scripts/train_default.py --version v2 train      # train (resumes from the checkpoint)
     python scripts/train_default.py --version v2 export -o src/synapseg/model/weights/sim-unet-v2
+    python scripts/train_default.py --version v2 gate --model src/synapseg/model/weights/sim-unet-v2
 
 ``train`` always continues from ``<cache>/run/checkpoint.pt`` when it exists, so the same
 command resumes an interrupted run exactly; ``--steps`` is the total to reach.
@@ -51,19 +52,28 @@ import numpy as np
 SEED = 20261125
 SEED_V2 = 20261205
 N_TRAIN = 40
-N_VAL = 6
 MODEL_VOXEL_NM = 1.8
 XY_EXTENT_NM = 300.0
 Z_EXTENT_NM = (100.0, 150.0)
 UNET = {"stem": 2, "base_channels": 8, "depth": 3}
 MODEL_NAME = "sim-unet-v1"
 VERSIONS = {
-    "v1": {"seed": SEED, "cache": "train_default", "name": "sim-unet-v1"},
-    "v2": {"seed": SEED_V2, "cache": "train_default_v2", "name": "sim-unet-v2"},
-}
+    "v1": {"seed": SEED, "cache": "train_default", "name": "sim-unet-v1", "n_val": 6, "n_neg": 0},
+    # world v2.1 (draws.WORLD_VERSION): 8 validation tomograms (3 lamellae) + 4 vesicle-free
+    # draws that only calibrate the vesicle-free gate (``gate``), never train
+    "v2": {"seed": SEED_V2, "cache": "train_default_v2", "name": "sim-unet-v2", "n_val": 8,
+           "n_neg": 4},
+}  # fmt: skip
+NEG_OFFSET = 1000  # vesicle-free draws use seeds [SEED_V2, 1000 + j]
+NEG_DIR = "gate_negatives"
 HASHED_FILES = ("tomogram.mrc", "vesicle_labels.mrc", "vesicles.csv")
 
 log = logging.getLogger("train_default")
+
+
+def n_total(version: str) -> int:
+    """Training + validation tomograms of a version."""
+    return N_TRAIN + VERSIONS[version]["n_val"]
 
 
 def cache_dir(version: str = "v1") -> Path:
@@ -87,7 +97,9 @@ def draw_params(index: int, version: str = "v1"):
         from synapseg.simulate.draws import draw_world
 
         rng = np.random.default_rng([SEED_V2, index])
-        return draw_world(rng, xy_extent_nm=XY_EXTENT_NM, z_extent_nm=Z_EXTENT_NM)
+        params = draw_world(rng, xy_extent_nm=XY_EXTENT_NM, z_extent_nm=Z_EXTENT_NM)
+        # vesicle-free gate negatives: the same world without synaptic vesicles
+        return params.replace(n_vesicles=0) if index >= NEG_OFFSET else params
     rng = np.random.default_rng([SEED, index])
     params = SimulationParams.random(rng)
     vs = params.voxel_size_nm
@@ -99,8 +111,24 @@ def draw_params(index: int, version: str = "v1"):
     return params.replace(shape=(even(z_nm), even(XY_EXTENT_NM), even(XY_EXTENT_NM)))
 
 
-def generate(root: Path, n: int, version: str = "v1") -> list[Path]:
-    """Simulate tomograms 0..n-1 into ``root/sim_XXX`` (skipping finished ones).
+def item_index(name: str) -> int:
+    """Draw index of a recipe tomogram: ``sim_012`` -> 12, ``neg_001`` -> 1001."""
+    kind, num = name.split("_")
+    return int(num) + (NEG_OFFSET if kind == "neg" else 0)
+
+
+def item_folders(root: Path, version: str = "v1") -> dict[str, Path]:
+    """Every simulated folder of a version: ``sim_XXX`` (train + validation) and, for v2,
+    the vesicle-free gate negatives ``gate_negatives/neg_XXX``."""
+    folders = {f"sim_{i:03d}": root / f"sim_{i:03d}" for i in range(n_total(version))}
+    for j in range(VERSIONS[version]["n_neg"]):
+        folders[f"neg_{j:03d}"] = root / NEG_DIR / f"neg_{j:03d}"
+    return folders
+
+
+def generate(root: Path, version: str = "v1") -> list[Path]:
+    """Simulate the version's tomograms into ``root/sim_XXX`` (and v2's gate negatives into
+    ``root/gate_negatives/neg_XXX``), skipping finished ones.
 
     v2 refuses a cached folder whose ``params.json`` differs from today's draw (the data
     would no longer be the recipe's) and writes ``root/data_hashes.json``.
@@ -108,10 +136,9 @@ def generate(root: Path, n: int, version: str = "v1") -> list[Path]:
     from synapseg.simulate import simulate_tomogram
 
     folders = []
-    for i in range(n):
-        folder = root / f"sim_{i:03d}"
+    for name, folder in item_folders(root, version).items():
         folders.append(folder)
-        params = draw_params(i, version)
+        params = draw_params(item_index(name), version)
         if (folder / "params.json").exists():
             if version == "v2":
                 # fields the simulator gained later (off by default) count as their default
@@ -137,7 +164,7 @@ def generate(root: Path, n: int, version: str = "v1") -> list[Path]:
             time.time() - t0,
         )
     if version == "v2":
-        hashes = data_hashes(root, n)
+        hashes = data_hashes(root, version)
         _write_json(root / "data_hashes.json", hashes)
         log.info(
             "wrote %s (%d tomograms, digest %s)",
@@ -159,17 +186,14 @@ def folder_hashes(folder: Path) -> dict[str, str]:
     return {name: data_sha256(folder / name) for name in HASHED_FILES}
 
 
-def data_hashes(root: Path, n: int) -> dict:
-    """The hash list of tomograms 0..n-1 (with the simulator and synapseg versions)."""
+def data_hashes(root: Path, version: str = "v2") -> dict:
+    """The hash list of the version's tomograms (with the simulator and synapseg versions)."""
     from synapseg import __version__
     from synapseg.simulate.draws import SIMULATOR_VERSION, WORLD_VERSION
 
     tomograms = {
-        f"sim_{i:03d}": {
-            "simulator_version": SIMULATOR_VERSION,
-            **folder_hashes(root / f"sim_{i:03d}"),
-        }
-        for i in range(n)
+        name: {"simulator_version": SIMULATOR_VERSION, **folder_hashes(folder)}
+        for name, folder in item_folders(root, version).items()
     }
     return {
         "seed": [SEED_V2, "i"],
@@ -208,9 +232,9 @@ def cmd_verify(args) -> int:
     failures = 0
     with tempfile.TemporaryDirectory(prefix="synapseg-verify-") as tmp:
         for name in names:
-            i = int(name.split("_")[1])
             folder = Path(tmp) / name
-            _write(folder, simulate_tomogram(draw_params(i, "v2"), keep_phantom=False))
+            params = draw_params(item_index(name), "v2")
+            _write(folder, simulate_tomogram(params, keep_phantom=False))
             got = folder_hashes(folder)
             want = {k: expected["tomograms"][name][k] for k in HASHED_FILES}
             same = got == want
@@ -242,12 +266,13 @@ def _write(folder: Path, result) -> None:
     (folder / "params.json").write_text(json.dumps(result.params, indent=2, default=str))
 
 
-def data_summary(root: Path, n: int, version: str = "v1") -> dict:
+def data_summary(root: Path, version: str = "v1") -> dict:
     """Ranges of the simulation parameters actually used (for the model card).
 
     v2 adds the draw's documented ranges (``WORLD_V2``), the fractions of each new feature
     and the hash list of the data (``data_hashes``).
     """
+    n, n_val = n_total(version), VERSIONS[version]["n_val"]
     params = [json.loads((root / f"sim_{i:03d}" / "params.json").read_text()) for i in range(n)]
 
     def rng_of(key: str):
@@ -256,7 +281,7 @@ def data_summary(root: Path, n: int, version: str = "v1") -> dict:
 
     summary = {
         "kind": "simulated (synapseg.simulate), no real tomograms",
-        "recipe": f"scripts/train_default.py (seed {SEED}, {N_TRAIN} train + {N_VAL} validation "
+        "recipe": f"scripts/train_default.py (seed {SEED}, {N_TRAIN} train + {n_val} validation "
         "tomograms)",
         "seed": SEED,
         "voxel_size_nm": rng_of("voxel_size_nm"),
@@ -267,14 +292,16 @@ def data_summary(root: Path, n: int, version: str = "v1") -> dict:
         "distractors_fraction": float(np.mean([bool(p.get("distractors")) for p in params])),
     }
     if version == "v2":
-        from synapseg.simulate.draws import SIMULATOR_VERSION, WORLD_V2
+        from synapseg.simulate.draws import SIMULATOR_VERSION, WORLD_V2, WORLD_VERSION
 
         def frac(test) -> float:
             return round(float(np.mean([bool(test(p)) for p in params])), 3)
 
         summary.update(
             recipe=f"scripts/train_default.py --version v2 (seeds [{SEED_V2}, i], {N_TRAIN} "
-            f"train + {N_VAL} validation tomograms, synapseg.simulate.draws.draw_world)",
+            f"train + {n_val} validation tomograms, synapseg.simulate.draws.draw_world, world "
+            f"{WORLD_VERSION}; {VERSIONS[version]['n_neg']} vesicle-free draws, seeds "
+            f"[{SEED_V2}, {NEG_OFFSET} + j], only calibrate the vesicle-free gate)",
             seed=[SEED_V2, "i"],
             simulator_version=SIMULATOR_VERSION,
             membrane_thickness_nm=rng_of("membrane_thickness_nm"),
@@ -283,6 +310,7 @@ def data_summary(root: Path, n: int, version: str = "v1") -> dict:
             fractions={
                 "lamella": frac(lambda p: p.get("lamella_thickness_nm") is not None),
                 "lamella_cuts_vesicles": frac(lambda p: p.get("lamella_cuts_vesicles")),
+                "ice_blobs": frac(lambda p: p.get("n_ice_blobs", 0) > 0),
                 "gold": frac(lambda p: p.get("n_gold", 0) > 0),
                 "microtubules": frac(lambda p: p.get("n_microtubules", 0) > 0),
                 "er_tubules": frac(lambda p: p.get("n_er_tubules", 0) > 0),
@@ -322,8 +350,9 @@ def build_trainer(
     from synapseg.train.data import load_data_config, prepare_item
     from synapseg.train.trainer import TrainConfig, Trainer
 
-    items = load_data_config(root)[: N_TRAIN + N_VAL]
-    if len(items) < N_TRAIN + N_VAL:
+    n = n_total(version)
+    items = load_data_config(root)[:n]
+    if len(items) < n:
         raise SystemExit(f"only {len(items)} tomograms in {root}: run `generate` first")
     vs3 = (MODEL_VOXEL_NM,) * 3
     t0 = time.time()
@@ -372,7 +401,7 @@ def _init_record(init: str, lr: float) -> dict:
 
 def cmd_train(args) -> None:
     root = Path(args.cache)
-    generate(root, N_TRAIN + N_VAL, args.version)
+    generate(root, args.version)
     trainer, _ = build_trainer(
         root, args.steps, args.decay_from, args.version, args.init, args.lr, args.run
     )
@@ -412,7 +441,7 @@ def cmd_export(args) -> None:
     ckpt = torch.load(root / args.run / "checkpoint.pt", map_location="cpu", weights_only=False)
     net = build_unet(UNetConfig(**UNET))
     net.load_state_dict(best["model"])
-    summary = data_summary(root, N_TRAIN + N_VAL, args.version)
+    summary = data_summary(root, args.version)
     init_file = root / args.run / "init.json"
     if init_file.is_file():
         summary["initialised_from"] = json.loads(init_file.read_text())
@@ -422,7 +451,8 @@ def cmd_export(args) -> None:
     metrics = {
         "validation": best["best"],
         "validation_method": (
-            f"{N_VAL} held-out simulated tomograms of the recipe (not used for training), on "
+            f"{VERSIONS[args.version]['n_val']} held-out simulated tomograms of the recipe "
+            "(not used for training), on "
             "the model grid (1.8 nm): F1 of synapseg.post.vesicles.find_vesicles detections "
             "('method': 'find_vesicles'; 'components' = centroids of connected components of "
             "p > 0.5) matched to true centers (distance < 0.5 x radius); Dice on p > 0.5"
@@ -448,6 +478,68 @@ def cmd_export(args) -> None:
         ),
     )
     print(f"exported step {summary['best_checkpoint_step']} to {args.output}")
+
+
+def gate_scores(model: str, folders: dict[str, Path], device: str = "cpu") -> dict[str, float]:
+    """Best-candidate score per tomogram: the pipeline's probability map (``segment``,
+    outputs=probabilities) scored by :func:`synapseg.train.gate.best_candidate_score`."""
+    import synapseg
+    from synapseg.train.gate import best_candidate_score
+
+    scores = {}
+    for name, folder in folders.items():
+        t0 = time.time()
+        seg = synapseg.segment(
+            synapseg.read_volume(folder / "tomogram.mrc"),
+            model=model,
+            outputs=["probabilities"],
+            device=device,
+            progress=False,
+        )
+        scores[name] = best_candidate_score(np.asarray(seg.probabilities), seg.grid.voxel_size_nm)
+        log.info("%s: best candidate %.3f (%.0f s)", name, scores[name], time.time() - t0)
+    return scores
+
+
+def cmd_gate(args) -> None:
+    """Calibrate the vesicle-free gate of an exported model on the recipe's own data.
+
+    Tomograms with vesicles: the validation tomograms (never the training ones, never a
+    benchmark); vesicle-free: the gate negatives. Writes ``postprocessing.min_best_score``
+    and ``metrics.vesicle_free_gate`` into the model's card (weights untouched), unless
+    ``--dry-run``.
+    """
+    from synapseg.model.registry import load_model, read_card, resolve_model, save_model
+    from synapseg.train.gate import choose_min_best_score
+
+    root = Path(args.cache)
+    folders = item_folders(root, args.version)
+    val = {k: v for k, v in folders.items() if k.startswith("sim_") and int(k[4:]) >= N_TRAIN}
+    neg = {k: v for k, v in folders.items() if k.startswith("neg_")}
+    if not neg:
+        raise SystemExit(f"--version {args.version} has no vesicle-free draws to calibrate on")
+    pos_scores = gate_scores(args.model, val, args.device)
+    neg_scores = gate_scores(args.model, neg, args.device)
+    result = choose_min_best_score(list(pos_scores.values()), list(neg_scores.values()))
+    result.update(
+        with_vesicles=pos_scores,
+        vesicle_free=neg_scores,
+        method=(
+            "max-margin threshold between the best-candidate scores (mean probability) of the "
+            f"recipe's {len(val)} validation tomograms and {len(neg)} vesicle-free draws "
+            "(synapseg.train.gate.choose_min_best_score)"
+        ),
+    )
+    print(json.dumps(result, indent=1))
+    if args.dry_run:
+        return
+    card_path = resolve_model(args.model)
+    net, _ = load_model(card_path)
+    card = read_card(card_path)
+    card.postprocessing = {**card.postprocessing, "min_best_score": result["min_best_score"]}
+    card.metrics = {**card.metrics, "vesicle_free_gate": result}
+    save_model(card_path.parent, net, card, overwrite=True)
+    print(f"min_best_score {result['min_best_score']} written to {card_path}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -485,6 +577,12 @@ def main(argv: list[str] | None = None) -> None:
         help="'scratch' (seeded random weights) or a model name/folder to fine-tune from",
     )
     p_train.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    p_gate = sub.add_parser("gate", help="(v2) calibrate the vesicle-free gate of a model")
+    p_gate.add_argument(
+        "--model", required=True, help="exported model folder (its card is updated)"
+    )
+    p_gate.add_argument("--device", default="cpu")
+    p_gate.add_argument("--dry-run", action="store_true", help="print, do not write the card")
     p_exp = sub.add_parser("export", help="write the best checkpoint as a model folder")
     p_exp.add_argument("-o", "--output", required=True)
     p_exp.add_argument("--name", default=None, help="model name (default: the version's)")
@@ -492,14 +590,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     args.cache = args.cache or str(cache_dir(args.version))
-    if args.cmd == "verify" and args.version != "v2":
+    if args.cmd in ("verify", "gate") and args.version != "v2":
         parser.error("verify needs --version v2 (v1 recorded no hashes)")
     if args.cmd == "generate":
-        generate(Path(args.cache), N_TRAIN + N_VAL, args.version)
+        generate(Path(args.cache), args.version)
     elif args.cmd == "verify":
         sys.exit(cmd_verify(args))
     elif args.cmd == "train":
         cmd_train(args)
+    elif args.cmd == "gate":
+        cmd_gate(args)
     else:
         cmd_export(args)
 

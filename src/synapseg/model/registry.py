@@ -77,6 +77,9 @@ class ModelCard:
         Derived from the architecture (voxels), for information.
     weights_file
         File name of the weights, relative to the card.
+    postprocessing
+        Post-processing defaults calibrated for this network (:func:`card_post_params`),
+        e.g. ``{"min_best_score": 0.8}``, the vesicle-free gate; empty: the pipeline's own.
     description, created
         Free text and ISO timestamp.
     extra
@@ -100,6 +103,7 @@ class ModelCard:
     min_tile: int | None = None
     halo: int | None = None
     weights_file: str = WEIGHTS_NAME
+    postprocessing: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     created: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -263,6 +267,21 @@ def read_card(card_path: str | os.PathLike) -> ModelCard:
     if not card.voxel_size_nm or float(card.voxel_size_nm) <= 0:
         raise ModelError(card_path, "model card has no positive voxel_size_nm", "fix the card")
     return card
+
+
+#: Post-processing parameters a card may calibrate (``ModelCard.postprocessing``).
+CARD_POST_PARAMS = ("min_best_score",)
+
+
+def card_post_params(card: ModelCard | None) -> dict[str, Any]:
+    """The :class:`~synapseg.post.vesicles.PostParams` values this model's card calibrates.
+
+    Only the keys in :data:`CARD_POST_PARAMS` are taken (``min_best_score``: the
+    vesicle-free gate, written by ``scripts/train_default.py gate``); a card without them
+    (e.g. ``sim-unet-v1``) gives ``{}`` and the pipeline keeps its defaults (0.9).
+    """
+    post = getattr(card, "postprocessing", None) or {}
+    return {k: post[k] for k in CARD_POST_PARAMS if k in post}
 
 
 def load_model(
