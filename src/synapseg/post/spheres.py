@@ -38,7 +38,13 @@ import numpy as np
 import pandas as pd
 
 from synapseg.core.units import voxel_size_zyx
-from synapseg.post.bilayer import _bilayer_template, _fit_bilayer_radius
+from synapseg.post.bilayer import (
+    _bilayer_template,
+    _fit_bilayer_radius,
+    filter_profiles,
+    leaflet_offset_nm,
+    leaflet_sigma_nm,
+)
 from synapseg.post.mirror import blend_mirror_z
 from synapseg.post.profiles import (
     estimate_background,
@@ -47,7 +53,6 @@ from synapseg.post.profiles import (
     parabolic_min,
     pearson,
     sample_profiles,
-    smooth_rows,
     wedge_weights,
 )
 from synapseg.specimen.mask import SpecimenMask
@@ -106,6 +111,11 @@ class SphereParams:
         Gaussian sigma of the radial smoothing, as a fraction of the membrane thickness
         (0.45 x 4.5 nm ≈ 2 nm merges the two leaflets of a resolved bilayer into one minimum
         at the midline).
+    radial_filter
+        ``"gaussian"`` (the smoothing above), ``"bilayer"`` (a matched two-leaflet kernel, see
+        :func:`synapseg.post.bilayer.filter_profiles`) or ``"auto"``: ``"bilayer"`` for
+        membranes at least ``RESOLVED_THICKNESS_NM`` thick, whose leaflets the smoothing would
+        have to blur by more than a leaflet separation to merge.
     radial_step, final_step
         Radial sample spacing (voxels) of the iterations and of the final averaged profile.
     smoothing_pad
@@ -131,6 +141,7 @@ class SphereParams:
     wedge_softness_deg: float = 4.0
     wedge_floor: float = 0.3
     radial_smoothing: float = 0.45
+    radial_filter: str = "auto"
     radial_step: float = 0.75
     final_step: float = 0.5
     smoothing_pad: float = 2.0
@@ -141,6 +152,17 @@ class SphereParams:
     mirror_z_weight: float = 0.75
     mirror_z_max_nm: float = 2.0
     mirror_z_smooth_nm: float = 1.0
+
+
+RESOLVED_THICKNESS_NM = 5.5
+"""From this bilayer thickness on, ``radial_filter="auto"`` uses the two-leaflet kernel."""
+
+
+def radial_mode(p: SphereParams) -> str:
+    """The radial filter :func:`refine_spheres` uses with these parameters."""
+    if p.radial_filter != "auto":
+        return p.radial_filter
+    return "bilayer" if p.membrane_thickness_nm >= RESOLVED_THICKNESS_NM else "gaussian"
 
 
 def _cone_matrix(directions: np.ndarray, weights: np.ndarray, cone_deg: float) -> np.ndarray:
@@ -267,10 +289,14 @@ def _refine_chunk(
     vmin = float(vs.min())
     m = len(centers0)
     t = p.membrane_thickness_nm
-    # radial smoothing merges the two leaflets of a resolved bilayer into one midline minimum
-    smooth_nm = max(p.radial_smoothing * t, 0.5 * step)
-    sig = smooth_nm / step
-    pad = p.smoothing_pad * smooth_nm
+    mode = radial_mode(p)
+    sigma_leaflet = leaflet_sigma_nm(vmin)
+    if mode == "bilayer":  # matched two-leaflet kernel: the midline is the deepest response
+        smooth_nm = max(sigma_leaflet, 0.5 * step)
+        pad = p.smoothing_pad * smooth_nm + leaflet_offset_nm(t)
+    else:  # radial smoothing merges the two leaflets of a bilayer into one midline minimum
+        smooth_nm = max(p.radial_smoothing * t, 0.5 * step)
+        pad = p.smoothing_pad * smooth_nm
     centers = centers0.copy()
     radii = np.maximum(radii0.copy(), 2 * vs.min())
     s0 = np.full(m, p.search_nm) if p.search_nm else np.maximum(4 * vs.min(), 0.35 * radii)
@@ -293,7 +319,7 @@ def _refine_chunk(
         den = np.einsum("ed,mdr->mer", cone, valid.astype(np.float32), optimize=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             cprof = np.where(den > 1e-3, num / den, np.nan)
-        cprof = smooth_rows(cprof, sig)
+        cprof = filter_profiles(cprof, step, t, smooth_nm, mode)
         inside = np.abs(offs)[None, :] <= half[:, None]  # (m, r) search window
         base = masked_mean(cprof.reshape(-1, len(offs)), np.repeat(inside, len(dirs), axis=0))
         searched = np.where(inside[:, None, :], cprof, np.inf).reshape(-1, len(offs))
@@ -330,16 +356,18 @@ def _refine_chunk(
     with np.errstate(invalid="ignore", divide="ignore"):
         sph = np.einsum("d,mdr->mr", wdir, np.where(valid, prof, 0.0)) / wsum
     sph = np.where(wsum > 1e-3, sph, np.nan)
-    ssph = smooth_rows(sph, smooth_nm / fine)
+    ssph = filter_profiles(sph, fine, t, smooth_nm, mode)
     if p.final_radius == "model":
-        r_min, interior = _fit_bilayer_radius(r_nm, ssph, radii, t, smooth_nm, fine)
+        r_min, interior = _fit_bilayer_radius(
+            r_nm, ssph, radii, t, smooth_nm, fine, mode, sigma_leaflet
+        )
     else:
         # radius = parabolic minimum of the smoothed averaged profile within ±0.6 t of the fit
         near = np.abs(r_nm - radii[:, None]) <= 0.6 * t
         pos, val, interior = parabolic_min(np.where(near, ssph, np.inf))
         r_min = r_lo + pos * fine
     # the value profile of a curved shell (Gaussian width s) peaks at R - s^2/R: undo that
-    s2 = (t / 2.355) ** 2
+    s2 = (t / 2.355) ** 2 if mode == "gaussian" else sigma_leaflet**2
     r_min = 0.5 * (r_min + np.sqrt(np.maximum(r_min**2 + 4 * s2, 0.0)))
     final_r = np.where(interior, r_min, radii)
     memb = np.abs(r_nm - final_r[:, None]) <= 0.25 * t
@@ -351,7 +379,7 @@ def _refine_chunk(
     m_lum = masked_mean(sph, lumen)
     m_in = masked_mean(sph, inner)
     window = (np.abs(r_nm - final_r[:, None]) <= 2.0 * t) & np.isfinite(ssph)
-    tmpl = _bilayer_template(r_nm, final_r, t)
+    tmpl = _bilayer_template(r_nm, final_r, t, mode, smooth_nm, sigma_leaflet)
     corr = pearson(np.nan_to_num(ssph), tmpl, window)
     shift_nm = np.linalg.norm((centers - centers0) * vs, axis=1)
     return {

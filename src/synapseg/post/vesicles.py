@@ -25,6 +25,8 @@ import pandas as pd
 
 from synapseg.core.units import voxel_size_zyx
 from synapseg.io.tables import make_table
+from synapseg.post.bilayer import estimate_membrane_thickness
+from synapseg.post.confidence import reference_mask
 from synapseg.post.filters import FilterParams, qc_filter, reason_category
 from synapseg.post.instances import REJECT_COLUMNS, Candidates, candidate_instances
 from synapseg.post.polarity import detect_polarity
@@ -39,6 +41,13 @@ from synapseg.specimen.mask import SpecimenMask
 log = logging.getLogger(__name__)
 
 _Stage = TypeVar("_Stage", SphereParams, FilterParams)
+
+DEFAULT_THICKNESS_NM = FilterParams.membrane_thickness_nm
+"""Bilayer thickness assumed unless the tomogram's own vesicles say otherwise (4.5 nm)."""
+THICKNESS_TOLERANCE_NM = 1.0
+"""The measured thickness replaces the default only when they differ by more than this: on
+4.5 nm membranes the estimate spreads over 3.9-4.9 nm across reconstructions and voxel
+sizes (the two leaflets are barely resolved; thickness trades against blur)."""
 
 QC_COLUMNS = [*FIT_QC_COLUMNS, "outer_shrunk_nm", "confidence"]
 
@@ -62,7 +71,11 @@ class PostParams:
         ``"auto"`` (detect from the candidates' membranes), ``"yes"`` (densities are bright)
         or ``"no"`` (densities are dark).
     membrane_thickness_nm
-        Bilayer thickness; ``outer_radius_nm = radius_nm + thickness / 2``.
+        Bilayer thickness (nm); ``outer_radius_nm = radius_nm + thickness / 2``. ``None``
+        (default): measured from the tomogram's confident vesicles
+        (:func:`synapseg.post.bilayer.estimate_membrane_thickness`) and used when it differs
+        from ``DEFAULT_THICKNESS_NM`` by more than ``THICKNESS_TOLERANCE_NM``; the
+        decision is in ``info["membrane_thickness"]``.
     min_confidence
         Calibrated confidence cut-off (0..1, default 0.5; see :mod:`synapseg.post.confidence`);
         ``None``: legacy absolute thresholds below.
@@ -92,7 +105,7 @@ class PostParams:
     tilt_range_deg: float | None = SphereParams.tilt_range_deg
     tilt_axis: str = SphereParams.tilt_axis
     invert: str = "auto"
-    membrane_thickness_nm: float = FilterParams.membrane_thickness_nm
+    membrane_thickness_nm: float | None = None
     min_membrane_contrast: float = FilterParams.min_membrane_contrast
     min_profile_correlation: float = FilterParams.min_profile_correlation
     max_fit_residual_nm: float = FilterParams.max_fit_residual_nm
@@ -120,7 +133,10 @@ class PostParams:
 def _stage_params(cls: type[_Stage], p: PostParams) -> _Stage:
     """``cls`` (:class:`SphereParams` or :class:`FilterParams`) with the fields it shares with
     ``p`` taken from ``p``; the others keep ``cls``'s defaults."""
-    return cls(**{f.name: getattr(p, f.name) for f in fields(cls) if hasattr(p, f.name)})
+    given = {f.name: getattr(p, f.name) for f in fields(cls) if hasattr(p, f.name)}
+    if given.get("membrane_thickness_nm", 0) is None:  # measured later: the default for now
+        given["membrane_thickness_nm"] = DEFAULT_THICKNESS_NM
+    return cls(**given)
 
 
 def _empty_rejected() -> pd.DataFrame:
@@ -172,6 +188,50 @@ def _without_vesicles(
     return empty, msg
 
 
+def _measured_thickness(
+    fits: pd.DataFrame,
+    sp: SphereParams,
+    tomogram: np.ndarray,
+    cand: Candidates,
+    vs: np.ndarray,
+    p: PostParams,
+    polarity: int,
+    background: tuple[float, float],
+    specimen: SpecimenMask | None,
+) -> tuple[pd.DataFrame, float, dict[str, Any]]:
+    """Measure the bilayer thickness on the confident fits (the top-scoring half, at least 5,
+    of those inside the radius limits); refit every candidate with it when it differs from
+    the default by more than ``THICKNESS_TOLERANCE_NM``. Returns (fits, thickness, record)."""
+    r = fits["radius_nm"].to_numpy(float)
+    ok = np.isfinite(r) & (r >= p.min_radius_nm) & (r <= p.max_radius_nm)
+    ok &= fits["shift_nm"].to_numpy(float) <= p.max_shift_fraction * r
+    ref = reference_mask(fits, ok) & ok
+    est = estimate_membrane_thickness(
+        tomogram,
+        fits.loc[ref, ["center_z_px", "center_y_px", "center_x_px"]].to_numpy(),
+        r[ref],
+        vs,
+        norm=(background[0], background[1], float(polarity)),
+        tilt_range_deg=sp.tilt_range_deg,
+        tilt_axis=sp.tilt_axis,
+        specimen=specimen,
+    )
+    t = DEFAULT_THICKNESS_NM
+    record = {"nm": t, "source": "default", "estimate_nm": est["thickness_nm"],
+              "n_vesicles": est["n_vesicles"], "misfit": est.get("misfit")}  # fmt: skip
+    if est["thickness_nm"] is None or abs(est["thickness_nm"] - t) <= THICKNESS_TOLERANCE_NM:
+        return fits, t, record
+    t = round(float(est["thickness_nm"]), 2)
+    record.update(nm=t, source="estimated")
+    log.info("membrane thickness %.1f nm measured on %d vesicles", t, est["n_vesicles"])
+    init_r = np.clip(cand.inscribed_radius_nm - t / 2, p.min_radius_nm, p.max_radius_nm)
+    sp = replace(sp, membrane_thickness_nm=t)
+    refit = refine_spheres(tomogram, cand.centers_px, init_r, vs, params=sp, polarity=polarity,
+                           background=background, specimen=specimen)  # fmt: skip
+    refit["score"] = cand.score
+    return refit, t, record
+
+
 def find_vesicles(
     tomogram: np.ndarray,
     probability: np.ndarray,
@@ -211,7 +271,7 @@ def find_vesicles(
             "must share one grid"
         )
     vs = voxel_size_zyx(voxel_size_nm)
-    t = p.membrane_thickness_nm
+    t = DEFAULT_THICKNESS_NM if p.membrane_thickness_nm is None else p.membrane_thickness_nm
     info: dict[str, Any] = {"params": asdict(p), "timings_s": {}, "warnings": []}
     t0 = time.perf_counter()
     cand = candidate_instances(
@@ -236,6 +296,10 @@ def find_vesicles(
     cand, none_found = _without_vesicles(cand, p.min_best_score, rejected)
     polarity = {"auto": 0, "yes": -1, "no": 1}[p.invert]
     info["polarity"] = {"mode": p.invert, "sign": polarity or 1, "confidence": None}
+    info["membrane_thickness"] = {
+        "nm": t,
+        "source": "default" if p.membrane_thickness_nm is None else "given",
+    }
     if len(cand) == 0:
         msg = none_found or (
             f"no vesicle candidates above threshold {cand.threshold:.3f} in the probability map"
@@ -291,10 +355,16 @@ def find_vesicles(
         specimen=specimen,
     )
     fits["score"] = cand.score  # mean probability inside the candidate
+    if p.membrane_thickness_nm is None:
+        args = (tomogram, cand, vs, p, polarity, background, specimen)
+        fits, t, info["membrane_thickness"] = _measured_thickness(fits, sp, *args)
+    else:
+        info["membrane_thickness"] = {"nm": t, "source": "given"}
     info["timings_s"]["spheres"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    kept, rej = qc_filter(fits, vs, _stage_params(FilterParams, p), shape=tomogram.shape)
+    fp = replace(_stage_params(FilterParams, p), membrane_thickness_nm=t)
+    kept, rej = qc_filter(fits, vs, fp, shape=tomogram.shape)
     info["timings_s"]["filters"] = time.perf_counter() - t0
     if len(rej):
         rejected.append(rej)
