@@ -44,6 +44,8 @@ _Stage = TypeVar("_Stage", SphereParams, FilterParams)
 
 DEFAULT_THICKNESS_NM = FilterParams.membrane_thickness_nm
 """Bilayer thickness assumed unless the tomogram's own vesicles say otherwise (4.5 nm)."""
+THICKNESS_MAX_VESICLES = 64
+"""At most this many confident vesicles (the best-scoring) measure the thickness."""
 THICKNESS_TOLERANCE_NM = 1.0
 """The measured thickness replaces the default only when they differ by more than this: on
 4.5 nm membranes the estimate spreads over 3.9-4.9 nm across reconstructions and voxel
@@ -206,6 +208,10 @@ def _measured_thickness(
     ok = np.isfinite(r) & (r >= p.min_radius_nm) & (r <= p.max_radius_nm)
     ok &= fits["shift_nm"].to_numpy(float) <= p.max_shift_fraction * r
     ref = reference_mask(fits, ok) & ok
+    if ref.sum() > THICKNESS_MAX_VESICLES:  # the best-scoring ones suffice (and bound the time)
+        score = np.where(ref, fits["score"].to_numpy(float), -np.inf)
+        ref = np.zeros(len(fits), bool)
+        ref[np.argsort(-score, kind="stable")[:THICKNESS_MAX_VESICLES]] = True
     est = estimate_membrane_thickness(
         tomogram,
         fits.loc[ref, ["center_z_px", "center_y_px", "center_x_px"]].to_numpy(),
