@@ -446,6 +446,9 @@ def cmd_export(args) -> None:
     if init_file.is_file():
         summary["initialised_from"] = json.loads(init_file.read_text())
     summary["steps_trained_at_export"] = int(ckpt["step"])
+    if args.version == "v2":
+        summary["rebuild_reference"] = rebuild_reference(root / args.run / "history.jsonl")
+        summary["rebuild_tolerance"] = CHECK_TOLERANCE
     summary["best_checkpoint_step"] = int(best["best"].get("step", -1))
     summary["train_config"] = ckpt["extra"].get("config")
     metrics = {
@@ -478,6 +481,66 @@ def cmd_export(args) -> None:
         ),
     )
     print(f"exported step {summary['best_checkpoint_step']} to {args.output}")
+
+
+CHECK_STEPS = 300  # the short rebuild check trains this many steps (two validations)
+CHECK_TOLERANCE = {"f1": 0.05, "dice": 0.05, "loss_avg_relative": 0.10}
+
+
+def rebuild_reference(history_file: Path, upto: int = CHECK_STEPS) -> list[dict]:
+    """The validation rows of a run's first ``upto`` steps (copied into the card by
+    ``export``; ``check`` compares a short rebuild with them)."""
+    rows = [json.loads(line) for line in history_file.read_text().splitlines() if line]
+    keep = ("step", "loss_avg", "val")
+    return [{k: r[k] for k in keep if k in r} for r in rows if "val" in r and r["step"] <= upto]
+
+
+def cmd_check(args) -> int:
+    """Short rebuild check: retrain the first ``--steps`` of the recipe's run (same seed,
+    data, config and schedule) into a fresh run folder and compare its validation rows with
+    the card's ``training_data.rebuild_reference`` within ``CHECK_TOLERANCE``."""
+    from synapseg.model.registry import read_card, resolve_model
+
+    card = read_card(resolve_model(args.model))
+    data = card.training_data if isinstance(card.training_data, dict) else {}
+    reference = data.get("rebuild_reference")
+    if not reference:
+        raise SystemExit(f"{args.model}: the card has no rebuild_reference (export it with v2)")
+    cfg = data["train_config"]
+    init = (data.get("initialised_from") or {}).get("init", "scratch")
+    init = "scratch" if init == "scratch" else data["initialised_from"]["path"]
+    root = Path(args.cache)
+    generate(root, args.version)
+    decay = cfg.get("decay_start") if cfg.get("schedule") == "cosine" else None
+    trainer, _ = build_trainer(
+        root, int(cfg["steps"]), decay, args.version, init, float(cfg["lr"]), args.check_run
+    )
+    if trainer.checkpoint_path.exists():
+        trainer.resume()
+    trainer.run(steps=args.steps)
+    history = root / args.check_run / "history.jsonl"
+    got = {r["step"]: r for r in rebuild_reference(history, args.steps)}
+    failures = 0
+    print("step | key | reference | rebuild | within tolerance")
+    for ref in reference:
+        if ref["step"] > args.steps:
+            continue
+        new = got.get(ref["step"])
+        pairs = [
+            ("f1", ref["val"].get("f1"), new and new["val"].get("f1")),
+            ("dice", ref["val"].get("dice"), new and new["val"].get("dice")),
+            ("loss_avg", ref.get("loss_avg"), new and new.get("loss_avg")),
+        ]
+        for key, a, b in pairs:
+            if key == "loss_avg":
+                ok = b is not None and abs(b - a) <= CHECK_TOLERANCE["loss_avg_relative"] * a
+            else:
+                ok = b is not None and abs(b - a) <= CHECK_TOLERANCE[key]
+            failures += not ok
+            b_text = "missing" if b is None else f"{b:.4f}"
+            print(f"{ref['step']} | {key} | {a:.4f} | {b_text} | {'yes' if ok else 'NO'}")
+    print("rebuild check:", "within tolerance" if not failures else f"{failures} values outside")
+    return 1 if failures else 0
 
 
 def gate_scores(model: str, folders: dict[str, Path], device: str = "cpu") -> dict[str, float]:
@@ -583,6 +646,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     p_gate.add_argument("--device", default="cpu")
     p_gate.add_argument("--dry-run", action="store_true", help="print, do not write the card")
+    p_chk = sub.add_parser("check", help="(v2) short rebuild run compared with a model's card")
+    p_chk.add_argument("--model", default="sim-unet-v2", help="model whose card is the reference")
+    p_chk.add_argument("--steps", type=int, default=CHECK_STEPS, help="steps to retrain")
+    p_chk.add_argument("--check-run", default="rebuild_check", help="run folder of the check")
     p_exp = sub.add_parser("export", help="write the best checkpoint as a model folder")
     p_exp.add_argument("-o", "--output", required=True)
     p_exp.add_argument("--name", default=None, help="model name (default: the version's)")
@@ -590,7 +657,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     args.cache = args.cache or str(cache_dir(args.version))
-    if args.cmd in ("verify", "gate") and args.version != "v2":
+    if args.cmd in ("verify", "gate", "check") and args.version != "v2":
         parser.error("verify needs --version v2 (v1 recorded no hashes)")
     if args.cmd == "generate":
         generate(Path(args.cache), args.version)
@@ -600,6 +667,8 @@ def main(argv: list[str] | None = None) -> None:
         cmd_train(args)
     elif args.cmd == "gate":
         cmd_gate(args)
+    elif args.cmd == "check":
+        sys.exit(cmd_check(args))
     else:
         cmd_export(args)
 
