@@ -190,6 +190,21 @@ def _without_vesicles(
     return empty, msg
 
 
+def thickness_reference(fits: pd.DataFrame, p: PostParams) -> np.ndarray:
+    """The vesicles that measure the bilayer thickness: the confident population
+    (:func:`synapseg.post.confidence.reference_mask`) of the fits inside the hard limits
+    (radius range, drift), at most the ``THICKNESS_MAX_VESICLES`` best-scoring ones."""
+    r = fits["radius_nm"].to_numpy(float)
+    ok = np.isfinite(r) & (r >= p.min_radius_nm) & (r <= p.max_radius_nm)
+    ok &= fits["shift_nm"].to_numpy(float) <= p.max_shift_fraction * r
+    ref = reference_mask(fits, ok) & ok
+    if ref.sum() > THICKNESS_MAX_VESICLES:  # the best-scoring ones suffice (and bound the time)
+        score = np.where(ref, fits["score"].to_numpy(float), -np.inf)
+        ref = np.zeros(len(fits), bool)
+        ref[np.argsort(-score, kind="stable")[:THICKNESS_MAX_VESICLES]] = True
+    return ref
+
+
 def _measured_thickness(
     fits: pd.DataFrame,
     sp: SphereParams,
@@ -204,14 +219,8 @@ def _measured_thickness(
     """Measure the bilayer thickness on the confident fits (the top-scoring half, at least 5,
     of those inside the radius limits); refit every candidate with it when it differs from
     the default by more than ``THICKNESS_TOLERANCE_NM``. Returns (fits, thickness, record)."""
+    ref = thickness_reference(fits, p)
     r = fits["radius_nm"].to_numpy(float)
-    ok = np.isfinite(r) & (r >= p.min_radius_nm) & (r <= p.max_radius_nm)
-    ok &= fits["shift_nm"].to_numpy(float) <= p.max_shift_fraction * r
-    ref = reference_mask(fits, ok) & ok
-    if ref.sum() > THICKNESS_MAX_VESICLES:  # the best-scoring ones suffice (and bound the time)
-        score = np.where(ref, fits["score"].to_numpy(float), -np.inf)
-        ref = np.zeros(len(fits), bool)
-        ref[np.argsort(-score, kind="stable")[:THICKNESS_MAX_VESICLES]] = True
     est = estimate_membrane_thickness(
         tomogram,
         fits.loc[ref, ["center_z_px", "center_y_px", "center_x_px"]].to_numpy(),
