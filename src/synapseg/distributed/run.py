@@ -30,12 +30,18 @@ import pandas as pd
 from synapseg.distributed.backend import DEFAULT_RETRIES, run_tasks, scatter, worker_threads
 from synapseg.distributed.block_post import fit_block, measure_thickness, merge_fits
 from synapseg.distributed.block_predict import predict_block
-from synapseg.distributed.blocks import iter_blocks, network_blocks, vesicle_halo_px
+from synapseg.distributed.blocks import iter_blocks, network_blocks, tiles_for, vesicle_halo_px
 from synapseg.distributed.decisions import Decisions, decide
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BlockResult", "segment_blocks", "DEFAULT_POST_BLOCK"]
+__all__ = [
+    "BlockResult",
+    "DEFAULT_POST_BLOCK",
+    "predict_blocks",
+    "segment_blocks",
+    "vesicles_blocks",
+]
 
 DEFAULT_POST_BLOCK = (128, 512, 512)
 """Core of a post-processing block (input voxels, z y x)."""
@@ -65,14 +71,95 @@ class BlockResult:
 
 
 def _source(volume: Any) -> Any:
-    """What tasks read the tomogram from: a path-pickled file, or the array itself."""
+    """What tasks read the tomogram from: a memory-mapped file travels as its path
+    (:class:`~synapseg.distributed.backend.FileArray`), a zarr array as itself (it pickles
+    as its store), an in-memory array as its data."""
     from synapseg.distributed.backend import FileArray
 
-    path = getattr(volume, "path", None)
     data = volume.data
-    if path is not None and (isinstance(data, np.memmap) or not isinstance(data, np.ndarray)):
-        return FileArray(path, volume.voxel_size_nm)
+    if isinstance(data, np.memmap) and getattr(volume, "path", None) is not None:
+        return FileArray(volume.path, volume.voxel_size_nm)
     return data
+
+
+def predict_blocks(
+    volume: Any,
+    decisions: Decisions,
+    probabilities: Any,
+    *,
+    client: Any = None,
+    tiles_per_block: int | Sequence[int] = 2,
+    device: str = "cpu",
+    tta: bool = False,
+    retries: int = DEFAULT_RETRIES,
+    gpu_resource: bool = False,
+) -> dict[str, Any]:
+    """Fill the uint8 ``probabilities`` sink (input grid) block by block; return facts."""
+    t0 = time.perf_counter()
+    shape = tuple(volume.shape)
+    source = _source(volume) if client is not None else volume.data
+    blocks = network_blocks(decisions.plan, decisions.factors, shape, tiles_per_block)
+    src_f, d_f = scatter(client, [source, decisions]) if client is not None else (source, decisions)
+    for i, core in run_tasks(
+        client,
+        _predict_task,
+        blocks,
+        src_f,
+        d_f,
+        name="synapseg-predict",
+        retries=retries,
+        resources={"GPU": 1} if gpu_resource else None,
+        device=device,
+        tta=tta,
+        threads=worker_threads(client),
+    ):
+        probabilities[blocks[i].core] = core
+    if hasattr(probabilities, "flush"):
+        probabilities.flush()
+    computed = sum(len(tiles_for(decisions.plan, b.core, decisions.factors)) for b in blocks)
+    return {
+        "seconds": time.perf_counter() - t0,
+        "blocks": len(blocks),
+        "tiles_per_block": tiles_per_block,
+        "tiles": decisions.plan.n_tiles,
+        "tiles_computed": computed,
+    }
+
+
+def vesicles_blocks(
+    volume: Any,
+    decisions: Decisions,
+    probability: Any,
+    *,
+    client: Any = None,
+    post_block: int | Sequence[int] = DEFAULT_POST_BLOCK,
+    retries: int = DEFAULT_RETRIES,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """The vesicle table from the finished probability map (``probability``: an array or a
+    ``FileArray`` workers can open); ``decisions`` must hold the threshold."""
+    t0 = time.perf_counter()
+    shape = tuple(volume.shape)
+    source = _source(volume) if client is not None else volume.data
+    d = decisions
+    max_r = d.params.get("max_radius_nm") or _default_max_radius()
+    align = (1, 1, 1) if d.specimen.coarse.all() else d.specimen.cell_px
+    blocks = list(
+        iter_blocks(shape, post_block, vesicle_halo_px(max_r, d.grid.voxel_size_nm), align)
+    )
+    args = (
+        scatter(client, [source, probability, d])
+        if client is not None
+        else [source, probability, d]
+    )
+    parts = _fit_all(client, blocks, *args, retries, None)
+    thickness = measure_thickness(volume.data, parts, d)
+    if thickness[1].get("source") == "estimated":  # refit every candidate, as one process does
+        parts = _fit_all(client, blocks, *args, retries, thickness[0])
+    table, rejected, info = merge_fits(parts, d, thickness)
+    info["seconds"] = time.perf_counter() - t0
+    info["n_vesicles"] = int(len(table))
+    info["blocks"] = {"n": len(blocks), "core": list(np.broadcast_to(post_block, 3).tolist())}
+    return table, rejected, info
 
 
 def segment_blocks(
@@ -81,7 +168,6 @@ def segment_blocks(
     *,
     client: Any = None,
     probabilities: Any = None,
-    probabilities_source: Any = None,
     tiles_per_block: int | Sequence[int] = 2,
     post_block: int | Sequence[int] = DEFAULT_POST_BLOCK,
     tile_size: int | None = None,
@@ -104,11 +190,8 @@ def segment_blocks(
         A ``distributed.Client`` (:func:`~synapseg.distributed.backend.make_client`), or
         ``None`` to run the blocks here.
     probabilities
-        Writable uint8 (z, y, x) sink on the input grid (memmap or zarr array); default a
-        new in-memory array.
-    probabilities_source
-        How workers read the finished map (e.g. ``FileArray(path)`` of the sink's file);
-        default the sink itself.
+        Writable uint8 (z, y, x) sink on the input grid that workers can also read (an
+        in-memory array, or a zarr array); default a new in-memory array.
     tiles_per_block
         Network tiles per block along (z, y, x) (bigger blocks waste less at their faces
         and need more memory).
@@ -126,59 +209,26 @@ def segment_blocks(
         Stage parameters (``invert``, ``threshold``, ``tilt_range_deg``, ``tilt_axis``,
         ``min_radius_nm``, ``max_radius_nm``, ``min_confidence``).
     """
-    facts: dict[str, Any] = {"backend": "dask" if client is not None else "blocks"}
     t0 = time.perf_counter()
     d = decide(volume, model, {**params, "device": device}, tile_size=tile_size)
-    facts["decisions_s"] = time.perf_counter() - t0
-    shape = tuple(volume.shape)
-    source = _source(volume) if client is not None else volume.data
+    facts: dict[str, Any] = {"decisions_s": time.perf_counter() - t0}
     if probabilities is None:
-        probabilities = np.zeros(shape, np.uint8)
-    blocks = network_blocks(d.plan, d.factors, shape, tiles_per_block)
-    t0 = time.perf_counter()
-    src_f, d_f = scatter(client, [source, d]) if client is not None else (source, d)
-    resources = {"GPU": 1} if gpu_resource else None
-    for i, core in run_tasks(
-        client,
-        _predict_task,
-        blocks,
-        src_f,
-        d_f,
-        name="synapseg-predict",
-        retries=retries,
-        resources=resources,
+        probabilities = np.zeros(tuple(volume.shape), np.uint8)
+    facts["predict"] = predict_blocks(
+        volume,
+        d,
+        probabilities,
+        client=client,
+        tiles_per_block=tiles_per_block,
         device=device,
         tta=tta,
-        threads=worker_threads(client),
-    ):
-        probabilities[blocks[i].core] = core
-    if hasattr(probabilities, "flush"):
-        probabilities.flush()
-    facts["probabilities_s"] = time.perf_counter() - t0
-    prob_source = probabilities if probabilities_source is None else probabilities_source
-    d = d.with_threshold(prob_source)
-    t0 = time.perf_counter()
-    vs = d.grid.voxel_size_nm
-    max_r = d.params.get("max_radius_nm") or _default_max_radius()
-    align = (1, 1, 1) if d.specimen.coarse.all() else d.specimen.cell_px
-    pblocks = list(iter_blocks(shape, post_block, vesicle_halo_px(max_r, vs), align))
-    src_f, prob_f, d_f = (
-        scatter(client, [source, prob_source, d])
-        if client is not None
-        else (source, prob_source, d)
+        retries=retries,
+        gpu_resource=gpu_resource,
     )
-    parts = _fit_all(client, pblocks, src_f, prob_f, d_f, retries, None)
-    thickness = measure_thickness(volume.data, parts, d)
-    if thickness[1].get("source") == "estimated":  # refit every candidate, as one process does
-        parts = _fit_all(client, pblocks, src_f, prob_f, d_f, retries, thickness[0])
-    table, rejected, info = merge_fits(parts, d, thickness)
-    facts["vesicles_s"] = time.perf_counter() - t0
-    facts["blocks"] = {
-        "network": len(blocks),
-        "tiles_per_block": tiles_per_block,
-        "vesicles": len(pblocks),
-        "vesicle_block_core": list(post_block) if not np.isscalar(post_block) else post_block,
-    }
+    d = d.with_threshold(probabilities)
+    table, rejected, info = vesicles_blocks(
+        volume, d, probabilities, client=client, post_block=post_block, retries=retries
+    )
     facts["vesicles"] = info
     return BlockResult(table, rejected, probabilities, d, facts)
 

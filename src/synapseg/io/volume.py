@@ -77,9 +77,13 @@ def read_volume(
     InputError
         Missing, unreadable, truncated, 2D or unsupported files; unknown voxel size.
     """
-    path = Path(path)
     if voxel_size_nm is not None:
         voxel_size_nm = as_voxel_size(voxel_size_nm)
+    if is_url(path):  # an OME-Zarr store behind fsspec (s3://, gs://, https://, file://)
+        vol = _read_zarr(str(path), voxel_size_nm)  # type: ignore[arg-type]
+        _check_dtype(Path(str(path)), vol.dtype)
+        return vol
+    path = Path(path)
     if not path.exists():
         raise InputError(path, "file not found", "check the path")
     lower = path.name.lower()
@@ -178,6 +182,17 @@ def _read_tiff(path: Path, user_vs: VoxelSize | None) -> Volume:
     return Volume(data, vs, origin, path, source, info)  # type: ignore[arg-type]
 
 
+def is_url(path: str | os.PathLike) -> bool:
+    """A URL (``scheme://...``) rather than a local path.
+
+    Examples
+    --------
+    >>> is_url("s3://bucket/tomo.zarr"), is_url("data/tomo.zarr")
+    (True, False)
+    """
+    return isinstance(path, str) and "://" in path
+
+
 def is_zarr(path: Path) -> bool:
     """A Zarr store: named ``*.zarr`` or a folder holding Zarr metadata."""
     if path.name.lower().endswith(ZARR_SUFFIXES):
@@ -260,4 +275,7 @@ def _read_zarr(path: Path, user_vs: VoxelSize | None) -> Volume:
         units = [axes[i].get("unit") for i in spatial]
         origin = tuple(translation[i] * _ZARR_UNITS_NM[u] for i, u in zip(spatial, units))
     info = {"format": "OME-Zarr", "file_dtype": str(data.dtype), "axes": names}
+    if is_url(path):  # the URL is kept in the header; the path only names the outputs
+        info["url"] = str(path)
+        path = Path(str(path).split("://", 1)[1])
     return Volume(data, vs, origin, path, source, info)  # type: ignore[arg-type]
