@@ -44,7 +44,7 @@ from synapseg.errors import InputError
 from synapseg.napari.corrections import CorrectionStack
 from synapseg.napari.fitting import FitError, VesicleFitter, fit_context
 from synapseg.napari.layers import ROLE, volume_from_layer
-from synapseg.napari.points import PointsSync
+from synapseg.napari.points import PointsSync, show_spheres
 from synapseg.napari.qc import vesicle_summary
 from synapseg.napari.qc_panel import QCPanel
 from synapseg.napari.save import add_to_training_set, existing_outputs, save_corrected
@@ -187,7 +187,10 @@ class CorrectionWidget(QWidget):
         self.fitter = VesicleFitter(self.volume.data, self.volume.voxel_size_nm, **context)
         self.stack = CorrectionStack(table_from_layer(points), self.volume.voxel_size_nm)
         self.sync = PointsSync(points, self.stack, self.fitter, self._changed, self._message)
-        points.selected_data.events.changed.connect(self._show_selected)
+        events = points.selected_data.events  # psygnal (napari >= 0.6) or napari's own
+        signal = events.items_changed if hasattr(events, "items_changed") else events.changed
+        signal.connect(self._show_selected)
+        show_spheres(self.viewer, points)
         self.viewer.layers.selection.active = points
         if not self.folder.text():
             folder = Path(meta.get("path", "") or ".").parent / "corrected"

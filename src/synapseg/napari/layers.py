@@ -153,6 +153,24 @@ def shown_mask(table: pd.DataFrame, min_confidence: float) -> np.ndarray:
     return ~(conf < min_confidence)  # NaN compares False: shown
 
 
+def sphere_display() -> dict[str, Any]:
+    """Points kwargs that draw each vesicle as the circle where the slice cuts its sphere.
+
+    napari >= 0.9: ``projection_mode="rescale_spherical"`` (shown within the viewer's thick
+    slice margins, see :func:`synapseg.napari.points.show_spheres`); older napari:
+    ``out_of_slice_display=True``.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        major, minor = (int(v) for v in version("napari").split(".")[:2])
+    except (PackageNotFoundError, ValueError):
+        return {}
+    if (major, minor) >= (0, 9):
+        return {"projection_mode": "rescale_spherical"}
+    return {"out_of_slice_display": True}
+
+
 def vesicles_layer(
     table: pd.DataFrame,
     voxel_size_nm: Sequence[float] | float,
@@ -172,7 +190,7 @@ def vesicles_layer(
         "border_color": point_colors(table),
         "border_width": 0.08,
         "border_width_is_relative": True,
-        "out_of_slice_display": True,
+        **sphere_display(),
         "metadata": metadata("vesicles", vs, **extra_metadata),
     }
     return data, kwargs, "points"

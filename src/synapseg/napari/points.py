@@ -41,6 +41,19 @@ def _later(fn: Callable[[], None]) -> None:
     fn()
 
 
+def show_spheres(viewer: Any, layer: Any) -> None:
+    """Show each vesicle on every slice that cuts it: thick-slice margins (napari >= 0.9)
+    of the largest outer radius (nm) on each axis; images still show their center plane."""
+    if getattr(layer, "projection_mode", None) != "rescale_spherical" or not len(layer.data):
+        return
+    scale = np.asarray(layer.scale, float)[-3:]
+    reach = float(np.max(np.asarray(layer.size, float)) * scale.max() / 2) + 1.0
+    ndim = viewer.dims.ndim
+    margin = tuple(max(reach, m) for m in viewer.dims.margin_left[-ndim:])
+    viewer.dims.margin_left = margin
+    viewer.dims.margin_right = margin
+
+
 class PointsSync:
     """Bind ``layer`` (napari Points) to ``stack`` (see the module docstring).
 

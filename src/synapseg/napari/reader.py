@@ -40,12 +40,12 @@ from synapseg.napari.layers import (
 log = logging.getLogger(__name__)
 
 LABEL_SUFFIXES = {
-    "_vesicles": "vesicle labels",
-    "_membranes": "membranes",
-    "_az": "active zone",
-    "_pyto_labels": "pyto labels",
+    "_vesicles": ("vesicle labels", "vesicle_labels"),
+    "_membranes": ("membranes", "membranes"),
+    "_az": ("active zone", "az"),
+    "_pyto_labels": ("pyto labels", "pyto_labels"),
 }
-"""Output names (before the file suffix) read as Labels layers, with their layer names."""
+"""Output names (before the file suffix) read as Labels layers: (layer name, role)."""
 TABLE_SUFFIXES = (".csv", ".json", ".star")
 
 
@@ -80,7 +80,8 @@ def read_path(path: str | list[str]) -> list[LayerData]:
         return [layer]
     if role is not None:
         vol = read_volume(p)
-        return [labels_layer(vol.data, vol.voxel_size_nm, LABEL_SUFFIXES[role], role.strip("_"))]
+        title, kind = LABEL_SUFFIXES[role]
+        return [labels_layer(vol.data, vol.voxel_size_nm, f"{stem} {title}", kind)]
     return read_tomogram(p)
 
 
@@ -162,11 +163,11 @@ def read_outputs(path: str | os.PathLike | list[str]) -> list[LayerData]:
     if provenance:
         extra["provenance"] = provenance
     layers: list[LayerData] = [vesicles_layer(table, vs, name=f"{name} vesicles", **extra)]
-    for suffix, title in LABEL_SUFFIXES.items():
+    for suffix, (title, kind) in LABEL_SUFFIXES.items():
         f = p.parent / f"{name}{suffix}.mrc"
         if f.is_file():
             vol = read_volume(f, vs)
-            layers.insert(0, labels_layer(vol.data, vs, f"{name} {title}", suffix.strip("_")))
+            layers.insert(0, labels_layer(vol.data, vs, f"{name} {title}", kind))
     fil = p.parent / f"{name}_filaments.csv"
     if fil.is_file():
         layer = filaments_layer(pd.read_csv(fil), vs, name=f"{name} filaments")

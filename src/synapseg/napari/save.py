@@ -97,7 +97,6 @@ def save_corrected(
     InputError
         No vesicle left to save.
     """
-    from synapseg.commands.export import finalize_geometry
     from synapseg.io.tables import write_table_csv
     from synapseg.pipeline import (
         DEFAULT_FORMATS,
@@ -119,7 +118,7 @@ def save_corrected(
     kept, hidden = visible_table(table, min_confidence)
     if len(kept) == 0:
         raise InputError(folder, "no vesicles to save", "add vesicles or lower the confidence cut")
-    kept = finalize_geometry(kept, volume.voxel_size_nm)
+    kept = _complete(kept, volume.voxel_size_nm)
     options = SegmentOptions(formats=formats, star_binning=star_binning, overwrite=overwrite)
     prov = provenance(options)
     prov.update(
@@ -142,6 +141,17 @@ def save_corrected(
     return written
 
 
+def _complete(table: pd.DataFrame, voxel_size_nm: Any) -> pd.DataFrame:
+    """Every core column, derived as ``synapseg export`` derives it (nm centers, radius_px,
+    outer radius, ``source``); ``score`` NaN where the table has none."""
+    from synapseg.commands.export import finalize_geometry
+
+    table = table.reset_index(drop=True)
+    if "score" not in table:
+        table = table.assign(score=np.nan)
+    return finalize_geometry(table, voxel_size_nm)
+
+
 def add_to_training_set(
     folder: str | os.PathLike,
     volume: Any,
@@ -159,7 +169,6 @@ def add_to_training_set(
     OutputExistsError
         ``folder/<name>`` exists and ``overwrite`` is false.
     """
-    from synapseg.commands.export import finalize_geometry
     from synapseg.geometry import render_labels
     from synapseg.io.atomic import write_text_atomic
     from synapseg.io.tables import write_table_csv
@@ -174,7 +183,7 @@ def add_to_training_set(
         raise InputError(item, "no vesicles to add", "a training item needs vesicles")
     item.mkdir(parents=True, exist_ok=True)
     vs = tuple(float(v) for v in volume.voxel_size_nm)
-    table = finalize_geometry(table.reset_index(drop=True), vs)
+    table = _complete(table, vs)
     source = None if volume.path is None else Path(volume.path)
     linkable = (
         source is not None

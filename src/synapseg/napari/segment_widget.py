@@ -153,7 +153,10 @@ class SegmentWidget(QWidget):
 
         @thread_worker
         def work() -> Any:
-            return run_segmentation(volume, **kwargs)
+            try:
+                return run_segmentation(volume, **kwargs)
+            except Cancelled:
+                return None  # not an error: nothing to add
 
         self.worker = work()
         self.worker.returned.connect(lambda seg: self._on_done(seg, result_name, path))
@@ -178,19 +181,23 @@ class SegmentWidget(QWidget):
             self.status.setText(f"stage {k + 1}/{n}: {stage}")
 
     def _on_done(self, seg: Any, name: str, path: str | None) -> None:
+        if seg is None:
+            self.status.setText("cancelled: nothing was added")
+            return
         self.result = seg
+        from synapseg.napari.points import show_spheres
+
         for data, kwargs, kind in result_layers(seg, name, path):
-            getattr(self.viewer, f"add_{kind}")(data, **kwargs)
+            layer = getattr(self.viewer, f"add_{kind}")(data, **kwargs)
+            if kind == "points":
+                show_spheres(self.viewer, layer)
         self.status.setText(
             f"{len(seg.vesicles)} vesicles found; correct them with the 'Correct vesicles' widget"
         )
 
     def _on_error(self, exc: BaseException) -> None:
-        if isinstance(exc, Cancelled):
-            self.status.setText("cancelled: nothing was added")
-        else:
-            self.status.setText(f"error: {getattr(exc, 'message', None) or exc}")
-            log.error("segmentation failed: %s", exc)
+        self.status.setText(f"error: {getattr(exc, 'message', None) or exc}")
+        log.error("segmentation failed: %s", exc)
 
     def _on_finished(self) -> None:
         self.run_button.setEnabled(True)
