@@ -147,6 +147,42 @@ def segment(
         "--fill-nonfinite",
         help="Replace NaN/inf voxels by the tomogram's median ('median'); default: refuse them.",
     ),
+    context: bool = typer.Option(
+        True,
+        "--context/--no-context",
+        help="Synapse context when the membrane model is available: membrane classes, "
+        "active zone, presynaptic compartment, az_distance_nm and pool per vesicle, "
+        "distance layers (docs/context.md).",
+    ),
+    docked_nm: float = typer.Option(
+        5.0, "--docked-nm", metavar="NM", help="Pool 'docked': az_distance_nm below this."
+    ),
+    proximal_nm: float = typer.Option(
+        45.0, "--proximal-nm", metavar="NM", help="Pool 'proximal': az_distance_nm up to this."
+    ),
+    layer_nm: float = typer.Option(
+        10.0, "--layer-nm", metavar="NM", help="Thickness of the distance layers from the AZ."
+    ),
+    backend: str = typer.Option(
+        "local",
+        "--backend",
+        help="local: one process; dask: block-wise on a dask.distributed cluster (a "
+        "LocalCluster sized to the machine, or --scheduler); see docs/scaling.md.",
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        metavar="ADDRESS",
+        help="dask scheduler address (tcp://HOST:8786); implies --backend dask.",
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Workers of the LocalCluster (default: one per CPU core)."
+    ),
+    volume_format: str = typer.Option(
+        "mrc",
+        "--volume-format",
+        help="mrc or zarr: probabilities and labels as OME-Zarr multiscale (block-wise).",
+    ),
 ) -> None:
     """Find vesicles: probabilities, vesicle table, labels, STAR, IMOD and Pyto outputs.
 
@@ -176,11 +212,21 @@ def segment(
         from_stage=from_stage,
         progress=show_progress(ctx),
         fill_nonfinite=fill_nonfinite,
+        context=context,
+        docked_nm=docked_nm,
+        proximal_nm=proximal_nm,
+        layer_nm=layer_nm,
     )
     jobs = expand_inputs(inputs, output)
     batch = len(jobs) > 1  # a batch goes on past a failing tomogram and writes a summary
     reports: list[dict] = []
     failed: list[dict] = []
+    local_jobs = jobs
+    if backend != "local" or scheduler or volume_format != "mrc":
+        reports, failed = segment_distributed(
+            jobs, options, backend, scheduler, workers, volume_format
+        )
+        local_jobs = []
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -189,8 +235,8 @@ def segment(
         disable=not options.progress,
         transient=True,
     ) as progress:
-        task = progress.add_task("", total=len(jobs))
-        for path, out_dir in jobs:
+        task = progress.add_task("", total=len(local_jobs))
+        for path, out_dir in local_jobs:
 
             def on_stage(stage: str, path: Path = path) -> None:
                 progress.update(task, description=f"{path.name}: {stage}")
@@ -220,6 +266,40 @@ def segment(
 
 
 BATCH_SUMMARY = "batch_summary.json"
+
+
+def segment_distributed(
+    jobs: list[tuple[Path, Path]],
+    options: SegmentOptions,
+    backend: str,
+    scheduler: str | None,
+    workers: int | None,
+    volume_format: str,
+) -> tuple[list[dict], list[dict]]:
+    """``--backend dask`` (or ``--volume-format zarr``): block-wise, on a dask client
+    (docs/scaling.md); returns the reports and the failures of a batch."""
+    from synapseg.distributed.backend import make_client
+    from synapseg.distributed.batch import segment_jobs
+
+    if backend not in ("local", "dask"):
+        raise InputError("--backend", f"unknown backend '{backend}'", "use local or dask")
+    if volume_format not in ("mrc", "zarr"):
+        raise InputError("--volume-format", f"unknown format '{volume_format}'", "use mrc or zarr")
+    gpu = str(options.device).startswith("cuda")
+    client = None
+    if backend == "dask" or scheduler:
+        client = make_client(scheduler, workers, gpu=gpu)
+    try:
+        reports, errors = segment_jobs(
+            jobs, options, client=client, volume_format=volume_format, gpu_resource=gpu
+        )
+    finally:
+        if client is not None:
+            cluster = None if scheduler else getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    return reports, [batch_failure(path, exc) for path, exc in errors]
 
 
 def batch_failure(path: Path, exc: Exception) -> dict[str, str]:

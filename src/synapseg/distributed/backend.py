@@ -75,10 +75,13 @@ def make_client(
     n_workers: int | None = None,
     processes: bool = True,
     memory_limit: str | float = "auto",
+    gpu: bool = False,
 ) -> Any:
     """A ``distributed.Client``: connected to ``scheduler`` (any address: ``tcp://...``,
     a dask-jobqueue or Kubernetes cluster's), or to a new ``LocalCluster`` with one
-    single-threaded worker per available core (``n_workers`` to change it).
+    single-threaded worker per available core (``n_workers`` to change it). With ``gpu``
+    each local worker holds the resource ``GPU=1`` that network tasks ask for (workers of
+    a remote scheduler declare it themselves: ``dask worker ADDRESS --resources GPU=1``).
 
     Raises
     ------
@@ -113,6 +116,7 @@ def make_client(
         processes=processes,
         memory_limit=memory_limit,
         dashboard_address=None,
+        resources={"GPU": 1} if gpu else None,
     )
     return Client(cluster)
 
