@@ -46,7 +46,10 @@ class SimulationParams:
         plasma_membrane, cleft (synaptic cleft + postsynaptic membrane + PSD),
         distractors (endosome-like compartments, a mitochondrion, dense-core vesicles,
         actin filaments), filaments (connectors between vesicles, tethers to the plasma
-        membrane, with polyline ground truth), protein_crowding (amplitude, 0 = none).
+        membrane, with polyline ground truth), protein_crowding (amplitude, 0 = none);
+        filament_model: legacy (default, unchanged bytes), published (connectors and
+        tethers tuned to published numbers, docs/filaments.md) or none (the same phantom
+        without them, a negative control).
     Imaging
         tilt_range_deg (±), tilt_step_deg, tilt_scheme (dose_symmetric, bidirectional,
         continuous), voltage_kv, cs_mm, amplitude_contrast, defocus_um (underfocus > 0),
@@ -99,6 +102,7 @@ class SimulationParams:
     cleft: bool = True
     distractors: bool = True
     filaments: bool = True
+    filament_model: str = "legacy"  # legacy | published | none (docs/filaments.md)
     protein_crowding: float = 1.0
     # imaging
     tilt_range_deg: float = 60.0
@@ -162,6 +166,12 @@ class SimulationParams:
             raise bad("tilt_step", f"step {self.tilt_step_deg}° is invalid", "use 1-3")
         if self.tilt_scheme not in TILT_SCHEMES:
             raise bad("tilt_scheme", f"unknown scheme {self.tilt_scheme!r}", f"use {TILT_SCHEMES}")
+        if self.filament_model not in ("legacy", "published", "none"):
+            raise bad(
+                "filament_model",
+                f"unknown filament model {self.filament_model!r}",
+                "use legacy, published or none",
+            )
         if self.recon_filter not in RECON_FILTERS:
             raise bad("recon_filter", f"unknown filter {self.recon_filter!r}", "use ramp or sirt")
         if self.snr is not None and not (self.snr > 0 and math.isfinite(self.snr)):
