@@ -188,7 +188,7 @@ def vesicles_layer(
         "features": table.reset_index(drop=True),
         "face_color": "transparent",
         "border_color": point_colors(table),
-        "border_width": 0.08,
+        "border_width": 0.05,
         "border_width_is_relative": True,
         **sphere_display(),
         "metadata": metadata("vesicles", vs, **extra_metadata),

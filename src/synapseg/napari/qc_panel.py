@@ -34,7 +34,7 @@ class QCPanel(QWidget):
         self.label.setText(message)
         self.axes.clear()
         self.axes.set_xlabel("distance from center (nm)")
-        self.axes.set_ylabel("density (noise σ)")
+        self.axes.set_ylabel("density (σ; dark < 0)")
         self.canvas.draw_idle()
 
     def show_vesicle(
@@ -59,6 +59,6 @@ class QCPanel(QWidget):
             ax.legend(fontsize=7, loc="lower right", frameon=False)
         ax.set_title(f"vesicle {summary['id']}: radial profile (wedge-weighted)", fontsize=8)
         ax.set_xlabel("distance from center (nm)", fontsize=8)
-        ax.set_ylabel("density (noise σ, membrane dark)", fontsize=8)
+        ax.set_ylabel("density (σ; dark < 0)", fontsize=8)
         ax.tick_params(labelsize=7)
         self.canvas.draw_idle()

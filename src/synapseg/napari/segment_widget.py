@@ -13,6 +13,7 @@ import logging
 import threading
 from typing import Any
 
+import numpy as np
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -159,7 +160,7 @@ class SegmentWidget(QWidget):
                 return None  # not an error: nothing to add
 
         self.worker = work()
-        self.worker.returned.connect(lambda seg: self._on_done(seg, result_name, path))
+        self.worker.returned.connect(lambda seg: self._on_done(seg, result_name, path, layer))
         self.worker.errored.connect(self._on_error)
         self.worker.finished.connect(self._on_finished)
         self.run_button.setEnabled(False)
@@ -180,11 +181,13 @@ class SegmentWidget(QWidget):
         if stage != "done":
             self.status.setText(f"stage {k + 1}/{n}: {stage}")
 
-    def _on_done(self, seg: Any, name: str, path: str | None) -> None:
+    def _on_done(self, seg: Any, name: str, path: str | None, image: Any = None) -> None:
         if seg is None:
             self.status.setText("cancelled: nothing was added")
             return
         self.result = seg
+        if image is not None and not np.allclose(image.scale[-3:], seg.grid.voxel_size_nm):
+            image.scale = tuple(seg.grid.voxel_size_nm)  # the override: keep layers aligned
         from synapseg.napari.points import show_spheres
 
         for data, kwargs, kind in result_layers(seg, name, path):
