@@ -206,6 +206,22 @@ def stage_export(
         elif fmt == "pyto":
             from synapseg.io.pyto import write_pyto
 
+            if options.pyto_boundaries is None and options.mask is None and options.context:
+                from synapseg.context.files import write_context_pyto
+
+                auto = write_context_pyto(  # 2 = AZ, 3 = cytoplasm from the context stage
+                    target,
+                    table,
+                    paths.folder,
+                    volume.name,
+                    shape=shape,
+                    voxel_size_nm=vs,
+                    layer_nm=options.layer_nm,
+                    overwrite=True,
+                )
+                if auto is not None:
+                    written.update({f"pyto_{k}": str(v) for k, v in auto.items()})
+                    continue
             boundaries = None
             if options.pyto_boundaries is not None:
                 boundaries = np.asarray(read_volume(options.pyto_boundaries, vs).data)

@@ -61,6 +61,10 @@ class SegmentOptions:
     from_stage: str | None = None
     progress: bool = False
     fill_nonfinite: str | None = None
+    context: bool = True  # synapse context (issue 14): membranes, active zone, compartment
+    docked_nm: float = 5.0
+    proximal_nm: float = 45.0
+    layer_nm: float = 10.0
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.formats) - set(ALL_FORMATS))
@@ -110,6 +114,14 @@ class SegmentOptions:
         check.check_device(self.device)
         check.check_file("--mask", self.mask)
         check.check_file("--pyto-boundaries", self.pyto_boundaries)
+        check.check_positive("--docked-nm", self.docked_nm, "give a distance in nm, e.g. 5")
+        check.check_positive("--layer-nm", self.layer_nm, "give a thickness in nm, e.g. 10")
+        if not self.proximal_nm >= self.docked_nm:
+            raise InputError(
+                "--proximal-nm",
+                f"{self.proximal_nm} nm is below --docked-nm {self.docked_nm} nm",
+                "give a larger distance, e.g. 45",
+            )
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

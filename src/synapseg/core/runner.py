@@ -6,7 +6,8 @@ keeps what each stage persists (its ``persist`` outputs) in the output folder:
 - an artifact with a registered :class:`Store` (``probabilities``: uint8 MRC streamed while
   the network runs; ``vesicles``: the CSV table with provenance);
 - otherwise by type: an array as ``<name>_<artifact>.npy``, a table as
-  ``<name>_<artifact>.csv``, anything JSON-ready inside the report.
+  ``<name>_<artifact>.csv``, anything JSON-ready inside the report;
+- ``None`` (an output a stage did not make, e.g. when it was off) as ``null`` in the report.
 
 The report's ``stages`` entry records the facts of each finished stage that persists
 outputs or ends the graph (the facts of intermediate stages only reach ``after_stage``),
@@ -202,6 +203,9 @@ class Runner:
         return store.load(Path(entry["file"]), self)
 
     def _save(self, artifact: str, value: Any) -> None:
+        if value is None:  # nothing to keep (e.g. a stage that was off): recorded as null
+            self.state["artifacts"][artifact] = {"kind": "json", "value": None}
+            return
         kind = "store" if artifact in _STORES else None
         if kind is None:
             kind = (
@@ -302,7 +306,10 @@ class Runner:
                 )
             facts = run_stages([stage], self.artifacts, self.params, sinks)[stage.name]
         for artifact in stage.persist:
-            if artifact in sinks:  # the stream is closed: reopen the file read-only
+            if artifact in sinks and self.artifacts[artifact] is None:
+                self.path(artifact).unlink(missing_ok=True)  # opened, but the stage made none
+                self._save(artifact, None)
+            elif artifact in sinks:  # the stream is closed: reopen the file read-only
                 self.state["artifacts"][artifact] = {
                     "kind": "store",
                     "file": str(self.path(artifact)),

@@ -7,7 +7,11 @@ membrane surface) with ids ``first_vesicle_id`` (10), 11, ... in table order. Th
 snippet lists those ids explicitly (``all_ids``, ``boundary_ids``, ``vesicle_ids``,
 ``segmentation_region``, ``distance_id``) together with the synapseg id of each vesicle.
 
-Merging with ``boundaries`` (a user's existing labels): vesicle voxels replace only
+Without a user's labels, ``synapseg segment`` fills 2 and 3 from the active zone and the
+presynaptic compartment it found (``synapseg.context.files.context_boundaries``), so the
+labels are ready for Pyto without manual input.
+
+Merging with ``boundaries`` (a user's existing labels or the context's): vesicle voxels replace only
 background (0) and ``cytoplasm_id`` voxels; the membrane and every other existing label
 are kept. If the existing labels already use ids >= ``first_vesicle_id``, the new vesicle
 ids start above the largest existing id so nothing is merged by accident.
@@ -218,8 +222,10 @@ def pyto_parameters(
     membrane_id: int = 2,
     cytoplasm_id: int = 3,
     excluded: Sequence[int] = (),
+    layers_file_name: str | None = None,
 ) -> str:
-    """Text of the Pyto parameters (``tomo_info.py`` style) matching the labels file."""
+    """Text of the Pyto parameters (``tomo_info.py`` style) matching the labels file
+    (``layers_file_name``: the distance-layers labels written beside it, if any)."""
     vesicle_ids = sorted(id_map.values())
     other = [int(i) for i in present_ids if i not in vesicle_ids]
     has_membrane = membrane_id in other
@@ -254,6 +260,12 @@ def pyto_parameters(
         ]
     lines += ["", "# Id of the segment distances are measured to (active-zone membrane)"]
     lines.append(f"distance_id = {membrane_id if has_membrane else None}")
+    if layers_file_name is not None:
+        lines += [
+            "",
+            "# Distance layers from the active zone into the region (int16 layer ids 1..n)",
+            f'layers_file_name = "{layers_file_name}"',
+        ]
     lines += ["", "# synapseg vesicle id -> Pyto id", f"synapseg_to_pyto_ids = {id_map}"]
     if excluded:
         lines += [
@@ -275,8 +287,12 @@ def write_pyto(
     cytoplasm_id: int = 3,
     first_vesicle_id: int = 10,
     overwrite: bool = False,
+    layers: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Write the Pyto labels (int16 MRC) and the parameter snippet.
+
+    ``layers`` (int16 layer ids on the grid, e.g. from the AZ into the compartment) are
+    written beside the labels as ``<name>_layers.mrc`` and named in the parameters.
 
     ``out_prefix_or_dir`` is a folder (``pyto_labels.mrc`` + ``pyto_params.py`` in it), a
     ``<name>_labels.mrc`` path (parameters in ``<name>_params.py``), or a prefix
@@ -290,6 +306,12 @@ def write_pyto(
     labels_path, params_path = _output_paths(Path(out_prefix_or_dir))
     check_writable(labels_path, overwrite)
     check_writable(params_path, overwrite)
+    layers_path = None
+    if layers is not None:
+        stem = labels_path.name[: -len(labels_path.suffix)]
+        stem = stem[: -len("_labels")] if stem.endswith("_labels") else stem
+        layers_path = labels_path.with_name(stem + "_layers.mrc")
+        check_writable(layers_path, overwrite)
     shape = tuple(int(s) for s in shape)
     # Stream into the MRC's memmap: no full-size array in memory, however big the volume.
     with open_volume_writer(
@@ -317,9 +339,22 @@ def write_pyto(
             membrane_id=membrane_id,
             cytoplasm_id=cytoplasm_id,
             excluded=excluded,
+            layers_file_name=None if layers_path is None else layers_path.name,
         )
+    written = {"labels": labels_path, "params": params_path}
+    if layers_path is not None:
+        from synapseg.io.volume_writer import write_volume
+
+        write_volume(
+            layers_path,
+            np.asarray(layers, np.int16),
+            voxel_size_nm,
+            overwrite=overwrite,
+            label="synapseg Pyto layers",
+        )
+        written["layers"] = layers_path
     write_text_atomic(params_path, text, overwrite=overwrite)
-    return {"labels": labels_path, "params": params_path}
+    return written
 
 
 def pyto_vesicle_ids(path: Path) -> list[int]:

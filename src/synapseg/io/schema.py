@@ -90,6 +90,16 @@ OPTIONAL: tuple[Column, ...] = (
     Column("wedge_coverage", "float", "", "fraction of the recorded membrane seen"),
     Column("shift_nm", "float", "nm", "distance the fit moved the center"),
     Column("outer_shrunk_nm", "float", "nm", "outer radius reduction resolving an overlap"),
+    Column(
+        "az_distance_nm",
+        "float",
+        "nm",
+        "bilayer-midline sphere to active-zone midplane (empty: no AZ; docs/context.md)",
+    ),
+    Column("az_nearest_z_nm", "float", "nm", "nearest active-zone midplane point, z"),
+    Column("az_nearest_y_nm", "float", "nm", "nearest active-zone midplane point, y"),
+    Column("az_nearest_x_nm", "float", "nm", "nearest active-zone midplane point, x"),
+    Column("pool", "str", "", "docked / proximal / distal by az_distance_nm (empty: no AZ)"),
 )
 COLUMNS: dict[str, Column] = {c.name: c for c in CORE + OPTIONAL}
 CORE_COLUMNS = [c.name for c in CORE]

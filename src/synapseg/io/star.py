@@ -38,6 +38,8 @@ STAR_OUTER_RADIUS = "synapsegOuterRadiusAngst"
 STAR_ID = "synapsegVesicleId"
 STAR_SCORE = "synapsegScore"
 STAR_SOURCE = "synapsegSource"  # auto / manual
+STAR_AZ_DISTANCE = "synapsegAzDistanceAngst"  # az_distance_nm x 10 (docs/context.md)
+STAR_POOL = "synapsegPool"  # docked / proximal / distal
 
 
 def binning_from_tilt_series(
@@ -163,6 +165,10 @@ def write_table_star(
         data[STAR_SCORE] = table["score"].to_numpy(dtype=float)
     if "source" in table:
         data[STAR_SOURCE] = table["source"].fillna("").astype(str).to_numpy()
+    if "az_distance_nm" in table:
+        data[STAR_AZ_DISTANCE] = table["az_distance_nm"].to_numpy(dtype=float) * 10.0
+    if "pool" in table:
+        data[STAR_POOL] = table["pool"].fillna("").astype(str).to_numpy()
     df = pd.DataFrame(data)
     with atomic_path(path, overwrite) as tmp:
         starfile.write({"particles": df}, tmp, float_format="%.6f")
@@ -238,6 +244,10 @@ def read_table_star(
     score = df[STAR_SCORE].to_numpy(dtype=float) if STAR_SCORE in df else np.full(len(df), np.nan)
     ids = df[STAR_ID].to_numpy(dtype=int) if STAR_ID in df else None
     extra = {"source": df[STAR_SOURCE].astype(str).to_numpy()} if STAR_SOURCE in df else {}
+    if STAR_AZ_DISTANCE in df:
+        extra["az_distance_nm"] = pd.to_numeric(df[STAR_AZ_DISTANCE], errors="coerce") / 10.0
+    if STAR_POOL in df:
+        extra["pool"] = df[STAR_POOL].fillna("").astype(str).replace("nan", "").to_numpy()
     return make_table(xyz, radius, vs, score=score, outer_radius_nm=outer, ids=ids, **extra)
 
 

@@ -12,8 +12,16 @@ import numpy as np
 from synapseg.simulate.params import SimulationParams
 from synapseg.simulate.shapes import Profile, Shape, render
 
-MEMBRANE_CLASSES = {1: "plasma membrane", 2: "vesicle membrane", 3: "other membrane"}
-PLASMA, VESICLE, OTHER = 1, 2, 3
+MEMBRANE_CLASSES = {
+    1: "presynaptic plasma membrane",
+    2: "vesicle membrane",
+    3: "organelle membrane",
+    4: "postsynaptic membrane",
+}
+"""Membrane label classes of ``membrane_labels`` (the table ``synapseg.context`` uses too):
+3 holds every other membrane (mitochondria, endosomes, dense-core and coated vesicles, ER,
+intraluminal vesicles); 4 is the membrane across the cleft (before issue 14 it was 3)."""
+PLASMA, VESICLE, OTHER, POSTSYNAPTIC = 1, 2, 3, 4
 MIN_GAP_NM = 1.0  # closest allowed outer-surface gap between vesicles
 SMALL_DIAMETER_NM = 3.5  # globular proteins and connectors/tethers (FWHM)
 ACTIN_DIAMETER_NM = 7.0

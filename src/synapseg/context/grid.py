@@ -1,0 +1,55 @@
+"""The working grid of the context stage: the input grid binned so a voxel is ≈ 3 nm.
+
+Membrane classification, the compartment and the distance layers run on this coarser grid
+(a 261×1024×1024 tomogram at 1.47 nm becomes 131×512×512); the active-zone midplane and
+the per-vesicle distances come from the input-grid voxels (:mod:`synapseg.context.az`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from synapseg.core.units import voxel_size_zyx
+
+__all__ = ["bin_factor", "block_max", "coarse_coords_nm", "upsample"]
+
+
+def bin_factor(voxel_size_nm: float | Sequence[float], work_nm: float = 3.0) -> int:
+    """The integer binning that brings the smallest voxel size closest below ``work_nm``."""
+    vs = float(np.min(voxel_size_zyx(voxel_size_nm)))
+    return max(1, int(work_nm // vs))
+
+
+def block_max(volume: np.ndarray, factor: int) -> np.ndarray:
+    """Maximum over ``factor``³ blocks (the last partial block included), slab by slab."""
+    if factor == 1:
+        return np.asarray(volume)
+    shape = tuple(-(-s // factor) for s in volume.shape)
+    out = np.zeros(shape, np.asarray(volume[:1, :1, :1]).dtype)
+    ny, nx = volume.shape[1], volume.shape[2]
+    for k in range(shape[0]):
+        slab = np.asarray(volume[k * factor : (k + 1) * factor]).max(axis=0)
+        pad = np.zeros((shape[1] * factor, shape[2] * factor), slab.dtype)
+        pad[:ny, :nx] = slab
+        out[k] = pad.reshape(shape[1], factor, shape[2], factor).max(axis=(1, 3))
+    return out
+
+
+def upsample(coarse: np.ndarray, factor: int, shape: Sequence[int]) -> np.ndarray:
+    """Nearest-neighbour upsampling of a coarse volume back to ``shape``."""
+    if factor == 1:
+        return np.asarray(coarse)[tuple(slice(0, s) for s in shape)]
+    out = np.empty(tuple(shape), coarse.dtype)
+    zi = np.arange(shape[0]) // factor
+    yi = np.arange(shape[1]) // factor
+    xi = np.arange(shape[2]) // factor
+    for z in range(shape[0]):
+        out[z] = coarse[zi[z]][np.ix_(yi, xi)]
+    return out
+
+
+def coarse_coords_nm(index: np.ndarray, factor: int, voxel_size_nm: np.ndarray) -> np.ndarray:
+    """nm (z, y, x) of coarse voxel centers given as an (n, 3) index array."""
+    return (np.asarray(index, float) * factor + (factor - 1) / 2) * np.asarray(voxel_size_nm)

@@ -1,0 +1,99 @@
+"""The ``context`` stage: membrane classes, active zone, compartment, per-vesicle AZ columns.
+
+Inputs: ``grid``, ``membrane_probabilities`` (the ``membrane_net`` stage; ``None`` when no
+membrane model ran) and ``vesicles``. Outputs (all ``None`` when the stage is off or there
+is no membrane map, with the reason in its facts):
+
+``membranes``
+    uint8 class volume (``<name>_membranes.mrc``).
+``az``
+    :class:`~synapseg.context.az.ActiveZone` or ``None`` when no AZ was found
+    (``<name>_az.json`` always; ``<name>_az.mrc`` mask and ``<name>_az.ply`` mesh when found).
+``compartment``
+    bool presynaptic cytoplasm (``<name>_compartment.mrc``).
+``layers``
+    vesicle density per distance layer (``<name>_layers.csv``).
+``vesicles_in_context``
+    the vesicle table with ``az_distance_nm``, ``az_nearest_{z,y,x}_nm`` and ``pool``; the
+    file runner writes it over ``<name>_vesicles.csv``, so every export carries the columns.
+
+Parameters: ``context`` (False: off), ``docked_nm`` (5), ``proximal_nm`` (45), ``layer_nm``
+(10), ``cleft_nm`` ((15, 35)).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from synapseg.core.stages import Stage, StageContext, register_stage
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CONTEXT_OUTPUTS", "CONTEXT_STAGE", "run_context"]
+
+CONTEXT_OUTPUTS = ("membranes", "az", "compartment", "layers", "vesicles_in_context")
+
+
+def run_context(ctx: StageContext) -> dict[str, Any]:
+    """Run :func:`synapseg.context.analyse.analyse_context` (see the module docstring)."""
+    p = ctx.params
+    none = {name: None for name in CONTEXT_OUTPUTS}
+    if not p.get("context", True):
+        ctx.facts.update(ran=False, reason="context off (--no-context)")
+        return none
+    prob = ctx["membrane_probabilities"]
+    if prob is None:
+        ctx.facts.update(ran=False, reason="no membrane probabilities (no membrane model ran)")
+        return none
+    from synapseg.context.analyse import analyse_context
+
+    t0 = time.perf_counter()
+    result = analyse_context(
+        prob,
+        ctx["vesicles"],
+        ctx["grid"].voxel_size_nm,
+        docked_nm=float(p["docked_nm"]),
+        proximal_nm=float(p["proximal_nm"]),
+        layer_nm=float(p["layer_nm"]),
+        cleft_nm=tuple(float(v) for v in p["cleft_nm"]),
+    )
+    ctx.facts.update(ran=True, **result.facts)
+    ctx.facts["seconds"] = time.perf_counter() - t0
+    source = p.get("path") or "volume"
+    if result.az is None:
+        log.info("%s: %s", source, result.facts["active_zone"]["statement"])
+    return {
+        "membranes": result.membranes,
+        "az": result.az,
+        "compartment": result.compartment,
+        "layers": result.layers,
+        "vesicles_in_context": result.vesicles,
+    }
+
+
+CONTEXT_STAGE = Stage(
+    "context",
+    ("grid", "membrane_probabilities", "vesicles"),
+    CONTEXT_OUTPUTS,
+    run_context,
+    {
+        "context": True,
+        "docked_nm": 5.0,
+        "proximal_nm": 45.0,
+        "layer_nm": 10.0,
+        "cleft_nm": (15.0, 35.0),
+    },
+    persist=CONTEXT_OUTPUTS,
+)
+register_stage(CONTEXT_STAGE, replace=True)
+
+
+def _register_stores() -> None:
+    from synapseg.context.files import register_context_stores
+
+    register_context_stores()
+
+
+_register_stores()
