@@ -33,3 +33,4 @@ from synapseg.commands import train  # noqa: E402,F401
 from synapseg.commands import predict  # noqa: E402,F401
 from synapseg.commands import models  # noqa: E402,F401
 from synapseg.commands import adapt  # noqa: E402,F401
+from synapseg.commands import filaments  # noqa: E402,F401
