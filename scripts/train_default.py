@@ -342,8 +342,12 @@ def build_trainer(
     init: str = "scratch",
     lr: float = 2e-3,
     run: str = "run",
+    threads: int | None = None,
 ):
-    """The recipe's Trainer; ``init`` is ``scratch`` or a model (name or folder) to start from."""
+    """The recipe's Trainer; ``init`` is ``scratch`` or a model (name or folder) to start from.
+
+    ``threads``: torch CPU threads (default min(4, cores)); 1 is faster on a machine whose
+    cores are busy with other work (threads wait for each other at every operation)."""
     import torch
 
     from synapseg.model.unet import UNetConfig, build_unet
@@ -383,7 +387,7 @@ def build_trainer(
         start, card = load_model(init)
         net.load_state_dict(start.state_dict())
         log.info("initialised from %s (%s)", card.name, init)
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    torch.set_num_threads(threads or max(1, min(4, os.cpu_count() or 1)))
     trainer = Trainer(net, config, vols[:N_TRAIN], vols[N_TRAIN:], vs3, root / run)
     return trainer, vols
 
@@ -403,7 +407,7 @@ def cmd_train(args) -> None:
     root = Path(args.cache)
     generate(root, args.version)
     trainer, _ = build_trainer(
-        root, args.steps, args.decay_from, args.version, args.init, args.lr, args.run
+        root, args.steps, args.decay_from, args.version, args.init, args.lr, args.run, args.threads
     )
     init_file = root / args.run / "init.json"
     if trainer.checkpoint_path.exists():
@@ -513,7 +517,14 @@ def cmd_check(args) -> int:
     generate(root, args.version)
     decay = cfg.get("decay_start") if cfg.get("schedule") == "cosine" else None
     trainer, _ = build_trainer(
-        root, int(cfg["steps"]), decay, args.version, init, float(cfg["lr"]), args.check_run
+        root,
+        int(cfg["steps"]),
+        decay,
+        args.version,
+        init,
+        float(cfg["lr"]),
+        args.check_run,
+        args.threads,
     )
     if trainer.checkpoint_path.exists():
         trainer.resume()
@@ -640,6 +651,7 @@ def main(argv: list[str] | None = None) -> None:
         help="'scratch' (seeded random weights) or a model name/folder to fine-tune from",
     )
     p_train.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    p_train.add_argument("--threads", type=int, default=None, help="torch threads (default ≤ 4)")
     p_gate = sub.add_parser("gate", help="(v2) calibrate the vesicle-free gate of a model")
     p_gate.add_argument(
         "--model", required=True, help="exported model folder (its card is updated)"
@@ -650,6 +662,7 @@ def main(argv: list[str] | None = None) -> None:
     p_chk.add_argument("--model", default="sim-unet-v2", help="model whose card is the reference")
     p_chk.add_argument("--steps", type=int, default=CHECK_STEPS, help="steps to retrain")
     p_chk.add_argument("--check-run", default="rebuild_check", help="run folder of the check")
+    p_chk.add_argument("--threads", type=int, default=None, help="torch threads (default ≤ 4)")
     p_exp = sub.add_parser("export", help="write the best checkpoint as a model folder")
     p_exp.add_argument("-o", "--output", required=True)
     p_exp.add_argument("--name", default=None, help="model name (default: the version's)")
