@@ -158,6 +158,9 @@ def summary_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
         iou = voxel["mean_matched_iou"]
         rows.append(("voxel Dice (foreground)", f"{voxel['dice']:.3f}"))
         rows.append(("mean IoU of matched instances", "–" if iou is None else f"{iou:.3f}"))
+    from synapseg.evaluate.context import context_rows
+
+    rows += context_rows(metrics)
     cal = metrics.get("calibration")
     if cal and cal.get("ece") is not None:
         rows.append(
