@@ -122,19 +122,21 @@ def make_client(
 
 
 def worker_threads(client: Any) -> int | None:
-    """Torch threads per task: the cores of a worker's machine shared by its workers
-    (``None`` without a client: all cores)."""
+    """Torch threads per task: the cores of each worker's machine shared by the workers on
+    it (the smallest share over the machines; ``None`` without a client: all cores)."""
     if client is None:
         return None
-    info = client.scheduler_info().get("workers", {})
-    if not info:
-        return 1
-    hosts: dict[str, int] = {}
-    for w in info.values():
-        hosts[w.get("host", "")] = hosts.get(w.get("host", ""), 0) + 1
     from synapseg.infer.forward import available_cpus
 
-    return max(1, available_cpus() // max(hosts.values()))
+    cores = client.run(available_cpus)  # worker address -> cores of its machine
+    info = client.scheduler_info().get("workers", {})
+    per_host: dict[str, list[int]] = {}
+    for addr, n in cores.items():
+        host = info.get(addr, {}).get("host", addr)
+        per_host.setdefault(host, []).append(int(n))
+    if not per_host:
+        return 1
+    return max(1, min(max(ns) // len(ns) for ns in per_host.values()))
 
 
 def run_tasks(

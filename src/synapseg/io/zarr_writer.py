@@ -127,6 +127,7 @@ def open_ome_zarr_writer(
     labels: bool = False,
     chunks: Sequence[int] = DEFAULT_CHUNKS,
     max_levels: int = 5,
+    compress: bool = True,
 ) -> Iterator[Any]:
     """Create an OME-Zarr multiscale volume and yield its writable full-resolution array.
 
@@ -146,6 +147,8 @@ def open_ome_zarr_writer(
         Chunk shape of every level.
     max_levels
         Most resolution levels (fewer for small volumes, see :func:`pyramid_shapes`).
+    compress
+        Compress chunks (zarr's default codec); ``False`` writes raw chunks (fastest).
 
     Raises
     ------
@@ -169,6 +172,10 @@ def open_ome_zarr_writer(
         group = new_zarr_group(tmp)
         arrays = [
             create_zarr_array(group, str(i), s, np.dtype(dtype), _chunks(s, chunks))
+            if compress
+            else group.create_array(
+                str(i), shape=s, dtype=np.dtype(dtype), chunks=_chunks(s, chunks), compressors=None
+            )
             for i, s in enumerate(shapes)
         ]
         yield arrays[0]
