@@ -6,9 +6,6 @@ a display; the viewer tests (``test_viewer.py``) skip without napari or a displa
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 import synapseg
@@ -34,17 +31,3 @@ def segmented(sim, tmp_path_factory) -> dict:
     write_volume(tomo, sim.tomogram, VOXEL_NM)
     report = segment_tomogram(tomo, root / "out", SegmentOptions())
     return {"tomogram": tomo, "out": root / "out", "report": report, "sim": sim}
-
-
-@pytest.fixture
-def need_display():
-    """Skip when no display can be made (no Xvfb, no DISPLAY, not Qt's offscreen platform)."""
-    pytest.importorskip("napari")
-    pytest.importorskip("pytestqt")
-    if os.name != "nt" and not (
-        os.environ.get("DISPLAY")
-        or os.environ.get("WAYLAND_DISPLAY")
-        or os.environ.get("QT_QPA_PLATFORM") == "offscreen"
-    ):
-        pytest.skip("no display for napari (install Xvfb and pytest-xvfb: ./install.sh test)")
-    return Path.cwd()

@@ -6,12 +6,23 @@ Skipped without napari or without a display (pytest-xvfb starts Xvfb; ./install.
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
 import pytest
 
 napari = pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+if os.name == "posix" and not (
+    os.environ.get("DISPLAY")
+    or os.environ.get("WAYLAND_DISPLAY")
+    or os.environ.get("QT_QPA_PLATFORM") == "offscreen"
+):  # checked at collection: pytest-qt's qapp would abort the process without a display
+    pytest.skip(
+        "no display for napari (install Xvfb and pytest-xvfb: ./install.sh test)",
+        allow_module_level=True,
+    )
 
 from synapseg.napari.layers import ROLE  # noqa: E402
 
@@ -20,7 +31,7 @@ CENTER_PX = ["center_z_px", "center_y_px", "center_x_px"]
 
 
 @pytest.fixture
-def viewer(need_display, make_napari_viewer):
+def viewer(make_napari_viewer):
     return make_napari_viewer()
 
 
