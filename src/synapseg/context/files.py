@@ -2,8 +2,9 @@
 
 ``<name>_membranes.mrc`` (uint8 classes), ``<name>_compartment.mrc`` (uint8 0/1),
 ``<name>_az.json`` (always: found or not, facts, midplane points + normals in nm),
-``<name>_az.mrc`` (uint8 0/1 mask) and ``<name>_az.ply`` (ASCII PLY mesh, vertices in nm
-x y z) when an AZ was found, ``<name>_layers.csv``; the vesicle table with the AZ columns
+``<name>_az.mrc`` (uint8 0/1 mask), ``<name>_az.ply`` (ASCII PLY mesh, vertices in nm
+x y z) and ``<name>_az.mod`` (IMOD model: the AZ traced as one open contour per z-section)
+when an AZ was found, ``<name>_layers.csv``; the vesicle table with the AZ columns
 goes to ``<name>_vesicles.csv``. All writes are atomic.
 """
 
@@ -21,6 +22,7 @@ from synapseg.context.az import ActiveZone
 from synapseg.io.atomic import atomic_path, write_text_atomic
 
 __all__ = [
+    "az_contours",
     "context_boundaries",
     "read_active_zone",
     "register_context_stores",
@@ -74,6 +76,27 @@ def read_ply(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return verts, faces[:, 1:4] if n_f else np.zeros((0, 3), np.int64)
 
 
+def az_contours(mask: np.ndarray, step_px: float = 2.0) -> list[np.ndarray]:
+    """The AZ membrane traced in each z-section: one open contour (zyx voxel coordinates)
+    per section, the section's AZ pixels averaged in ``step_px`` bins along their main
+    direction (the membrane is a curve over that direction within a section)."""
+    paths = []
+    for z in range(mask.shape[0]):
+        yx = np.argwhere(np.asarray(mask[z])).astype(float)
+        if len(yx) < 3:
+            continue
+        center = yx.mean(axis=0)
+        _, _, vt = np.linalg.svd(yx - center, full_matrices=False)
+        t = (yx - center) @ vt[0]
+        bins = np.floor((t - t.min()) / step_px).astype(int)
+        counts = np.bincount(bins)
+        used = counts > 0
+        pts = np.stack([np.bincount(bins, yx[:, i])[used] / counts[used] for i in range(2)], 1)
+        if len(pts) >= 2:
+            paths.append(np.c_[np.full(len(pts), float(z)), pts])
+    return paths
+
+
 def write_active_zone(
     json_path: str | os.PathLike,
     az: ActiveZone | None,
@@ -99,11 +122,22 @@ def write_active_zone(
             label=f"synapseg {__version__} active-zone membrane",
         )
         write_ply(mesh_path, az.vertices_nm, az.faces, overwrite=overwrite)
-        written.update(mask=mask_path, mesh=mesh_path)
+        from synapseg.io.imod_contours import write_imod_contours
+
+        paths = az_contours(az.mask)
+        mod_path = write_imod_contours(
+            Path(stem + ".mod"),
+            [("active zone", (1.0, 0.2, 0.2), paths, [str(i + 1) for i in range(len(paths))])],
+            voxel_size_nm=voxel_size_nm,
+            shape=az.mask.shape,
+            overwrite=overwrite,
+        )
+        written.update(mask=mask_path, mesh=mesh_path, imod=mod_path)
         doc.update(
             facts=az.facts,
             mask=mask_path.name,
             mesh=mesh_path.name,
+            imod=mod_path.name,
             units="nm, (z, y, x), voxel i at i * voxel size",
             points_nm=np.round(az.points_nm, 3).tolist(),
             normals=np.round(az.normals, 5).tolist(),
