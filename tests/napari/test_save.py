@@ -85,7 +85,7 @@ def test_confidence_cut_leaves_out_hidden_detections(segmented, corrected, tmp_p
 
 
 def test_add_to_training_set_writes_what_train_reads(segmented, corrected, tmp_path):
-    from synapseg.train.data import load_data_config
+    from synapseg.train.data import load_data_config, prepare_item
     from synapseg.train.targets import load_annotation
 
     stack, _, _ = corrected
@@ -98,6 +98,8 @@ def test_add_to_training_set_writes_what_train_reads(segmented, corrected, tmp_p
     assert tomo.shape == volume.shape and np.allclose(tomo.voxel_size_nm, VOXEL_NM, rtol=1e-4)
     ann = load_annotation(config.annotation, shape=tomo.shape, voxel_size_nm=tomo.voxel_size_nm)
     assert set(np.unique(ann.labels)) - {0} == set(stack.table["id"])
+    prepared = prepare_item(config, 1.8)  # what `synapseg train` does with each item
+    assert prepared.n_vesicles > 0.8 * len(stack.table)
     with pytest.raises(OutputExistsError):
         add_to_training_set(tmp_path / "train", volume, stack.table)
 
