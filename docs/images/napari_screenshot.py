@@ -18,9 +18,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
-    import napari
     from qtpy.QtWidgets import QApplication
 
+    import napari
     from synapseg.napari.correct_widget import CorrectionWidget
     from synapseg.napari.layers import volume_from_layer
     from synapseg.napari.points import show_spheres
