@@ -3,20 +3,32 @@
 
 Needs scikit-learn (``pip install -e '.[dev]'``); running the shipped model does not.
 
-Seeded and cached. For tomogram ``i`` (0 <= i < --n-tomograms):
+Seeded and cached. Two sets of simulated tomograms (seeds disjoint from the default model's
+recipes ``[20261125, i]`` (v1) and ``[20261205, i]`` (v2) and from the domain-shift benchmark
+``[20261202, ...]``):
 
-1. draw ``SimulationParams.random(numpy.random.default_rng([20261203, i]), shape=...)``
-   (seeds disjoint from the default model's recipe ``[20261125, i]`` and the domain-shift
-   benchmark ``[20261202, ...]``) and apply the overrides of domain ``DOMAINS[i % len]``
-   (low/high SNR, ±35-70° tilt, high protein crowding, voxel sizes 0.8-2.5 nm, no vesicles);
+- set 1, tomogram ``i`` < ``--n-tomograms``: ``SimulationParams.random(default_rng([20261203,
+  i]))`` with the overrides of domain ``DOMAINS[i % len]`` (low/high SNR, ±35-70° tilt, high
+  protein crowding, voxel sizes 0.8-2.5 nm, no vesicles);
+- set 2, tomogram ``j`` < ``--n-wide``: domain ``WIDE_DOMAINS[j % len]`` drawn from
+  ``default_rng([20261208, j])``: the v2 world draw (``synapseg.simulate.draws.draw_world``),
+  thick membranes (4-7 nm), protein-dense cytoplasm with ribosomes (crowding 1.5-3,
+  10,000-25,000 ribosomes/µm³) and multivesicular bodies (every endosome an MVB, vesicles
+  around them); the caches are named ``tomo_<i>`` and ``wide_<j>``.
+
+For each:
+
+1. draw its ``SimulationParams`` (field of view about 100 x 300 x 300 nm, at most 6 M voxels);
 2. draw the candidate threshold from ``THRESHOLDS`` (automatic or lower); simulate, run the
-   default model (``synapseg.infer.predict.predict_volume``) and
+   network (``--model``, default the shipped default) and
    ``synapseg.post.vesicles.find_vesicles`` with ``min_confidence=0`` and a neutral
-   confidence model, so every candidate that passes the hard sanity limits and the overlap
-   rule is kept, with its features (``feat_*`` columns of ``qc_filter``);
+   confidence model, so every candidate that passes the hard sanity limits is kept with its
+   raw QC columns (the features are recomputed from them at training time, so a changed
+   feature needs no new simulation); those the overlap rule removes stay in the cache as
+   neighbours (``kept == 0``) but are not trained on;
 3. label each candidate by one-to-one matching to the ground truth
    (``synapseg.evaluate.matching.match_vesicles``, center distance < 0.5 x true radius);
-4. cache the candidate table as ``<cache>/v2_tomo_<iii>.csv``.
+4. cache the candidate table as ``<cache>/<model>/{tomo,wide}_<iii>.csv``.
 
 Tomograms are split by index: ``i % 5 in {0, 1, 2}`` train the logistic model (standardised
 features and their squares, scikit-learn, L2 with ``--C``), ``i % 5 == 3`` fit the
@@ -25,7 +37,11 @@ calibration (``--calibration platt`` or ``isotonic``) and
 AUC, and precision/recall at the cut-off 0.5 against the legacy absolute thresholds).
 
     nice python scripts/train_confidence.py                      # everything (cached)
-    python scripts/train_confidence.py --n-tomograms 5 --out /tmp/m.json --cache /tmp/c
+    python scripts/train_confidence.py --n-tomograms 5 --n-wide 4 -o /tmp/m.json --cache /tmp/c
+    python scripts/train_confidence.py --model DIR -o DIR/confidence_model.json   # per network
+
+A ``confidence_model.json`` in a model's folder is used by ``synapseg segment --model`` for that
+network (``synapseg.model.registry.confidence_model_path``); without one, the packaged model.
 """
 
 from __future__ import annotations
@@ -41,6 +57,8 @@ import numpy as np
 import pandas as pd
 
 SEED_TAG = 20261203
+WIDE_SEED_TAG = 20261208
+WIDE_DOMAINS = ["world", "thick", "ribosomes", "mvb"]
 EXTENT_NM = (100.0, 300.0, 300.0)  # target (z, y, x) field of view
 MAX_VOXELS = 6_000_000
 DOMAINS = ["random", "low_snr", "high_snr", "tilt", "protein", "voxel", "random", "empty"]
@@ -83,6 +101,36 @@ def domain_params(i: int, shape: tuple[int, int, int] | None):
     return params.replace(shape=shape or shape_for(params.voxel_size_nm)), domain, threshold
 
 
+def wide_params(j: int, shape: tuple[int, int, int] | None):
+    """The ``SimulationParams`` of wide-set tomogram ``j`` and its domain name (threshold:
+    automatic or lower, as in set 1)."""
+    from synapseg.simulate import SimulationParams
+    from synapseg.simulate.draws import draw_world
+
+    domain = WIDE_DOMAINS[j % len(WIDE_DOMAINS)]
+    rng = np.random.default_rng([WIDE_SEED_TAG, j])
+    extra = np.random.default_rng([WIDE_SEED_TAG, j, 1])
+    if domain == "world":
+        params = draw_world(rng)
+    else:
+        over: dict = {}
+        if domain == "thick":
+            over["membrane_thickness_nm"] = round(float(extra.uniform(4.0, 7.0)), 2)
+        elif domain == "ribosomes":
+            over["protein_crowding"] = float(extra.uniform(1.5, 3.0))
+            over["ribosome_density_per_um3"] = float(extra.uniform(10000, 25000))
+        elif domain == "mvb":
+            over.update(distractors=True, mvb_fraction=1.0)
+        params = SimulationParams.random(rng, **over)
+    threshold = THRESHOLDS[int(extra.integers(len(THRESHOLDS)))]
+    if shape is None:
+        z, y, x = params.shape
+        while z * y * x > MAX_VOXELS:
+            y, x = y - 16, x - 16
+        shape = (z, y, x)
+    return params.replace(shape=shape), domain, threshold
+
+
 def neutral_model(features: list[str]) -> dict:
     n = len(features)
     return {
@@ -97,8 +145,11 @@ def neutral_model(features: list[str]) -> dict:
     }
 
 
-def candidates_of(i: int, shape, neutral_path: Path, device: str) -> pd.DataFrame:
-    """Every candidate of training tomogram ``i`` with features, raw QC columns and label."""
+def candidates_of(
+    i: int, shape, neutral_path: Path, device: str, model: str = "default", wide: bool = False
+) -> pd.DataFrame:
+    """Every candidate of training tomogram ``i`` (of set 2 when ``wide``) that passes the hard
+    limits: raw QC columns, ``kept`` (0 when the overlap rule removed it) and label."""
     import synapseg.post.vesicles as vesicles
     from synapseg.evaluate.matching import match_vesicles
     from synapseg.infer.predict import predict_volume
@@ -106,22 +157,24 @@ def candidates_of(i: int, shape, neutral_path: Path, device: str) -> pd.DataFram
     from synapseg.io.volume import Volume
     from synapseg.simulate import simulate_tomogram
 
-    params, domain, threshold = domain_params(i, shape)
+    params, domain, threshold = (wide_params if wide else domain_params)(i, shape)
     sim = simulate_tomogram(params)
     vs = float(params.voxel_size_nm)
-    prob = predict_volume(Volume(sim.tomogram, (vs, vs, vs)), "default", device=device)
+    prob = predict_volume(Volume(sim.tomogram, (vs, vs, vs)), model, device=device)
     captured: list[pd.DataFrame] = []
     real_qc = vesicles.qc_filter
 
     def spy(fits, voxel_size_nm, fp, shape=None):
         kept, rej = real_qc(fits, voxel_size_nm, fp, shape=shape)
-        captured.append(kept)
+        dup = rej[rej["reason"] == "overlaps a better vesicle"].drop(columns="reason")
+        captured.append(pd.concat([kept.assign(kept=1), dup.assign(kept=0)], ignore_index=True))
         return kept, rej
 
     vesicles.qc_filter = spy
     try:
         post = vesicles.PostParams(
             tilt_range_deg=params.tilt_range_deg,
+            tilt_axis="dual" if getattr(params, "dual_axis", False) else "y",
             threshold=threshold,
             invert="no",
             min_confidence=0.0,
@@ -140,14 +193,39 @@ def candidates_of(i: int, shape, neutral_path: Path, device: str) -> pd.DataFram
         score=kept["score"].to_numpy(),
     )
     label = np.zeros(len(kept), int)
-    if len(sim.vesicles):
-        m = match_vesicles(sim.vesicles, table, 0.5)
+    on = kept["kept"].to_numpy() == 1
+    if len(sim.vesicles) and on.any():  # one-to-one matching among the kept candidates
+        m = match_vesicles(sim.vesicles, table[on].reset_index(drop=True), 0.5)
         _, matched = m.matched_masks()
-        label = matched.astype(int)
+        label[np.flatnonzero(on)] = matched.astype(int)
     out = kept.assign(label=label, tomogram=i, domain=domain, voxel_size_nm=vs,
                       threshold=np.nan if threshold is None else threshold,
-                      tilt_range_deg=params.tilt_range_deg, n_gt=len(sim.vesicles))  # fmt: skip
-    return out.drop(columns=["confidence"], errors="ignore")
+                      tilt_range_deg=params.tilt_range_deg, n_gt=len(sim.vesicles),
+                      shape_z=params.shape[0], shape_y=params.shape[1], shape_x=params.shape[2],
+                      set="wide" if wide else "base")  # fmt: skip
+    feats = [c for c in out if c.startswith("feat_")]
+    return out.drop(columns=["confidence", *feats], errors="ignore")
+
+
+def with_features(df: pd.DataFrame, i: int, wide: bool, shape) -> pd.DataFrame:
+    """Recompute the ``feat_*`` columns of one tomogram's cached candidates from their raw QC
+    columns (the reference population and the neighbours are every cached candidate, i.e.
+    every one that passed the hard limits, as in ``qc_filter``)."""
+    from synapseg.post.confidence import FEATURES, candidate_features
+
+    df = df.drop(columns=[c for c in df if c.startswith("feat_")]).reset_index(drop=True)
+    if "kept" not in df:  # cached before the overlap removals were kept
+        df["kept"] = 1
+    if "shape_z" in df:
+        grid = tuple(int(df[f"shape_{a}"].iloc[0]) for a in "zyx")
+    else:
+        grid = (wide_params if wide else domain_params)(i, shape)[0].shape
+    feats = candidate_features(df, float(df["voxel_size_nm"].iloc[0]), shape=grid)
+    for f in FEATURES:
+        df[f"feat_{f}"] = feats[f].to_numpy()
+    df["tomogram"] = i + (1000 if wide else 0)  # unique; % 5 keeps the split of i / j
+    df["set"] = "wide" if wide else "base"
+    return df
 
 
 def legacy_keep(df: pd.DataFrame) -> np.ndarray:
@@ -164,9 +242,38 @@ def legacy_keep(df: pd.DataFrame) -> np.ndarray:
     return ok
 
 
-def _design(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def _design(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, clip=None) -> np.ndarray:
     z = (np.where(np.isfinite(x), x, mean) - mean) / scale
+    if clip is not None:
+        z = np.clip(z, clip[0], clip[1])
     return np.hstack([z, z**2])
+
+
+def fit_concave_logistic(design: np.ndarray, y: np.ndarray, c: float) -> tuple[np.ndarray, float]:
+    """L2-regularised logistic regression (``c`` x log loss + 0.5 |w|^2, as scikit-learn's
+    ``C``) on ``[z, z^2]`` whose square weights are constrained to be <= 0: each feature's
+    contribution is then linear or concave (a preferred range), so values beyond the training
+    data can only lower the confidence, never raise it (an unconstrained fit learned U-shapes
+    from few negatives, e.g. a huge fit residual counting *for* a vesicle). Returns (w, b)."""
+    from scipy.optimize import minimize
+
+    n2 = design.shape[1]
+    ys = np.where(y > 0, 1.0, -1.0)
+
+    def loss(theta):
+        w, b = theta[:-1], theta[-1]
+        f = design @ w + b
+        m = -ys * f
+        ll = np.logaddexp(0.0, m)
+        g = -ys / (1.0 + np.exp(-m))  # d ll / d f
+        val = c * ll.sum() + 0.5 * w @ w
+        grad = np.concatenate([c * design.T @ g + w, [c * g.sum()]])
+        return val, grad
+
+    bounds = [(None, None)] * (n2 // 2) + [(None, 0.0)] * (n2 // 2) + [(None, None)]
+    res = minimize(loss, np.zeros(n2 + 1), jac=True, method="L-BFGS-B", bounds=bounds,
+                   options={"maxiter": 20000})  # fmt: skip
+    return res.x[:-1], float(res.x[-1])
 
 
 def fit_model(
@@ -179,23 +286,27 @@ def fit_model(
     from synapseg.evaluate.metrics import expected_calibration_error, reliability_bins
     from synapseg.post.confidence import predict_confidence, raw_logit
 
+    data = data[data["kept"] == 1]  # the overlap rule's removals only served as neighbours
     split = data["tomogram"] % 5
     tr, ca, te = data[split <= 2], data[split == 3], data[split == 4]
     x = tr[[f"feat_{f}" for f in features]].to_numpy(float)
     mean = np.nanmean(x, axis=0)
     scale = np.nanstd(x, axis=0)
     scale = np.where(scale > 1e-6, scale, 1.0)
-    clf = LogisticRegression(C=c, max_iter=5000, random_state=seed)
-    clf.fit(_design(x, mean, scale), tr["label"].to_numpy())
+    z = (np.where(np.isfinite(x), x, mean) - mean) / scale
+    # the model never extrapolates past the training data: z is clipped to its range there
+    clip = (np.nanpercentile(z, 0.5, axis=0), np.nanpercentile(z, 99.5, axis=0))
+    w, b = fit_concave_logistic(_design(x, mean, scale, clip), tr["label"].to_numpy(), c)
     n = len(features)
     pos = tr[tr["label"] == 1][[f"feat_{f}" for f in features]].to_numpy(float)
     model = {
         "features": features,
         "mean": mean.tolist(),
         "scale": scale.tolist(),
-        "coef_linear": clf.coef_[0, :n].tolist(),
-        "coef_square": clf.coef_[0, n:].tolist(),
-        "intercept": float(clf.intercept_[0]),
+        "z_clip": [clip[0].tolist(), clip[1].tolist()],
+        "coef_linear": w[:n].tolist(),
+        "coef_square": w[n:].tolist(),
+        "intercept": b,
         "positive_mean": np.nanmedian(pos, axis=0).tolist(),
         "calibration": None,
     }
@@ -276,8 +387,26 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("Z", "Y", "X"),
         help="fixed shape (default: about 100 x 300 x 300 nm, <= 6 M voxels)",
     )
-    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache/synapseg/train_confidence")
-    ap.add_argument("--out", type=Path, default=REPO / "src/synapseg/post/confidence_model.json")
+    ap.add_argument("--n-wide", type=int, default=32, help="tomograms of the wider set 2")
+    ap.add_argument(
+        "--model",
+        default="default",
+        help="network whose candidates train the model (name or folder)",
+    )
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=Path.home() / ".cache/synapseg/train_confidence",
+        help="candidate tables, in a sub-folder per --model",
+    )
+    ap.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=REPO / "src/synapseg/post/confidence_model.json",
+        help="where to write the model (for a model folder: "
+        "DIR/confidence_model.json, which segment then uses with it)",
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--refresh", action="store_true", help="recompute cached candidate tables")
     ap.add_argument("--seed", type=int, default=0, help="seed of the logistic regression")
@@ -287,15 +416,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
 
     import synapseg
-    from synapseg.post.confidence import FEATURES, PER_CANDIDATE, candidate_features
+    from synapseg.post.confidence import FEATURES
 
-    args.cache.mkdir(parents=True, exist_ok=True)
-    neutral = args.cache / "neutral_model.json"
+    tag = "default" if args.model == "default" else Path(args.model).name or "model"
+    cache = args.cache / tag
+    cache.mkdir(parents=True, exist_ok=True)
+    neutral = cache / "neutral_model.json"
     neutral.write_text(json.dumps(neutral_model(FEATURES)))
     shape = tuple(args.shape) if args.shape else None
+    jobs = [(i, False) for i in range(args.n_tomograms)] + [(j, True) for j in range(args.n_wide)]
     tables = []
-    for i in range(args.n_tomograms):
-        path = args.cache / f"v2_tomo_{i:03d}.csv"
+    for i, wide in jobs:
+        path = cache / f"{'wide' if wide else 'tomo'}_{i:03d}.csv"
+        domain = WIDE_DOMAINS[i % len(WIDE_DOMAINS)] if wide else DOMAINS[i % len(DOMAINS)]
         if path.exists() and not args.refresh:
             try:
                 df = pd.read_csv(path)
@@ -303,22 +436,14 @@ def main(argv: list[str] | None = None) -> int:
                 df = pd.DataFrame()
         else:
             t0 = time.perf_counter()
-            df = candidates_of(i, shape, neutral, args.device)
+            df = candidates_of(i, shape, neutral, args.device, args.model, wide)
             df.to_csv(path.with_suffix(".tmp"), index=False)
             path.with_suffix(".tmp").replace(path)
-            print(f"tomogram {i:3d} {DOMAINS[i % len(DOMAINS)]:9s} {len(df):4d} candidates "
+            print(f"{'wide' if wide else 'tomo'} {i:3d} {domain:9s} {len(df):4d} candidates "
                   f"({int(df['label'].sum()) if len(df) else 0} true) "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
-        missing = [f for f in FEATURES if f"feat_{f}" not in df]
-        if len(df) and missing:  # cached before a feature was added: compute it from the row
-            if not set(missing) <= PER_CANDIDATE:
-                raise SystemExit(f"{path}: cached without {missing}; rerun with --refresh")
-            params, _, _ = domain_params(i, shape)
-            feats = candidate_features(df, df["voxel_size_nm"].iloc[0], shape=params.shape)
-            for f in missing:
-                df[f"feat_{f}"] = feats[f].to_numpy()
         if len(df):
-            tables.append(df)
+            tables.append(with_features(df, i, wide, shape))
     data = pd.concat(tables, ignore_index=True)
     model, metrics = fit_model(data, list(FEATURES), args.seed, args.calibration, args.C)
     model.update(
@@ -326,11 +451,14 @@ def main(argv: list[str] | None = None) -> int:
             "trained_by": "scripts/train_confidence.py",
             "command": "python scripts/train_confidence.py " + " ".join(argv or sys.argv[1:]),
             "synapseg_version": synapseg.__version__,
-            "seeds": f"numpy.random.default_rng([{SEED_TAG}, i]), i < {args.n_tomograms}",
+            "network": args.model,
+            "seeds": f"set 1: numpy.random.default_rng([{SEED_TAG}, i]), i < {args.n_tomograms}; "
+            f"set 2: numpy.random.default_rng([{WIDE_SEED_TAG}, j]), j < {args.n_wide}",
             "domains": DOMAINS,
+            "wide_domains": WIDE_DOMAINS,
             "candidate_thresholds": ["auto" if t is None else t for t in THRESHOLDS],
             "shape": list(shape) if shape else f"{EXTENT_NM} nm, <= {MAX_VOXELS} voxels",
-            "split": "tomogram i: i % 5 <= 2 train, == 3 calibration, == 4 test",
+            "split": "tomogram i (or j): i % 5 <= 2 train, == 3 calibration, == 4 test",
             "label": "match to ground truth, center distance < 0.5 x true radius (one to one)",
             "metrics": metrics,
         }

@@ -153,3 +153,37 @@ def test_segment_option_min_confidence_is_checked():
     assert SegmentOptions().min_confidence == 0.5
     with pytest.raises(InputError, match="--min-confidence"):
         SegmentOptions(min_confidence=1.5)
+
+
+def test_confidence_model_belongs_to_the_network(tmp_path):
+    from synapseg.core.builtin import _confidence_model
+    from synapseg.model.registry import confidence_model_path, create_random_model
+
+    assert confidence_model_path("sim-unet-v1") is None  # the packaged one is used
+    assert _confidence_model("default") is None
+    folder = tmp_path / "net"
+    create_random_model(folder)
+    assert confidence_model_path(folder) is None
+    own = folder / "confidence_model.json"
+    own.write_text(json.dumps(load_model()))
+    assert confidence_model_path(folder) == own
+    assert _confidence_model(str(folder)) == str(own)
+    assert _confidence_model(folder / "model.json") == str(own)
+
+
+def test_shipped_model_does_not_extrapolate():
+    # square weights <= 0 (each feature linear or concave: no U-shapes learned from a few
+    # negatives) and z clipped to the training range: beyond it the confidence stays put
+    model = load_model()
+    assert np.all(np.asarray(model["coef_square"]) <= 0)
+    lo, hi = (np.asarray(v) for v in model["z_clip"])
+    assert np.all(lo < 0) and np.all(hi > 0)
+    fits = _population(n=12)
+    out = []
+    for residual_nm in (50.0, 500.0):  # absurd residuals: both beyond the training range
+        fits.loc[3, "fit_residual_nm"] = residual_nm
+        out.append(predict_confidence(candidate_features(fits, VOXEL_NM, shape=(80, 200, 800))))
+    assert out[0][3] == pytest.approx(out[1][3], abs=1e-12)
+    unclipped = {k: v for k, v in model.items() if k != "z_clip"}
+    f = candidate_features(fits, VOXEL_NM, shape=(80, 200, 800))
+    assert predict_confidence(f, unclipped)[3] != pytest.approx(out[1][3], abs=1e-6)

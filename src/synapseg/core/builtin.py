@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from typing import Any
 
@@ -140,6 +141,9 @@ def run_vesicles(ctx: StageContext) -> dict[str, Any]:
     for key in ("threshold", "min_radius_nm", "max_radius_nm"):
         if p[key] is not None:
             params[key] = p[key]
+    confidence = _confidence_model(p.get("model", "default"))
+    if confidence is not None:
+        params["confidence_model"] = confidence
     t0 = time.perf_counter()
     table, rejected, info = find_vesicles(
         ctx["image"],
@@ -166,6 +170,7 @@ def run_vesicles(ctx: StageContext) -> dict[str, Any]:
     info = dict(info)
     info["seconds"] = time.perf_counter() - t0
     info["n_vesicles"] = int(len(table))
+    info["confidence_model"] = params.get("confidence_model", "packaged")
     info["rejected"] = rejected_summary(rejected)
     sanity = vesicle_warnings(
         table["radius_nm"].to_numpy(), grid.voxel_size_nm, info["params"]["min_radius_nm"]
@@ -175,6 +180,17 @@ def run_vesicles(ctx: StageContext) -> dict[str, Any]:
     info["warnings"] = list(info.get("warnings", [])) + sanity
     ctx.facts.update(info)
     return {"vesicles": table}
+
+
+def _confidence_model(model: Any) -> str | None:
+    """The network's own confidence model (``confidence_model.json`` in its folder), or None
+    for the one packaged with :mod:`synapseg.post`."""
+    from synapseg.model.registry import confidence_model_path
+
+    if not isinstance(model, (str, os.PathLike)):
+        return None
+    path = confidence_model_path(model)
+    return None if path is None else str(path)
 
 
 def _invert(polarity: dict[str, Any] | None, given: str) -> str:

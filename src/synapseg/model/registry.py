@@ -284,6 +284,18 @@ def card_post_params(card: ModelCard | None) -> dict[str, Any]:
     return {k: post[k] for k in CARD_POST_PARAMS if k in post}
 
 
+CONFIDENCE_NAME = "confidence_model.json"
+"""A model folder may hold the vesicle-confidence model calibrated on this network's outputs."""
+
+
+def confidence_model_path(name_or_path: str | os.PathLike = "default") -> Path | None:
+    """``confidence_model.json`` beside the model's card (written by
+    ``scripts/train_confidence.py --model NAME_OR_DIR``), or ``None`` when the folder has
+    none: the pipeline then uses the one packaged with ``synapseg.post``."""
+    path = resolve_model(name_or_path).parent / CONFIDENCE_NAME
+    return path if path.is_file() else None
+
+
 def load_model(
     name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu"
 ) -> tuple[UNet3D, ModelCard]:

@@ -212,7 +212,10 @@ def _design(features: pd.DataFrame, model: dict[str, Any]) -> np.ndarray:
     mean = np.asarray(model["mean"], float)
     scale = np.asarray(model["scale"], float)
     x = np.where(np.isfinite(x), x, mean)  # missing -> the training mean (neutral)
-    return (x - mean) / scale
+    z = (x - mean) / scale
+    if "z_clip" in model:  # no extrapolation beyond the range of the training data
+        z = np.clip(z, np.asarray(model["z_clip"][0], float), np.asarray(model["z_clip"][1], float))
+    return z
 
 
 def _terms(z: np.ndarray, model: dict[str, Any]) -> np.ndarray:
