@@ -105,6 +105,19 @@ def test_each_action_undo_redo_and_provenance(detections):
     assert not stack.undone and third > new + 1
 
 
+def test_resizes_by_a_slider_coalesce_into_one_undo_step(detections):
+    stack = CorrectionStack(detections, VOXEL_NM)
+    for r in (18.0, 19.0, 20.0):
+        stack.resize([5], r, coalesce=True)
+    assert len(stack.done) == 1 and stack.done[0].detail["radius_nm"] == 20.0
+    assert stack.table.set_index("id").loc[5, "radius_nm"] == 20.0
+    stack.resize([6], 20.0, coalesce=True)  # other vesicles: a new command
+    assert len(stack.done) == 2
+    stack.undo()
+    stack.undo()
+    pd.testing.assert_frame_equal(stack.table, stack.original)
+
+
 def test_unknown_ids_and_bad_radius_are_refused(detections):
     stack = CorrectionStack(detections, VOXEL_NM)
     with pytest.raises(KeyError):

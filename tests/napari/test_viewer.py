@@ -143,6 +143,15 @@ def test_correction_tools_undo_and_save_round_trip(viewer, segmented, qtbot, tmp
     widget.resize_button.click()
     assert stack.table.set_index("id").loc[ids[2], "radius_nm"] == 21.0
     assert points.size[1] == pytest.approx(2 * (21.0 + 2.25) / VOXEL_NM, rel=1e-3)
+    # ... or with napari's point-size slider: one undo step for the whole drag
+    n_done = len(stack.done)
+    for size in (26.0, 27.0, 28.0):
+        points.current_size = size
+        qtbot.waitUntil(lambda s=size: points.size[1] == s and not widget.sync._size_pending)
+    assert len(stack.done) == n_done
+    assert stack.table.set_index("id").loc[ids[2], "radius_nm"] == pytest.approx(
+        28.0 * VOXEL_NM / 2 - 2.25
+    )
 
     # merge two, split one (with a stand-in split fit)
     points.selected_data = {2, 3}

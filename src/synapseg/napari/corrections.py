@@ -203,8 +203,12 @@ class CorrectionStack:
         self._commit("moved", moves, t, to_px=to_px)
         return sorted(int(k) for k in moves)
 
-    def resize(self, ids: Iterable[int], radius_nm: float) -> list[int]:
-        """Set the bilayer-midline radius (nm) of vesicles by hand."""
+    def resize(self, ids: Iterable[int], radius_nm: float, *, coalesce: bool = False) -> list[int]:
+        """Set the bilayer-midline radius (nm) of vesicles by hand.
+
+        ``coalesce``: when the last command resized the same vesicles, update it instead of
+        adding one (a size slider dragged by hand is one undo step).
+        """
         ids = sorted({int(i) for i in ids})
         if not ids:
             return []
@@ -217,6 +221,13 @@ class CorrectionStack:
             t.loc[mask, "outer_shrunk_nm"] = 0.0
         self._derive(t, np.flatnonzero(mask))
         t.loc[mask, "correction"] = "resized"
+        last = self.done[-1] if self.done else None
+        if coalesce and last is not None and last.action == "resized" and last.ids == ids:
+            last.after = t.reset_index(drop=True)
+            last.detail["radius_nm"] = float(radius_nm)
+            self.table = last.after
+            self.undone.clear()
+            return ids
         self._commit("resized", ids, t, radius_nm=float(radius_nm))
         return ids
 

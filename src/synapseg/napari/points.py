@@ -6,7 +6,9 @@ command over the table, then redraws the layer from the table:
 * a point added in the layer's *add* mode → :meth:`CorrectionStack.add` (fitted around the
   click; a failed fit removes the point again and reports why);
 * points deleted (Delete key, the layer's delete button) → :meth:`CorrectionStack.delete`;
-* points dragged in *select* mode → :meth:`CorrectionStack.move` once the mouse is released.
+* points dragged in *select* mode → :meth:`CorrectionStack.move` once the mouse is released;
+* the point size of selected points changed (the layer controls' size slider) →
+  :meth:`CorrectionStack.resize` to that outer diameter (one undo step per slider drag).
 
 The layer's rows are always the table's rows in the same order, so an edit is read from
 row positions, never from the layer's feature defaults. Edits are handled on the next turn
@@ -87,13 +89,16 @@ class PointsSync:
         self.min_confidence = 0.0
         self._syncing = False
         self._dragging = False
+        self._size_pending = False
         layer.events.data.connect(self._on_data)
+        layer.events.size.connect(self._on_size)
         layer.mouse_drag_callbacks.append(self._on_drag)
         self.render()
 
     def disconnect(self) -> None:
         """Stop listening to the layer."""
         self.layer.events.data.disconnect(self._on_data)
+        self.layer.events.size.disconnect(self._on_size)
         if self._on_drag in self.layer.mouse_drag_callbacks:
             self.layer.mouse_drag_callbacks.remove(self._on_drag)
 
@@ -166,6 +171,33 @@ class PointsSync:
         finally:
             self._dragging = False
         _later(self.apply_moves)
+
+    def _on_size(self, event: Any = None) -> None:
+        if self._syncing or self._size_pending:
+            return
+        self._size_pending = True
+        _later(self.apply_sizes)
+
+    def apply_sizes(self) -> list[int]:
+        """Resize the vesicles whose marker size was changed in the layer (outer diameter)."""
+        from synapseg.io.schema import DEFAULT_MEMBRANE_THICKNESS_NM
+
+        self._size_pending = False
+        t = self.stack.table
+        size = np.asarray(self.layer.size, float).reshape(-1)
+        if len(size) != len(t) or len(t) == 0:
+            return []
+        rows = np.flatnonzero(np.abs(size - point_sizes(t, self.stack.vs)) > 1e-3)
+        done: list[int] = []
+        for value in np.unique(size[rows]):
+            ids = [int(v) for v in t["id"].to_numpy()[rows[size[rows] == value]]]
+            radius = value * float(self.stack.vs[2]) / 2 - DEFAULT_MEMBRANE_THICKNESS_NM / 2
+            try:
+                done += self.stack.resize(ids, radius, coalesce=True)
+            except ValueError as exc:
+                self._error(f"not resized: {exc}")
+        self.render(select=done or None)
+        return done
 
     def apply_added(self, points_px: np.ndarray) -> list[int]:
         """Fit and add vesicles around points clicked in the layer; returns the new ids."""
