@@ -59,3 +59,18 @@ def test_zarr_input_is_read_block_wise_with_the_same_result(blockwise, sim_mrc, 
     block = network_blocks(d.plan, d.factors, vol.shape, 1)[-1]
     got = predict_block(vol.data, block, d)
     assert np.array_equal(got, np.asarray(blockwise.probabilities)[block.core])
+
+
+def test_thickness_profiles_read_only_boxes_of_a_zarr_tomogram(tmp_path):
+    """The merged thickness measurement samples a zarr tomogram through a sparse copy of the
+    boxes around the vesicles (never the whole store), with the same values there."""
+    from synapseg.distributed.block_post import _around
+
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(20, 120, 120)).astype(np.float32)
+    store = synapseg.read_volume(write_ome_zarr(tmp_path / "t.zarr", data, 2.0)).data
+    centers = np.array([[10.0, 30.0, 30.0], [10.0, 90.0, 80.0]])
+    with _around(store, centers, np.array([10.0, 10.0]), (2.0, 2.0, 2.0)) as arr:
+        assert isinstance(arr, np.ndarray) and arr.shape == data.shape
+        assert np.array_equal(arr[:, 16:44, 16:44], data[:, 16:44, 16:44])
+        assert not arr[:, :5, 100:].any()  # far from both vesicles: never read

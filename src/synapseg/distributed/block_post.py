@@ -13,9 +13,13 @@ position (z, y, x).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -190,16 +194,18 @@ def measure_thickness(
     ok &= fits["shift_nm"].to_numpy(float) <= p.max_shift_fraction * r
     ref = reference_mask(fits, ok) & ok
     sign = -1.0 if decisions.invert else 1.0
-    est = estimate_membrane_thickness(
-        data,
-        fits.loc[ref, CENTERS].to_numpy(),
-        r[ref],
-        decisions.grid.voxel_size_nm,
-        norm=(decisions.background[0], decisions.background[1], sign),
-        tilt_range_deg=sp.tilt_range_deg,
-        tilt_axis=sp.tilt_axis,
-        specimen=decisions.specimen,
-    )
+    centers, vs = fits.loc[ref, CENTERS].to_numpy(), decisions.grid.voxel_size_nm
+    with _around(data, centers, r[ref], vs) as tomogram:
+        est = estimate_membrane_thickness(
+            tomogram,
+            centers,
+            r[ref],
+            vs,
+            norm=(decisions.background[0], decisions.background[1], sign),
+            tilt_range_deg=sp.tilt_range_deg,
+            tilt_axis=sp.tilt_axis,
+            specimen=decisions.specimen,
+        )
     record = {"nm": t, "source": "default", "estimate_nm": est["thickness_nm"],
               "n_vesicles": est["n_vesicles"], "misfit": est.get("misfit")}  # fmt: skip
     if est["thickness_nm"] is None or abs(est["thickness_nm"] - t) <= V.THICKNESS_TOLERANCE_NM:
@@ -207,6 +213,34 @@ def measure_thickness(
     t = round(float(est["thickness_nm"]), 2)
     record.update(nm=t, source="estimated")
     return t, record
+
+
+@contextlib.contextmanager
+def _around(
+    data: Any,
+    centers_px: np.ndarray,
+    radius_nm: np.ndarray,
+    voxel_size_nm: Any,
+    margin_nm: float = 15.0,
+) -> Iterator[Any]:
+    """``data`` as an array the profile sampler reads in place: itself when it is one (a
+    memmap reads only the pages it touches), else a sparse temporary memmap of the whole
+    grid holding only the boxes around the vesicles (a zarr store is never read whole)."""
+    if isinstance(data, np.ndarray):
+        yield data
+        return
+    with tempfile.TemporaryDirectory(prefix="synapseg-thickness-") as folder:
+        out = np.memmap(Path(folder) / "sparse.raw", dtype=data.dtype, mode="w+", shape=data.shape)
+        vs = np.asarray(voxel_size_nm, dtype=float)
+        for c, r in zip(np.asarray(centers_px, float), np.asarray(radius_nm, float)):
+            reach = np.ceil((r + margin_nm) / vs) + 2
+            box = tuple(
+                slice(int(max(ci - h, 0)), int(min(ci + h + 1, n)))
+                for ci, h, n in zip(c, reach, data.shape)
+            )
+            out[box] = np.asarray(data[box])
+        yield out
+        del out
 
 
 def merge_fits(
