@@ -86,6 +86,40 @@ def test_segment_widget_cancel_adds_nothing(viewer, segmented, qtbot):
     assert len(viewer.layers) == n_layers
 
 
+def _drag(layer, row, by_px):
+    """Press on a point, move the mouse, release (napari's mouse callbacks, select mode)."""
+    from dataclasses import dataclass, field
+
+    from napari.utils._proxies import ReadOnlyWrapper
+    from napari.utils.interactions import (
+        mouse_move_callbacks,
+        mouse_press_callbacks,
+        mouse_release_callbacks,
+    )
+
+    @dataclass
+    class Event:
+        type: str
+        is_dragging: bool = False
+        modifiers: list = field(default_factory=list)
+        position: tuple = (0, 0, 0)
+        pos: np.ndarray = field(default_factory=lambda: np.zeros(2))
+        view_direction: list | None = None
+        up_direction: list | None = None
+        dims_displayed: list = field(default_factory=lambda: [1, 2])
+
+    def event(**kw):
+        return ReadOnlyWrapper(Event(**kw), exceptions=("handled",))
+
+    layer.mode = "select"
+    layer.selected_data = {row}
+    start = layer.data_to_world(layer.data[row])
+    end = layer.data_to_world(layer.data[row] + np.asarray(by_px))
+    mouse_press_callbacks(layer, event(type="mouse_press", position=tuple(start)))
+    mouse_move_callbacks(layer, event(type="mouse_move", is_dragging=True, position=tuple(end)))
+    mouse_release_callbacks(layer, event(type="mouse_release", position=tuple(end)))
+
+
 class _Split:
     """A split that returns two fixed spheres (the fit itself is tested without a viewer)."""
 
@@ -134,6 +168,11 @@ def test_correction_tools_undo_and_save_round_trip(viewer, segmented, qtbot, tmp
     qtbot.waitUntil(lambda: stack.done[-1].action == "moved", timeout=10_000)
     moved = stack.done[-1].ids[0]
     assert moved == ids[1]
+    # ... and a drag with the mouse in select mode: one move, when the mouse is released
+    _drag(points, row=0, by_px=(0.0, 0.0, 3.0))
+    qtbot.waitUntil(lambda: stack.done[-1].detail.get("to_px", {}).get(moved, [0, 0, 0])[2]
+                    == pytest.approx(data[0][2] + 3.0), timeout=10_000)  # fmt: skip
+    assert [c.action for c in stack.done].count("moved") == 2
 
     # resize the selected vesicle with the radius box; the QC panel shows it
     points.selected_data = {1}

@@ -180,7 +180,7 @@ def vesicles_layer(
     """Points layer of a vesicle table: centers in voxels, size = outer diameter, features =
     the table's columns (ids kept), border colour by source."""
     vs = tuple(float(v) for v in voxel_size_zyx(voxel_size_nm))
-    data = table[CENTER_PX].to_numpy(float).reshape(-1, 3)
+    data = np.array(table[CENTER_PX], dtype=float).reshape(-1, 3)  # a writable copy (drags)
     kwargs = {
         "name": name,
         "scale": vs,

@@ -112,7 +112,7 @@ class PointsSync:
         try:
             layer = self.layer
             layer.selected_data = set()
-            layer.data = t[CENTER_PX].to_numpy(float).reshape(-1, 3)
+            layer.data = np.array(t[CENTER_PX], dtype=float).reshape(-1, 3)  # writable: drags
             layer.features = t.reset_index(drop=True)
             if len(t):
                 layer.size = point_sizes(t, vs)
