@@ -127,3 +127,16 @@ def test_membranes_az_and_filaments_are_read_when_present(segmented, tmp_path):
     assert 0 < len(paths) <= n_fil and all(p.shape[1] == 3 for p in paths)
     [(lab, lkw, lkind)] = read_path(str(out / "tomo_az.mrc"))
     assert lkind == "labels" and lkw["metadata"][ROLE] == "az"
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".zarr"])
+def test_tiff_and_ome_zarr_open_lazily_with_their_scale(sim, tmp_path, suffix):
+    from synapseg.io.volume_writer import write_volume
+
+    path = tmp_path / f"tomo{suffix}"
+    write_volume(path, sim.tomogram[:16], (2.0, VOXEL_NM, VOXEL_NM))
+    assert get_reader(str(path)) is read_path
+    [(data, kwargs, kind)] = read_path(str(path))
+    assert kind == "image" and data.shape == (16, *sim.tomogram.shape[1:])
+    assert type(data) is not np.ndarray  # memmap (TIFF) or zarr array: not loaded
+    np.testing.assert_allclose(kwargs["scale"], (2.0, VOXEL_NM, VOXEL_NM), rtol=1e-3)
