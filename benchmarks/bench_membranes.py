@@ -1,0 +1,220 @@
+#!/usr/bin/env python
+"""Membrane network: accuracy on held-out simulated synapses, and the time it adds.
+
+Two parts, each optional:
+
+``--accuracy``: simulates ``--n`` held-out tomograms (v2 world draws from seeds
+``[20261222, i]``, disjoint from every training recipe; cleft and organelles switched on and
+off in turn: i % 2 == 0 has a cleft, i % 4 < 2 has organelles), runs
+``synapseg.segment(..., outputs=["membrane_probabilities"])`` and scores the map against the
+simulator's ``membrane_labels`` (every class except 2, vesicles) with
+``synapseg.evaluate.membranes.score_membranes``: Dice, symmetric surface distance (median,
+95th percentile, nm). These tomograms come from the simulator family the model was trained
+on: the numbers are in-distribution.
+
+``--timing``: a random float32 volume of ``--shape`` (default the reference size
+261x1024x1024) at ``--voxel-size`` (1.469 nm); in one process, one after the other: the
+vesicle network (stage ``predict``) and the membrane network (stage ``membrane_net``), both
+through ``synapseg.segment`` with the same specimen mask and polarity (``invert="no"``: a
+random volume has no contrast to decide), wall and process CPU seconds each; and, unless
+``--no-whole``, the whole ``segment`` (every registered stage) with the membrane network on
+and off.
+
+    python benchmarks/bench_membranes.py --accuracy --n 8 --json membranes.json
+    python benchmarks/bench_membranes.py --timing --shape 261 1024 1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+import numpy as np
+
+SEED = 20261222
+ARTIFACT = "membrane_probabilities"
+
+
+def machine() -> dict:
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    return {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {mem_gb:.0f} GB RAM, no GPU",
+        "load_average_start": os.getloadavg()[0],
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def case_params(i: int):
+    from synapseg.simulate.draws import draw_world
+
+    p = draw_world(np.random.default_rng([SEED, i]), xy_extent_nm=300.0, z_extent_nm=(120, 170))
+    return p.replace(cleft=i % 2 == 0, distractors=i % 4 < 2)
+
+
+def accuracy(n: int, model: str) -> list[dict]:
+    import synapseg
+    from synapseg.evaluate.membranes import score_membranes
+
+    rows = []
+    for i in range(n):
+        params = case_params(i)
+        t0 = time.perf_counter()
+        sim = synapseg.simulate(params)
+        t_sim = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        seg = synapseg.segment(
+            sim.tomogram,
+            voxel_size_nm=params.voxel_size_nm,
+            outputs=[ARTIFACT],
+            invert="no",
+            membrane_model=model,
+        )
+        t_seg = time.perf_counter() - t0
+        score = score_membranes(seg[ARTIFACT], sim.membrane_labels, params.voxel_size_nm)
+        sd = score["surface_distance_nm"]
+        rows.append(
+            {
+                "case": f"sim_{i:03d}",
+                "seed": [SEED, i],
+                "shape": list(params.shape),
+                "voxel_size_nm": params.voxel_size_nm,
+                "cleft": params.cleft,
+                "organelles": params.distractors,
+                "lamella": params.lamella_thickness_nm is not None,
+                "snr": params.snr,
+                "tilt_range_deg": params.tilt_range_deg,
+                "dice": score["dice"],
+                "precision": score["precision"],
+                "recall": score["recall"],
+                "sd_median_nm": sd["median"],
+                "sd_p95_nm": sd["p95"],
+                "n_truth_voxels": score["n_truth_voxels"],
+                "inter": score["dice"] * (score["n_pred_voxels"] + score["n_truth_voxels"]) / 2,
+                "n_pred_voxels": score["n_pred_voxels"],
+                "simulate_s": round(t_sim, 1),
+                "membrane_stage_s": round(seg.facts["membrane_net"]["seconds"], 2),
+                "segment_s": round(t_seg, 1),
+            }
+        )
+        r = rows[-1]
+        print(
+            f"{r['case']} {params.voxel_size_nm:.2f} nm cleft={r['cleft']!s:5} "
+            f"organelles={r['organelles']!s:5} lamella={r['lamella']!s:5} "
+            f"Dice {r['dice']:.3f} SD median {r['sd_median_nm']} p95 {r['sd_p95_nm']}",
+            flush=True,
+        )
+    return rows
+
+
+def summary(rows: list[dict]) -> dict:
+    inter = sum(r["inter"] for r in rows)
+    total = sum(r["n_pred_voxels"] + r["n_truth_voxels"] for r in rows)
+    med = [r["sd_median_nm"] for r in rows if r["sd_median_nm"] is not None]
+    p95 = [r["sd_p95_nm"] for r in rows if r["sd_p95_nm"] is not None]
+    return {
+        "n": len(rows),
+        "dice_mean": float(np.mean([r["dice"] for r in rows])),
+        "dice_min": float(np.min([r["dice"] for r in rows])),
+        "dice_pooled": 2 * inter / total if total else None,
+        "sd_median_nm_median": float(np.median(med)) if med else None,
+        "sd_p95_nm_median": float(np.median(p95)) if p95 else None,
+    }
+
+
+def timing(shape: tuple[int, int, int], voxel_size_nm: float, whole: bool, model: str) -> dict:
+    import synapseg
+
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal(shape, dtype=np.float32)
+    out: dict = {"shape": list(shape), "voxel_size_nm": voxel_size_nm}
+    common = {"voxel_size_nm": voxel_size_nm, "invert": "no"}
+    t0, c0 = time.perf_counter(), cpu_s()
+    base = synapseg.segment(image, outputs=["specimen", "polarity"], **common)
+    out["specimen_s"] = time.perf_counter() - t0
+    for name, artifact in (("vesicle_network", "probabilities"), ("membrane_network", ARTIFACT)):
+        t0, c0 = time.perf_counter(), cpu_s()
+        seg = synapseg.segment(
+            image,
+            outputs=[artifact],
+            membrane_model=model,
+            **common,
+        )
+        out[name] = {
+            "wall_s": time.perf_counter() - t0,
+            "cpu_s": cpu_s() - c0,
+            "stage_s": seg.facts["predict" if artifact == "probabilities" else "membrane_net"][
+                "seconds"
+            ],
+        }
+        print(name, {k: round(v, 1) for k, v in out[name].items()}, flush=True)
+        del seg
+    out["membrane_over_vesicle"] = out["membrane_network"]["wall_s"] / out["vesicle_network"][
+        "wall_s"
+    ]
+    if whole:
+        for name, m in (("segment_with_membranes", model), ("segment_without", "none")):
+            t0, c0 = time.perf_counter(), cpu_s()
+            seg = synapseg.segment(image, membrane_model=m, **common)
+            out[name] = {
+                "wall_s": time.perf_counter() - t0,
+                "cpu_s": cpu_s() - c0,
+                "stages": sorted(seg.facts),
+            }
+            print(name, round(out[name]["wall_s"], 1), "s", flush=True)
+            del seg
+    del base
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--accuracy", action="store_true", help="score held-out simulated synapses")
+    ap.add_argument("--n", type=int, default=8, help="held-out tomograms (accuracy)")
+    ap.add_argument("--timing", action="store_true", help="time the stage on a large volume")
+    ap.add_argument("--shape", type=int, nargs=3, default=[261, 1024, 1024])
+    ap.add_argument("--voxel-size", type=float, default=1.469)
+    ap.add_argument("--no-whole", action="store_true", help="skip the whole-segment timing")
+    ap.add_argument("--model", default="default", help="membrane model (name or folder)")
+    ap.add_argument("--json", help="write the results here")
+    a = ap.parse_args(argv)
+    if not (a.accuracy or a.timing):
+        ap.error("give --accuracy and/or --timing")
+    result: dict = {"benchmark": "membranes", **machine(), "command": " ".join(sys.argv)}
+    if a.accuracy:
+        rows = accuracy(a.n, a.model)
+        result["accuracy"] = {"cases": rows, "summary": summary(rows)}
+        s = result["accuracy"]["summary"]
+        print(
+            f"\n{'case':8} {'vs nm':>6} {'cleft':>6} {'organ.':>6} {'Dice':>6} "
+            f"{'SD med':>7} {'SD p95':>7}"
+        )
+        for r in rows:
+            print(
+                f"{r['case']:8} {r['voxel_size_nm']:6.2f} {r['cleft']!s:>6} "
+                f"{r['organelles']!s:>6} {r['dice']:6.3f} {r['sd_median_nm'] or 0:7.2f} "
+                f"{r['sd_p95_nm'] or 0:7.2f}"
+            )
+        print(json.dumps(s, indent=1))
+    if a.timing:
+        result["timing"] = timing(tuple(a.shape), a.voxel_size, not a.no_whole, a.model)
+        print(json.dumps(result["timing"], indent=1, default=str))
+    if a.json:
+        with open(a.json, "w", encoding="utf-8") as fh:
+            json.dump(result, fh, indent=1, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Training the membrane network: prepared volumes, patch sampling and a Dice-driven trainer.
+
+The image goes through :func:`synapseg.infer.preprocess.prepare_image`, the one
+preprocessing implementation that inference uses (specimen-aware percentile z-score); the
+targets are :func:`synapseg.train.membrane_targets.membrane_targets`. Training reuses
+:class:`synapseg.train.trainer.Trainer` (AdamW, warm-up, checkpoints that resume exactly,
+best weights) with two changes: patches carry the soft membrane targets, and validation
+(and the choice of the best weights) is the voxel Dice of the ``membrane`` channel on the
+held-out volumes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from synapseg.core.units import voxel_size_zyx
+from synapseg.train.data import PatchSampler, PreparedVolume
+from synapseg.train.membrane_targets import MembraneItem, membrane_targets
+from synapseg.train.trainer import Trainer
+from synapseg.train.validation import predict_prepared
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MembraneVolume(PreparedVolume):
+    """A prepared volume whose targets are soft membrane fractions (C, z, y, x)."""
+
+    targets: np.ndarray = field(default_factory=lambda: np.zeros((2, 0, 0, 0), np.float32))
+
+
+def prepare_membrane_item(
+    item: MembraneItem,
+    model_voxel_nm: float,
+    normalisation: dict | None = None,
+    max_fg: int = 50_000,
+) -> MembraneVolume:
+    """Read one simulated folder; image and targets on the model grid.
+
+    Patches are centred (with ``fg_fraction``) on voxels where either target exceeds 0.5.
+    """
+    from synapseg.infer.preprocess import normalise_config, normalise_statistics, prepare_image
+    from synapseg.io.volume import read_volume
+    from synapseg.model.registry import DEFAULT_NORMALISATION
+
+    vol = read_volume(item.tomogram)
+    src_vs = tuple(float(v) for v in vol.voxel_size_nm)
+    dst_vs = tuple(voxel_size_zyx(model_voxel_nm))
+    norm = normalisation or DEFAULT_NORMALISATION
+    image, _ = prepare_image(
+        np.asarray(vol.data, dtype=np.float32),
+        src_vs,
+        dst_vs,
+        normalise_config(norm),
+        specimen=normalise_statistics(norm) == "specimen",
+    )
+    labels = np.asarray(read_volume(item.labels, src_vs).data)
+    targets = membrane_targets(labels, src_vs, dst_vs)[
+        (slice(None),) + tuple(slice(0, n) for n in image.shape)
+    ]
+    fg = np.argwhere(targets.max(axis=0) > 0.5).astype(np.int32)
+    if len(fg) > max_fg:
+        fg = fg[np.random.default_rng(0).choice(len(fg), max_fg, replace=False)]
+    return MembraneVolume(
+        name=item.name,
+        image=image,
+        instances=(targets[0] > 0.5).astype(np.uint16),
+        weight=np.ones(image.shape, np.uint8),
+        source_voxel_size_nm=src_vs,  # type: ignore[arg-type]
+        source_shape=vol.shape,
+        fg_coords=fg,
+        targets=targets,
+    )
+
+
+class MembraneSampler(PatchSampler):
+    """:class:`PatchSampler` whose patches carry the soft membrane targets."""
+
+    def patch(self, k: int, lo: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        vol = self.volumes[k]
+        sl = tuple(slice(a, a + n) for a, n in zip(lo, self.patch_size))
+        target = vol.targets[(slice(None),) + sl]  # type: ignore[attr-defined]
+        return vol.image[sl].copy(), target.copy(), vol.weight[sl].astype(np.float32)
+
+
+def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Voxel Dice of two boolean masks (1.0 when both are empty)."""
+    pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
+    total = int(pred.sum()) + int(truth.sum())
+    return 1.0 if total == 0 else 2.0 * int((pred & truth).sum()) / total
+
+
+class MembraneTrainer(Trainer):
+    """:class:`Trainer` on membrane volumes; best weights by validation membrane Dice."""
+
+    def __init__(self, net: torch.nn.Module, config, train_volumes, val_volumes, *args, **kw):
+        super().__init__(net, config, train_volumes, val_volumes, *args, **kw)
+        self.sampler = MembraneSampler(train_volumes, config.patch_size, config.fg_fraction)
+
+    def validate(self) -> dict[str, Any]:
+        """Dice (threshold 0.5) of both channels on the held-out volumes, pooled."""
+        if not self.val_volumes:
+            return {}
+        inter = np.zeros(2)
+        total = np.zeros(2)
+        per_volume = []
+        for vol in self.val_volumes:
+            prob = predict_prepared(self.net, vol.image, self.size_multiple, self.device)
+            truth = vol.targets > 0.5  # type: ignore[attr-defined]
+            pred = prob > 0.5
+            inter += [(pred[c] & truth[c]).sum() for c in range(2)]
+            total += [pred[c].sum() + truth[c].sum() for c in range(2)]
+            per_volume.append({"name": vol.name, "dice": dice(pred[0], truth[0])})
+        d = np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)
+        return {
+            "dice": float(d[0]),
+            "dice_vesicle_membrane": float(d[1]),
+            "volumes": per_volume,
+        }
+
+    def _is_better(self, metrics: dict[str, Any]) -> bool:
+        return self.best is None or metrics.get("dice", 0.0) > self.best.get("dice", 0.0)

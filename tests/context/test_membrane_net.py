@@ -1,0 +1,117 @@
+"""The membrane_net stage: registration, skipping, streaming into a sink, model checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import synapseg
+from synapseg.context.membrane_net import ARTIFACT, combine_membranes, default_membrane_model
+from synapseg.core.stages import registered_stages
+from synapseg.errors import ModelError
+from synapseg.model.registry import ModelCard, save_model
+from synapseg.model.unet import UNetConfig, build_unet
+
+VS = 1.68
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return synapseg.simulate(shape=(32, 96, 96), voxel_size_nm=VS, seed=11, n_vesicles=4)
+
+
+@pytest.fixture(scope="module")
+def random_membrane_model(tmp_path_factory):
+    """An untrained two-channel membrane model (the shipped one's channel names)."""
+    config = UNetConfig(stem=2, base_channels=4, depth=2, out_channels=2)
+    card = ModelCard(
+        name="test-membrane",
+        architecture=config.to_dict(),
+        voxel_size_nm=2.4,
+        output_channels=["membrane", "vesicle_membrane"],
+        training_data="none",
+        trained=False,
+    )
+    return save_model(tmp_path_factory.mktemp("membrane_model"), build_unet(config, seed=1), card)
+
+
+def test_stage_is_registered_with_the_contract():
+    stage = registered_stages()["membrane_net"]
+    assert stage.outputs == (ARTIFACT,)
+    assert set(stage.inputs) == {"image", "grid", "specimen", "polarity", "probabilities"}
+    assert ARTIFACT in stage.persist
+
+
+@pytest.mark.parametrize("params", [{"context": False}, {"membrane_model": "none"}])
+def test_stage_can_be_switched_off(sim, params):
+    seg = synapseg.segment(
+        sim.tomogram, voxel_size_nm=VS, outputs=[ARTIFACT], invert="no", **params
+    )
+    assert seg[ARTIFACT] is None
+    assert seg.facts["membrane_net"]["skipped"] is True
+
+
+def test_stage_streams_the_membrane_channel_into_the_sink(sim, random_membrane_model, tmp_path):
+    from synapseg.infer.predict import predict_volume
+    from synapseg.io.volume import Volume
+
+    sink = np.lib.format.open_memmap(
+        tmp_path / "m.npy", mode="w+", dtype=np.uint8, shape=sim.tomogram.shape
+    )
+    seg = synapseg.segment(
+        sim.tomogram,
+        voxel_size_nm=VS,
+        outputs=[ARTIFACT],
+        sinks={ARTIFACT: sink},
+        invert="no",
+        membrane_model=str(random_membrane_model),
+    )
+    assert seg[ARTIFACT] is sink
+    facts = seg.facts["membrane_net"]
+    assert facts["model"]["name"] == "test-membrane" and facts["channel"] == "membrane"
+    # the same engine and preprocessing as the vesicle network (predict_volume), then any
+    # membrane minus the vesicle network's vesicles
+    maps = np.zeros((2, *sim.tomogram.shape), np.uint8)
+    predict_volume(
+        Volume(sim.tomogram, (VS,) * 3),
+        model=str(random_membrane_model),
+        out=maps,
+        channels=(0, 1),
+        specimen=seg["specimen"],
+    )
+    direct = combine_membranes(maps, seg["probabilities"], VS, np.zeros_like(sink))
+    assert np.array_equal(np.asarray(sink), direct)
+    assert sink.max() > 0
+
+
+def test_vesicles_are_taken_out_of_the_membrane_map():
+    maps = np.full((2, 10, 12, 12), 200, np.uint8)
+    vesicles = np.zeros((10, 12, 12), np.uint8)
+    vesicles[4:6, 5:7, 5:7] = 255
+    out = combine_membranes(maps, vesicles, 1.0, np.zeros((10, 12, 12), np.uint8), margin_nm=1.0)
+    p = 1 - (1 - 200 / 255) ** 2
+    assert out[0, 0, 0] == round(p * 255)
+    grown = np.zeros(vesicles.shape, bool)
+    grown[3:7, 4:8, 4:8] = True  # one voxel (1 nm) around the vesicle
+    assert (out[grown] == 0).all() and (out[~grown] > 0).all()
+
+
+def test_a_vesicle_model_is_refused_as_membrane_model(sim):
+    with pytest.raises(ModelError, match="no 'membrane' output channel"):
+        synapseg.segment(
+            sim.tomogram,
+            voxel_size_nm=VS,
+            outputs=[ARTIFACT],
+            invert="no",
+            membrane_model="test-random",
+        )
+
+
+@pytest.mark.skipif(default_membrane_model() is None, reason="membrane weights not installed")
+def test_shipped_model_finds_the_plasma_membrane(sim):
+    from synapseg.evaluate.membranes import score_membranes
+
+    seg = synapseg.segment(sim.tomogram, voxel_size_nm=VS, outputs=[ARTIFACT], invert="no")
+    assert seg.facts["membrane_net"]["model"]["name"] == "sim-membrane-v1"
+    score = score_membranes(seg[ARTIFACT], sim.membrane_labels, VS)
+    assert score["dice"] > 0.6, score
