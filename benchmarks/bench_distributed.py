@@ -56,6 +56,10 @@ class CropView:
     def ndim(self):
         return 3
 
+    @property
+    def chunks(self):
+        return self.array.chunks
+
     def __getitem__(self, key):
         key = key if isinstance(key, tuple) else (key,)
         key = key + (slice(None),) * (3 - len(key))
@@ -161,14 +165,14 @@ def run_config(args) -> dict:
     }
 
 
-def decide_full(path: Path) -> dict:
-    import synapseg
+def decide_full(path: Path, region) -> dict:
     from synapseg.distributed.decisions import decide
 
-    volume = synapseg.read_volume(path)
+    volume = open_region(path, tuple(slice(0, int(n)) for n in region))
     t0 = time.perf_counter()
     d = decide(volume, "default", {"invert": "no", "device": "cpu"})
     return {
+        "region_zyx": list(volume.shape),
         "seconds": round(time.perf_counter() - t0, 1),
         "driver_peak_rss_gb": round(peak_rss_gb(), 3),
         "specimen_cells": list(d.specimen.coarse.shape),
@@ -193,8 +197,8 @@ def project(full_voxels: int, runs: list[dict], decide_s: float | None, region_v
             f"a CPU node has {cores} cores running {cores} single-threaded workers, each as fast "
             f"as the 1-worker run here ({per_core} Mvoxel/s of blocks) times the 1->2 worker "
             f"efficiency measured here ({eff:.2f})",
-            "the whole-volume decisions run once in the driver (measured on the full volume "
-            "when --decide-full ran, else scaled from the region by voxel count)",
+            "the whole-volume decisions run once in the driver (their time measured with "
+            "--decide-full on --decide-region, scaled to the full volume by voxel count)",
             f"a GPU node: the network at an ASSUMED {gpu_mvox_s} Mvoxel/s (not measured: no GPU "
             f"here), post-processing on its {cores} CPU cores as above",
             "storage reads keep up (local or object store), no queueing between tomograms",
@@ -218,7 +222,8 @@ def main() -> None:
     ap.add_argument("--post-block", type=int, nargs=3, default=[128, 512, 512])
     ap.add_argument("--out", type=Path, default=Path("/tmp/synapseg-bench"))
     ap.add_argument("--reuse", action="store_true", help="keep an existing store")
-    ap.add_argument("--decide-full", action="store_true", help="time decisions on the full volume")
+    ap.add_argument("--decide-full", action="store_true", help="time the whole-volume decisions")
+    ap.add_argument("--decide-region", type=int, nargs=3, help="...on this part (default: all)")
     ap.add_argument("--node-cores", type=int, default=32)
     ap.add_argument("--gpu-mvox-s", type=float, default=100.0, help="ASSUMED GPU network speed")
     ap.add_argument("--seed", type=int, default=7)
@@ -253,7 +258,7 @@ def main() -> None:
         result["build"] = build(store, shape, args.tile, args.voxel_size, args.seed)
         print("build:", result["build"])
     if args.decide_full:
-        result["decisions_full_volume"] = decide_full(store)
+        result["decisions_full_volume"] = decide_full(store, args.decide_region or shape)
         print("decisions on the full volume:", result["decisions_full_volume"])
     runs = []
     for n in args.workers:
@@ -271,7 +276,10 @@ def main() -> None:
             args.json.write_text(json.dumps(result, indent=2))
         return
     full = int(np.prod(shape))
-    dec = result.get("decisions_full_volume", {}).get("seconds")
+    dec = None
+    if "decisions_full_volume" in result:  # scaled by voxels when measured on a part
+        part = result["decisions_full_volume"]
+        dec = part["seconds"] * full / int(np.prod(part["region_zyx"]))
     result["projection"] = project(
         full, runs, dec, int(np.prod(args.region)), args.node_cores, args.gpu_mvox_s
     )

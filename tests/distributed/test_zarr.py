@@ -74,3 +74,32 @@ def test_thickness_profiles_read_only_boxes_of_a_zarr_tomogram(tmp_path):
         assert isinstance(arr, np.ndarray) and arr.shape == data.shape
         assert np.array_equal(arr[:, 16:44, 16:44], data[:, 16:44, 16:44])
         assert not arr[:, :5, 100:].any()  # far from both vesicles: never read
+
+
+def test_whole_volume_passes_read_each_zarr_chunk_once(tmp_path):
+    """The decisions read sections in z order through slabs of chunk depth: the same values,
+    and each chunk fetched once instead of once per section."""
+    import zarr
+
+    from synapseg.distributed.decisions import ZSlabs
+
+    data = np.random.default_rng(0).normal(size=(70, 40, 50)).astype(np.float32)
+    store = zarr.create_array(
+        store=str(tmp_path / "a.zarr"), shape=data.shape, chunks=(16, 40, 50), dtype=data.dtype
+    )
+    store[:] = data
+    reads = []
+
+    class Counting:
+        shape, dtype, chunks = store.shape, store.dtype, store.chunks
+
+        def __getitem__(self, key):
+            reads.append(key)
+            return store[key]
+
+    view = ZSlabs.wrap(Counting())
+    for z0 in range(0, 70, 4):  # as the specimen mask reads
+        assert np.array_equal(view[z0 : z0 + 4], data[z0 : z0 + 4])
+    assert np.array_equal(view[5, 1::3, ::2], data[5, 1::3, ::2])
+    assert np.array_equal(view[3:5, :8, :8], data[3:5, :8, :8])  # a small window: direct
+    assert len(reads) == 5 + 1 + 1

@@ -12,9 +12,12 @@ fit and, after the probabilities exist, the automatic threshold.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+import numpy as np
 
 from synapseg.core.grid import Grid
 from synapseg.distributed.regrid import ModelGridRows
@@ -25,7 +28,7 @@ from synapseg.specimen.wedge import WedgeEstimate
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Decisions", "decide"]
+__all__ = ["Decisions", "ZSlabs", "decide"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,61 @@ class Decisions:
         return replace(self, threshold=auto_threshold(probability))
 
 
+class ZSlabs:
+    """Read-through cache of whole z-slabs of a chunked array (zarr) for the whole-volume
+    passes, which read whole (y, x) sections in z order: on a store chunked 64 deep, reading
+    4 sections at a time would read every chunk 16 times. Requests over most of each section
+    (strides allowed) are served from the cached slab of chunk depth; others (small
+    windows) go straight to the array.
+    """
+
+    MAX_BYTES = 2 * 2**30
+
+    def __init__(self, data: Any, depth: int) -> None:
+        self.data = data
+        self.depth = int(depth)
+        self.shape = tuple(int(n) for n in data.shape)
+        self.dtype = np.dtype(data.dtype)
+        self._z0 = -1
+        self._slab: np.ndarray | None = None
+
+    @classmethod
+    def wrap(cls, data: Any) -> Any:
+        """``data`` itself when it is in memory, memory-mapped or not chunked in z."""
+        chunks = getattr(data, "chunks", None)
+        if isinstance(data, np.ndarray) or not chunks or int(chunks[0]) <= 1:
+            return data
+        slab = int(chunks[0]) * int(np.prod(data.shape[1:])) * np.dtype(data.dtype).itemsize
+        return cls(data, int(chunks[0])) if slab <= cls.MAX_BYTES else data
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        zk, rest = key[0], key[1:]
+        full = all(  # most of each section: worth a slab
+            isinstance(k, slice) and len(range(*k.indices(n))) * abs(k.step or 1) >= n // 2
+            for k, n in zip(rest, self.shape[1:])
+        )
+        if isinstance(zk, int | np.integer):
+            z0, z1 = int(zk), int(zk) + 1
+        elif isinstance(zk, slice) and zk.step in (None, 1):
+            z0, z1, _ = zk.indices(self.shape[0])
+        else:
+            full = False
+        if not full or z1 - z0 > self.depth or z1 <= z0:
+            return np.asarray(self.data[key])
+        if self._slab is None or z0 < self._z0 or z1 > self._z0 + len(self._slab):
+            self._z0 = z0 // self.depth * self.depth
+            self._slab = None  # free the old slab first
+            stop = self._z0 + (2 if z1 > self._z0 + self.depth else 1) * self.depth
+            self._slab = np.asarray(self.data[self._z0 : min(stop, self.shape[0])])
+        local = (
+            zk - self._z0
+            if isinstance(zk, int | np.integer)
+            else slice(z0 - self._z0, z1 - self._z0)
+        )
+        return self._slab[(local, *rest)]
+
+
 def decide(
     volume: Any,
     model: str = "default",
@@ -128,6 +186,7 @@ def decide(
     from synapseg.post.profiles import estimate_background
 
     p = dict(params or {})
+    volume = dataclasses.replace(volume, data=ZSlabs.wrap(volume.data))
     seg = synapseg.segment(
         volume,
         model,
