@@ -61,6 +61,8 @@ class FilamentParams:
         Density thresholds in noise σ, strict (high) to loose.
     min_levels
         Thresholds over which a connection must persist.
+    min_first
+        A connection must appear at a threshold at least this strict (noise σ).
     volume_nm3
         (min, max) volume of a segment at a threshold.
     min_contact
@@ -70,19 +72,21 @@ class FilamentParams:
     """
 
     invert: bool = False
-    smooth_nm: float = 1.5
+    smooth_nm: float = 1.2
     margin_nm: float = 1.0
     membrane_thickness_nm: float = 4.5
-    min_gap_nm: float = 2.5
+    min_gap_nm: float = 4.0
     max_gap_nm: float = 25.0
     max_tether_gap_nm: float = 50.0
     thresholds: tuple[float, ...] = field(
-        default_factory=lambda: tuple(np.round(np.arange(3.0, 0.49, -0.25), 2).tolist())
+        default_factory=lambda: tuple(np.round(np.arange(4.0, 0.49, -0.25), 2).tolist())
     )
-    min_levels: int = 3
+    min_levels: int = 2
+    min_first: float = 2.25
     volume_nm3: tuple[float, float] = (5.0, 3000.0)
     min_contact: int = 1
     pad_nm: float = 10.0
+    along_nm: float = 3.0
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -167,6 +171,36 @@ def smoothed_density(crop: np.ndarray, p: FilamentParams, voxel_size_nm: np.ndar
     return img if p.invert else -img
 
 
+def oriented_kernel(
+    direction: np.ndarray, sigma_along_nm: float, sigma_across_nm: float, vs: np.ndarray
+) -> np.ndarray:
+    """A Gaussian elongated along ``direction`` (zyx, nm): a matched filter for a filament
+    running between two boundaries."""
+    u = np.asarray(direction, float)
+    u = u / max(float(np.linalg.norm(u)), 1e-9)
+    half = np.ceil(3 * sigma_along_nm / vs).astype(int)
+    g = np.stack(
+        np.meshgrid(*[np.arange(-h, h + 1) * v for h, v in zip(half, vs)], indexing="ij"), -1
+    )
+    along = g @ u
+    across2 = (g**2).sum(-1) - along**2
+    k = np.exp(-0.5 * (along**2 / sigma_along_nm**2 + across2 / sigma_across_nm**2))
+    return (k / k.sum()).astype(np.float32)
+
+
+def oriented_density(
+    crop: np.ndarray, direction: np.ndarray, p: FilamentParams, vs: np.ndarray
+) -> np.ndarray:
+    """Density (dense = high) filtered with :func:`oriented_kernel` along ``direction``."""
+    from scipy.signal import fftconvolve
+
+    k = oriented_kernel(direction, p.along_nm, p.smooth_nm, vs)
+    half = [n // 2 for n in k.shape]
+    img = np.pad(np.asarray(crop, np.float32), [(h, h) for h in half], mode="edge")
+    out = fftconvolve(img, k, mode="valid").astype(np.float32)
+    return out if p.invert else -out
+
+
 def find_between(
     image: np.ndarray,
     bounds: Boundaries,
@@ -184,9 +218,19 @@ def find_between(
     box, inner = bounds.pair_box(i, other_px, j, p.pad_nm, 3 * p.smooth_nm)
     members = bounds.near(box, p.margin_nm)
     bnd_full = bounds.render(box, p.margin_nm, members)
-    dens_full = smoothed_density(image[box], p, vs)
     bnd = bnd_full[inner]
-    dens = (dens_full[inner] - stats[0]) / stats[1]
+    if p.along_nm > 0:
+        ci = bounds.centers_px[i] * vs
+        u = other_px * vs - ci
+        dens_full = oriented_density(image[box], u, p, vs)
+        dens = dens_full[inner]
+        vals = dens[bnd == 0]
+        med = float(np.median(vals)) if vals.size else 0.0
+        sig = float(1.4826 * np.median(np.abs(vals - med))) if vals.size else 1.0
+        dens = (dens - med) / (sig or 1.0)
+    else:
+        dens_full = smoothed_density(image[box], p, vs)
+        dens = (dens_full[inner] - stats[0]) / stats[1]
     box = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, inner))
     free = bnd == 0
     a_id = int(bounds.ids[i])
@@ -224,7 +268,7 @@ def find_between(
         for c in found:
             if id(c) not in extended:
                 c.alive = False
-    kept = [c for c in found if c.levels >= p.min_levels]
+    kept = [c for c in found if c.levels >= p.min_levels and c.t_first >= p.min_first]
     for c in kept:
         c.stats = {"density_sigma": float(flat_dens[c.voxels].mean())}
     return kept
