@@ -25,8 +25,6 @@ import pandas as pd
 
 from synapseg.core.units import voxel_size_zyx
 from synapseg.io.tables import make_table
-from synapseg.post.bilayer import estimate_membrane_thickness
-from synapseg.post.confidence import reference_mask
 from synapseg.post.filters import FilterParams, qc_filter, reason_category
 from synapseg.post.instances import REJECT_COLUMNS, Candidates, candidate_instances
 from synapseg.post.polarity import detect_polarity
@@ -36,20 +34,29 @@ from synapseg.post.spheres import (
     estimate_background,
     refine_spheres,
 )
+from synapseg.post.thickness import (  # re-exported: the distributed path reads them here
+    DEFAULT_THICKNESS_NM,
+    THICKNESS_MAX_VESICLES,
+    THICKNESS_TOLERANCE_NM,
+    measured_thickness,
+    thickness_reference,
+)
 from synapseg.specimen.mask import SpecimenMask
+
+__all__ = [
+    "DEFAULT_THICKNESS_NM",
+    "QC_COLUMNS",
+    "THICKNESS_MAX_VESICLES",
+    "THICKNESS_TOLERANCE_NM",
+    "PostParams",
+    "count_outcomes",
+    "find_vesicles",
+    "thickness_reference",
+]
 
 log = logging.getLogger(__name__)
 
 _Stage = TypeVar("_Stage", SphereParams, FilterParams)
-
-DEFAULT_THICKNESS_NM = FilterParams.membrane_thickness_nm
-"""Bilayer thickness assumed unless the tomogram's own vesicles say otherwise (4.5 nm)."""
-THICKNESS_MAX_VESICLES = 64
-"""At most this many confident vesicles (the best-scoring) measure the thickness."""
-THICKNESS_TOLERANCE_NM = 1.0
-"""The measured thickness replaces the default only when they differ by more than this: on
-4.5 nm membranes the estimate spreads over 3.9-4.9 nm across reconstructions and voxel
-sizes (the two leaflets are barely resolved; thickness trades against blur)."""
 
 QC_COLUMNS = [*FIT_QC_COLUMNS, "outer_shrunk_nm", "confidence"]
 
@@ -190,63 +197,6 @@ def _without_vesicles(
     return empty, msg
 
 
-def thickness_reference(fits: pd.DataFrame, p: PostParams) -> np.ndarray:
-    """The vesicles that measure the bilayer thickness: the confident population
-    (:func:`synapseg.post.confidence.reference_mask`) of the fits inside the hard limits
-    (radius range, drift), at most the ``THICKNESS_MAX_VESICLES`` best-scoring ones."""
-    r = fits["radius_nm"].to_numpy(float)
-    ok = np.isfinite(r) & (r >= p.min_radius_nm) & (r <= p.max_radius_nm)
-    ok &= fits["shift_nm"].to_numpy(float) <= p.max_shift_fraction * r
-    ref = reference_mask(fits, ok) & ok
-    if ref.sum() > THICKNESS_MAX_VESICLES:  # the best-scoring ones suffice (and bound the time)
-        score = np.where(ref, fits["score"].to_numpy(float), -np.inf)
-        ref = np.zeros(len(fits), bool)
-        ref[np.argsort(-score, kind="stable")[:THICKNESS_MAX_VESICLES]] = True
-    return ref
-
-
-def _measured_thickness(
-    fits: pd.DataFrame,
-    sp: SphereParams,
-    tomogram: np.ndarray,
-    cand: Candidates,
-    vs: np.ndarray,
-    p: PostParams,
-    polarity: int,
-    background: tuple[float, float],
-    specimen: SpecimenMask | None,
-) -> tuple[pd.DataFrame, float, dict[str, Any]]:
-    """Measure the bilayer thickness on the confident fits (the top-scoring half, at least 5,
-    of those inside the radius limits); refit every candidate with it when it differs from
-    the default by more than ``THICKNESS_TOLERANCE_NM``. Returns (fits, thickness, record)."""
-    ref = thickness_reference(fits, p)
-    r = fits["radius_nm"].to_numpy(float)
-    est = estimate_membrane_thickness(
-        tomogram,
-        fits.loc[ref, ["center_z_px", "center_y_px", "center_x_px"]].to_numpy(),
-        r[ref],
-        vs,
-        norm=(background[0], background[1], float(polarity)),
-        tilt_range_deg=sp.tilt_range_deg,
-        tilt_axis=sp.tilt_axis,
-        specimen=specimen,
-    )
-    t = DEFAULT_THICKNESS_NM
-    record = {"nm": t, "source": "default", "estimate_nm": est["thickness_nm"],
-              "n_vesicles": est["n_vesicles"], "misfit": est.get("misfit")}  # fmt: skip
-    if est["thickness_nm"] is None or abs(est["thickness_nm"] - t) <= THICKNESS_TOLERANCE_NM:
-        return fits, t, record
-    t = round(float(est["thickness_nm"]), 2)
-    record.update(nm=t, source="estimated")
-    log.info("membrane thickness %.1f nm measured on %d vesicles", t, est["n_vesicles"])
-    init_r = np.clip(cand.inscribed_radius_nm - t / 2, p.min_radius_nm, p.max_radius_nm)
-    sp = replace(sp, membrane_thickness_nm=t)
-    refit = refine_spheres(tomogram, cand.centers_px, init_r, vs, params=sp, polarity=polarity,
-                           background=background, specimen=specimen)  # fmt: skip
-    refit["score"] = cand.score
-    return refit, t, record
-
-
 def find_vesicles(
     tomogram: np.ndarray,
     probability: np.ndarray,
@@ -372,7 +322,7 @@ def find_vesicles(
     fits["score"] = cand.score  # mean probability inside the candidate
     if p.membrane_thickness_nm is None:
         args = (tomogram, cand, vs, p, polarity, background, specimen)
-        fits, t, info["membrane_thickness"] = _measured_thickness(fits, sp, *args)
+        fits, t, info["membrane_thickness"] = measured_thickness(fits, sp, *args)
     else:
         info["membrane_thickness"] = {"nm": t, "source": "given"}
     info["timings_s"]["spheres"] = time.perf_counter() - t0
