@@ -183,3 +183,12 @@ def test_split_finds_two_touching_vesicles(sim, fitter):
     found = stack.table[CENTER_PX].to_numpy(float) * VOXEL_NM
     err = np.linalg.norm(found[:, None] - centers[[i, j]][None], axis=2)
     assert max(err.min(axis=1)) < 1.5 and sorted(err.argmin(axis=1)) == [0, 1]
+
+
+def test_inverted_contrast_is_detected_from_the_clicks(sim):
+    truth = sim.vesicles.iloc[2]
+    center = truth[CENTER_PX].to_numpy(float)
+    fitter = VesicleFitter(-sim.tomogram, VOXEL_NM, 60.0, "y")  # bright densities, no hint
+    row = fitter.add(center + 1.0)
+    assert fitter.polarity == -1
+    assert abs(row["radius_nm"] - truth["radius_nm"]) < 1.0

@@ -186,6 +186,8 @@ class CorrectionWidget(QWidget):
         self.segmented_with = dict(meta.get("provenance") or {})
         self.fitter = VesicleFitter(self.volume.data, self.volume.voxel_size_nm, **context)
         self.stack = CorrectionStack(table_from_layer(points), self.volume.voxel_size_nm)
+        if self.fitter.polarity is None:  # no report: judged on the vesicles, as export does
+            self.fitter.ensure_polarity(self.stack.table)
         self.sync = PointsSync(points, self.stack, self.fitter, self._changed, self._message)
         events = points.selected_data.events  # psygnal (napari >= 0.6) or napari's own
         signal = events.items_changed if hasattr(events, "items_changed") else events.changed

@@ -61,8 +61,8 @@ class VesicleFitter:
     tilt_range_deg, tilt_axis
         The missing wedge (``None``: estimated from the tomogram on first use).
     polarity
-        +1 dark densities, -1 inverted; ``None``: decided on first use from the table's
-        vesicles (:func:`synapseg.post.seeds.choose_polarity`).
+        +1 dark densities, -1 inverted; ``None``: decided on first use
+        (:meth:`ensure_polarity`: the table's vesicles, else the first points fitted).
     """
 
     tomogram: Any
@@ -98,11 +98,20 @@ class VesicleFitter:
             self._background = estimate_background(self.tomogram)
         return self._background
 
-    def ensure_polarity(self, table: pd.DataFrame | None = None) -> int:
-        """The polarity, decided from ``table`` (its fitted vesicles) when still unknown."""
+    def ensure_polarity(
+        self, table: pd.DataFrame | None = None, points_px: np.ndarray | None = None
+    ) -> int:
+        """The polarity, decided once when unknown, as ``synapseg export`` decides it
+        (:func:`synapseg.post.seeds.choose_polarity`): from the fitted vesicles of ``table``
+        (three or more), else by the deeper membrane dip around ``points_px``; +1 when
+        there is nothing to judge."""
         if self.polarity is None:
             from synapseg.post.seeds import choose_polarity
 
+            if (table is None or len(table) == 0) and points_px is not None:
+                pts = np.asarray(points_px, float).reshape(-1, 3)
+                table = pd.DataFrame(pts, columns=["center_z_px", "center_y_px", "center_x_px"])
+                table["radius_nm"] = np.nan
             if table is None or len(table) == 0:
                 self.polarity = 1
             else:
@@ -120,13 +129,14 @@ class VesicleFitter:
     def _points(self, centers_px: np.ndarray, **point_params: Any) -> pd.DataFrame:
         from synapseg.post.seeds import PointParams, refine_points
 
+        pts = np.asarray(centers_px, float).reshape(-1, 3)
         return refine_points(
             self.tomogram,
-            np.asarray(centers_px, float).reshape(-1, 3),
+            pts,
             self.vs,
             params=PointParams(**point_params),
             sphere_params=self.sphere_params(),
-            polarity=self.ensure_polarity(),
+            polarity=self.ensure_polarity(points_px=pts),
             background=self.background(),
         )
 
