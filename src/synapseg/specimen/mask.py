@@ -173,15 +173,6 @@ def cell_size_px(
     return tuple(int(c) for c in cell)  # type: ignore[return-value]
 
 
-def _block_sums(a: np.ndarray, cy: int, cx: int) -> np.ndarray:
-    """Sums of ``a`` (ny, nx) over blocks of cy x cx (partial blocks at the far edges)."""
-    ny, nx = a.shape
-    gy, gx = -(-ny // cy), -(-nx // cx)
-    if gy * cy != ny or gx * cx != nx:
-        a = np.pad(a, ((0, gy * cy - ny), (0, gx * cx - nx)))
-    return a.reshape(gy, cy, gx, cx).sum(axis=(1, 3))
-
-
 def cell_statistics(data: Any, cell_px: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Per-cell mean and standard deviation of a (z, y, x) array-like, read in z-chunks.
 
@@ -189,14 +180,28 @@ def cell_statistics(data: Any, cell_px: Sequence[int]) -> tuple[np.ndarray, np.n
     layer: half the reading and arithmetic). Only finite values count; a cell without any
     gets mean NaN and std 0. Memory is bounded by a chunk of :data:`_READ_VOXELS` voxels
     plus the coarse grid.
+
+    Sums and sums of squares are taken in float64, over x-blocks first (``reduceat``: partial
+    edge cells need no padding), then over the sections and the y-blocks. A layer is checked
+    for NaN/inf through its sums of squares (a float64 square of a float32 cannot overflow,
+    so they are finite exactly when every voxel is); only a layer with non-finite voxels
+    takes the slower masked path.
     """
     nz, ny, nx = (int(s) for s in data.shape)
     cz, cy, cx = (int(c) for c in cell_px)
     sz = 2 if cz >= 4 else 1
     gz, gy, gx = -(-nz // cz), -(-ny // cy), -(-nx // cx)
+    ys, xs = np.arange(0, ny, cy), np.arange(0, nx, cx)
+    per_cell = np.outer(np.diff(np.append(ys, ny)), np.diff(np.append(xs, nx))).astype(float)
     total = np.zeros((gz, gy, gx))
     total_sq = np.zeros_like(total)
     count = np.zeros_like(total)
+
+    def xsums(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = np.add.reduceat(a, xs, axis=2, dtype=np.float64).sum(axis=0)
+        s2 = np.add.reduceat(np.square(a, dtype=np.float64), xs, axis=2).sum(axis=0)
+        return s, s2
+
     layers = max(1, _READ_VOXELS // max(ny * nx * cz, 1))
     for k0 in range(0, gz, layers):
         k1 = min(gz, k0 + layers)
@@ -204,17 +209,17 @@ def cell_statistics(data: Any, cell_px: Sequence[int]) -> tuple[np.ndarray, np.n
         block = np.asarray(data[k0 * cz : min(nz, k1 * cz)], dtype=np.float32)
         for k in range(k0, k1):
             layer = block[(k - k0) * cz : (k - k0 + 1) * cz : sz]
-            finite = np.isfinite(layer)
-            if finite.all():
-                n = np.full((ny, nx), float(len(layer)))
+            s, s2 = xsums(layer)
+            if np.isfinite(s2).all():
+                n = len(layer) * per_cell
             else:
-                layer = np.where(finite, layer, np.float32(0))
-                n = finite.sum(axis=0, dtype=np.float64)
-            s = layer.sum(axis=0, dtype=np.float64)
-            s2 = np.einsum("zyx,zyx->yx", layer, layer, dtype=np.float64)
-            total[k] = _block_sums(s, cy, cx)
-            total_sq[k] = _block_sums(s2, cy, cx)
-            count[k] = _block_sums(n, cy, cx)
+                finite = np.isfinite(layer)
+                s, s2 = xsums(np.where(finite, layer, np.float32(0)))
+                n = np.add.reduceat(finite.sum(axis=0, dtype=np.float64), xs, axis=1)
+                n = np.add.reduceat(n, ys, axis=0)
+            total[k] = np.add.reduceat(s, ys, axis=0)
+            total_sq[k] = np.add.reduceat(s2, ys, axis=0)
+            count[k] = n
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
         var = total_sq / count - mean * mean
