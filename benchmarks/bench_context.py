@@ -7,6 +7,9 @@ simulator's default voxel size (1.68 nm). For each, :func:`synapseg.context.anal
 runs on the ground-truth vesicle table and
 
 * ``truth``: a perfect membrane map (255 on the simulator's membrane classes 1, 3, 4);
+* ``degraded``: that map minus the membranes whose normal lies within 30° of z (the
+  missing wedge of ±60°), minus 15 % in patches, plus false specks, blurred (σ 1 voxel):
+  a stand-in for an imperfect network;
 * ``predicted`` (when the membrane model ``sim-membrane-v1`` is installed, or
   ``--membrane-model``): the ``membrane_net`` stage's map of the noisy simulated tomogram.
 
@@ -85,6 +88,24 @@ def score(ctx, truth) -> dict:
     return out
 
 
+def degrade(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A membrane map as a ±60° tomogram and an imperfect network would give it: the
+    truth's membranes minus those whose normal lies within 30° of z (the missing wedge),
+    minus 15 % in patches, plus false specks, blurred (σ 1 voxel) to soft values."""
+    from scipy import ndimage
+
+    m = np.isin(labels, [1, 3, 4]).astype(np.float32)
+    g = np.gradient(ndimage.gaussian_filter(m, 1.5))
+    norm = np.sqrt(g[0] ** 2 + g[1] ** 2 + g[2] ** 2) + 1e-9
+    keep = m > 0
+    keep &= np.abs(g[0]) / norm < np.cos(np.radians(30))
+    patches = ndimage.gaussian_filter(rng.normal(size=m.shape).astype(np.float32), 4)
+    keep &= patches > np.quantile(patches, 0.15)
+    specks = ndimage.binary_dilation(rng.random(m.shape) < 2e-4, iterations=1)
+    soft = ndimage.gaussian_filter((keep | specks).astype(np.float32), 1.0) * 1.6
+    return np.round(np.clip(soft, 0, 1) * 255).astype(np.uint8)
+
+
 def accuracy(args) -> dict:
     from synapseg.context import analyse_context
     from synapseg.context.membrane_net import default_membrane_model
@@ -105,6 +126,8 @@ def accuracy(args) -> dict:
         prob = np.where(np.isin(sim.membrane_labels, [1, 3, 4]), 255, 0).astype(np.uint8)
         row = {"case": i, "seed": seed, **{k: v for k, v in overrides.items()}}
         row["truth"] = score(analyse_context(prob, sim.vesicles, vs), sim)
+        bad = degrade(sim.membrane_labels, np.random.default_rng(seed))
+        row["degraded"] = score(analyse_context(bad, sim.vesicles, vs), sim)
         if model is not None:
             import synapseg
 
@@ -120,7 +143,7 @@ def accuracy(args) -> dict:
         rows.append(row)
         print(json.dumps(row), flush=True)
     summary = {}
-    for kind in ("truth", "predicted"):
+    for kind in ("truth", "degraded", "predicted"):
         got = [r[kind] for r in rows if kind in r]
         if not got:
             continue

@@ -33,7 +33,7 @@ def test_active_zone_found_with_cleft(synapse, synapse_context):
     assert az.mask.shape == synapse.membrane_labels.shape and az.mask.dtype == bool
     # the whole plasma membrane faces the cleft, except where the partner leaves the volume
     assert _dice(az.mask, synapse.membrane_labels == 1) > 0.9
-    assert abs(az.facts["cleft_width_nm_estimate"] - synapse.info["cleft_width_nm"]) < 3.0
+    assert abs(az.facts["cleft_width_nm_estimate"] - synapse.info["cleft_width_nm"]) < 1.0
     np.testing.assert_allclose(np.linalg.norm(az.normals, axis=1), 1.0, atol=1e-6)
     assert len(az.faces) > 0 and az.faces.max() < len(az.vertices_nm)
     # normals point into the presynaptic cytoplasm: towards the vesicles

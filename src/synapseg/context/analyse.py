@@ -14,7 +14,7 @@ from synapseg.context.az import ActiveZone, find_active_zone
 from synapseg.context.classify import VESICLE, MembraneMap, classify_membranes
 from synapseg.context.compartment import presynaptic_compartment
 from synapseg.context.distances import add_az_columns, distance_layers, layer_facts
-from synapseg.context.grid import bin_factor, upsample
+from synapseg.context.grid import upsample
 from synapseg.core.units import voxel_size_zyx
 
 __all__ = ["SynapseContext", "analyse_context", "membrane_classes"]
@@ -141,7 +141,7 @@ def analyse_context(
         table,
         vs,
         layer_nm=layer_nm,
-        factor=max(mmap.factor, bin_factor(vs, layer_nm / 3)),
+        factor=max(mmap.factor, int(round(layer_nm / 2 / min(vs)))),
         membrane_thickness_nm=membrane_thickness_nm,
     )
     timings["distances_s"] = time.perf_counter() - t0

@@ -21,6 +21,7 @@ import numpy as np
 from scipy.spatial import Delaunay, cKDTree
 
 from synapseg.context.classify import MembraneMap
+from synapseg.context.grid import cell_reduce, sheet_distance
 
 __all__ = ["ActiveZone", "find_active_zone", "midplane"]
 
@@ -148,10 +149,9 @@ def find_active_zone(
     pre_ids = [p["pre"] for p in mmap.pairs]
     post_ids = [p["post"] for p in mmap.pairs]
     pre_idx = np.argwhere(np.isin(mmap.components, pre_ids))
-    post_pts = mmap.points_nm(post_ids)
+    post_pts = post_pts_all = mmap.points_nm(post_ids)
     pre_pts = (pre_idx * f + (f - 1) / 2) * vs
-    post_tree = cKDTree(post_pts)
-    gap = post_tree.query(pre_pts)[0] + thick_nm
+    gap = sheet_distance(pre_pts, post_pts) + thick_nm
     lo, hi = cleft_nm
     az_idx = pre_idx[(gap >= lo - mmap.coarse_voxel_nm.max()) & (gap <= hi)]
     if not len(az_idx):
@@ -169,13 +169,15 @@ def find_active_zone(
         return None
     points, normals, _ = midplane(coords, prob, cell_nm)
     # orient normals away from the postsynaptic partner (into the presynaptic cytoplasm)
+    post_tree = cKDTree(cell_reduce(post_pts, 2.0)[0])
+    post_pts = post_tree.data
     _, nearest = post_tree.query(points)
     flip = np.einsum("ij,ij->i", post_pts[nearest] - points, normals) > 0
     normals[flip] *= -1
-    cleft = (
-        post_tree.query(points)[0]
-        + (membrane_thickness_nm + float(mmap.coarse_voxel_nm.mean())) / 2
-    )
+    # cleft width: AZ midplane to the partner's midplane (from its working-grid voxels)
+    post_mid, post_n, _ = midplane(post_pts_all, np.ones(len(post_pts_all)), cell_nm)
+    _, k = cKDTree(post_mid).query(points)
+    cleft = np.abs(np.einsum("ij,ij->i", points - post_mid[k], post_n[k]))
     mask = np.zeros(mmap.shape, bool)
     mask[fine[:, 0], fine[:, 1], fine[:, 2]] = True
     vertices, faces = _mesh(points, cell_nm)

@@ -26,9 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import ndimage
-from scipy.spatial import cKDTree
 
-from synapseg.context.grid import bin_factor, block_max, coarse_coords_nm
+from synapseg.context.grid import bin_factor, block_max, coarse_coords_nm, sheet_distance
 from synapseg.core.units import voxel_size_zyx
 
 __all__ = [
@@ -263,8 +262,7 @@ def _synaptic_pairs(
     if vesicles is None or not len(vesicles) or len(points) < 2:
         return []
     centers = vesicles[["center_z_px", "center_y_px", "center_x_px"]].to_numpy(float) * vs
-    trees = {c: cKDTree(p) for c, p in points.items()}
-    ves_dist = {c: float(np.median(t.query(centers)[0])) for c, t in trees.items()}
+    ves_dist = {c: float(np.median(sheet_distance(centers, p, 8.0))) for c, p in points.items()}
     lo, hi = cleft_nm
     pairs = []
     used: set[int] = set()
@@ -273,7 +271,7 @@ def _synaptic_pairs(
         for b in ids:
             if a == b or a in used or b in used or ves_dist[b] <= ves_dist[a]:
                 continue
-            d = trees[b].query(points[a][:: max(1, len(points[a]) // 5000)])[0] + thick_nm
+            d = sheet_distance(points[a], points[b]) + thick_nm
             fraction = float(np.mean((d >= lo) & (d <= hi)))
             if fraction >= min_fraction:
                 pairs.append({"pre": a, "post": b, "fraction": fraction})

@@ -41,7 +41,7 @@ def convex_fill(part: np.ndarray, step: int = 1) -> np.ndarray:
     normals, offsets = hull.equations[:, :3], hull.equations[:, 3]
     coarse_shape = tuple(-(-s // step) for s in part.shape)
     grid = np.argwhere(np.ones(coarse_shape, bool)).astype(float) * step + (step - 1) / 2
-    inside = np.all(grid @ normals.T + offsets <= step, axis=1).reshape(coarse_shape)
+    inside = np.all(grid @ normals.T + offsets <= step / 2, axis=1).reshape(coarse_shape)
     for axis in range(3):
         inside = np.repeat(inside, step, axis=axis)
     return inside[tuple(slice(0, s) for s in part.shape)] | part
@@ -54,7 +54,7 @@ def _organelle_fill(mmap: MembraneMap) -> np.ndarray:
     for comp, cls in mmap.classes.items():
         if cls == ORGANELLE:
             sl = slices[comp - 1]
-            step = max(1, int(round(6.0 / float(mmap.coarse_voxel_nm.min()))))
+            step = max(1, int(round(10.0 / float(mmap.coarse_voxel_nm.min()))))
             filled[sl] |= convex_fill(mmap.components[sl] == comp, step)
     return filled
 

@@ -203,7 +203,7 @@ def write_context_pyto(
     ``context`` outputs in ``folder`` (``<name>_az.json``, ``<name>_compartment.mrc``), plus
     ``<name>_pyto_layers.mrc``; ``None`` when the context found neither."""
     from synapseg.context.distances import layer_labels
-    from synapseg.context.grid import bin_factor
+    from synapseg.core.units import voxel_size_zyx
     from synapseg.io.pyto import write_pyto
     from synapseg.io.volume import read_volume
 
@@ -218,7 +218,7 @@ def write_context_pyto(
         return None
     layers = None
     if az is not None and comp is not None:
-        factor = bin_factor(voxel_size_nm, layer_nm / 3)
+        factor = max(1, int(round(layer_nm / 2 / min(voxel_size_zyx(voxel_size_nm)))))
         layers = layer_labels(az.mask, comp, voxel_size_nm, layer_nm=layer_nm, factor=factor)
     return write_pyto(
         target,

@@ -10,10 +10,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from synapseg.core.units import voxel_size_zyx
 
-__all__ = ["bin_factor", "block_max", "coarse_coords_nm", "upsample"]
+__all__ = [
+    "bin_factor",
+    "block_max",
+    "cell_reduce",
+    "coarse_coords_nm",
+    "sheet_distance",
+    "upsample",
+]
 
 
 def bin_factor(voxel_size_nm: float | Sequence[float], work_nm: float = 3.0) -> int:
@@ -42,14 +50,31 @@ def upsample(coarse: np.ndarray, factor: int, shape: Sequence[int]) -> np.ndarra
     if factor == 1:
         return np.asarray(coarse)[tuple(slice(0, s) for s in shape)]
     out = np.empty(tuple(shape), coarse.dtype)
-    zi = np.arange(shape[0]) // factor
-    yi = np.arange(shape[1]) // factor
-    xi = np.arange(shape[2]) // factor
-    for z in range(shape[0]):
-        out[z] = coarse[zi[z]][np.ix_(yi, xi)]
+    ny, nx = shape[1], shape[2]
+    for k in range(-(-shape[0] // factor)):
+        sec = np.repeat(np.repeat(coarse[k], factor, axis=0)[:ny], factor, axis=1)[:, :nx]
+        out[k * factor : (k + 1) * factor] = sec  # broadcast over the block's sections
     return out
 
 
 def coarse_coords_nm(index: np.ndarray, factor: int, voxel_size_nm: np.ndarray) -> np.ndarray:
     """nm (z, y, x) of coarse voxel centers given as an (n, 3) index array."""
     return (np.asarray(index, float) * factor + (factor - 1) / 2) * np.asarray(voxel_size_nm)
+
+
+def cell_reduce(points: np.ndarray, cell_nm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Centroids of the points per ``cell_nm`` cell, and each point's cell index."""
+    cell = np.floor(points / cell_nm).astype(np.int64)
+    _, inverse, counts = np.unique(cell, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    sums = np.stack([np.bincount(inverse, points[:, i]) for i in range(3)], axis=1)
+    return sums / counts[:, None], inverse
+
+
+def sheet_distance(query_nm: np.ndarray, sheet_nm: np.ndarray, cell_nm: float = 4.0) -> np.ndarray:
+    """Approximate distance (nm) from each query point to a sheet of points, both reduced to
+    ``cell_nm`` cells first (a k-d tree visits ~(distance / spacing)² leaves per query on a
+    dense sheet; cells cut that by ~10 at a cleft's distance). Error ≲ ``cell_nm``."""
+    sheet, _ = cell_reduce(np.asarray(sheet_nm, float), cell_nm)
+    query, inverse = cell_reduce(np.asarray(query_nm, float), cell_nm)
+    return cKDTree(sheet).query(query)[0][inverse]
