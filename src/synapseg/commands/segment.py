@@ -163,6 +163,12 @@ def segment(
     layer_nm: float = typer.Option(
         10.0, "--layer-nm", metavar="NM", help="Thickness of the distance layers from the AZ."
     ),
+    filaments: bool | None = typer.Option(
+        None,
+        "--filaments/--no-filaments",
+        help="Connectors and tethers (docs/filaments.md); default: when an active zone is "
+        "found. --filaments runs them anyway (connectors only without an AZ).",
+    ),
     backend: str = typer.Option(
         "local",
         "--backend",
@@ -216,6 +222,7 @@ def segment(
         docked_nm=docked_nm,
         proximal_nm=proximal_nm,
         layer_nm=layer_nm,
+        filaments=filaments,
     )
     jobs = expand_inputs(inputs, output)
     batch = len(jobs) > 1  # a batch goes on past a failing tomogram and writes a summary

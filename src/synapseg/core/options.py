@@ -65,6 +65,7 @@ class SegmentOptions:
     docked_nm: float = 5.0
     proximal_nm: float = 45.0
     layer_nm: float = 10.0
+    filaments: bool | None = None  # connectors/tethers (issue 15): None = when an AZ is found
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.formats) - set(ALL_FORMATS))

@@ -374,3 +374,17 @@ def pooled_metrics(
 def open_tomogram(path: Path | None, voxel_size_nm: float | None = None) -> Volume | None:
     """The tomogram to draw the report's slices on (``None`` when not given)."""
     return None if path is None else read_volume(path, voxel_size_nm)
+
+
+def gt_outside(gt: Loaded, pred: Loaded, tomo: Volume | None) -> str | None:
+    """A warning when ground-truth centers lie outside the tomogram (or label volume)."""
+    from synapseg.summary import centers_outside_warning
+
+    if tomo is not None:
+        shape, vs = tomo.shape, tomo.voxel_size_nm
+    else:
+        side = next((s for s in (pred, gt) if s.labels is not None and s.voxel_size_nm), None)
+        if side is None:
+            return None
+        shape, vs = side.labels.shape, side.voxel_size_nm
+    return centers_outside_warning(gt.table.centers_nm, shape, vs, "ground-truth")

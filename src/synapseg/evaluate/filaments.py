@@ -164,3 +164,44 @@ def score_filaments(
             "length_bias_nm": round(float(np.median(err)), 3) if tp else None,
         }
     return out
+
+
+TRUTH_HELP = "Ground-truth filaments (simulator filaments.csv or a *_filaments.csv): scores them."
+PRED_HELP = "Predicted filaments (*_filaments.csv) to score against --filaments-truth."
+
+
+def check_filament_options(truth: Any, pred: Any) -> None:
+    """Both ``--filaments-truth`` and ``--filaments-pred`` or neither."""
+    from synapseg.errors import InputError
+
+    if (truth is None) != (pred is None):
+        raise InputError(
+            "--filaments-truth" if truth is None else "--filaments-pred",
+            "filament scoring needs both --filaments-truth and --filaments-pred",
+            "give both files (or neither)",
+        )
+
+
+def filament_metrics(truth: Any, pred: Any, match: Any = None) -> dict[str, Any] | None:
+    """Scores of ``pred`` against ``truth`` (files), vesicle ids mapped through ``match``
+    (the vesicle :class:`~synapseg.evaluate.matching.MatchResult`); ``None`` without files."""
+    if truth is None or pred is None:
+        return None
+    from synapseg.filaments.files import read_filament_table
+
+    id_map = None
+    if match is not None:
+        id_map = {int(p): int(g) for p, g in zip(match.pred_ids, match.gt_ids)}
+    out = score_filaments(read_filament_table(truth), read_filament_table(pred), id_map=id_map)
+    out["inputs"] = {"truth": str(truth), "prediction": str(pred)}
+    return out
+
+
+def filament_summary_line(m: dict[str, Any]) -> str:
+    """One line for the terminal."""
+    c, t = m["connector"], m["tether"]
+    return (
+        f"filaments: connector P {c['precision']:.2f} R {c['recall']:.2f} F1 {c['f1']:.2f}; "
+        f"tether P {t['precision']:.2f} R {t['recall']:.2f} F1 {t['f1']:.2f}; median length "
+        f"error {c['length_error_median_nm']} / {t['length_error_median_nm']} nm"
+    )

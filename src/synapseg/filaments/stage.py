@@ -14,7 +14,7 @@ and, when the ``context`` stage is registered, ``az`` (its
     the vesicle table with ``n_connectors`` and ``n_tethers``, written over
     ``<name>_vesicles.csv``.
 
-Parameter ``filaments``: ``"auto"`` (default: run when an active zone was found), ``True``
+Parameter ``filaments``: ``"auto"`` or ``None`` (default: run when an active zone was found), ``True``
 (``segment --filaments``: run anyway, connectors only without an AZ) or ``False``. The
 summary (fractions by AZ distance, counts, lengths) goes into the report's facts.
 """
@@ -53,6 +53,7 @@ def run_filaments(ctx: StageContext) -> dict[str, Any]:
 
     none = dict.fromkeys(FILAMENT_OUTPUTS)
     mode = ctx.params.get("filaments", "auto")
+    mode = "auto" if mode is None else mode
     az = az_mask_of(ctx.inputs.get("az"))
     if mode is False or mode == "no":
         ctx.facts.update(ran=False, reason="filaments off")
