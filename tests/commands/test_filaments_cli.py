@@ -38,8 +38,9 @@ def test_filaments_then_evaluate(files, tmp_path):
     res = runner.invoke(app, [*args, "--az", str(files / "az.mrc"), "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert "1 connectors, 1 tethers" in res.output
-    for name in ("tomo_filaments.csv", "tomo_filaments.mrc", "tomo_filaments.mod",
-                 "tomo_pyto_tethers.dat", "tomo_vesicles.csv", "tomo_filaments_summary.png"):  # fmt: skip
+    names = ["filaments.csv", "filaments.mrc", "filaments.mod", "pyto_tethers.dat"]
+    for name in [*names, "vesicles.csv", "filaments_summary.png"]:
+        name = f"tomo_{name}"
         assert (out / name).is_file(), name
     # never overwrite without --overwrite
     res = runner.invoke(app, [*args, "--az", str(files / "az.mrc"), "-o", str(out)])

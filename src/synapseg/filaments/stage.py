@@ -14,8 +14,9 @@ and, when the ``context`` stage is registered, ``az`` (its
     the vesicle table with ``n_connectors`` and ``n_tethers``, written over
     ``<name>_vesicles.csv``.
 
-Parameter ``filaments``: ``"auto"`` or ``None`` (default: run when an active zone was found), ``True``
-(``segment --filaments``: run anyway, connectors only without an AZ) or ``False``. The
+Parameter ``filaments``: ``"auto"`` or ``None`` (default: run when an active zone was
+found), ``True`` (``segment --filaments``: run anyway, connectors only without an AZ) or
+``False``. The
 summary (fractions by AZ distance, counts, lengths) goes into the report's facts.
 """
 
