@@ -12,7 +12,7 @@
 3. **Segment** ``--region`` (a documented fraction of the volume, read lazily from the big
    store) with 1 and 2 workers (``--workers``), each in a fresh process with a fresh
    ``LocalCluster(processes=True)``: wall time per phase, throughput, peak RSS of every
-   worker process (``ru_maxrss``) and of the driver.
+   worker process and of the driver (``VmHWM``).
 4. **Projection** of the throughput on cluster nodes, with the assumptions printed.
 
     python benchmarks/bench_distributed.py --out /tmp/synapseg-bench --json dist.json
@@ -75,6 +75,14 @@ class CropView:
 
 
 def peak_rss_gb() -> float:
+    """Peak resident memory of this process (VmHWM: unlike ``ru_maxrss`` it does not carry
+    over the high-water mark of the parent that forked it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / GB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB
 
 
@@ -165,6 +173,42 @@ def run_config(args) -> dict:
     }
 
 
+def block_memory(args) -> dict:
+    """Peak RSS of the largest network block of the *full-size* tile plan (256^3 tiles), in
+    this fresh process: decisions from a small region, the plan of the whole volume."""
+    import dataclasses
+
+    import synapseg
+    from synapseg.distributed.block_predict import predict_block
+    from synapseg.distributed.blocks import network_blocks, tiles_for
+    from synapseg.distributed.decisions import decide
+    from synapseg.infer.tiling import choose_tiling
+    from synapseg.model.registry import load_model
+
+    big = synapseg.read_volume(args.store)
+    small = open_region(Path(args.store), tuple(slice(0, n) for n in (64, 512, 512)))
+    d = decide(small, "default", {"invert": "no", "device": "cpu"})
+    _, card = load_model("default")
+    plan = choose_tiling(card.config, big.shape)
+    d = dataclasses.replace(d, plan=plan, network_mask=False)
+    k = tuple(args.tiles_per_block)
+    blocks = network_blocks(plan, d.factors, big.shape, k)
+    one = (1.0, 1.0, 1.0)
+    block = max(blocks, key=lambda b: len(tiles_for(plan, b.core, one)))
+    rss0 = peak_rss_gb()
+    t0 = time.perf_counter()
+    predict_block(big.data, block, d, threads=1)
+    return {
+        "tiles_per_block": list(k),
+        "block_core_zyx": list(block.core_shape),
+        "tiles": len(tiles_for(plan, block.core, one)),
+        "tile_zyx": list(plan.tile_shape),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "peak_rss_gb": round(peak_rss_gb(), 3),
+        "peak_rss_before_block_gb": round(rss0, 3),
+    }
+
+
 def decide_full(path: Path, region) -> dict:
     from synapseg.distributed.decisions import decide
 
@@ -228,11 +272,15 @@ def main() -> None:
     ap.add_argument("--gpu-mvox-s", type=float, default=100.0, help="ASSUMED GPU network speed")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--block-memory", action="store_true", help="peak RSS of one full-size block")
     ap.add_argument("--run", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--store", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.run:
         print(json.dumps(run_config(args)))
+        return
+    if args.block_memory and args.store:
+        print(json.dumps(block_memory(args)))
         return
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "big.zarr"
@@ -260,6 +308,12 @@ def main() -> None:
     if args.decide_full:
         result["decisions_full_volume"] = decide_full(store, args.decide_region or shape)
         print("decisions on the full volume:", result["decisions_full_volume"])
+    if args.block_memory:
+        cmd = [sys.executable, __file__, "--block-memory", "--store", str(store),
+               "--tiles-per-block", *map(str, args.tiles_per_block)]  # fmt: skip
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        result["full_size_block"] = json.loads(out.stdout.strip().splitlines()[-1])
+        print("one full-size network block:", result["full_size_block"])
     runs = []
     for n in args.workers:
         cmd = [sys.executable, __file__, "--run", str(n), "--store", str(store), "--region",
