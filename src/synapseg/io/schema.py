@@ -100,6 +100,8 @@ OPTIONAL: tuple[Column, ...] = (
     Column("az_nearest_y_nm", "float", "nm", "nearest active-zone midplane point, y"),
     Column("az_nearest_x_nm", "float", "nm", "nearest active-zone midplane point, x"),
     Column("pool", "str", "", "docked / proximal / distal by az_distance_nm (empty: no AZ)"),
+    Column("n_connectors", "int", "", "connectors to other vesicles (filaments stage)"),
+    Column("n_tethers", "int", "", "tethers to the active-zone membrane (filaments stage)"),
 )
 COLUMNS: dict[str, Column] = {c.name: c for c in CORE + OPTIONAL}
 CORE_COLUMNS = [c.name for c in CORE]
