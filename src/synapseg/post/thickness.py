@@ -32,7 +32,7 @@ THICKNESS_MAX_VESICLES = 64
 """At most this many confident vesicles (the best-scoring) measure the thickness."""
 THICKNESS_TOLERANCE_NM = 1.0
 """The measured thickness replaces the default only when they differ by more than this: on
-4.5 nm membranes the estimate spreads over 3.9-4.9 nm across reconstructions and voxel
+4.5 nm membranes the estimate spreads over 3.7-5.0 nm across reconstructions and voxel
 sizes (the two leaflets are barely resolved; thickness trades against blur)."""
 
 
