@@ -13,6 +13,10 @@ runs on the ground-truth vesicle table and
 * ``predicted`` (when the membrane model ``sim-membrane-v1`` is installed, or
   ``--membrane-model``): the ``membrane_net`` stage's map of the noisy simulated tomogram.
 
+With ``--predicted-vesicles`` the vesicles also come from ``synapseg.segment`` (the
+default vesicle model) on the noisy tomogram, matched to the truth (Hungarian,
+``synapseg.evaluate.matching``), so their center/radius errors are included.
+
 Scores: AZ found where there is one / claimed where there is none, ``az_distance_nm``
 median absolute error for vesicles within 100 nm of the AZ, pool accuracy (docked < 5 nm,
 proximal ≤ 45 nm), Dice of the membrane classes (presynaptic, organelle, postsynaptic).
@@ -26,6 +30,7 @@ with the runner's file writes; the baseline, timed in the same run, is one thres
 over the map (``prob >= 128``). Peak memory (ru_maxrss) is reported.
 
     python benchmarks/bench_context.py --accuracy --n 8 --n-without 4 --json context.json
+    python benchmarks/bench_context.py --accuracy --predicted-vesicles --n 6 --n-without 0
     python benchmarks/bench_context.py --timing
 """
 
@@ -66,9 +71,10 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float | None:
 
 def score(ctx, truth) -> dict:
     from synapseg.context import assign_pools
+    from synapseg.simulate.context import active_zone_truth
 
-    t = truth.vesicles
-    has = "az_distance_nm" in t
+    t = active_zone_truth(truth.vesicles, truth.info)
+    has = bool(t["az_distance_nm"].notna().any())
     out = {"az_in_truth": has, "az_found": ctx.az is not None, "n_vesicles": len(t)}
     if has and ctx.az is not None:
         g = t["az_distance_nm"].to_numpy()
@@ -106,6 +112,27 @@ def degrade(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.round(np.clip(soft, 0, 1) * 255).astype(np.uint8)
 
 
+def predicted_vesicles(sim, prob: np.ndarray, bad: np.ndarray) -> dict:
+    """az_distance_nm and pools from the vesicles ``segment`` finds (default model) with the
+    perfect and the degraded membrane maps, scored on the matched vesicles."""
+    import synapseg
+    from synapseg.context import analyse_context
+    from synapseg.evaluate.context import context_metrics
+    from synapseg.evaluate.matching import match_vesicles
+    from synapseg.simulate.context import active_zone_truth
+
+    vs = sim.voxel_size_nm
+    truth = active_zone_truth(sim.vesicles, sim.info)
+    table = synapseg.segment(sim.tomogram, voxel_size_nm=vs, outputs=["vesicles"]).vesicles
+    out = {"n_found": len(table), "n_truth": len(sim.vesicles)}
+    for name, membranes in (("truth", prob), ("degraded", bad)):
+        ctx = analyse_context(membranes, table, vs)
+        match = match_vesicles(sim.vesicles, ctx.vesicles)
+        m = context_metrics(truth, ctx.vesicles, match.gt_index, match.pred_index)
+        out[name] = {"n_matched": int(match.tp), **m}
+    return out
+
+
 def accuracy(args) -> dict:
     from synapseg.context import analyse_context
     from synapseg.context.membrane_net import default_membrane_model
@@ -128,6 +155,8 @@ def accuracy(args) -> dict:
         row["truth"] = score(analyse_context(prob, sim.vesicles, vs), sim)
         bad = degrade(sim.membrane_labels, np.random.default_rng(seed))
         row["degraded"] = score(analyse_context(bad, sim.vesicles, vs), sim)
+        if args.predicted_vesicles:
+            row["predicted_vesicles"] = predicted_vesicles(sim, prob, bad)
         if model is not None:
             import synapseg
 
@@ -167,6 +196,21 @@ def accuracy(args) -> dict:
                 if any(g["dice"].get(c) is not None for g in got)
             },
         }
+    pv = [r["predicted_vesicles"] for r in rows if "predicted_vesicles" in r]
+    for name in ("truth", "degraded"):
+        got = [p[name] for p in pv if p[name].get("az_distance", {}).get("n")]
+        if got:
+            summary[f"predicted_vesicles_{name}_membranes"] = {
+                "az_abs_err_median_of_medians_nm": float(
+                    np.median([g["az_distance"]["median_abs_error_nm"] for g in got])
+                ),
+                "az_abs_err_worst_median_nm": float(
+                    max(g["az_distance"]["median_abs_error_nm"] for g in got)
+                ),
+                "pool_accuracy_pooled": sum(g["pool"]["accuracy"] * g["pool"]["n"] for g in got)
+                / sum(g["pool"]["n"] for g in got),
+                "n_matched": sum(g["n_matched"] for g in got),
+            }
     return {
         "membrane_model": None if model is None else str(model),
         "cases": rows,
@@ -321,6 +365,11 @@ def main(argv=None) -> int:
     ap.add_argument("--n-without", type=int, default=4, help="synapses without an AZ")
     ap.add_argument("--shape", type=int, nargs=3, default=(64, 256, 256))
     ap.add_argument("--membrane-model", default=None)
+    ap.add_argument(
+        "--predicted-vesicles",
+        action="store_true",
+        help="also score with the vesicles segment finds (default vesicle model)",
+    )
     ap.add_argument("--timing-shape", type=int, nargs=3, default=(261, 1024, 1024))
     ap.add_argument("--voxel-size", type=float, default=1.469)
     ap.add_argument("--scratch", default=None, help="folder for the timing run's files")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from synapseg.simulate import SimulationParams
+from synapseg.simulate.context import active_zone_truth
 from synapseg.simulate.phantom import build_phantom
 
 SHAPE = (48, 192, 192)
@@ -13,9 +14,12 @@ VOXEL_NM = 1.68
 
 
 def phantom(seed: int, **overrides):
+    """The phantom, with ``truth``: its vesicle table plus the true AZ columns."""
     params = SimulationParams(shape=SHAPE, voxel_size_nm=VOXEL_NM, seed=seed).replace(**overrides)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[0])
-    return build_phantom(params, rng)
+    ph = build_phantom(params, rng)
+    ph.truth = active_zone_truth(ph.vesicles, ph.info)
+    return ph
 
 
 def truth_probabilities(membrane_labels: np.ndarray) -> np.ndarray:

@@ -54,7 +54,7 @@ def test_no_active_zone_without_cleft(no_cleft):
 
 
 def test_az_distance_and_pools_match_the_truth(synapse, synapse_context):
-    truth = synapse.vesicles
+    truth = synapse.truth
     found = synapse_context.vesicles
     near = truth["az_distance_nm"].to_numpy() <= 100
     err = np.abs(found["az_distance_nm"].to_numpy() - truth["az_distance_nm"].to_numpy())[near]

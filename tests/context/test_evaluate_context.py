@@ -85,3 +85,31 @@ def test_evaluate_cli_reports_the_context(tmp_path):
     assert metrics["context"]["az_found"] and metrics["context"]["pool"]["accuracy"] == 1.0
     assert metrics["context"]["az_distance"]["n"] == 5
     assert "pool accuracy" in (out / "report.html").read_text()
+
+
+def test_evaluate_a_simulator_folder(synapse, synapse_context, tmp_path):
+    """The truth's AZ columns come from the simulator folder's info.json."""
+    folder = tmp_path / "sim"
+    folder.mkdir()
+    write_table_csv(folder / "vesicles.csv", synapse.vesicles)
+    (folder / "info.json").write_text(json.dumps(synapse.info, default=str))
+    write_table_csv(tmp_path / "pred.csv", synapse_context.vesicles)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--gt",
+            str(folder / "vesicles.csv"),
+            "--pred",
+            str(tmp_path / "pred.csv"),
+            "-o",
+            str(out),
+            "--voxel-size",
+            "1.68",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    ctx = json.loads((out / "metrics.json").read_text())["context"]
+    assert ctx["az_outcome"] == "tp"
+    assert ctx["az_distance"]["median_abs_error_nm"] < 1.0 and ctx["pool"]["accuracy"] >= 0.95

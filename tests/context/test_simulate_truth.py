@@ -21,12 +21,19 @@ def test_postsynaptic_membrane_has_its_own_class(synapse, no_cleft):
 def test_active_zone_recorded_only_with_a_cleft(synapse, no_cleft):
     assert synapse.info["active_zone"] is True
     assert no_cleft.info["active_zone"] is False
-    assert "az_distance_nm" in synapse.vesicles and "az_distance_nm" not in no_cleft.vesicles
-    assert "az_distance_nm" not in phantom(23, plasma_membrane=False).vesicles
+    assert synapse.truth["az_distance_nm"].notna().all()
+    assert no_cleft.truth["az_distance_nm"].isna().all()
+    plain = phantom(23, plasma_membrane=False)
+    assert "active_zone" not in plain.info and plain.truth["az_distance_nm"].isna().all()
+
+
+def test_vesicle_table_bytes_unchanged(synapse):
+    """The truth columns are not in the simulator's table (vesicles.csv stays byte-identical)."""
+    assert not any(c.startswith("az_") for c in synapse.vesicles.columns)
 
 
 def test_true_az_distance_is_midline_to_midplane(synapse):
-    t = synapse.vesicles
+    t = synapse.truth
     spheres = t["elongation"].to_numpy() == 1.0
     # outer-surface gap + the two half bilayers, to the curvature's second order
     expected = t["membrane_distance_nm"] + 4.5

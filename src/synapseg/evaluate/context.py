@@ -1,10 +1,11 @@
 """Scores of the synapse context against ground truth: the active zone found or not, each
 matched vesicle's ``az_distance_nm`` and its pool.
 
-The ground-truth table (the simulator's ``vesicles.csv``) holds ``az_distance_nm`` when
-the tomogram has an active zone; a prediction holds it (non-empty) when ``segment`` found
-one. Distances are scored over matched vesicles whose true distance is at most
-``within_nm`` (100 nm); pools over every matched vesicle with a true distance, the true
+The ground-truth table holds ``az_distance_nm`` when the tomogram has an active zone (for
+a simulator folder the columns are computed from its ``info.json``, see
+:func:`synapseg.simulate.context.active_zone_truth`); a prediction holds it (non-empty)
+when ``segment`` found one. Distances are scored over matched vesicles whose true
+distance is at most ``within_nm`` (100 nm); pools over every matched vesicle with a true distance, the true
 pool recomputed from the true distance with the same thresholds.
 """
 
@@ -19,6 +20,7 @@ import pandas as pd
 __all__ = [
     "add_context",
     "add_pooled_context",
+    "simulated_truth",
     "context_metrics",
     "context_rows",
     "pooled_context",
@@ -129,10 +131,33 @@ def pooled_context(per_tomogram: Iterable[dict[str, Any] | None]) -> dict[str, A
     return out
 
 
-def add_context(metrics: dict[str, Any], gt: Any, pred: Any, match: Any) -> None:
-    """``metrics["context"]`` from the raw tables and a match (nothing without AZ columns)."""
+def simulated_truth(gt: pd.DataFrame, gt_path: Any) -> pd.DataFrame:
+    """The ground truth with the AZ columns: as given, or, for a simulator folder
+    (``info.json`` beside the table, written by ``synapseg simulate``), computed from it."""
+    import json
+    from pathlib import Path
+
+    from synapseg.simulate.context import active_zone_truth
+
+    info_path = Path(gt_path).parent / "info.json" if gt_path is not None else None
+    if "az_distance_nm" in gt or info_path is None or not info_path.is_file():
+        return gt
+    if not all(c in gt for c in ("center_z_nm", "center_y_nm", "center_x_nm", "radius_nm")):
+        return gt
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    if "active_zone" not in info:  # not a simulator folder of issue 14 or later
+        return gt
+    return active_zone_truth(gt, info)
+
+
+def add_context(
+    metrics: dict[str, Any], gt: Any, pred: Any, match: Any, gt_path: Any = None
+) -> None:
+    """``metrics["context"]`` from the raw tables and a match (nothing without AZ columns);
+    a simulator folder's truth gets its AZ columns from ``info.json``."""
     if gt is None or pred is None:
         return
+    gt = simulated_truth(gt, gt_path)
     scores = context_metrics(gt, pred, match.gt_index, match.pred_index)
     if scores is not None:
         metrics["context"] = scores
