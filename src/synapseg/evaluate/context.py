@@ -5,8 +5,8 @@ The ground-truth table holds ``az_distance_nm`` when the tomogram has an active 
 a simulator folder the columns are computed from its ``info.json``, see
 :func:`synapseg.simulate.context.active_zone_truth`); a prediction holds it (non-empty)
 when ``segment`` found one. Distances are scored over matched vesicles whose true
-distance is at most ``within_nm`` (100 nm); pools over every matched vesicle with a true distance, the true
-pool recomputed from the true distance with the same thresholds.
+distance is at most ``within_nm`` (100 nm); pools over every matched vesicle with a true
+distance, the true pool recomputed from the true distance with the same thresholds.
 """
 
 from __future__ import annotations
