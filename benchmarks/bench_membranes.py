@@ -4,8 +4,8 @@
 Two parts, each optional:
 
 ``--accuracy``: simulates ``--n`` held-out tomograms (v2 world draws from seeds
-``[20261222, i]``, disjoint from every training recipe; cleft and organelles switched on and
-off in turn: i % 2 == 0 has a cleft, i % 4 < 2 has organelles), runs
+``[20261222, i]`` on 240 x 240 x (120-170) nm, disjoint from every training recipe; cleft and
+organelles switched on and off in turn: i % 2 == 0 has a cleft, i % 4 < 2 has organelles), runs
 ``synapseg.segment(..., outputs=["membrane_probabilities"])`` and scores the map against the
 simulator's ``membrane_labels`` (every class except 2, vesicles) with
 ``synapseg.evaluate.membranes.score_membranes``: Dice, symmetric surface distance (median,
@@ -57,7 +57,7 @@ def cpu_s() -> float:
 def case_params(i: int):
     from synapseg.simulate.draws import draw_world
 
-    p = draw_world(np.random.default_rng([SEED, i]), xy_extent_nm=300.0, z_extent_nm=(120, 170))
+    p = draw_world(np.random.default_rng([SEED, i]), xy_extent_nm=240.0, z_extent_nm=(120, 170))
     return p.replace(cleft=i % 2 == 0, distractors=i % 4 < 2)
 
 
@@ -138,29 +138,37 @@ def timing(shape: tuple[int, int, int], voxel_size_nm: float, whole: bool, model
     image = rng.standard_normal(shape, dtype=np.float32)
     out: dict = {"shape": list(shape), "voxel_size_nm": voxel_size_nm}
     common = {"voxel_size_nm": voxel_size_nm, "invert": "no"}
+    from synapseg.context.membrane_net import run_membrane_net
+    from synapseg.core.segment import stage_params
+    from synapseg.core.stages import StageContext, registered_stages
+
+    # side by side in one process: the vesicle network (with the specimen mask and the
+    # polarity it needs), then the membrane stage alone on the same artifacts
     t0, c0 = time.perf_counter(), cpu_s()
-    base = synapseg.segment(image, outputs=["specimen", "polarity"], **common)
-    out["specimen_s"] = time.perf_counter() - t0
-    for name, artifact in (("vesicle_network", "probabilities"), ("membrane_network", ARTIFACT)):
-        t0, c0 = time.perf_counter(), cpu_s()
-        seg = synapseg.segment(
-            image,
-            outputs=[artifact],
-            membrane_model=model,
-            **common,
-        )
-        out[name] = {
-            "wall_s": time.perf_counter() - t0,
-            "cpu_s": cpu_s() - c0,
-            "stage_s": seg.facts["predict" if artifact == "probabilities" else "membrane_net"][
-                "seconds"
-            ],
-        }
-        print(name, {k: round(v, 1) for k, v in out[name].items()}, flush=True)
-        del seg
-    out["membrane_over_vesicle"] = out["membrane_network"]["wall_s"] / out["vesicle_network"][
-        "wall_s"
-    ]
+    seg = synapseg.segment(image, outputs=["probabilities"], **common)
+    out["vesicle_network"] = {
+        "wall_s": time.perf_counter() - t0,
+        "cpu_s": cpu_s() - c0,
+        "stage_s": seg.facts["predict"]["seconds"],
+    }
+    params = {**stage_params(registered_stages()), **common, "membrane_model": model}
+    names = ("image", "grid", "specimen", "polarity", "probabilities")
+    inputs = {"image": image, "grid": seg.grid, **{k: seg[k] for k in names[2:]}}
+    ctx = StageContext("membrane_net", inputs, params)
+    t0, c0 = time.perf_counter(), cpu_s()
+    run_membrane_net(ctx)
+    out["membrane_network"] = {
+        "wall_s": time.perf_counter() - t0,
+        "cpu_s": cpu_s() - c0,
+        "stage_s": ctx.facts["seconds"],
+        "details": ctx.facts["details"],
+    }
+    for name in ("vesicle_network", "membrane_network"):
+        print(name, {k: round(v, 1) for k, v in out[name].items() if k != "details"})
+    del seg, ctx
+    out["membrane_over_vesicle_cpu"] = (
+        out["membrane_network"]["cpu_s"] / out["vesicle_network"]["cpu_s"]
+    )
     if whole:
         for name, m in (("segment_with_membranes", model), ("segment_without", "none")):
             t0, c0 = time.perf_counter(), cpu_s()
@@ -172,7 +180,6 @@ def timing(shape: tuple[int, int, int], voxel_size_nm: float, whole: bool, model
             }
             print(name, round(out[name]["wall_s"], 1), "s", flush=True)
             del seg
-    del base
     return out
 
 

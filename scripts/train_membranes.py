@@ -44,6 +44,11 @@ XY_EXTENT_NM = 300.0
 Z_EXTENT_NM = (120.0, 170.0)
 UNET = {"stem": 2, "base_channels": 8, "depth": 3, "out_channels": 2}
 MODEL_NAME = "sim-membrane-v1"
+RUN_HISTORY = (
+    "train --steps 3000 --decay-from 1500 --batch-size 2 --threads 1 (lr 2e-3), then "
+    "train --steps 4500 --decay-from 3000 --lr 1e-3 --batch-size 2 --threads 1 (a warm "
+    "restart from the step-3000 checkpoint); export --weights last"
+)
 HASHED_FILES = ("tomogram.mrc", "membrane_labels.mrc")
 
 log = logging.getLogger("train_membranes")
@@ -237,6 +242,7 @@ def cmd_export(args) -> int:
         "world": hashes["world"],
         "simulator_version": hashes["simulator_version"],
         "train_config": trainer.config.to_dict(),
+        "run_history": RUN_HISTORY,
     }
     metrics = {
         "validation": {k: v for k, v in best.items() if k != "volumes"},
