@@ -138,6 +138,10 @@ def run_vesicles(ctx: StageContext) -> dict[str, Any]:
         "min_confidence": p["min_confidence"],
         "tilt_axis": wedge.wedge_axis,  # "dual": weights of both series (a pyramid)
     }
+    if isinstance(p.get("model"), (str, os.PathLike)):  # the gate calibrated for this network
+        from synapseg.model.registry import card_post_params, read_card, resolve_model
+
+        params.update(card_post_params(read_card(resolve_model(p["model"]))))
     for key in ("threshold", "min_radius_nm", "max_radius_nm"):
         if p[key] is not None:
             params[key] = p[key]
@@ -253,3 +257,7 @@ BUILTIN = (
 
 for _stage in BUILTIN:
     register_stage(_stage, replace=True)
+
+import synapseg.context.membrane_net  # noqa: E402,F401  (registers the membrane_net stage)
+import synapseg.context.stage  # noqa: E402,F401  (registers the context stage)
+import synapseg.filaments.stage  # noqa: E402,F401  (registers the filaments stage)
