@@ -21,7 +21,6 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from synapseg.context.classify import ORGANELLE, PRESYNAPTIC, MembraneMap, quadric_side
-from synapseg.context.grid import upsample
 
 log = logging.getLogger(__name__)
 
@@ -103,18 +102,19 @@ def presynaptic_compartment(
     # back to the input grid: grow over the wall, remove the membrane voxels there, and
     # near the plasma membrane keep only its vesicle side, voxel by voxel
     region = ndimage.binary_dilation(region, np.ones((3, 3, 3), bool)) & ~organelles
-    full = upsample(region, f, mmap.shape)
-    near_full = upsample(near, f, mmap.shape)
-    yy, xx = np.meshgrid(
-        np.arange(mmap.shape[1]) * vs[1], np.arange(mmap.shape[2]) * vs[2], indexing="ij"
-    )
-    for z in range(mmap.shape[0]):
-        sec = full[z]
-        sec &= np.asarray(probabilities[z]) < mmap.level
-        check = sec & near_full[z]
-        if check.any():
-            pts = np.c_[np.full(int(check.sum()), z * vs[0]), yy[check], xx[check]]
-            sec[check] = quadric_side(fit, pts) * ves_side > 0
+    full = np.empty(mmap.shape, bool)
+    ny, nx = mmap.shape[1], mmap.shape[2]
+    yy, xx = np.meshgrid(np.arange(ny) * vs[1], np.arange(nx) * vs[2], indexing="ij")
+    for k in range(region.shape[0]):
+        reg = np.repeat(np.repeat(region[k], f, axis=0)[:ny], f, axis=1)[:, :nx]
+        close = np.repeat(np.repeat(near[k], f, axis=0)[:ny], f, axis=1)[:, :nx]
+        for z in range(k * f, min((k + 1) * f, mmap.shape[0])):
+            sec = reg & (np.asarray(probabilities[z]) < mmap.level)
+            check = sec & close
+            if check.any():
+                pts = np.c_[np.full(int(check.sum()), z * vs[0]), yy[check], xx[check]]
+                sec[check] = quadric_side(fit, pts) * ves_side > 0
+            full[z] = sec
     facts["compartment_volume_um3"] = round(float(full.sum()) * float(np.prod(vs)) * 1e-9, 5)
     facts["compartment_vesicles_inside"] = int(len(hits))
     return full, facts
