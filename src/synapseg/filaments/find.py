@@ -89,7 +89,7 @@ def detect_filaments(
     bounds = Boundaries.from_table(vesicles, shape, voxel_size_nm, az_mask, p.membrane_thickness_nm)
     labels = labels_out if labels_out is not None else np.zeros(shape, np.uint16)
     pairs, az_near = candidate_pairs(bounds, p)
-    stats = noise_stats(image, bounds, p) if pairs else (0.0, 1.0)
+    stats = noise_stats(image, bounds, p) if pairs and p.along_nm <= 0 else (0.0, 1.0)
     conns = []
     for i, j in pairs:
         point = az_near[i] if j < 0 and az_near is not None else None
@@ -121,8 +121,7 @@ def detect_filaments(
             n_connectors=int(kinds.get("connector", 0)),
             n_tethers=int(kinds.get("tether", 0)),
             n_pairs_searched=len(pairs),
-            noise_median=round(stats[0], 5) if pairs else None,
-            noise_sigma=round(stats[1], 5) if pairs else None,
+            noise="per box (oriented filter)" if p.along_nm > 0 else [round(v, 5) for v in stats],
             detect_seconds=round(t_detect, 3),
             seconds=round(time.perf_counter() - t0, 3),
             params=p.to_json(),

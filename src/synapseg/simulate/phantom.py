@@ -183,18 +183,18 @@ def build_phantom(params: SimulationParams, rng: np.random.Generator) -> Phantom
     ice = world.place_ice(scene, rng) if params.n_ice_blobs else []
     info["n_vesicles_target"] = _place_vesicles(scene, pm, rng)
     _render_vesicles(scene)
-    thin: list[np.ndarray] = []
+    thin: list[dict] = []
     actin: list[np.ndarray] = []
     if params.filaments:
         connectors_and_tethers(scene, pm, rng)
-        thin = [f["points_nm"] for f in scene.polylines]
+        thin = list(scene.polylines)
     if params.distractors:
         actin = place_actin(scene, rng)
     # Proteins and connectors/tethers (both ≈ 3.5 nm FWHM) share one blur.
     small = fil.sigma_px(SMALL_DIAMETER_NM, scene.vs)
     crowd = np.zeros(scene.shape, np.float32)
     fil.splat_proteins(crowd, scene.vs, rng, small, params.protein_crowding)
-    fil.splat_tubes(crowd, thin, scene.vs, small, 0.6)
+    fil.splat_filaments(crowd, thin, scene.vs, small)
     # Actin (7 nm) as a bundle of 7 thin lines on a 1.75 nm circle: the same blur then
     # gives a 7 nm filament, without a second full-volume filter.
     strands = [s for line in actin for s in fil.strands(line, ACTIN_DIAMETER_NM / 4)]
