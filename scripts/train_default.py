@@ -503,7 +503,7 @@ def cmd_check(args) -> int:
     """Short rebuild check: retrain the first ``--steps`` of the recipe's run (same seed,
     data, config and schedule) into a fresh run folder and compare its validation rows with
     the card's ``training_data.rebuild_reference`` within ``CHECK_TOLERANCE``."""
-    from synapseg.model.registry import read_card, resolve_model
+    from synapseg.model.registry import available_models, read_card, resolve_model
 
     card = read_card(resolve_model(args.model))
     data = card.training_data if isinstance(card.training_data, dict) else {}
@@ -511,8 +511,9 @@ def cmd_check(args) -> int:
     if not reference:
         raise SystemExit(f"{args.model}: the card has no rebuild_reference (export it with v2)")
     cfg = data["train_config"]
-    init = (data.get("initialised_from") or {}).get("init", "scratch")
-    init = "scratch" if init == "scratch" else data["initialised_from"]["path"]
+    start = data.get("initialised_from") or {"init": "scratch"}
+    # a shipped model by name (its committed weights, sha256 in the card), else the folder
+    init = start["init"] if start["init"] in ("scratch", *available_models()) else start["path"]
     root = Path(args.cache)
     generate(root, args.version)
     decay = cfg.get("decay_start") if cfg.get("schedule") == "cosine" else None
