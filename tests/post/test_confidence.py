@@ -187,3 +187,23 @@ def test_shipped_model_does_not_extrapolate():
     unclipped = {k: v for k, v in model.items() if k != "z_clip"}
     f = candidate_features(fits, VOXEL_NM, shape=(80, 200, 800))
     assert predict_confidence(f, unclipped)[3] != pytest.approx(out[1][3], abs=1e-6)
+
+
+def test_training_fit_keeps_square_weights_concave():
+    # scripts/train_confidence.py: a U-shaped truth (both tails positive) cannot be learned as a
+    # convex bowl; the fit stays concave in every feature
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "train_confidence.py"
+    spec = importlib.util.spec_from_file_location("train_confidence", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(20261208)
+    z = rng.standard_normal((400, 2))
+    y = (np.abs(z[:, 0]) > 1.0).astype(int)  # U-shape in feature 0
+    design = np.hstack([z, z**2])
+    w, b = mod.fit_concave_logistic(design, y, 1.0)
+    assert np.all(w[2:] <= 1e-12)
+    unconstrained = np.linalg.lstsq(np.hstack([design, np.ones((400, 1))]), 2 * y - 1, rcond=None)
+    assert unconstrained[0][2] > 0  # the data do ask for a convex term
