@@ -102,11 +102,16 @@ def filaments(
             log.warning("%s: no voxel carries the AZ id %d: no tethers", boundaries, az_id)
             az_mask = None
         if vesicles is None:
-            ids = (
-                [int(v) for v in vesicle_ids.split(",")]
-                if vesicle_ids
-                else [int(v) for v in np.unique(labels) if v >= 10]
-            )
+            try:
+                ids = (
+                    [int(v) for v in vesicle_ids.replace(",", " ").split()]
+                    if vesicle_ids
+                    else [int(v) for v in np.unique(labels) if v >= 10]
+                )
+            except ValueError as exc:
+                raise InputError(
+                    "--vesicle-ids", f"'{vesicle_ids}' is not a list of ids", "e.g. 10,11"
+                ) from exc
             if not ids:
                 raise InputError(boundaries, "no vesicle ids (>= 10)", "give --vesicle-ids")
             table = vesicles_from_labels(labels, ids, vs)
