@@ -14,8 +14,11 @@ from rich.table import Table
 from synapseg.commands.base import app, err_console, handle_errors
 from synapseg.commands.options import overwrite_option
 from synapseg.errors import InputError
+from synapseg.evaluate import filaments as filament_scores
+from synapseg.evaluate import membranes as membrane_scores
 from synapseg.evaluate.batch import (
     Loaded,
+    gt_outside,
     is_volume,
     load_vesicles,
     open_tomogram,
@@ -23,6 +26,7 @@ from synapseg.evaluate.batch import (
     pool_matches,
     pooled_metrics,
 )
+from synapseg.evaluate.context import add_context, add_pooled_context
 from synapseg.evaluate.matching import MatchResult, match_vesicles
 from synapseg.evaluate.metrics import metrics_from_match
 from synapseg.evaluate.report import report_targets, summary_rows, write_report
@@ -33,8 +37,7 @@ from synapseg.io.volume import Volume, read_volume
 
 
 def _parse_ids(text: str | None) -> list[int] | None:
-    """``"36,48 49"`` → ``[36, 48, 49]``; a Pyto parameter file (``*.py``) → its
-    ``vesicle_ids``."""
+    """``"36,48 49"`` → ``[36, 48, 49]``; a Pyto parameter file (``*.py``) → its vesicle_ids."""
     if text is None:
         return None
     if text.endswith(".py"):
@@ -112,7 +115,7 @@ def evaluate_one(
             else None
         ),
     )
-    outside = _gt_outside(gt, pred, tomo)
+    outside = gt_outside(gt, pred, tomo)
     if outside:
         err_console.print(f"warning: {gt_path}: {outside}", markup=False)
         metrics["warnings"] = [*metrics.get("warnings", []), outside]
@@ -122,21 +125,18 @@ def evaluate_one(
             f"{options.get('gt_labels') or gt_path} vs {options.get('pred_labels') or pred_path}"
         )
     metrics["inputs"] = {k: v for k, v in inputs.items() if v is not None}
+    add_context(metrics, gt.raw, pred.raw, match, gt_path)  # issue 14: AZ, distances, pools
+    membranes = membrane_scores.membrane_metrics(
+        gt_path, pred_path, *options.get("membranes", (None, None))
+    )
+    if membranes is not None:
+        metrics["membranes"] = membranes
+        err_console.print(membrane_scores.membrane_summary(membranes), markup=False)
+    filaments = filament_scores.filament_metrics(*options.get("filaments", (None, None)), match)
+    if filaments is not None:  # issue 15: connectors and tethers
+        metrics["filaments"] = filaments
+        err_console.print(filament_scores.filament_summary_line(filaments), markup=False)
     return metrics, match, tomo, inputs
-
-
-def _gt_outside(gt: Loaded, pred: Loaded, tomo: Volume | None) -> str | None:
-    """A warning when ground-truth centers lie outside the tomogram (or label volume)."""
-    from synapseg.summary import centers_outside_warning
-
-    if tomo is not None:
-        shape, vs = tomo.shape, tomo.voxel_size_nm
-    else:
-        side = next((s for s in (pred, gt) if s.labels is not None and s.voxel_size_nm), None)
-        if side is None:
-            return None
-        shape, vs = side.labels.shape, side.voxel_size_nm
-    return centers_outside_warning(gt.table.centers_nm, shape, vs, "ground-truth")
 
 
 def _print_summary(title: str, metrics: dict[str, Any]) -> None:
@@ -272,6 +272,10 @@ def evaluate(
         help="Tomogram binning relative to the tilt series, for STAR files that hold only "
         "RELION-4 rlnCoordinate* (unbinned px); RELION-5 centered Å needs none.",
     ),
+    membranes_truth: Path | None = typer.Option(None, help=membrane_scores.TRUTH_HELP),
+    membranes_pred: Path | None = typer.Option(None, help=membrane_scores.PRED_HELP),
+    filaments_truth: Path | None = typer.Option(None, help=filament_scores.TRUTH_HELP),
+    filaments_pred: Path | None = typer.Option(None, help=filament_scores.PRED_HELP),
     overwrite: bool = overwrite_option(),
 ) -> None:
     """Match predicted vesicles to ground truth (Hungarian on centers) and write metrics.json
@@ -299,6 +303,8 @@ def evaluate(
         "membrane_thickness_nm": membrane_thickness,
         "z_slabs": z_slabs,
         "star_binning": star_binning,
+        "membranes": (membranes_truth, membranes_pred),
+        "filaments": (filaments_truth, filaments_pred),
     }
     gt_dir = gt.is_dir() and not is_volume(gt)
     pred_dir = pred.is_dir() and not is_volume(pred)
@@ -308,6 +314,8 @@ def evaluate(
             "one of --gt/--pred is a folder and the other a file",
             "give two files (one tomogram) or two folders (many)",
         )
+    membrane_scores.check_membrane_options(gt_dir, membranes_truth, membranes_pred)
+    filament_scores.check_filament_options(filaments_truth, filaments_pred)
     if not gt_dir:
         metrics, match, tomo, inputs = evaluate_one(gt, pred, tomogram, options)
         write_report(
@@ -360,6 +368,7 @@ def _evaluate_many(
         per[pair.stem] = metrics
         matches.append(match)
     pooled = pooled_metrics(matches, per, betas=options["betas"], z_slabs=options["z_slabs"])
+    add_pooled_context(pooled, per)
     pooled["skipped"] = {
         "prediction_without_ground_truth": pairing.pred_without_gt,
         "ground_truth_without_prediction": pairing.gt_without_pred,
