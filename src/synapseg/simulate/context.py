@@ -1,9 +1,14 @@
 """The cellular context around the vesicles: plasma membrane, cleft, organelles, filaments.
 
 Everything here is a distractor or a partner of the vesicles: the presynaptic plasma
-membrane (class 1), the cleft with the postsynaptic membrane and density, a mitochondrion,
-endosome-like compartments and dense-core vesicles (class 3), actin, and the connectors and
-tethers whose polylines are ground truth.
+membrane (class 1), the cleft with the postsynaptic membrane (class 4) and density, a
+mitochondrion, endosome-like compartments and dense-core vesicles (class 3), actin, and
+the connectors and tethers whose polylines are ground truth.
+
+The active zone (AZ) is the presynaptic plasma membrane facing the cleft: with a cleft,
+the whole simulated plasma membrane (the cleft spans the volume); without a cleft or a
+plasma membrane there is none (``info["active_zone"]``). :func:`active_zone_truth` adds
+each vesicle's exact distance to its midplane to a vesicle table.
 """
 
 from __future__ import annotations
@@ -12,9 +17,18 @@ import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from synapseg.simulate import filaments as fil
-from synapseg.simulate.scene import ACTIN_DIAMETER_NM, OTHER, PLASMA, Scene, clear, random_point
+from synapseg.simulate.scene import (
+    ACTIN_DIAMETER_NM,
+    OTHER,
+    PLASMA,
+    POSTSYNAPTIC,
+    Scene,
+    clear,
+    random_point,
+)
 from synapseg.simulate.shapes import Blob, CurvedPlane, Ellipsoid, Profile, Shape, Sphere, bilayer
 
 
@@ -42,15 +56,72 @@ def render_synapse(scene: Scene, pm: CurvedPlane, rng: np.random.Generator) -> d
             (scene.half_t, width - scene.half_t, 0.1),
             (width + scene.half_t, width + psd, 0.3),
         ]
-        membranes.append((width, OTHER))
+        membranes.append((width, POSTSYNAPTIC))
         info.update(cleft_width_nm=width, psd_thickness_nm=psd)
     scene.add(pm, Profile(gauss, steps), membranes)
     info.update(
         plasma_membrane_normal_zyx=pm.normal.tolist(),
         plasma_membrane_point_nm=pm.point_nm.tolist(),
         plasma_membrane_curvature_per_nm=float(pm.curvature_per_nm),
+        active_zone=bool(p.cleft),
     )
     return info
+
+
+def paraboloid_nearest(pm: CurvedPlane, points_nm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact distance (nm) from each point to the sheet ``pm(p) = 0`` and the nearest points.
+
+    The sheet is a paraboloid of revolution about the axis through ``pm.point_nm`` along
+    ``pm.normal``: its nearest point lies in the plane of that axis and the point, at the
+    axial radius ``r`` solving ``k²/2·r³ + (1 + k·a)·r - ρ = 0`` (``a``, ``ρ``: the point's
+    axial and radial coordinates, ``k`` the curvature).
+    """
+    pts = np.asarray(points_nm, float).reshape(-1, 3)
+    p0, n = np.asarray(pm.point_nm, float), np.asarray(pm.normal, float)
+    k = float(pm.curvature_per_nm)
+    u = pts - p0
+    a = u @ n
+    perp = u - a[:, None] * n
+    rho = np.linalg.norm(perp, axis=1)
+    dist = np.empty(len(pts))
+    nearest = np.empty_like(pts)
+    for i in range(len(pts)):
+        roots = np.roots([k * k / 2, 0.0, 1 + k * a[i], -rho[i]]) if k else [rho[i]]
+        r = np.array([float(np.real(v)) for v in roots if abs(np.imag(v)) < 1e-9])
+        d2 = (r - rho[i]) ** 2 + (a[i] + k * r**2 / 2) ** 2
+        best = r[int(np.argmin(d2))]
+        dist[i] = math.sqrt(float(d2.min()))
+        e = perp[i] / rho[i] if rho[i] > 1e-12 else np.zeros(3)
+        nearest[i] = p0 + best * e - (k * best**2 / 2) * n
+    return dist, nearest
+
+
+def active_zone_truth(vesicles: pd.DataFrame, info: dict[str, Any]) -> pd.DataFrame:
+    """A copy of a simulated vesicle table with the true AZ columns.
+
+    ``az_distance_nm``: the exact distance from each vesicle's bilayer-midline sphere
+    (``center_*_nm``, ``radius_nm``) to the AZ midplane (the plasma membrane's sheet, from
+    ``info``); ``az_nearest_{z,y,x}_nm``: the nearest midplane point. NaN when the synapse
+    has no AZ (``info["active_zone"]`` false or absent). Kept out of ``vesicles.csv`` so
+    every earlier simulation stays byte-identical.
+    """
+    out = vesicles.copy()
+    cols = ["az_distance_nm", "az_nearest_z_nm", "az_nearest_y_nm", "az_nearest_x_nm"]
+    if not info.get("active_zone") or not len(out):
+        for col in cols:
+            out[col] = np.full(len(out), np.nan)
+        return out
+    pm = CurvedPlane(
+        np.asarray(info["plasma_membrane_point_nm"], float),
+        np.asarray(info["plasma_membrane_normal_zyx"], float),
+        float(info["plasma_membrane_curvature_per_nm"]),
+    )
+    centers = out[["center_z_nm", "center_y_nm", "center_x_nm"]].to_numpy(float)
+    dist, nearest = paraboloid_nearest(pm, centers)
+    out[cols[0]] = dist - out["radius_nm"].to_numpy(float)
+    for i, col in enumerate(cols[1:]):
+        out[col] = nearest[:, i]
+    return out
 
 
 def distractors(scene: Scene, pm: CurvedPlane, rng: np.random.Generator) -> dict:
@@ -139,6 +210,40 @@ def _intraluminal_vesicles(
 
 
 def connectors_and_tethers(scene: Scene, pm: CurvedPlane, rng: np.random.Generator) -> None:
+    """Connectors (vesicle–vesicle) and tethers (vesicle–plasma membrane) as polylines.
+
+    ``filament_model`` ``legacy`` (default: the bytes of every earlier phantom) draws them
+    here from the phantom's stream. ``published`` (numbers tuned to published values, see
+    docs/filaments.md) and ``none`` (the same phantom without them: a negative control)
+    first make the legacy draws, so every other object stays where it was, then replace
+    them: ``published`` with :func:`~synapseg.simulate.filaments.published_filaments` on an
+    independent stream of the seed, ``none`` with nothing.
+    """
+    start = len(scene.polylines)
+    _legacy_connectors_and_tethers(scene, pm, rng)
+    model = getattr(scene.p, "filament_model", "legacy")
+    if model == "legacy":
+        return
+    del scene.polylines[start:]
+    if model == "none":
+        return
+    ves = [(i, v) for i, v in enumerate(scene.vesicles, start=1) if v.elongation == 1.0]
+    frng = np.random.default_rng(np.random.SeedSequence([int(scene.p.seed), 15]))
+    has_pm = bool(scene.p.plasma_membrane)
+    scene.polylines.extend(
+        fil.published_filaments(
+            np.array([v.center_nm for _, v in ves]).reshape(-1, 3),
+            np.array([v.radius_nm for _, v in ves]),
+            np.array([i for i, _ in ves]),
+            scene.half_t,
+            frng,
+            (lambda q: pm(q[:, 0], q[:, 1], q[:, 2])) if has_pm else None,
+            pm.normal if has_pm else None,
+        )
+    )
+
+
+def _legacy_connectors_and_tethers(scene: Scene, pm: CurvedPlane, rng: np.random.Generator) -> None:
     ves = [v for v in scene.vesicles if v.elongation == 1.0]
     ids = {id(v): i for i, v in enumerate(scene.vesicles, start=1)}
     seen: set[tuple[int, int]] = set()
