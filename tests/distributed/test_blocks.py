@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from synapseg.distributed.blocks import (
     Block,
@@ -57,6 +58,7 @@ def test_network_blocks_use_each_tile_where_it_weighs():
     assert np.all(count == 1) and len(blocks) >= 4
 
 
+@pytest.mark.slow  # ~25 s under load
 def test_blocks_equal_the_whole_map_off_the_model_voxel_size():
     """Input at 1.5 nm (the model's is 1.8): every block resamples its region as the whole
     volume is resampled, so the map is still identical."""

@@ -41,7 +41,7 @@ def test_vesicles_equal_single_process(blockwise, reference):
     gap_nm = np.abs(a[CENTERS].to_numpy() - b[CENTERS].to_numpy()) * vs
     assert gap_nm.max() < 1e-3
     assert np.array_equal(a["id"].to_numpy(), b["id"].to_numpy())
-    # the radius fit is ill-conditioned at the 0.01 nm level (see docs/scaling.md)
+    # the radius fit turns rounding into a few 0.01 nm (docs/scaling.md)
     assert np.abs(a["radius_nm"].to_numpy() - b["radius_nm"].to_numpy()).max() < 0.1
 
 

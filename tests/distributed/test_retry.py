@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 
+@pytest.mark.slow  # ~30 s: two worker processes start, one dies and is replaced
 def test_killed_worker_task_is_retried(blockwise, sim_mrc, tmp_path, monkeypatch):
     distributed = pytest.importorskip("distributed")
     monkeypatch.syspath_prepend(str(Path(__file__).parent))  # spawned workers inherit it
