@@ -70,3 +70,27 @@ def test_card_post_params_come_from_the_card_and_survive_a_round_trip(tmp_path):
     assert isinstance(torch.load(folder / "model.pt", weights_only=True), dict)
     assert card_post_params(None) == {}
     assert card_post_params(ModelCard(name="x", architecture={}, voxel_size_nm=1.0)) == {}
+
+
+def test_the_pipeline_reads_the_gate_from_the_model_card(tmp_path):
+    """A card's ``postprocessing.min_best_score`` replaces the pipeline's 0.9: an impossible
+    gate (1.01) declares a tomogram with vesicles vesicle-free, the same weights without it
+    find them."""
+    import json
+    import shutil
+
+    import synapseg
+
+    plain = tmp_path / "plain"
+    shutil.copytree(resolve_model("default").parent, plain)
+    strict = tmp_path / "strict"
+    shutil.copytree(plain, strict)
+    card = json.loads((strict / "model.json").read_text())
+    card["postprocessing"] = {"min_best_score": 1.01}
+    (strict / "model.json").write_text(json.dumps(card))
+    sim = synapseg.simulate(shape=(32, 80, 80), voxel_size_nm=1.68, seed=3, n_vesicles=4)
+    found = synapseg.segment(sim.tomogram, model=plain, voxel_size_nm=1.68, device="cpu")
+    assert len(found.vesicles) > 0
+    gated = synapseg.segment(sim.tomogram, model=strict, voxel_size_nm=1.68, device="cpu")
+    assert len(gated.vesicles) == 0
+    assert "< 1.01" in gated.facts["vesicles"]["statement"]
