@@ -131,19 +131,40 @@ def summary(rows: list[dict]) -> dict:
     }
 
 
-def timing(shape: tuple[int, int, int], voxel_size_nm: float, whole: bool, model: str) -> dict:
+def timing(
+    shape: tuple[int, int, int], voxel_size_nm: float, whole: bool, model: str, side: bool = True
+) -> dict:
     import synapseg
 
     rng = np.random.default_rng(0)
     image = rng.standard_normal(shape, dtype=np.float32)
     out: dict = {"shape": list(shape), "voxel_size_nm": voxel_size_nm}
     common = {"voxel_size_nm": voxel_size_nm, "invert": "no"}
+    # side by side in one process: the vesicle network (with the specimen mask and the
+    # polarity it needs), then the membrane stage alone on the same artifacts
+    if side:
+        _side_by_side(image, common, model, out)
+    if whole:
+        for name, m in (("segment_with_membranes", model), ("segment_without", "none")):
+            t0, c0 = time.perf_counter(), cpu_s()
+            seg = synapseg.segment(image, membrane_model=m, **common)
+            out[name] = {
+                "wall_s": time.perf_counter() - t0,
+                "cpu_s": cpu_s() - c0,
+                "stages": sorted(seg.facts),
+            }
+            print(name, round(out[name]["wall_s"], 1), "s", flush=True)
+            del seg
+    return out
+
+
+def _side_by_side(image: np.ndarray, common: dict, model: str, out: dict) -> None:
+    """Vesicle path, then the membrane stage alone on its artifacts (wall and CPU each)."""
+    import synapseg
     from synapseg.context.membrane_net import run_membrane_net
     from synapseg.core.segment import stage_params
     from synapseg.core.stages import StageContext, registered_stages
 
-    # side by side in one process: the vesicle network (with the specimen mask and the
-    # polarity it needs), then the membrane stage alone on the same artifacts
     t0, c0 = time.perf_counter(), cpu_s()
     seg = synapseg.segment(image, outputs=["probabilities"], **common)
     out["vesicle_network"] = {
@@ -169,18 +190,6 @@ def timing(shape: tuple[int, int, int], voxel_size_nm: float, whole: bool, model
     out["membrane_over_vesicle_cpu"] = (
         out["membrane_network"]["cpu_s"] / out["vesicle_network"]["cpu_s"]
     )
-    if whole:
-        for name, m in (("segment_with_membranes", model), ("segment_without", "none")):
-            t0, c0 = time.perf_counter(), cpu_s()
-            seg = synapseg.segment(image, membrane_model=m, **common)
-            out[name] = {
-                "wall_s": time.perf_counter() - t0,
-                "cpu_s": cpu_s() - c0,
-                "stages": sorted(seg.facts),
-            }
-            print(name, round(out[name]["wall_s"], 1), "s", flush=True)
-            del seg
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shape", type=int, nargs=3, default=[261, 1024, 1024])
     ap.add_argument("--voxel-size", type=float, default=1.469)
     ap.add_argument("--no-whole", action="store_true", help="skip the whole-segment timing")
+    ap.add_argument("--no-side", action="store_true", help="skip the side-by-side timing")
     ap.add_argument("--model", default="default", help="membrane model (name or folder)")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args(argv)
@@ -215,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(json.dumps(s, indent=1))
     if a.timing:
-        result["timing"] = timing(tuple(a.shape), a.voxel_size, not a.no_whole, a.model)
+        result["timing"] = timing(
+            tuple(a.shape), a.voxel_size, not a.no_whole, a.model, not a.no_side
+        )
         print(json.dumps(result["timing"], indent=1, default=str))
     if a.json:
         with open(a.json, "w", encoding="utf-8") as fh:
