@@ -11,10 +11,12 @@ Pipeline (on the working grid of :mod:`synapseg.context.grid`, ≈ 3 nm voxels):
    curved (curvature radius ≥ ``min_sheet_radius_nm``); other components of at least
    ``min_area_nm2`` are organelle membranes (closed or strongly curved: mitochondria,
    endosomes, ER, dense-core vesicles); smaller ones stay unclassified;
-4. a *synaptic pair* is two sheets with a parallel partner: at least ``min_pair_fraction``
-   of one sheet lies ``cleft_nm`` (15-35 nm, midplane to midplane) from the other. The
-   sheet on the vesicle cloud's side is the presynaptic plasma membrane, the other the
-   postsynaptic membrane. An unpaired large sheet is plasma membrane without an active zone.
+4. a *synaptic pair* is a sheet with a partner membrane: at least ``min_pair_fraction``
+   of the sheet lies ``cleft_nm`` (15-35 nm, midplane to midplane) from another component
+   (a sheet or not: a predicted postsynaptic membrane often merges with its density),
+   which lies further from the vesicles. The sheet is the presynaptic plasma membrane, the
+   partner the postsynaptic membrane. An unpaired large sheet is plasma membrane without an
+   active zone.
 """
 
 from __future__ import annotations
@@ -233,8 +235,8 @@ def classify_membranes(
         shapes[comp] = fit
         sheet = fit["flatness"] <= flat_max and fit["curvature_per_nm"] <= 1 / min_sheet_radius_nm
         classes[comp] = UNCLASSIFIED if sheet else ORGANELLE
-        if sheet:
-            points[comp] = pts
+        fit["sheet"] = bool(sheet)
+        points[comp] = pts
     pairs = _synaptic_pairs(points, shapes, vesicles, vs, thick_nm, cleft_nm, min_pair_fraction)
     paired = set()
     for pair in pairs:
@@ -242,7 +244,8 @@ def classify_membranes(
         classes[pair["post"]] = POSTSYNAPTIC
         paired |= {pair["pre"], pair["post"]}
     for comp in points:
-        if comp not in paired and shapes[comp]["area_nm2"] >= min_plasma_area_nm2:
+        big = shapes[comp]["area_nm2"] >= min_plasma_area_nm2
+        if comp not in paired and shapes[comp]["sheet"] and big:
             classes[comp] = PRESYNAPTIC  # plasma membrane without a partner: no active zone
     return MembraneMap(
         factor, vs, tuple(probabilities.shape), components, classes, shapes, pairs, level
@@ -258,7 +261,13 @@ def _synaptic_pairs(
     cleft_nm: tuple[float, float],
     min_fraction: float,
 ) -> list[dict[str, Any]]:
-    """Sheets with a parallel partner across a cleft, presynaptic side first."""
+    """Sheets with a partner membrane across a cleft, presynaptic side first.
+
+    The presynaptic side must be a sheet; its partner may be any membrane component (a
+    predicted postsynaptic membrane often merges with its density into a thicker, less
+    flat component): ``min_fraction`` of the sheet lies ``cleft_nm`` from it, on the side
+    away from the vesicles.
+    """
     if vesicles is None or not len(vesicles) or len(points) < 2:
         return []
     centers = vesicles[["center_z_px", "center_y_px", "center_x_px"]].to_numpy(float) * vs
@@ -268,6 +277,8 @@ def _synaptic_pairs(
     used: set[int] = set()
     ids = sorted(points, key=lambda c: ves_dist[c])  # nearest the vesicles first
     for a in ids:
+        if not shapes[a]["sheet"]:
+            continue
         for b in ids:
             if a == b or a in used or b in used or ves_dist[b] <= ves_dist[a]:
                 continue
