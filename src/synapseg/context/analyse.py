@@ -17,7 +17,10 @@ from synapseg.context.distances import add_az_columns, distance_layers, layer_fa
 from synapseg.context.grid import upsample
 from synapseg.core.units import voxel_size_zyx
 
-__all__ = ["SynapseContext", "analyse_context", "membrane_classes"]
+__all__ = ["RETRY_LEVELS", "SynapseContext", "analyse_context", "membrane_classes"]
+
+RETRY_LEVELS = (192, 230)
+"""Stricter membrane levels (0-255) tried in turn when no synaptic pair is found."""
 
 
 @dataclass
@@ -113,14 +116,19 @@ def analyse_context(
     vs = voxel_size_zyx(voxel_size_nm)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    mmap = classify_membranes(
-        membrane_probabilities,
-        vs,
-        vesicles,
-        level=level,
-        cleft_nm=cleft_nm,
-        membrane_thickness_nm=membrane_thickness_nm,
-    )
+    # no synaptic pair: retry at stricter levels (a network's map can bridge the cleft,
+    # merging both membranes into one component, with lower probabilities in the bridge)
+    for lvl in (level, *(v for v in RETRY_LEVELS if v > level)):
+        mmap = classify_membranes(
+            membrane_probabilities,
+            vs,
+            vesicles,
+            level=lvl,
+            cleft_nm=cleft_nm,
+            membrane_thickness_nm=membrane_thickness_nm,
+        )
+        if mmap.pairs:
+            break
     timings["classify_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     membranes = membrane_classes(mmap, membrane_probabilities, vesicles, membrane_thickness_nm)
@@ -145,7 +153,7 @@ def analyse_context(
         membrane_thickness_nm=membrane_thickness_nm,
     )
     timings["distances_s"] = time.perf_counter() - t0
-    facts: dict[str, Any] = {**mmap.facts(), **comp_facts}
+    facts: dict[str, Any] = {**mmap.facts(), **comp_facts, "level": mmap.level}
     facts["active_zone"] = (
         az.facts
         if az is not None
