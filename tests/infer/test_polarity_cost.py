@@ -7,9 +7,11 @@ import pytest
 
 import synapseg.infer.forward as forward
 from synapseg.infer import polarity
+from synapseg.infer.predict import predict_volume
 from synapseg.infer.preprocess import grid_shape
 from synapseg.io.volume import Volume
 from synapseg.model.registry import load_model
+from synapseg.simulate import SimulationParams, simulate_tomogram
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def test_vesicle_free_volume_costs_one_batch_per_crop(model, monkeypatch):
         assert np.abs(batch[0]).mean() > 0.1  # the crop, normalised, not zeros
 
 
-def test_model_grid_crop_goes_to_the_nearest_size_multiple(model, monkeypatch):
+def test_crop_fits_the_network_tile(model, monkeypatch):
     shapes = []
 
     def record(net, batch, device, channels=(0,), transforms=(((), 0),)):
@@ -56,10 +58,29 @@ def test_model_grid_crop_goes_to_the_nearest_size_multiple(model, monkeypatch):
     monkeypatch.setattr(forward, "forward_batch", record)
     net, card = model
     m = net.config.size_multiple
-    # the reference volume's crop: 67 model voxels in z (3 above 64: trimmed), 122 in y and x
-    # (6 below 128: padded)
-    n_in = (82, 150, 150)
-    assert grid_shape(n_in, 1.469, card.voxel_size_nm) == (67, 122, 122)
-    crop = Volume(np.random.default_rng(1).normal(0, 1, n_in).astype(np.float32), (1.469,) * 3)
+    # the reference volume (1.469 nm): 120 nm in z would be 67 model voxels, padded to 80
+    volume = Volume(np.zeros((261, 512, 512), np.float32), (1.469,) * 3)
+    size_nm = polarity.network_crop_nm(volume, card, net)
+    crop = polarity.central_crop(volume, size_nm)
+    assert all(n <= t for n, t in zip(grid_shape(crop.shape, 1.469, card.voxel_size_nm),
+                                      (4 * m, 8 * m, 8 * m)))  # fmt: skip
+    crop.data[:] = np.random.default_rng(1).normal(0, 1, crop.shape)
     polarity.confident_fractions(crop, net, card, forward.select_device("cpu"))
     assert shapes == [(4 * m, 8 * m, 8 * m)]
+
+
+def test_fractions_are_those_of_the_full_prediction(model):
+    """The one-batch path counts on the crop's own grid, as ``predict_volume`` (on whose
+    fractions the thresholds were calibrated): on the model grid small spurious blobs count
+    up to 1.6x more, which flipped a vesicle-free crop to 'inverted'."""
+    net, card = model
+    params = SimulationParams(shape=(40, 96, 96), voxel_size_nm=1.68, seed=5, n_vesicles=12)
+    crop = Volume(simulate_tomogram(params, keep_phantom=False).tomogram, (1.68,) * 3)
+    dev = forward.select_device("cpu")
+    got = polarity.confident_fractions(crop, forward.prepare_net(net, dev), card, dev)
+    want = [
+        float((predict_volume(crop, model=model, device="cpu", invert=inv) > 0.9).mean())
+        for inv in (False, True)
+    ]
+    assert want[0] > 0.01  # vesicles: a non-trivial fraction
+    np.testing.assert_allclose(got, want, atol=2e-5)

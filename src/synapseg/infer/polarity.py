@@ -34,10 +34,8 @@ CROP_NM = (120.0, 220.0, 220.0)  # a few vesicles' worth of context, (z, y, x)
 CONFIDENT = 0.9
 MIN_RATIO = 2.0  # below this the evidence is too weak to override the usual dark densities
 MIN_EVIDENCE = 0.01
-"""Confident-voxel fraction of a crop (on the model grid) needed to count as evidence (a
-vesicle of 20 nm radius fills about 0.6 % of a default crop; vesicle-free simulated crops
-reach at most 0.5 %: about 1.1x their fraction on the input grid, which was measured before
-the fractions moved to the model grid)."""
+"""Confident-voxel fraction of a crop needed to count as evidence (a vesicle of 20 nm radius
+fills about 0.6 % of a default crop; vesicle-free simulated crops reach at most 0.4 %)."""
 MAX_CROPS = 5
 
 
@@ -119,16 +117,17 @@ def decide_polarity(
 
     net, card = model if isinstance(model, tuple) else load_model(model)
     dev = select_device(device)
+    crop_nm = network_crop_nm(volume, card, net)
     net = prepare_net(net, dev)  # once for every crop and both polarities
     totals = {"normal": 0.0, "inverted": 0.0}
     used: list[list[int]] = []
     seen = set()
     for center in crop_centers(volume, specimen)[: max(1, max_crops)]:
-        key = tuple((sl.start, sl.stop) for sl in _crop_slices(volume, CROP_NM, center))
+        key = tuple((sl.start, sl.stop) for sl in _crop_slices(volume, crop_nm, center))
         if key in seen:  # a small volume: the crops coincide
             continue
         seen.add(key)
-        crop = central_crop(volume, CROP_NM, center)
+        crop = central_crop(volume, crop_nm, center)
         normal, inverted = confident_fractions(crop, net, card, dev)
         totals["normal"] += normal
         totals["inverted"] += inverted
@@ -171,16 +170,28 @@ def decide_polarity(
 
 
 def confident_fractions(crop: Volume, net: Any, card: Any, device: Any) -> tuple[float, float]:
-    """Fractions of a crop's model-grid voxels with probability > :data:`CONFIDENT`, for the
-    normal and the inverted contrast, from one batch of two.
+    """Fractions of a crop's voxels with probability > :data:`CONFIDENT`, for the normal and
+    the inverted contrast, from one batch of two.
 
     The crop is prepared once as the full prediction prepares a volume
     (:func:`synapseg.infer.preprocess.prepare_image`: model grid, statistics inside the crop's
-    own specimen mask, 0 outside it); the inverted input is its negative. ``net`` is an
-    inference-ready network (:func:`synapseg.infer.forward.prepare_net`) on ``device``.
+    own specimen mask, 0 outside it), as one tile padded with zeros; the inverted input is
+    its negative. The probabilities are mapped back to the crop's own grid as the full
+    prediction maps them (linear, with the anti-alias filter when that grid is coarser), so
+    the fractions equal those of ``predict_volume`` on the crop, on which the thresholds
+    were calibrated (counted on the model grid they are 1.1-1.6x higher for small blobs).
+    ``net`` is an inference-ready network (:func:`synapseg.infer.forward.prepare_net`) on
+    ``device``.
     """
     from synapseg.infer.forward import forward_batch
-    from synapseg.infer.preprocess import normalise_config, normalise_statistics, prepare_image
+    from synapseg.infer.preprocess import (
+        antialias_sigma,
+        normalise_config,
+        normalise_statistics,
+        prepare_image,
+        resample_block,
+        rescale_factors,
+    )
 
     image, _ = prepare_image(
         crop.data,
@@ -189,20 +200,39 @@ def confident_fractions(crop: Volume, net: Any, card: Any, device: Any) -> tuple
         normalise_config(card.normalisation),
         specimen=normalise_statistics(card.normalisation) == "specimen",
     )
-    # The network takes multiples of its size multiple m: each axis goes to the nearest one,
-    # trimmed evenly (a few voxels of the crop's faces) or padded with zeros as in the tiles.
-    m = int(net.config.size_multiple) if hasattr(net, "config") else 16
-    target = [max(int(round(n / m)) * m, m) for n in image.shape]
-    trim = tuple(slice((n - t) // 2, (n - t) // 2 + t) if t < n else slice(0, n)
-                 for n, t in zip(image.shape, target))  # fmt: skip
-    image = image[trim]
+    # one tile padded with zeros to the network's size multiple, as in the full prediction
+    m = _size_multiple(net)
+    target = [max(-(-n // m) * m, m) for n in image.shape]
     batch = np.zeros((2, 1, *target), np.float32)
     region = tuple(slice(0, n) for n in image.shape)
     batch[(0, 0, *region)] = image
     np.negative(image, out=batch[(1, 0, *region)])
     prob = forward_batch(net, batch, device)[(slice(None), 0, *region)]
-    confident = (prob > CONFIDENT).mean(axis=(1, 2, 3))
+    # back to the crop's grid: input voxel i sits at model coordinate i * f
+    f = rescale_factors(crop.voxel_size_nm, card.voxel_size_nm)
+    coords = [np.arange(n) * f[k] for k, n in enumerate(crop.shape)]
+    back = resample_block(prob, coords, antialias_sigma(1 / f))
+    confident = (back > CONFIDENT).mean(axis=(1, 2, 3))
     return float(confident[0]), float(confident[1])
+
+
+def _size_multiple(net: Any) -> int:
+    return int(net.config.size_multiple) if hasattr(net, "config") else 16
+
+
+def network_crop_nm(volume: Volume, card: Any, net: Any) -> tuple[float, ...]:
+    """About :data:`CROP_NM`, adjusted so that the crop's model grid is at most the nearest
+    multiple of the network's size multiple (no tile padded by most of a multiple: 120 nm in
+    z at 1.469 nm would give 67 model voxels, padded to 80; this gives 63, padded to 64)."""
+    m = _size_multiple(net)
+    sizes = []
+    for v, s in zip(volume.voxel_size_nm, CROP_NM):
+        f = float(v) / float(card.voxel_size_nm)
+        target = max(int(round(s / float(card.voxel_size_nm) / m)) * m, m)
+        n_in = int(np.floor((target - 1) / f + 1e-9)) + 1  # input voxels with <= target
+        n_in -= n_in % 2  # central_crop takes an even number of voxels
+        sizes.append(max(n_in, 2) * float(v))
+    return tuple(sizes)
 
 
 def network_polarity(volume: Volume, model: Any, device: str = "auto") -> dict[str, Any]:
