@@ -108,8 +108,10 @@ def test_vesicle_table_opens_as_points_with_outputs(segmented):
     assert kw["metadata"]["report"]["n_vesicles"] == len(table)
     assert kw["metadata"]["provenance"]["tool"] == "synapseg"
     assert kinds["vesicles"][1]["scale"] == pytest.approx((VOXEL_NM,) * 3, rel=1e-4)
-    labels = [layer for layer in layers if layer[2] == "labels"]
-    assert len(labels) == 1 and labels[0][0].shape == segmented["sim"].tomogram.shape
+    labels = {kw["metadata"][ROLE]: data for data, kw, kind in layers if kind == "labels"}
+    assert labels["vesicle_labels"].shape == segmented["sim"].tomogram.shape
+    # segment's other volumes beside the table (membranes, compartment, ...) come along
+    assert all(data.shape == segmented["sim"].tomogram.shape for data in labels.values())
 
 
 def test_membranes_az_and_filaments_are_read_when_present(segmented, tmp_path):

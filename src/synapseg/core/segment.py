@@ -18,6 +18,8 @@ from synapseg.core.stages import Stage, StageContext, registered_stages, stage_o
 
 __all__ = ["Segmentation", "segment", "stage_params", "run_stages"]
 
+# Stages that enrich the vesicle table publish it under a new name; the last one wins.
+FINAL_TABLES = ("vesicles_with_filaments", "vesicles_in_context", "vesicles")
 RUN_KEYS = ("path",)  # run-level context every stage may read (not part of any digest)
 
 
@@ -49,7 +51,12 @@ class Segmentation:
 
     @property
     def vesicles(self) -> Any:
-        """The vesicle table (``pandas.DataFrame``; columns in docs/formats.md)."""
+        """The vesicle table (``pandas.DataFrame``; columns in docs/formats.md): the most
+        complete one a stage produced (with the synapse context's ``az_distance_nm``/``pool``
+        and the filament counts when those stages ran), as written to ``<name>_vesicles.csv``."""
+        for name in FINAL_TABLES:
+            if self.artifacts.get(name) is not None:
+                return self.artifacts[name]
         return self.artifacts["vesicles"]
 
     @property

@@ -43,6 +43,7 @@ LABEL_SUFFIXES = {
     "_vesicles": ("vesicle labels", "vesicle_labels"),
     "_membranes": ("membranes", "membranes"),
     "_az": ("active zone", "az"),
+    "_compartment": ("presynaptic compartment", "compartment"),
     "_pyto_labels": ("pyto labels", "pyto_labels"),
 }
 """Output names (before the file suffix) read as Labels layers: (layer name, role)."""
