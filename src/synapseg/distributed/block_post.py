@@ -251,16 +251,7 @@ def merge_fits(
     """The vesicle table from every block's fits: ``(table, rejected, info)`` as
     :func:`synapseg.post.vesicles.find_vesicles` returns them. ``thickness`` is
     :func:`measure_thickness`'s answer (default: the default thickness)."""
-    from dataclasses import replace
-
-    from synapseg.io.tables import make_table
-    from synapseg.post.filters import FilterParams, qc_filter
-    from synapseg.post.vesicles import (
-        QC_COLUMNS,
-        _empty_rejected,
-        _stage_params,
-        count_outcomes,
-    )
+    from synapseg.post.vesicles import tabulate
 
     p = post_params(decisions)
     vs = decisions.grid.voxel_size_nm
@@ -284,25 +275,7 @@ def merge_fits(
         rejected.append(fits[CENTERS + ["radius_nm", "score"]].assign(reason=msg))
         fits = fits.iloc[:0]
         info["statement"] = f"no vesicles found: {msg}"
-    if len(fits):
-        fp = replace(_stage_params(FilterParams, p), membrane_thickness_nm=t)
-        kept, rej = qc_filter(fits, vs, fp, shape=decisions.grid.shape)
-        if len(rej):
-            rejected.append(rej)
-    else:
-        kept = fits.assign(**{c: np.zeros(0) for c in ("outer_radius_nm", *QC_COLUMNS)})
-    rejected_df = pd.concat(rejected, ignore_index=True) if rejected else _empty_rejected()
-    kept = kept.sort_values(CENTERS, kind="stable")
-    table = make_table(
-        kept[CENTERS].to_numpy(),
-        kept["radius_nm"].to_numpy(),
-        vs,
-        score=kept["score"].to_numpy(),
-        outer_radius_nm=kept["outer_radius_nm"].to_numpy(),
-        membrane_thickness_nm=t,
-        **{c: kept[c].to_numpy() for c in QC_COLUMNS},
-    )
-    count_outcomes(info["counts"], table, rejected_df)
+    table, rejected_df = tabulate(fits, rejected, vs, p, t, decisions.grid.shape, info["counts"])
     if len(table) == 0:
         info.setdefault("statement", "no vesicles found")
     return table, rejected_df, info

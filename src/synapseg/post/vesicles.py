@@ -167,6 +167,41 @@ def count_outcomes(counts: dict[str, Any], table: pd.DataFrame, rejected: pd.Dat
     counts["rejected_total"] = int(len(rejected))
 
 
+def tabulate(
+    fits: pd.DataFrame,
+    rejected: list[pd.DataFrame],
+    voxel_size_nm: Any,
+    p: PostParams,
+    thickness_nm: float,
+    shape: Sequence[int],
+    counts: dict[str, Any],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The vesicle table (ordered along z, y, x for stable ids) and every rejection, from
+    the sphere fits through the QC filters; ``counts`` gets the outcomes. One definition
+    for the single-process and the block-wise (distributed) runs."""
+    if len(fits):
+        fp = replace(_stage_params(FilterParams, p), membrane_thickness_nm=thickness_nm)
+        kept, rej = qc_filter(fits, voxel_size_nm, fp, shape=tuple(shape))
+        if len(rej):
+            rejected.append(rej)
+    else:
+        kept = fits.assign(**{c: np.zeros(0) for c in ("outer_radius_nm", *QC_COLUMNS)})
+    rejected_df = pd.concat(rejected, ignore_index=True) if rejected else _empty_rejected()
+    centers = ["center_z_px", "center_y_px", "center_x_px"]
+    kept = kept.sort_values(centers, kind="stable")
+    table = make_table(
+        kept[centers].to_numpy(),
+        kept["radius_nm"].to_numpy(),
+        voxel_size_nm,
+        score=kept["score"].to_numpy(),
+        outer_radius_nm=kept["outer_radius_nm"].to_numpy(),
+        membrane_thickness_nm=thickness_nm,
+        **{c: kept[c].to_numpy() for c in QC_COLUMNS},
+    )
+    count_outcomes(counts, table, rejected_df)
+    return table, rejected_df
+
+
 def _without_vesicles(
     cand: Candidates, min_best_score: float | None, rejected: list[pd.DataFrame]
 ) -> tuple[Candidates, str | None]:
@@ -328,24 +363,8 @@ def find_vesicles(
     info["timings_s"]["spheres"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    fp = replace(_stage_params(FilterParams, p), membrane_thickness_nm=t)
-    kept, rej = qc_filter(fits, vs, fp, shape=tomogram.shape)
+    table, rejected_df = tabulate(fits, rejected, vs, p, t, tomogram.shape, info["counts"])
     info["timings_s"]["filters"] = time.perf_counter() - t0
-    if len(rej):
-        rejected.append(rej)
-    rejected_df = pd.concat(rejected, ignore_index=True) if rejected else _empty_rejected()
-    # order the table along z, y, x for stable, readable ids
-    kept = kept.sort_values(["center_z_px", "center_y_px", "center_x_px"], kind="stable")
-    table = make_table(
-        kept[["center_z_px", "center_y_px", "center_x_px"]].to_numpy(),
-        kept["radius_nm"].to_numpy(),
-        vs,
-        score=kept["score"].to_numpy(),
-        outer_radius_nm=kept["outer_radius_nm"].to_numpy(),
-        membrane_thickness_nm=t,
-        **{c: kept[c].to_numpy() for c in QC_COLUMNS},
-    )
-    count_outcomes(info["counts"], table, rejected_df)
     if len(table) == 0:
         msg = "no vesicles passed the QC filters"
         info["statement"] = f"no vesicles found: {msg}"
