@@ -54,3 +54,19 @@ def test_simulate_world_options(tmp_path):
     assert len(info["gold_beads_px"]) == 2 and set(info["imaging"]) == {"axis_y", "axis_x"}
     bad = runner.invoke(app, ["simulate", str(tmp_path / "b"), *ARGS, "--lamella-tilt", "80"])
     assert bad.exit_code == 2 and "lamella" in bad.output
+
+
+def test_simulate_filament_model(tmp_path):
+    import pandas as pd
+
+    for model in ("published", "none"):
+        out = tmp_path / model
+        result = runner.invoke(app, ["simulate", str(out), *ARGS, "--filament-model", model])
+        assert result.exit_code == 0, result.output
+        params = json.loads((out / "sim_000" / "params.json").read_text())
+        assert params["filament_model"] == model
+    kinds = set(pd.read_csv(tmp_path / "none" / "sim_000" / "filaments.csv")["kind"])
+    assert not kinds & {"connector", "tether"}
+    bad = runner.invoke(app, ["simulate", str(tmp_path / "b"), *ARGS, "--filament-model", "x"])
+    assert bad.exit_code == 2 and "filament" in bad.output
+    assert not (tmp_path / "b" / "sim_000").exists()

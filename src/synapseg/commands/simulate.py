@@ -90,6 +90,12 @@ def simulate(
     defocus_gradient: bool = typer.Option(
         False, "--defocus-gradient", help="Defocus changes across each tilted image."
     ),
+    filament_model: str = typer.Option(
+        "legacy",
+        "--filament-model",
+        help="Connectors and tethers: legacy (unchanged), published (numbers from the "
+        "literature, docs/filaments.md) or none (the negative control).",
+    ),
     overwrite: bool = overwrite_option(),
 ) -> None:
     """Simulate synapse tomograms (phantom, tilt series with CTF and noise, weighted
@@ -128,6 +134,7 @@ def simulate(
         dual_axis=dual_axis,
         defocus_gradient=defocus_gradient,
         wedge_fill=wedge_fill,
+        filament_model=filament_model,
     )
     if snr < 0:
         raise InputError("--snr", f"snr must be >= 0, got {snr}", "use e.g. 0.2, or 0 for none")
