@@ -28,6 +28,7 @@ from synapseg.core.units import voxel_size_zyx
 from synapseg.errors import InputError
 from synapseg.infer.preprocess import normalise_config, normalise_statistics, prepare_image
 from synapseg.io.volume import find_first
+from synapseg.io.volume_base import Volume
 from synapseg.model.registry import DEFAULT_NORMALISATION
 from synapseg.train.targets import (
     boundary_target,
@@ -176,6 +177,43 @@ class PreparedVolume:
         return centers_from_instances(self.instances, voxel_size_nm)
 
 
+def training_image(
+    path: str | os.PathLike,
+    voxel_size_nm: float | Sequence[float] | None,
+    model_voxel_nm: float | Sequence[float],
+    normalisation: dict | None = None,
+    *,
+    invert: bool = False,
+) -> tuple[Volume, np.ndarray, tuple[float, ...], tuple[float, ...]]:
+    """Read a training tomogram, check it, and bring it to the model grid.
+
+    Returns ``(volume, image, source voxel size, model voxel size)``: the volume is checked
+    for non-finite values (the whole volume, not a sample: issue 13) and usability, and the
+    image goes through :func:`synapseg.infer.preprocess.prepare_image`, the one
+    preprocessing implementation shared with inference (statistics inside the specimen,
+    neutral outside it; ``normalisation`` is the model card's entry, default the registry's).
+    """
+    from synapseg.io.scan import TRAIN_NONFINITE_FIX, check_finite
+    from synapseg.io.volume import read_volume
+    from synapseg.summary import check_usable
+
+    vol = read_volume(path, voxel_size_nm)
+    check_finite(vol, fix=TRAIN_NONFINITE_FIX)
+    check_usable(vol)
+    src_vs = tuple(float(v) for v in vol.voxel_size_nm)
+    dst_vs = tuple(voxel_size_zyx(model_voxel_nm))
+    norm = normalisation or DEFAULT_NORMALISATION
+    image, _ = prepare_image(
+        np.asarray(vol.data, dtype=np.float32),
+        src_vs,
+        dst_vs,
+        normalise_config(norm),
+        specimen=normalise_statistics(norm) == "specimen",
+        invert=invert,
+    )
+    return vol, image, src_vs, dst_vs
+
+
 def prepare_item(
     item: DataItem,
     model_voxel_nm: float | Sequence[float],
@@ -190,25 +228,10 @@ def prepare_item(
     inference does. ``invert`` multiplies the normalised image by -1 (for bright-density
     data); ``normalisation`` is the model card's entry (default: the registry's default).
     """
-    from synapseg.io.scan import TRAIN_NONFINITE_FIX, check_finite
     from synapseg.io.volume import read_volume
-    from synapseg.summary import check_usable
 
-    vol = read_volume(item.tomogram, item.voxel_size_nm)
-    check_finite(vol, fix=TRAIN_NONFINITE_FIX)  # the whole volume, not a sample (issue 13)
-    check_usable(vol)
-    src_vs = tuple(float(v) for v in vol.voxel_size_nm)
-    dst_vs = tuple(voxel_size_zyx(model_voxel_nm))
-    # the one preprocessing implementation, shared with inference (statistics inside the
-    # specimen, neutral outside it; the card's normalisation entry names it)
-    norm = normalisation or DEFAULT_NORMALISATION
-    image, _ = prepare_image(
-        np.asarray(vol.data, dtype=np.float32),
-        src_vs,
-        dst_vs,
-        normalise_config(norm),
-        specimen=normalise_statistics(norm) == "specimen",
-        invert=invert,
+    vol, image, src_vs, dst_vs = training_image(
+        item.tomogram, item.voxel_size_nm, model_voxel_nm, normalisation, invert=invert
     )
     if item.annotation is None:
         instances = np.zeros(image.shape, dtype=np.uint16)

@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from synapseg.core.units import voxel_size_zyx
-from synapseg.train.data import PatchSampler, PreparedVolume
+from synapseg.train.data import PatchSampler, PreparedVolume, training_image
 from synapseg.train.membrane_targets import MembraneItem, membrane_targets
 from synapseg.train.trainer import Trainer
 from synapseg.train.validation import predict_prepared
@@ -45,21 +44,9 @@ def prepare_membrane_item(
 
     Patches are centred (with ``fg_fraction``) on voxels where either target exceeds 0.5.
     """
-    from synapseg.infer.preprocess import normalise_config, normalise_statistics, prepare_image
     from synapseg.io.volume import read_volume
-    from synapseg.model.registry import DEFAULT_NORMALISATION
 
-    vol = read_volume(item.tomogram)
-    src_vs = tuple(float(v) for v in vol.voxel_size_nm)
-    dst_vs = tuple(voxel_size_zyx(model_voxel_nm))
-    norm = normalisation or DEFAULT_NORMALISATION
-    image, _ = prepare_image(
-        np.asarray(vol.data, dtype=np.float32),
-        src_vs,
-        dst_vs,
-        normalise_config(norm),
-        specimen=normalise_statistics(norm) == "specimen",
-    )
+    vol, image, src_vs, dst_vs = training_image(item.tomogram, None, model_voxel_nm, normalisation)
     labels = np.asarray(read_volume(item.labels, src_vs).data)
     targets = membrane_targets(labels, src_vs, dst_vs)[
         (slice(None),) + tuple(slice(0, n) for n in image.shape)
