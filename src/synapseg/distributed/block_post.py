@@ -108,9 +108,8 @@ def fit_block(
     """
     from dataclasses import replace
 
-    from synapseg.post.instances import candidate_instances
     from synapseg.post.spheres import SphereParams, refine_spheres
-    from synapseg.post.vesicles import _stage_params
+    from synapseg.post.vesicles import _stage_params, post_candidates
 
     p = post_params(decisions)
     vs = decisions.grid.voxel_size_nm
@@ -118,15 +117,7 @@ def fit_block(
     t = t0 if thickness_nm is None else float(thickness_nm)
     image = np.asarray(data[block.outer])
     prob = np.asarray(probability[block.outer])
-    cand = candidate_instances(
-        prob,
-        vs,
-        threshold=p.threshold,
-        min_radius_nm=p.min_radius_nm,
-        max_radius_nm=p.max_radius_nm,
-        min_separation_nm=p.min_separation_nm,
-        membrane_thickness_nm=t0,
-    )
+    cand = post_candidates(prob, vs, p, t0)
     offset = block.offset
     rejected = cand.rejected.copy()
     if len(rejected):

@@ -167,6 +167,22 @@ def count_outcomes(counts: dict[str, Any], table: pd.DataFrame, rejected: pd.Dat
     counts["rejected_total"] = int(len(rejected))
 
 
+def post_candidates(
+    probability: np.ndarray, voxel_size_nm: Any, p: PostParams, thickness_nm: float
+) -> Candidates:
+    """The vesicle candidates of ``probability`` with the instance settings of ``p`` (one
+    mapping of PostParams onto :func:`candidate_instances`, for every caller)."""
+    return candidate_instances(
+        probability,
+        voxel_size_nm,
+        threshold=p.threshold,
+        min_radius_nm=p.min_radius_nm,
+        max_radius_nm=p.max_radius_nm,
+        min_separation_nm=p.min_separation_nm,
+        membrane_thickness_nm=thickness_nm,
+    )
+
+
 def tabulate(
     fits: pd.DataFrame,
     rejected: list[pd.DataFrame],
@@ -274,15 +290,7 @@ def find_vesicles(
     t = DEFAULT_THICKNESS_NM if p.membrane_thickness_nm is None else p.membrane_thickness_nm
     info: dict[str, Any] = {"params": asdict(p), "timings_s": {}, "warnings": []}
     t0 = time.perf_counter()
-    cand = candidate_instances(
-        probability,
-        vs,
-        threshold=p.threshold,
-        min_radius_nm=p.min_radius_nm,
-        max_radius_nm=p.max_radius_nm,
-        min_separation_nm=p.min_separation_nm,
-        membrane_thickness_nm=t,
-    )
+    cand = post_candidates(probability, vs, p, t)
     info["timings_s"]["instances"] = time.perf_counter() - t0
     info["threshold"] = cand.threshold
     info["counts"] = {

@@ -19,8 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from synapseg.post.filters import FilterParams
-from synapseg.post.instances import candidate_instances
-from synapseg.post.vesicles import PostParams
+from synapseg.post.vesicles import PostParams, post_candidates
 
 
 def best_candidate_score(
@@ -51,15 +50,7 @@ def best_candidate_score(
     thickness_nm = getattr(p, "membrane_thickness_nm", None)
     if thickness_nm is None:  # measured from the data later in the pipeline
         thickness_nm = FilterParams.membrane_thickness_nm
-    cand = candidate_instances(
-        probability,
-        voxel_size_nm,
-        threshold=p.threshold,
-        min_radius_nm=p.min_radius_nm,
-        max_radius_nm=p.max_radius_nm,
-        min_separation_nm=p.min_separation_nm,
-        membrane_thickness_nm=thickness_nm,
-    )
+    cand = post_candidates(probability, voxel_size_nm, p, thickness_nm)
     return float(np.max(cand.score)) if len(cand) else 0.0
 
 
