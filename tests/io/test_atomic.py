@@ -94,3 +94,34 @@ def test_check_free_space_says_needed_and_free(tmp_path, monkeypatch):
 def test_format_bytes():
     assert atomic.format_bytes(512) == "512 B"
     assert atomic.format_bytes(1536) == "1.5 KiB"
+
+
+def test_atomic_dir_keeps_the_old_store_until_the_new_one_is_complete(tmp_path):
+    target = tmp_path / "out.zarr"
+    target.mkdir()
+    (target / "old").write_text("old store")
+    with pytest.raises(RuntimeError):
+        with atomic.atomic_dir(target, overwrite=True) as tmp:
+            (tmp / "new").write_text("half")
+            raise RuntimeError("killed")
+    assert (target / "old").read_text() == "old store"
+    assert _no_tmp(tmp_path) == []
+    with atomic.atomic_dir(target, overwrite=True) as tmp:
+        (tmp / "new").write_text("complete")
+    assert sorted(p.name for p in target.iterdir()) == ["new"]
+    assert _no_tmp(tmp_path) == []
+
+
+def test_atomic_dir_refuses_an_existing_store_without_overwrite(tmp_path):
+    from synapseg.errors import OutputExistsError
+
+    target = tmp_path / "out.zarr"
+    target.mkdir()
+    (tmp_path / "out.zarr.tmp").mkdir()  # left by a killed run
+    with pytest.raises(OutputExistsError):
+        with atomic.atomic_dir(target):
+            pass
+    with atomic.atomic_dir(tmp_path / "new.zarr") as tmp:
+        (tmp / "a").write_text("x")
+    assert (tmp_path / "new.zarr" / "a").read_text() == "x"
+    assert not (tmp_path / "new.zarr.tmp").exists()

@@ -187,6 +187,43 @@ def atomic_path(target: str | os.PathLike, overwrite: bool = False) -> Iterator[
         raise
 
 
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a new, empty temporary folder beside ``target``; move it onto ``target`` on success.
+
+    The folder counterpart of :func:`atomic_path`, for stores that are folders (Zarr). An
+    existing ``target`` is refused unless ``overwrite``; it is only removed once the new
+    folder is complete. On any exception the temporary folder is removed and ``target``
+    is left untouched.
+
+    Raises
+    ------
+    OutputExistsError
+        ``target`` exists and ``overwrite`` is false.
+    """
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise OutputExistsError(
+            target, "output exists", "pass --overwrite to replace it or choose another output"
+        )
+    tmp = target.with_name(target.name + TMP_SUFFIX)
+    remove_stale(tmp)
+    check_writable(tmp, overwrite=True)  # the parent folder exists and is writable
+    try:
+        tmp.mkdir()
+        yield tmp
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        os.replace(tmp, target)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(exc):
+            raise disk_full_error(target, exc) from exc  # type: ignore[arg-type]
+        raise
+
+
 def write_text_atomic(target: str | os.PathLike, text: str, overwrite: bool = False) -> Path:
     """Write ``text`` to ``target`` atomically and return the target path."""
     with atomic_path(target, overwrite) as tmp:

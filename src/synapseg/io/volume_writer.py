@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from synapseg.errors import InputError, OutputExistsError
-from synapseg.io.atomic import atomic_path, check_writable, preallocate
+from synapseg.errors import InputError
+from synapseg.io.atomic import atomic_dir, atomic_path, preallocate
 from synapseg.io.volume import (
     IMOD_FLAG_SIGNED_BYTES,
     IMOD_STAMP,
@@ -137,16 +137,7 @@ def create_zarr_array(
 def _write_zarr(
     path: Path, data: np.ndarray, vs: VoxelSize, origin_nm: Sequence[float], overwrite: bool
 ) -> Path:
-    import shutil
-
-    if path.exists() and not overwrite:
-        raise OutputExistsError(
-            path, "output exists", "pass --overwrite to replace it or choose another output"
-        )
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    check_writable(tmp, overwrite=True)  # the parent folder exists and is writable
-    try:
+    with atomic_dir(path, overwrite) as tmp:
         group = new_zarr_group(tmp)
         array = create_zarr_array(group, "0", data.shape, data.dtype)
         array[:] = data
@@ -163,12 +154,6 @@ def _write_zarr(
                 "datasets": [{"path": "0", "coordinateTransformations": transforms}],
             }
         ]
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

@@ -17,15 +17,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from synapseg.errors import OutputExistsError
-from synapseg.io.atomic import check_writable
+from synapseg.io.atomic import atomic_dir
 from synapseg.io.volume_base import as_voxel_size
 
 log = logging.getLogger(__name__)
@@ -158,17 +156,10 @@ def open_ome_zarr_writer(
     from synapseg.io.volume_writer import create_zarr_array, new_zarr_group
 
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(
-            path, "output exists", "pass --overwrite to replace it or choose another output"
-        )
     vs = as_voxel_size(voxel_size_nm, source=str(path))
     origin = tuple(float(o) for o in origin_nm)
     shapes = pyramid_shapes(shape, max_levels)
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    check_writable(tmp, overwrite=True)
-    try:
+    with atomic_dir(path, overwrite) as tmp:
         group = new_zarr_group(tmp)
         arrays = [
             create_zarr_array(group, str(i), s, np.dtype(dtype), _chunks(s, chunks))
@@ -182,12 +173,6 @@ def open_ome_zarr_writer(
         for src, dst in zip(arrays, arrays[1:]):
             _write_level(src, dst, labels)
         _metadata(group, shapes, vs, origin, path.name, labels)  # type: ignore[arg-type]
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write_ome_zarr(
