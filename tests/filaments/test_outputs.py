@@ -70,3 +70,22 @@ def test_write_everything(tiny_scene, tmp_path):
     assert out["summary_png"].stat().st_size > 1000
     ves = pd.read_csv(out["vesicles"])
     assert {"n_connectors", "n_tethers"} <= set(ves.columns)
+
+
+def test_star_and_json_keep_the_filament_counts(tiny_scene, tmp_path):
+    """n_connectors / n_tethers travel through the vesicle STAR and JSON exports."""
+    from synapseg.io.star import read_table_star, write_table_star
+    from synapseg.io.tables import read_vesicles, write_table_json
+
+    table, _ = detect_filaments(tiny_scene["image"], VS, tiny_scene["vesicles"], tiny_scene["az"])
+    counted = add_counts(tiny_scene["vesicles"], table)
+    shape = tiny_scene["image"].shape
+    star = write_table_star(
+        tmp_path / "v.star", counted, tomogram_name="t", voxel_size_nm=VS, shape=shape
+    )
+    back = read_table_star(star, voxel_size_nm=VS, shape=shape)
+    assert back["n_connectors"].tolist() == counted["n_connectors"].tolist()
+    assert back["n_tethers"].tolist() == counted["n_tethers"].tolist()
+    js = write_table_json(tmp_path / "v.json", counted)
+    back = read_vesicles(js, voxel_size_nm=VS)
+    assert back["n_tethers"].tolist() == counted["n_tethers"].tolist()

@@ -40,6 +40,8 @@ STAR_SCORE = "synapsegScore"
 STAR_SOURCE = "synapsegSource"  # auto / manual
 STAR_AZ_DISTANCE = "synapsegAzDistanceAngst"  # az_distance_nm x 10 (docs/context.md)
 STAR_POOL = "synapsegPool"  # docked / proximal / distal
+STAR_N_CONNECTORS = "synapsegNConnectors"  # n_connectors (docs/filaments.md)
+STAR_N_TETHERS = "synapsegNTethers"  # n_tethers
 
 
 def binning_from_tilt_series(
@@ -169,6 +171,10 @@ def write_table_star(
         data[STAR_AZ_DISTANCE] = table["az_distance_nm"].to_numpy(dtype=float) * 10.0
     if "pool" in table:
         data[STAR_POOL] = table["pool"].fillna("").astype(str).to_numpy()
+    for col, label in (("n_connectors", STAR_N_CONNECTORS), ("n_tethers", STAR_N_TETHERS)):
+        if col in table:
+            n = pd.to_numeric(table[col], errors="coerce").fillna(-1)  # -1: not counted
+            data[label] = n.astype(int).to_numpy()
     df = pd.DataFrame(data)
     with atomic_path(path, overwrite) as tmp:
         starfile.write({"particles": df}, tmp, float_format="%.6f")
@@ -248,6 +254,10 @@ def read_table_star(
         extra["az_distance_nm"] = pd.to_numeric(df[STAR_AZ_DISTANCE], errors="coerce") / 10.0
     if STAR_POOL in df:
         extra["pool"] = df[STAR_POOL].fillna("").astype(str).replace("nan", "").to_numpy()
+    for col, label in (("n_connectors", STAR_N_CONNECTORS), ("n_tethers", STAR_N_TETHERS)):
+        if label in df:
+            n = pd.to_numeric(df[label], errors="coerce").to_numpy(dtype=float)
+            extra[col] = np.where(n >= 0, n, np.nan)  # -1: not counted
     return make_table(xyz, radius, vs, score=score, outer_radius_nm=outer, ids=ids, **extra)
 
 
