@@ -557,10 +557,16 @@ def cmd_check(args) -> int:
 
 def gate_scores(model: str, folders: dict[str, Path], device: str = "cpu") -> dict[str, float]:
     """Best-candidate score per tomogram: the pipeline's probability map (``segment``,
-    outputs=probabilities) scored by :func:`synapseg.train.gate.best_candidate_score`."""
+    outputs=probabilities) scored by :func:`synapseg.train.gate.best_candidate_score` with
+    the instance settings the model's card calibrates (``calibrate``), as the pipeline does."""
     import synapseg
+    from synapseg.model.registry import card_post_params, read_card, resolve_model
+    from synapseg.post.vesicles import PostParams
     from synapseg.train.gate import best_candidate_score
+    from synapseg.train.post_calibration import INSTANCE_KEYS
 
+    card = card_post_params(read_card(resolve_model(model)))
+    params = PostParams(**{k: v for k, v in card.items() if k in INSTANCE_KEYS})
     scores = {}
     for name, folder in folders.items():
         t0 = time.time()
@@ -571,7 +577,9 @@ def gate_scores(model: str, folders: dict[str, Path], device: str = "cpu") -> di
             device=device,
             progress=False,
         )
-        scores[name] = best_candidate_score(np.asarray(seg.probabilities), seg.grid.voxel_size_nm)
+        scores[name] = best_candidate_score(
+            np.asarray(seg.probabilities), seg.grid.voxel_size_nm, params
+        )
         log.info("%s: best candidate %.3f (%.0f s)", name, scores[name], time.time() - t0)
     return scores
 
@@ -617,6 +625,105 @@ def cmd_gate(args) -> None:
     print(f"min_best_score {result['min_best_score']} written to {card_path}")
 
 
+def validation_tomograms(root: Path, version: str, names: list[str] | None = None) -> dict:
+    """The recipe's validation tomograms as ``evaluate_instance_settings`` takes them: name →
+    (volume, true vesicle table, ``{"tilt_range_deg": …}`` from the draw)."""
+    import synapseg
+    from synapseg.io.tables import read_table_csv
+
+    folders = item_folders(root, version)
+    val = [f"sim_{i:03d}" for i in range(N_TRAIN, n_total(version))]
+    out = {}
+    for name in names or val:
+        if name not in val:
+            raise SystemExit(f"{name} is not a validation tomogram of --version {version}")
+        folder = folders[name]
+        tilt = json.loads((folder / "params.json").read_text())["tilt_range_deg"]
+        out[name] = (
+            synapseg.read_volume(folder / "tomogram.mrc"),
+            read_table_csv(folder / "vesicles.csv"),
+            {"tilt_range_deg": float(tilt)},
+        )
+    return out
+
+
+def cmd_calibrate(args) -> None:
+    """Calibrate an exported model's post-processing on the recipe's own data, in order:
+
+    1. the confidence model (``scripts/train_confidence.py --model DIR -o
+       DIR/confidence_model.json``, its own seeded draws, ``--confidence-n``/``--confidence-wide``
+       tomograms; skipped with ``--skip-confidence`` or when the file exists);
+    2. the instance step (threshold, seed separation) on the validation tomograms
+       (:mod:`synapseg.train.post_calibration`), into ``postprocessing`` and
+       ``metrics.instance_calibration``;
+    3. the vesicle-free gate (``gate``) with those instance settings.
+
+    Never on a benchmark's data. ``--dry-run`` prints step 2's table and writes nothing.
+    """
+    import subprocess
+
+    import torch
+
+    from synapseg.model.registry import load_model, read_card, resolve_model, save_model
+    from synapseg.train.post_calibration import (
+        INSTANCE_KEYS,
+        choose_instance_settings,
+        evaluate_instance_settings,
+        instance_settings,
+    )
+
+    torch.set_num_threads(args.threads or 1)
+    card_path = resolve_model(args.model)
+    model_dir = card_path.parent
+    conf = model_dir / "confidence_model.json"
+    if not args.skip_confidence and not args.dry_run and not conf.exists():
+        t0 = time.time()
+        cmd = [sys.executable, str(Path(__file__).with_name("train_confidence.py")),
+               "--model", str(model_dir), "-o", str(conf),
+               "--n-tomograms", str(args.confidence_n), "--n-wide", str(args.confidence_wide),
+               "--device", args.device]  # fmt: skip
+        log.info("confidence model: %s", " ".join(cmd))
+        subprocess.run(cmd, check=True)
+        log.info("confidence model written (%.0f s)", time.time() - t0)
+
+    def grid(text: str) -> list[float | None]:
+        return [None if v == "auto" else float(v) for v in text.split(",")]
+
+    settings = instance_settings(grid(args.thresholds), grid(args.separations))
+    if settings[0]:
+        settings.insert(0, {})  # the pipeline's defaults are always the reference
+    t0 = time.time()
+    tomos = validation_tomograms(Path(args.cache), args.version, args.names)
+    results = evaluate_instance_settings(model_dir, tomos, settings)
+    choice = choose_instance_settings(results, args.min_gain)
+    choice.update(
+        seconds=round(time.time() - t0),
+        method=(
+            "mean per-tomogram F1 of the full vesicles stage (the card's confidence model, no "
+            f"gate; gate calibrated afterwards) on the recipe's {len(tomos)} validation "
+            "tomograms, every setting of the "
+            f"grid threshold {args.thresholds} x min_separation_nm {args.separations}; the "
+            f"defaults unless a setting beats them by more than {args.min_gain} "
+            "(synapseg.train.post_calibration)"
+        ),
+    )
+    print("settings | mean F1 | pooled F1 | tp | fp | fn")
+    for row in choice["table"]:
+        print(f"{row['settings'] or 'defaults'} | {row['mean_f1']:.4f} | {row['pooled_f1']:.4f} "
+              f"| {row['tp']} | {row['fp']} | {row['fn']}")  # fmt: skip
+    print(f"chosen: {choice['postprocessing'] or 'defaults'} (mean F1 {choice['mean_f1']:.4f})")
+    if args.dry_run:
+        return
+    net, _ = load_model(card_path)
+    card = read_card(card_path)
+    post = {k: v for k, v in card.postprocessing.items() if k not in INSTANCE_KEYS}
+    card.postprocessing = {**post, **choice["postprocessing"]}
+    card.metrics = {**card.metrics, "instance_calibration": choice}
+    save_model(model_dir, net, card, overwrite=True)
+    if not args.skip_gate:
+        cmd_gate(args)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -659,6 +766,23 @@ def main(argv: list[str] | None = None) -> None:
     )
     p_gate.add_argument("--device", default="cpu")
     p_gate.add_argument("--dry-run", action="store_true", help="print, do not write the card")
+    p_cal = sub.add_parser(
+        "calibrate",
+        help="(v2) confidence model, instance step and gate of an exported model, on the "
+        "recipe's data",
+    )
+    p_cal.add_argument("--model", required=True, help="exported model folder (updated)")
+    p_cal.add_argument("--device", default="cpu")
+    p_cal.add_argument("--threads", type=int, default=None, help="torch threads (default 1)")
+    p_cal.add_argument("--thresholds", default="auto,0.35,0.5", help="'auto' or 0..1 values")
+    p_cal.add_argument("--separations", default="auto,7,13", help="'auto' or seed spacing, nm")
+    p_cal.add_argument("--names", default=None, help="validation tomograms (default: all 8)")
+    p_cal.add_argument("--min-gain", type=float, default=0.0, help="mean F1 over defaults")
+    p_cal.add_argument("--skip-confidence", action="store_true")
+    p_cal.add_argument("--skip-gate", action="store_true")
+    p_cal.add_argument("--confidence-n", type=int, default=80, help="train_confidence set 1")
+    p_cal.add_argument("--confidence-wide", type=int, default=32, help="train_confidence set 2")
+    p_cal.add_argument("--dry-run", action="store_true", help="print, do not write")
     p_chk = sub.add_parser("check", help="(v2) short rebuild run compared with a model's card")
     p_chk.add_argument("--model", default="sim-unet-v2", help="model whose card is the reference")
     p_chk.add_argument("--steps", type=int, default=CHECK_STEPS, help="steps to retrain")
@@ -671,7 +795,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     args.cache = args.cache or str(cache_dir(args.version))
-    if args.cmd in ("verify", "gate", "check") and args.version != "v2":
+    if args.cmd in ("verify", "gate", "check", "calibrate") and args.version != "v2":
         parser.error("verify needs --version v2 (v1 recorded no hashes)")
     if args.cmd == "generate":
         generate(Path(args.cache), args.version)
@@ -681,6 +805,10 @@ def main(argv: list[str] | None = None) -> None:
         cmd_train(args)
     elif args.cmd == "gate":
         cmd_gate(args)
+    elif args.cmd == "calibrate":
+        if args.names:
+            args.names = args.names.split(",")
+        cmd_calibrate(args)
     elif args.cmd == "check":
         sys.exit(cmd_check(args))
     else:

@@ -270,15 +270,18 @@ def read_card(card_path: str | os.PathLike) -> ModelCard:
 
 
 #: Post-processing parameters a card may calibrate (``ModelCard.postprocessing``).
-CARD_POST_PARAMS = ("min_best_score",)
+CARD_POST_PARAMS = ("min_best_score", "threshold", "min_separation_nm")
 
 
 def card_post_params(card: ModelCard | None) -> dict[str, Any]:
     """The :class:`~synapseg.post.vesicles.PostParams` values this model's card calibrates.
 
     Only the keys in :data:`CARD_POST_PARAMS` are taken (``min_best_score``: the
-    vesicle-free gate, written by ``scripts/train_default.py gate``); a card without them
-    (e.g. ``sim-unet-v1``) gives ``{}`` and the pipeline keeps its defaults (0.9).
+    vesicle-free gate, written by ``scripts/train_default.py gate``; ``threshold`` and
+    ``min_separation_nm``: the instance step, written by ``train_default.py calibrate``);
+    a card without them (e.g. ``sim-unet-v1``) gives ``{}`` and the pipeline keeps its
+    defaults (gate 0.9, automatic threshold, seed separation = ``min_radius_nm``). A
+    threshold given to ``segment`` wins over the card's.
     """
     post = getattr(card, "postprocessing", None) or {}
     return {k: post[k] for k in CARD_POST_PARAMS if k in post}
