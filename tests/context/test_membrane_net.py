@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 import synapseg
-from synapseg.context.membrane_net import ARTIFACT, combine_membranes, default_membrane_model
+from synapseg.context.membrane_net import (
+    ARTIFACT,
+    combine_on_model_grid,
+    default_membrane_model,
+    sample_vesicles,
+)
 from synapseg.core.stages import registered_stages
 from synapseg.errors import ModelError
 from synapseg.model.registry import ModelCard, save_model
@@ -69,18 +74,35 @@ def test_stage_streams_the_membrane_channel_into_the_sink(sim, random_membrane_m
     assert seg[ARTIFACT] is sink
     facts = seg.facts["membrane_net"]
     assert facts["model"]["name"] == "test-membrane" and facts["channel"] == "membrane"
-    # the same engine and preprocessing as the vesicle network (predict_volume), then any
-    # membrane minus the vesicle network's vesicles
-    maps = np.zeros((2, *sim.tomogram.shape), np.uint8)
+    # the same engine and preprocessing as the vesicle network (predict_volume) on the
+    # model grid, any membrane minus the vesicle network's vesicles there, then one channel
+    # resampled to the input grid
+    from synapseg.infer.preprocess import (
+        grid_shape,
+        resample_stream,
+        rescale_factors,
+        rescale_volume,
+    )
+
+    mshape = tuple(grid_shape(sim.tomogram.shape, VS, 2.4))
+    maps = np.zeros((2, *mshape), np.uint8)
     predict_volume(
-        Volume(sim.tomogram, (VS,) * 3),
+        Volume(rescale_volume(sim.tomogram, VS, 2.4), (2.4,) * 3),
         model=str(random_membrane_model),
         out=maps,
         channels=(0, 1),
         specimen=seg["specimen"],
     )
-    direct = combine_membranes(maps, seg["probabilities"], VS, np.zeros_like(sink))
-    assert np.array_equal(np.asarray(sink), direct)
+    ves = sample_vesicles(seg["probabilities"], VS, 2.4, mshape)
+    combined = combine_on_model_grid(maps, ves).astype(np.float32)
+    back = np.zeros(sink.shape, np.float32)
+
+    def put(z0, z1, block):
+        back[z0:z1] = block
+
+    resample_stream(lambda a, b: combined[a:b], mshape, sink.shape, rescale_factors(2.4, VS), put)
+    assert facts["model_grid_shape_zyx"] == list(mshape)
+    assert np.array_equal(np.asarray(sink), np.clip(np.rint(back), 0, 255).astype(np.uint8))
     assert sink.max() > 0
 
 
@@ -88,12 +110,23 @@ def test_vesicles_are_taken_out_of_the_membrane_map():
     maps = np.full((2, 10, 12, 12), 200, np.uint8)
     vesicles = np.zeros((10, 12, 12), np.uint8)
     vesicles[4:6, 5:7, 5:7] = 255
-    out = combine_membranes(maps, vesicles, 1.0, np.zeros((10, 12, 12), np.uint8), margin_nm=1.0)
+    out = combine_on_model_grid(maps, vesicles)
     p = 1 - (1 - 200 / 255) ** 2
     assert out[0, 0, 0] == round(p * 255)
-    grown = np.zeros(vesicles.shape, bool)
-    grown[3:7, 4:8, 4:8] = True  # one voxel (1 nm) around the vesicle
-    assert (out[grown] == 0).all() and (out[~grown] > 0).all()
+    assert (out[vesicles > 0] == 0).all() and (out[vesicles == 0] > 0).all()
+
+
+def test_vesicles_reach_the_model_grid_with_their_margin():
+    # input 1 nm, model 2 nm: a vesicle voxel block at input 8-11 lies at model 4-5; the
+    # margin (1.5 nm + half a 2 nm voxel = 1.25 model voxels) spreads it by one model voxel
+    ves = np.zeros((20, 24, 24), np.uint8)
+    ves[8:12, 8:12, 8:12] = 255
+    out = sample_vesicles(ves, 1.0, 2.0, (10, 12, 12), margin_nm=1.5)
+    assert out.shape == (10, 12, 12)
+    core = np.zeros(out.shape, bool)
+    core[3:7, 3:7, 3:7] = True
+    assert (out[core] == 255).all() and (out[~core] == 0).all()
+    assert (sample_vesicles(ves, 1.0, 2.0, (10, 12, 12), margin_nm=0.0)[4:6, 4:6, 4:6] == 255).all()
 
 
 def test_a_vesicle_model_is_refused_as_membrane_model(sim):

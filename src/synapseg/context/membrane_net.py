@@ -52,9 +52,10 @@ __all__ = [
     "ARTIFACT",
     "DEFAULT_MEMBRANE_MODEL",
     "MEMBRANE_STAGE",
-    "combine_membranes",
+    "combine_on_model_grid",
     "default_membrane_model",
     "run_membrane_net",
+    "sample_vesicles",
 ]
 
 
@@ -66,58 +67,82 @@ def default_membrane_model() -> Path | None:
     return card if card.is_file() else None
 
 
-def combine_membranes(
-    channels: np.ndarray,
-    vesicle_probability: np.ndarray | None,
-    voxel_size_nm: float | tuple[float, float, float],
-    out: np.ndarray,
-    margin_nm: float = VESICLE_MARGIN_NM,
-    chunk: int = CHUNK_Z,
-) -> np.ndarray:
-    """Non-vesicle membrane probability (uint8) from the network's channels and the vesicles.
-
-    Parameters
-    ----------
-    channels
-        (C, z, y, x) uint8 maps: ``membrane`` and, when C == 2, ``vesicle_membrane``.
-    vesicle_probability
-        (z, y, x) uint8 vesicle probability of the vesicle network, or ``None``.
-    voxel_size_nm
-        Voxel size, for the margin.
-    out
-        (z, y, x) uint8 array written z-chunk by z-chunk (a sink).
-    """
-    from scipy import ndimage
-
-    from synapseg.core.units import voxel_size_zyx
-
-    vs = np.asarray(voxel_size_zyx(voxel_size_nm))
-    size = tuple(int(2 * np.ceil(margin_nm / v - 1e-9) + 1) for v in vs)
-    halo = size[0] // 2
-    nz = out.shape[0]
-    for z0 in range(0, nz, chunk):
-        z1 = min(nz, z0 + chunk)
-        p = np.asarray(channels[:, z0:z1], dtype=np.float32) / 255.0
-        any_membrane = 1.0 - np.prod(1.0 - p, axis=0)
-        if vesicle_probability is not None:
-            a, b = max(0, z0 - halo), min(nz, z1 + halo)
-            v = ndimage.maximum_filter(np.asarray(vesicle_probability[a:b]), size=size)
-            any_membrane *= 1.0 - v[z0 - a : z0 - a + (z1 - z0)].astype(np.float32) / 255.0
-        out[z0:z1] = np.rint(any_membrane * 255.0).astype(np.uint8)
-    return out
-
-
 def _skip(ctx: StageContext, reason: str) -> dict[str, Any]:
     ctx.facts.update({"skipped": True, "reason": reason})
     log.info("membrane network skipped: %s", reason)
     return {ARTIFACT: None}
 
 
+def _scratch(shape: tuple[int, ...], dtype: Any, folder: str, name: str) -> np.ndarray:
+    """A zeroed array in memory, or memory-mapped in ``folder`` when it is large."""
+    if np.prod(shape) * np.dtype(dtype).itemsize > IN_MEMORY_VOXELS:
+        return np.lib.format.open_memmap(Path(folder) / f"{name}.npy", "w+", dtype, shape)
+    return np.zeros(shape, dtype)
+
+
+def _writer(target: Any, to_uint8: bool = False) -> Any:
+    """``write_rows`` for :func:`~synapseg.infer.preprocess.resample_stream` into ``target``."""
+
+    def write(z0: int, z1: int, block: np.ndarray) -> None:
+        target[z0:z1] = np.clip(np.rint(block), 0, 255).astype(np.uint8) if to_uint8 else block
+
+    return write
+
+
+def sample_vesicles(
+    vesicle_probability: np.ndarray,
+    input_voxel_nm: Any,
+    model_voxel_nm: Any,
+    model_shape: tuple[int, int, int],
+    margin_nm: float = VESICLE_MARGIN_NM,
+) -> np.ndarray:
+    """The vesicle probability (uint8) on the model grid: nearest input voxel of each model
+    voxel, spread by a maximum filter over ``margin_nm`` plus half a model voxel."""
+    from scipy import ndimage
+
+    from synapseg.infer.preprocess import rescale_factors, voxel_triple
+
+    f = rescale_factors(input_voxel_nm, model_voxel_nm)
+    src = vesicle_probability.shape
+    idx = [
+        np.minimum(np.rint(np.arange(m) / fk).astype(np.intp), n - 1)
+        for m, fk, n in zip(model_shape, f, src)
+    ]
+    out = np.empty(model_shape, np.uint8)
+    for j0 in range(0, model_shape[0], CHUNK_Z):
+        j1 = min(model_shape[0], j0 + CHUNK_Z)
+        rows = np.asarray(vesicle_probability[idx[0][j0:j1]])
+        out[j0:j1] = rows[:, idx[1]][:, :, idx[2]]
+    reach = (margin_nm + voxel_triple(model_voxel_nm) / 2) / voxel_triple(model_voxel_nm)
+    size = tuple(int(2 * np.floor(r) + 1) for r in reach)
+    return ndimage.maximum_filter(out, size=size) if max(size) > 1 else out
+
+
+def combine_on_model_grid(
+    maps: np.ndarray, vesicles: np.ndarray | None, chunk: int = CHUNK_Z
+) -> np.ndarray:
+    """In place into ``maps[0]``: ``1 - prod(1 - p_c)`` over the channels, times ``1 - v``
+    (uint8 maps on the model grid). Returns ``maps[0]``."""
+    for j0 in range(0, maps.shape[1], chunk):
+        j1 = min(maps.shape[1], j0 + chunk)
+        p = np.asarray(maps[:, j0:j1], dtype=np.float32) / 255.0
+        m = 1.0 - np.prod(1.0 - p, axis=0)
+        if vesicles is not None:
+            m *= 1.0 - vesicles[j0:j1].astype(np.float32) / 255.0
+        maps[0, j0:j1] = np.rint(m * 255.0).astype(np.uint8)
+    return maps[0]
+
+
 def run_membrane_net(ctx: StageContext) -> dict[str, Any]:
-    """Membrane probability (uint8 0-255, input grid) streamed into the sink."""
-    from synapseg.core.builtin import as_volume
+    """Membrane probability (uint8 0-255, input grid) streamed into the sink.
+
+    The network runs on the model grid and its channels are combined there; only the
+    combined map is resampled to the input grid (z-chunk by z-chunk into the sink).
+    """
     from synapseg.errors import ModelError
     from synapseg.infer.predict import predict_volume
+    from synapseg.infer.preprocess import check_rescale, grid_shape, resample_stream, voxel_triple
+    from synapseg.io.volume import Volume
     from synapseg.model.registry import load_model
 
     p = ctx.params
@@ -142,21 +167,34 @@ def run_membrane_net(ctx: StageContext) -> dict[str, Any]:
         )
     grid = ctx["grid"]
     polarity = ctx["polarity"] or {}
+    image = ctx["image"]
     out = ctx.sink(ARTIFACT, grid.shape, np.uint8)
     details: dict[str, Any] = {}
+    timings: dict[str, float] = {}
     channels = [names.index(MEMBRANE_CHANNEL)]
     if VESICLE_MEMBRANE_CHANNEL in names:
         channels.append(names.index(VESICLE_MEMBRANE_CHANNEL))
+    vs_in, vs_m = grid.voxel_size_nm, card.voxel_size_nm
+    factors = check_rescale(vs_in, vs_m, p.get("path"))
+    mshape = tuple(int(v) for v in grid_shape(grid.shape, vs_in, vs_m))
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=p.get("scratch_dir"), prefix="synapseg-mem-") as tmp:
-        shape = (len(channels), *grid.shape)
-        maps = (
-            np.lib.format.open_memmap(Path(tmp) / "maps.npy", "w+", np.uint8, shape)
-            if np.prod(shape) > IN_MEMORY_VOXELS
-            else np.zeros(shape, np.uint8)
+        # 1. the input on the model grid (the only volume-sized float32 array)
+        model_image = _scratch(mshape, np.float32, tmp, "image")
+
+        resample_stream(
+            lambda a, b: np.asarray(image[a:b], dtype=np.float32),
+            grid.shape,
+            mshape,
+            factors,
+            _writer(model_image),
         )
+        timings["rescale_s"] = time.perf_counter() - t0
+        # 2. the network on the model grid (its own rescaling is then the identity)
+        t1 = time.perf_counter()
+        maps = _scratch((len(channels), *mshape), np.uint8, tmp, "maps")
         predict_volume(
-            as_volume(ctx),
+            Volume(model_image, tuple(float(v) for v in voxel_triple(vs_m))),
             model=(net, card),
             device=p.get("device", "auto"),
             out=maps if len(channels) > 1 else maps[0],
@@ -165,13 +203,31 @@ def run_membrane_net(ctx: StageContext) -> dict[str, Any]:
             channels=tuple(channels),
             report=details,
             specimen=ctx["specimen"],
-            scratch_dir=p.get("scratch_dir"),
+            scratch_dir=tmp,
         )
+        model_image = None  # free it before the combination
+        timings["network_s"] = time.perf_counter() - t1
+        # 3. channels and vesicles combined on the model grid
         t1 = time.perf_counter()
-        combine_membranes(maps, ctx["probabilities"], grid.voxel_size_nm, out)
-        del maps
+        ves = ctx["probabilities"]
+        ves_m = None if ves is None else sample_vesicles(ves, vs_in, vs_m, mshape)
+        combined = combine_on_model_grid(maps, ves_m)
+        del ves_m
+        timings["combine_s"] = time.perf_counter() - t1
+        # 4. one channel back to the input grid, uint8, z-chunk by z-chunk
+        t1 = time.perf_counter()
+
+        resample_stream(
+            lambda a, b: np.asarray(combined[a:b], dtype=np.float32),
+            mshape,
+            grid.shape,
+            1 / factors,
+            _writer(out, to_uint8=True),
+        )
+        timings["to_input_grid_s"] = time.perf_counter() - t1
+        maps = combined = None
     seconds = time.perf_counter() - t0
-    details["combine_s"] = time.perf_counter() - t1
+    details["stage_timings_s"] = {k: round(v, 3) for k, v in timings.items()}
     ctx.facts.update(
         {
             "seconds": seconds,
@@ -181,6 +237,7 @@ def run_membrane_net(ctx: StageContext) -> dict[str, Any]:
                 "sha256": card.sha256,
                 "voxel_size_nm": card.voxel_size_nm,
             },
+            "model_grid_shape_zyx": list(mshape),
             "channel": MEMBRANE_CHANNEL,
             "details": details,
         }
