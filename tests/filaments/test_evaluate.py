@@ -68,3 +68,14 @@ def test_vesicle_id_map():
     pred = _pred([("connector", 11, 12, *far, 12.0)])
     assert score_filaments(gt, pred)["connector"]["tp"] == 0
     assert score_filaments(gt, pred, id_map={11: 1, 12: 2})["connector"]["tp"] == 1
+
+
+def test_endpoint_error_tells_a_located_match_from_a_pair_only_match():
+    gt = gt_table(GT)
+    a, b = GT["tether"]
+    shifted = np.array([0.0, 0.0, 6.0])  # same vesicle and AZ, 6 nm beside the true tether
+    exact = score_filaments(gt, _pred([("tether", 2, None, a, b, 15.0)]))
+    beside = score_filaments(gt, _pred([("tether", 2, None, a + shifted, b + shifted, 15.0)]))
+    assert exact["tether"]["tp"] == beside["tether"]["tp"] == 1
+    assert exact["tether"]["endpoint_error_median_nm"] == 0.0
+    assert beside["tether"]["endpoint_error_median_nm"] == 6.0

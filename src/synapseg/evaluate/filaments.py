@@ -134,8 +134,11 @@ def score_filaments(
     -------
     dict
         ``{kind: {n_true, n_predicted, tp, fp, fn, precision, recall, f1,
-        length_error_median_nm, length_error_mean_nm, length_bias_nm}}`` for ``connector``,
-        ``tether`` and ``all``, plus ``endpoint_tol_nm``.
+        length_error_median_nm, length_error_mean_nm, length_bias_nm,
+        endpoint_error_median_nm}}`` for ``connector``, ``tether`` and ``all``, plus
+        ``endpoint_tol_nm``. ``endpoint_error_median_nm`` is the median over matched pairs of
+        the larger of the two endpoint distances (nm): it says whether a match found the
+        filament where it is, or only the right pair of boundaries.
     """
     gt = gt_filaments(gt_table)
     pred = gt_filaments(pred_table)
@@ -150,6 +153,7 @@ def score_filaments(
         rec = tp / n_g if n_g else 1.0
         f1 = 2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0
         err = np.array([pred["length_nm"].iloc[p] - gt["length_nm"].iloc[g] for g, p in mine])
+        ends = [_end_distance(gt.iloc[g], pred.iloc[p]) for g, p in mine]
         out[kind] = {
             "n_true": n_g,
             "n_predicted": n_p,
@@ -162,6 +166,7 @@ def score_filaments(
             "length_error_median_nm": round(float(np.median(np.abs(err))), 3) if tp else None,
             "length_error_mean_nm": round(float(np.mean(np.abs(err))), 3) if tp else None,
             "length_bias_nm": round(float(np.median(err)), 3) if tp else None,
+            "endpoint_error_median_nm": round(float(np.median(ends)), 3) if tp else None,
         }
     return out
 
