@@ -64,8 +64,13 @@ def coarse_coords_nm(index: np.ndarray, factor: int, voxel_size_nm: np.ndarray) 
 
 def cell_reduce(points: np.ndarray, cell_nm: float) -> tuple[np.ndarray, np.ndarray]:
     """Centroids of the points per ``cell_nm`` cell, and each point's cell index."""
-    cell = np.floor(points / cell_nm).astype(np.int64)
-    _, inverse, counts = np.unique(cell, axis=0, return_inverse=True, return_counts=True)
+    cell = np.floor(points / cell_nm).astype(np.int64).reshape(-1, 3)
+    # one int64 key per cell, ordered as the rows (z, y, x) are: np.unique on a 1-D key
+    # is several times faster than on rows (axis=0) and gives the same cells in the same order
+    cell -= cell.min(axis=0) if len(cell) else 0
+    span = cell.max(axis=0) + 1 if len(cell) else np.ones(3, np.int64)
+    key = (cell[:, 0] * span[1] + cell[:, 1]) * span[2] + cell[:, 2]
+    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
     inverse = inverse.ravel()
     sums = np.stack([np.bincount(inverse, points[:, i]) for i in range(3)], axis=1)
     return sums / counts[:, None], inverse
