@@ -99,9 +99,12 @@ def degrade(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.round(np.clip(soft, 0, 1) * 255).astype(np.uint8)
 
 
-def predicted_vesicles(sim, prob: np.ndarray, bad: np.ndarray) -> dict:
+def predicted_vesicles(
+    sim, prob: np.ndarray, bad: np.ndarray, pred: np.ndarray | None = None, table=None
+) -> dict:
     """az_distance_nm and pools from the vesicles ``segment`` finds (default model) with the
-    perfect and the degraded membrane maps, scored on the matched vesicles."""
+    perfect, the degraded and (when given) the predicted membrane maps, scored on the
+    matched vesicles. ``table``: the vesicles already found (else ``segment`` runs)."""
     import synapseg
     from synapseg.context import analyse_context
     from synapseg.evaluate.context import context_metrics
@@ -110,13 +113,17 @@ def predicted_vesicles(sim, prob: np.ndarray, bad: np.ndarray) -> dict:
 
     vs = sim.voxel_size_nm
     truth = active_zone_truth(sim.vesicles, sim.info)
-    table = synapseg.segment(sim.tomogram, voxel_size_nm=vs, outputs=["vesicles"]).vesicles
+    if table is None:
+        table = synapseg.segment(sim.tomogram, voxel_size_nm=vs, outputs=["vesicles"]).vesicles
     out = {"n_found": len(table), "n_truth": len(sim.vesicles)}
-    for name, membranes in (("truth", prob), ("degraded", bad)):
+    maps = [("truth", prob), ("degraded", bad)] + (
+        [("predicted", pred)] if pred is not None else []
+    )
+    for name, membranes in maps:
         ctx = analyse_context(membranes, table, vs)
         match = match_vesicles(sim.vesicles, ctx.vesicles)
         m = context_metrics(truth, ctx.vesicles, match.gt_index, match.pred_index)
-        out[name] = {"n_matched": int(match.tp), **m}
+        out[name] = {"n_matched": int(match.tp), "az_found": ctx.az is not None, **m}
     return out
 
 
@@ -142,19 +149,20 @@ def accuracy(args) -> dict:
         row["truth"] = score(analyse_context(prob, sim.vesicles, vs), sim)
         bad = degrade(sim.membrane_labels, np.random.default_rng(seed))
         row["degraded"] = score(analyse_context(bad, sim.vesicles, vs), sim)
-        if args.predicted_vesicles:
-            row["predicted_vesicles"] = predicted_vesicles(sim, prob, bad)
+        pred = table = None
         if model is not None:
             import synapseg
 
             seg = synapseg.segment(
                 sim.tomogram,
                 voxel_size_nm=vs,
-                outputs=["membrane_probabilities"],
+                outputs=["membrane_probabilities", "vesicles"],
                 membrane_model=str(model),
             )
-            pred = np.asarray(seg["membrane_probabilities"])
+            pred, table = np.asarray(seg["membrane_probabilities"]), seg.vesicles
             row["predicted"] = score(analyse_context(pred, sim.vesicles, vs), sim)
+        if args.predicted_vesicles:
+            row["predicted_vesicles"] = predicted_vesicles(sim, prob, bad, pred, table)
         row["seconds_total"] = time.perf_counter() - t0
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -184,8 +192,8 @@ def accuracy(args) -> dict:
             },
         }
     pv = [r["predicted_vesicles"] for r in rows if "predicted_vesicles" in r]
-    for name in ("truth", "degraded"):
-        got = [p[name] for p in pv if p[name].get("az_distance", {}).get("n")]
+    for name in ("truth", "degraded", "predicted"):
+        got = [p[name] for p in pv if name in p and p[name].get("az_distance", {}).get("n")]
         if got:
             summary[f"predicted_vesicles_{name}_membranes"] = {
                 "az_abs_err_median_of_medians_nm": float(
