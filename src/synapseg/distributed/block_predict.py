@@ -62,6 +62,7 @@ def predict_block(
     """
     from synapseg.infer.forward import forward_batch, torch_threads, tta_transforms
     from synapseg.infer.normalise import neutral_outside
+    from synapseg.infer.predict import weight_tile
 
     d = decisions
     net, card, dev = load_network(d.model, device)
@@ -87,10 +88,10 @@ def predict_block(
             src, dst = tile.data_slices(shape)
             local = tuple(slice(s.start - r.start, s.stop - r.start) for s, r in zip(src, region))
             batch = np.zeros((1, 1, *plan.tile_shape), dtype=np.float32)
-            values = d.stats.apply(image[local], invert=d.invert)
-            batch[(0, 0, *dst)] = neutral_outside(values, mask, src, card.voxel_size_nm)
+            values = d.stats.apply(image[local], invert=d.invert, out=batch[(0, 0, *dst)])
+            neutral_outside(values, mask, src, card.voxel_size_nm)
             probs = forward_batch(net, batch, dev, (0,), transforms)
-            weighted = probs[(0, slice(None), *dst)] * plan.weight(tile)[dst]
+            weighted = weight_tile(probs[0], plan, tile, dst)
             lo = [max(s.start, a) for s, (a, _) in zip(src, need)]
             hi = [min(s.stop, b) for s, (_, b) in zip(src, need)]
             if any(h <= low for low, h in zip(lo, hi)):

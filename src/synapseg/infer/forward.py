@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -11,17 +10,10 @@ import torch
 from torch import nn
 
 from synapseg.errors import InputError
+from synapseg.infer.preprocess import available_cores as available_cpus
 from synapseg.model.unet import prepare_for_inference
 
 # --------------------------------------------------------------------------- devices
-
-
-def available_cpus() -> int:
-    """CPU cores this process may use (affinity-aware)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def select_device(device: str | torch.device = "auto") -> torch.device:
@@ -101,17 +93,25 @@ def forward_batch(
             xt = torch.flip(x, dims) if dims else x
             if k:
                 xt = torch.rot90(xt, k, dims=(3, 4))
-            y = net(xt)[:, list(channels)].float()
+            y = _channels(net(xt), channels).float()
             if k:
                 y = torch.rot90(y, -k, dims=(3, 4))
             if dims:
                 y = torch.flip(y, dims)
-            y = torch.sigmoid(y)
+            y = y.sigmoid_()  # in place: y is this pass's own tensor (or a view of it)
             total = y if total is None else total.add_(y)
         assert total is not None
         if len(transforms) > 1:
             total /= len(transforms)
         return total.cpu().numpy()
+
+
+def _channels(y: torch.Tensor, channels: Sequence[int]) -> torch.Tensor:
+    """``y[:, channels]``: a view when they are consecutive (no copy of the logits)."""
+    c = list(channels)
+    if c == list(range(c[0], c[0] + len(c))):
+        return y[:, c[0] : c[0] + len(c)]
+    return y[:, c]
 
 
 def prepare_net(net: nn.Module, device: torch.device) -> nn.Module:

@@ -34,9 +34,12 @@ class NormStats:
     mean: float
     std: float
 
-    def apply(self, data: np.ndarray, invert: bool = False) -> np.ndarray:
-        """Normalised float32 copy of ``data`` (times -1 when ``invert``)."""
-        out = np.clip(np.asarray(data, dtype=np.float32), self.lo, self.hi)
+    def apply(
+        self, data: np.ndarray, invert: bool = False, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Normalised float32 copy of ``data`` (times -1 when ``invert``), written into
+        ``out`` (a float32 array of ``data``'s shape) when given."""
+        out = np.clip(np.asarray(data, dtype=np.float32), self.lo, self.hi, out=out)
         out -= self.mean
         out *= (-1.0 if invert else 1.0) / self.std
         return out

@@ -38,6 +38,7 @@ from synapseg.infer.forward import (
     tta_transforms,
 )
 from synapseg.infer.preprocess import (
+    RESAMPLE_WORKERS,
     NormStats,
     check_rescale,
     grid_shape,
@@ -49,7 +50,7 @@ from synapseg.infer.preprocess import (
     stats_sample,
 )
 from synapseg.infer.progress import Progress as _Progress
-from synapseg.infer.tiling import TilePlan, batched, choose_tiling, iter_tiles
+from synapseg.infer.tiling import Tile, TilePlan, batched, choose_tiling, iter_tiles
 from synapseg.io.atomic import preallocate
 from synapseg.io.volume import Volume
 from synapseg.model.registry import ModelCard, load_model
@@ -122,8 +123,12 @@ def predict_array(
     acc = np.zeros((len(channels), *image.shape), dtype=np.float32)
     dev = select_device(device)
     with torch_threads(threads):
+
+        def read(sl: tuple[slice, ...], out: np.ndarray) -> None:
+            out[...] = image[sl]
+
         _run_tiles(
-            lambda sl: np.asarray(image[sl], dtype=np.float32),
+            read,
             acc,
             plan,
             prepare_net(net, dev),
@@ -138,6 +143,26 @@ def predict_array(
     return acc
 
 
+def weight_tile(
+    probs: np.ndarray, plan: TilePlan, tile: Tile, dst: tuple[slice, ...]
+) -> np.ndarray:
+    """The real part (``dst``) of one tile's (C, z, y, x) probabilities times its blending
+    window, in place (a view of ``probs``).
+
+    The window is applied as its three 1D profiles, one in-place multiplication each (torch,
+    so it uses every thread), instead of building a float64 window volume per tile: the
+    same weights to float32 rounding. The single-process and block-wise paths both call this,
+    so their maps stay voxel-identical.
+    """
+    part = probs[(slice(None), *dst)]
+    view = torch.from_numpy(part)
+    for axis, profile in enumerate(plan.profiles(tile)):
+        shape = [1, 1, 1, 1]
+        shape[axis + 1] = -1
+        view.mul_(torch.from_numpy(np.ascontiguousarray(profile[dst[axis]])).view(shape))
+    return part
+
+
 def _run_tiles(
     read,
     acc: np.ndarray,
@@ -149,19 +174,24 @@ def _run_tiles(
     batch_size: int,
     progress=None,
 ) -> None:
-    """Run every tile of ``plan``; blend weighted probabilities into ``acc`` (C, z, y, x)."""
+    """Run every tile of ``plan``; blend weighted probabilities into ``acc`` (C, z, y, x).
+
+    ``read(src, out)`` writes the network input of the model-grid region ``src`` into the
+    (z, y, x) array ``out``.
+    """
     shape = plan.shape
     for tiles in batched(iter_tiles(plan), batch_size):
         batch = np.zeros((len(tiles), 1, *plan.tile_shape), dtype=np.float32)
         parts = []
         for b, tile in enumerate(tiles):
             src, dst = tile.data_slices(shape)
-            batch[(b, 0, *dst)] = read(src)
+            read(src, batch[(b, 0, *dst)])
             parts.append((src, dst))
         probs = forward_batch(net, batch, device, channels, transforms)
+        del batch
         for b, (tile, (src, dst)) in enumerate(zip(tiles, parts)):
-            weighted = probs[(b, slice(None), *dst)] * plan.weight(tile)[dst]
-            acc[(slice(None), *src)] += weighted
+            weighted = weight_tile(probs[b], plan, tile, dst)
+            torch.from_numpy(acc[(slice(None), *src)]).add_(torch.from_numpy(weighted))
         if progress is not None:
             progress(len(tiles))
 
@@ -300,6 +330,7 @@ def predict_volume(
             write_image,
             chunk_voxels=2 * CHUNK_VOXELS,
             progress=bar.advancer(task),
+            workers=RESAMPLE_WORKERS,  # writes into a numpy array or memmap
         )
         if stats is None:
             mask = specimen if isinstance(specimen, SpecimenMask) else None
@@ -314,9 +345,9 @@ def predict_volume(
         task = bar.add(f"network ({dev.type}, {plan.n_tiles} tiles)", plan.n_tiles)
         mask = specimen if isinstance(specimen, SpecimenMask) else None
 
-        def read_tile(sl: tuple[slice, ...]) -> np.ndarray:
-            tile = stats.apply(image[sl], invert=invert)
-            return neutral_outside(tile, mask, sl, card.voxel_size_nm)
+        def read_tile(sl: tuple[slice, ...], out: np.ndarray) -> None:
+            stats.apply(image[sl], invert=invert, out=out)
+            neutral_outside(out, mask, sl, card.voxel_size_nm)
 
         _run_tiles(
             read_tile,
@@ -356,6 +387,8 @@ def predict_volume(
             write_out,
             chunk_voxels=max(CHUNK_VOXELS // len(channels), 2**20),
             progress=bar.advancer(task),
+            # concurrent writes of disjoint rows are safe into numpy/memmap, not into zarr
+            workers=RESAMPLE_WORKERS if isinstance(out, np.ndarray) else 1,
         )
         timings["resample_back_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start

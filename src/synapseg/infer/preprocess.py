@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -58,6 +61,9 @@ MAX_UPSAMPLING = 4.0
 SLOW_DOWNSAMPLING = 2.0
 """Inputs finer than this many times the model's voxel size get a warning about time."""
 _TRUNCATE = 4.0
+RESAMPLE_WORKERS = 2
+"""z-chunks resampled at the same time (threads, capped at the cores) where the target is a
+numpy array (:func:`rescale_volume`, :func:`synapseg.infer.predict.predict_volume`)."""
 
 
 def voxel_triple(voxel_size_nm: float | Sequence[float]) -> np.ndarray:
@@ -197,7 +203,7 @@ def resample_block(
         if coords[k] is None:
             continue
         axis = nd - 3 + k
-        if sigma[k] > 0:
+        if _filter_radius(float(sigma[k])) > 0:  # radius 0: scipy's kernel is [1.0], a copy
             out = ndimage.gaussian_filter1d(
                 out, float(sigma[k]), axis=axis, mode="nearest", truncate=_TRUNCATE
             )
@@ -216,6 +222,7 @@ def resample_stream(
     *,
     chunk_voxels: int = 16 * 2**20,
     progress: Callable[[int], None] | None = None,
+    workers: int = 1,
 ) -> None:
     """Resample a (…, z, y, x) volume to another grid, z-chunk by z-chunk.
 
@@ -239,6 +246,12 @@ def resample_stream(
         Approximate number of voxels (per leading index) held per step.
     progress
         Called with the number of destination rows finished after each chunk.
+    workers
+        Chunks resampled at the same time in threads (numpy and scipy release the GIL),
+        capped at the available cores; memory grows with them. Each chunk's ``write_rows``
+        gets disjoint rows, but calls may overlap in time: use more than 1 only when
+        ``write_rows`` is thread-safe for disjoint rows (a numpy array or memmap is; a zarr
+        array whose chunks span several rows is not).
     """
     f = np.asarray(factors, dtype=np.float64)
     sigma = antialias_sigma(f)
@@ -251,7 +264,8 @@ def resample_stream(
     # source rows per chunk, held at the destination's y-x size
     src_rows = max(chunk_voxels // max(my * mx, 1), int(4 * margin + 4 / f[0]))
     rows_per_chunk = max(1, int((src_rows - 2 * margin - 1) * f[0]))
-    for j0 in range(0, mz, rows_per_chunk):
+
+    def chunk(j0: int) -> int:
         j1 = min(mz, j0 + rows_per_chunk)
         cz = np.arange(j0, j1) / f[0]
         i0 = max(0, int(math.floor(cz[0])) - margin)
@@ -265,8 +279,38 @@ def resample_stream(
         out = resample_block(mid, (cz - i0, None, None), sigma)
         del mid
         write_rows(j0, j1, out)
-        if progress is not None:
-            progress(j1 - j0)
+        return j1 - j0
+
+    starts = range(0, mz, rows_per_chunk)
+    n_workers = min(max(1, int(workers)), available_cores(), len(starts))
+    if n_workers <= 1:
+        for j0 in starts:
+            done = chunk(j0)
+            if progress is not None:
+                progress(done)
+        return
+    with ThreadPoolExecutor(n_workers, thread_name_prefix="synapseg-resample") as pool:
+        pending: deque = deque()
+        for j0 in starts:  # at most n_workers chunks in flight: memory stays bounded
+            if len(pending) >= n_workers:
+                _finish(pending.popleft(), progress)
+            pending.append(pool.submit(chunk, j0))
+        while pending:
+            _finish(pending.popleft(), progress)
+
+
+def _finish(future: Future, progress: Callable[[int], None] | None) -> None:
+    done = future.result()  # re-raises a chunk's exception here, in the caller's thread
+    if progress is not None:
+        progress(done)
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (affinity-aware)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def rescale_volume(
@@ -286,7 +330,14 @@ def rescale_volume(
     def write(z0: int, z1: int, block: np.ndarray) -> None:
         out[z0:z1] = block
 
-    resample_stream(lambda a, b: np.asarray(data[a:b], dtype=np.float32), data.shape, dst, f, write)
+    resample_stream(
+        lambda a, b: np.asarray(data[a:b], dtype=np.float32),
+        data.shape,
+        dst,
+        f,
+        write,
+        workers=RESAMPLE_WORKERS,
+    )
     return out
 
 

@@ -33,7 +33,14 @@ if TYPE_CHECKING:  # keep this module free of torch
     from synapseg.model.unet import UNetConfig
 
 DEFAULT_TILE = 256
-"""Default largest tile edge (model voxels); tiles shrink to spread evenly over the volume."""
+"""Tile edge that sets the default halo (``tile / 10``); the default tiles themselves are
+chosen by :func:`default_tile_shape`."""
+MAX_TILE_EDGE = 512
+"""Largest default tile edge (model voxels)."""
+MAX_TILE_VOXELS = 48 * 2**20
+"""Largest default tile (model voxels): bounds the network's activations, about 1.1 GB for
+the default model on a CPU (issue 17: a 224×448×448 tile peaks at 1.4 GB RSS, 0.3 GB of it
+the interpreter and torch)."""
 GAUSSIAN_SIGMA_FRACTION = 1 / 8
 """Sigma of the blending window as a fraction of the tile edge (as nnU-Net)."""
 _MIN_WEIGHT = 1e-3
@@ -121,6 +128,13 @@ class TilePlan:
             if start + n < self.padded_shape[axis]:
                 w[n - h :] = 0.0
         return w
+
+    def profiles(self, tile: Tile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """float32 1D blending profiles (z, y, x) of ``tile``: its window is their outer
+        product, applied axis by axis (:func:`synapseg.infer.predict.weight_tile`) so that no
+        window volume is built per tile."""
+        wz, wy, wx = (self.profile(a, s).astype(np.float32) for a, s in enumerate(tile.start))
+        return wz, wy, wx
 
     def weight(self, tile: Tile) -> np.ndarray:
         """(z, y, x) float32 blending window of ``tile`` (outer product of 1D profiles)."""
@@ -289,4 +303,50 @@ def choose_tiling(
             f"halo {halo} must be >= 0 and leave part of a {min(tiles)}-voxel tile",
             f"use a halo below {min(tiles) // 2}",
         )
+    if tile_size is None:
+        tiles = list(default_tile_shape(grid, int(halo), m, config.min_tile))
     return plan_tiles(grid, tiles, int(halo), m)
+
+
+def default_tile_shape(
+    grid: Sequence[int],
+    halo: int,
+    multiple: int,
+    min_tile: int,
+    max_voxels: int = MAX_TILE_VOXELS,
+    max_edge: int = MAX_TILE_EDGE,
+) -> tuple[int, int, int]:
+    """The tile shape that makes the network compute the fewest voxels for ``grid``.
+
+    Every combination of per-axis edges (multiples of ``multiple`` from ``min_tile`` to
+    ``max_edge``) whose tile holds at most ``max_voxels`` voxels is planned as
+    :func:`plan_tiles` would; the one with the fewest computed voxels wins (ties: fewer
+    tiles, then the smaller tile). Overlaps between tiles are recomputed voxels: on the
+    reference volume's model grid (213×835×835) 224×448×448 tiles compute 1.21× the grid
+    where 224×256×256 tiles computed 1.58× (issue 17).
+    """
+    overlap = -(-2 * halo // multiple) * multiple
+    lo = max(min_tile, overlap + multiple)
+    options = []
+    for length in (int(n) for n in grid):
+        padded = -(-length // multiple) * multiple
+        seen: dict[int, tuple[int, int, int]] = {}  # edge used -> (used, tiles, edge asked)
+        for edge in range(lo, max(lo, max_edge) + 1, multiple):
+            used, starts = _axis_tiles(length, edge, overlap, multiple)
+            seen.setdefault(used, (used, len(starts), edge))
+            if used >= padded:
+                break
+        options.append(sorted(seen.values()))
+    combos = [
+        (
+            int(np.prod([e * n for e, n, _ in combo])),  # computed voxels
+            int(np.prod([n for _, n, _ in combo])),  # tiles
+            int(np.prod([e for e, _, _ in combo])),  # tile voxels
+            tuple(asked for _, _, asked in combo),  # plan_tiles shrinks them as planned here
+        )
+        for combo in product(*options)
+    ]
+    fitting = [c for c in combos if c[2] <= max_voxels]
+    if not fitting:  # only when even the smallest useful tile is over the budget
+        return min(combos, key=lambda c: c[2])[3]  # type: ignore[return-value]
+    return min(fitting)[3]  # type: ignore[return-value]
