@@ -2,30 +2,24 @@
 
 Method (all vesicles batched, see docs/postprocessing.md):
 
-1. Directions: ``n_directions`` unit vectors on a Fibonacci sphere. Each direction ``n`` is the
-   normal of the membrane patch it crosses, and gets a *missing-wedge weight*: for a single
-   tilt axis along y and tilt range ±α the patch is recorded iff ``atan(|nz| / |nx|) <= α``
-   (x and y swap for a tilt axis along x), independent of the component along the tilt axis.
-   The step is softened by a logistic of width ``wedge_softness_deg``.
-2. Radial profiles: the tomogram is sampled along every direction with trilinear interpolation
-   (:func:`scipy.ndimage.map_coordinates`, ``order=1``) directly on the input array, so a
-   read-only memmap is only touched around the vesicles. Values are normalised to noise units,
-   ``polarity * (value - median) / sigma``, so the membrane is always a *minimum*.
+1. Directions: ``n_directions`` Fibonacci unit vectors, each the normal of the membrane patch
+   it crosses, with a *missing-wedge weight*: for a tilt axis along y and range ±α the patch is
+   recorded iff ``atan(|nz| / |nx|) <= α`` (x, y swap for an x axis), softened by a logistic.
+2. Radial profiles: trilinear samples along every direction, directly on the input array (a
+   memmap is only touched around the vesicles), in noise units ``polarity * (value - median) /
+   sigma``, so the membrane is always a *minimum*.
 3. Per direction: profiles are averaged over a Gaussian cone of neighbouring directions
    (weighted by their wedge weights) and smoothed along the radius with a Gaussian of
-   ``radial_smoothing x thickness`` (a resolved bilayer's two dark leaflets merge into one
-   minimum at the midline; a symmetric kernel does not move it); the membrane
-   radius is the profile minimum inside a search window, refined to sub-sample precision with
-   a parabola.
+   ``radial_smoothing x thickness`` (a resolved bilayer's two leaflets merge into one minimum
+   at the midline); the membrane radius is the parabola-refined minimum in a search window.
 4. A weighted, robust (Tukey-biweight IRLS) algebraic least-squares sphere fit to the points
    ``center + r_d n_d`` gives a new center and radius; weights = wedge weight x dip depth.
-   Steps 2-4 are repeated with a shrinking search window (the last windows exclude the membrane
-   of a neighbour 1-4 nm away).
+   Steps 2-4 are repeated with a shrinking search window (excluding a neighbour 1-4 nm away),
+   then the sphere is polished (:mod:`synapseg.post.polish`).
 5. Final radius: parabolic minimum ``r*`` of the wedge-weighted spherically averaged profile at
    the final center, corrected for the inward shift of the extremum of a curved shell's value
    profile (``r* = R - s^2/R`` for a bilayer of Gaussian width ``s = thickness / 2.355``).
-   QC: membrane contrast and lumen contrast in noise σ per voxel, Pearson correlation of the
-   profile with a bilayer template, weighted RMS of the per-direction radii about the sphere.
+   QC: membrane and lumen contrast (noise σ per voxel), profile correlation, fit residual.
 """
 
 from __future__ import annotations
@@ -46,6 +40,7 @@ from synapseg.post.bilayer import (
     leaflet_sigma_nm,
 )
 from synapseg.post.mirror import blend_mirror_z
+from synapseg.post.polish import polish_spheres
 from synapseg.post.profiles import (
     estimate_background,
     fibonacci_directions,
@@ -128,6 +123,9 @@ class SphereParams:
     mirror_z_full_deg, mirror_z_none_deg, mirror_z_weight, mirror_z_max_nm, mirror_z_smooth_nm
         Narrow wedges: the z-center is blended with the mirror-symmetry estimate, see
         :func:`synapseg.post.mirror.blend_mirror_z` (``mirror_z_weight=0``: off).
+    polish_directions, polish_iter, polish_step_nm
+        Matched-filter polish of each fitted sphere (:func:`synapseg.post.polish.polish_spheres`;
+        ``polish_directions=0``: off): directions, Newton steps, largest step (nm).
     """
 
     tilt_range_deg: float | None = 60.0
@@ -152,6 +150,9 @@ class SphereParams:
     mirror_z_weight: float = 0.75
     mirror_z_max_nm: float = 2.0
     mirror_z_smooth_nm: float = 1.0
+    polish_directions: int = 480
+    polish_iter: int = 8
+    polish_step_nm: float = 0.5
 
 
 RESOLVED_THICKNESS_NM = 5.5
@@ -344,6 +345,8 @@ def _refine_chunk(
         coverage = weights.sum(axis=1) / np.maximum(
             (wdir[None, :] * depth.max(axis=1, keepdims=True)).sum(axis=1), 1e-12
         )
+    args = (vs, p, norm, smooth_nm, mode, s_min, specimen)
+    centers, radii = polish_spheres(tomogram, centers, radii, *args)  # low-contrast membranes
     # final spherically averaged profile: lumen .. radius + 2.5 thicknesses
     r_lo = np.maximum(0.2 * radii, 0.5 * vs.min())
     r_hi = radii + 2.5 * t
