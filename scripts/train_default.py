@@ -444,7 +444,9 @@ def cmd_export(args) -> None:
     best = torch.load(root / args.run / "best.pt", map_location="cpu", weights_only=False)
     ckpt = torch.load(root / args.run / "checkpoint.pt", map_location="cpu", weights_only=False)
     net = build_unet(UNetConfig(**UNET))
-    net.load_state_dict(best["model"])
+    # "best": the recipe's best validation checkpoint; "last": the final (decayed) weights
+    last = getattr(args, "checkpoint", "best") == "last"
+    net.load_state_dict((ckpt if last else best)["model"])
     summary = data_summary(root, args.version)
     init_file = root / args.run / "init.json"
     if init_file.is_file():
@@ -454,9 +456,11 @@ def cmd_export(args) -> None:
         summary["rebuild_reference"] = rebuild_reference(root / args.run / "history.jsonl")
         summary["rebuild_tolerance"] = CHECK_TOLERANCE
     summary["best_checkpoint_step"] = int(best["best"].get("step", -1))
+    summary["exported_checkpoint"] = "last" if last else "best"
+    summary["exported_step"] = int(ckpt["step"]) if last else summary["best_checkpoint_step"]
     summary["train_config"] = ckpt["extra"].get("config")
     metrics = {
-        "validation": best["best"],
+        "validation": best["best"] if not last else _history_val(root / args.run, ckpt["step"]),
         "validation_method": (
             f"{VERSIONS[args.version]['n_val']} held-out simulated tomograms of the recipe "
             "(not used for training), on "
@@ -479,12 +483,21 @@ def cmd_export(args) -> None:
         overwrite=True,
         description=(
             "Default synapseg vesicle model: compact 3D U-Net trained on CPU on simulated "
-            f"tomograms only ({summary['steps_trained_at_export']} steps seen, best "
-            f"checkpoint at step {summary['best_checkpoint_step']}). Fine-tune it on your "
+            f"tomograms only ({summary['steps_trained_at_export']} steps seen, exported "
+            f"{summary['exported_checkpoint']} checkpoint at step {summary['exported_step']}). "
+            "Fine-tune it on your "
             "own annotated data with `synapseg train --from default`."
         ),
     )
-    print(f"exported step {summary['best_checkpoint_step']} to {args.output}")
+    print(f"exported step {summary['exported_step']} to {args.output}")
+
+
+def _history_val(run: Path, step: int) -> dict:
+    """The validation row of ``step`` in a run's history (``{}`` when it has none)."""
+    rows = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines() if line]
+    return next(
+        (dict(r["val"], step=r["step"]) for r in rows if r["step"] == step and "val" in r), {}
+    )
 
 
 CHECK_STEPS = 300  # the short rebuild check trains this many steps (two validations)
@@ -791,6 +804,12 @@ def main(argv: list[str] | None = None) -> None:
     p_exp = sub.add_parser("export", help="write the best checkpoint as a model folder")
     p_exp.add_argument("-o", "--output", required=True)
     p_exp.add_argument("--name", default=None, help="model name (default: the version's)")
+    p_exp.add_argument(
+        "--checkpoint",
+        choices=["best", "last"],
+        default="best",
+        help="best validation checkpoint (default) or the final weights",
+    )
     p_exp.add_argument("--benchmark-json", default=None, help="bench_accuracy JSON to add")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
