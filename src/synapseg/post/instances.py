@@ -25,7 +25,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cc3d
@@ -40,6 +42,8 @@ from synapseg.core.units import voxel_size_zyx
 
 log = logging.getLogger(__name__)
 
+WORKERS = 2
+"""Threads that split touching vesicles (EDT, seeds, watershed) at the same time (issue 17)."""
 REJECT_COLUMNS = ["center_z_px", "center_y_px", "center_x_px", "radius_nm", "score", "reason"]
 
 
@@ -137,6 +141,7 @@ def candidate_instances(
     min_separation_nm: float | None = None,
     membrane_thickness_nm: float = 4.5,
     block_z: int = 32,
+    workers: int | None = None,
 ) -> Candidates:
     """Find vesicle candidates (one per vesicle, touching vesicles split) in a probability map.
 
@@ -156,6 +161,9 @@ def candidate_instances(
         Minimum distance between watershed seeds; default ``min_radius_nm``.
     membrane_thickness_nm
         Bilayer thickness; the inscribed-radius limit is ``max_radius_nm + thickness``.
+    workers
+        Threads splitting components (default :data:`WORKERS`, capped at the available
+        cores); the result does not depend on it.
 
     Returns
     -------
@@ -188,13 +196,14 @@ def candidate_instances(
         [0 if sl is None else np.prod([s.stop - s.start for s in sl]) for sl in slices]
     )
     n_specks = int(np.sum(box_volume < min_volume))  # noise: counted, not listed
-    for lab in np.flatnonzero(box_volume >= min_volume) + 1:
+
+    def component(lab: int) -> tuple[str, list[tuple]]:
+        """("speck" | "one" | "split", [(z, y, x, radius_nm, score, reason or None), ...])."""
         sl = slices[lab - 1]
         comp = labels[sl] == lab
         count = int(comp.sum())
         if count < min_volume:
-            n_specks += 1
-            continue
+            return "speck", []
         offset = np.array([s.start for s in sl], dtype=float)
         prob = np.asarray(probability[sl], dtype=np.float32) / scale
         r_eq = (3 * count * voxel_nm3 / (4 * np.pi)) ** (1 / 3)
@@ -202,10 +211,8 @@ def candidate_instances(
         if extent_nm.max() <= single_extent * 2 * r_eq + vs.max() and r_eq <= max_inscribed:
             # a compact blob no longer than one ball of its volume: one vesicle, no EDT needed
             zyx = np.nonzero(comp)
-            centers.append(np.array([c.mean() for c in zyx]) + offset)
-            radii.append(r_eq)
-            scores.append(float(prob[zyx].mean()))
-            continue
+            center = np.array([c.mean() for c in zyx]) + offset
+            return "one", [(*center, r_eq, float(prob[zyx].mean()), None)]
         padded = np.pad(comp, 1)
         edt = ndimage.distance_transform_edt(padded, sampling=vs)[1:-1, 1:-1, 1:-1]
         peaks = peak_local_max(
@@ -223,18 +230,36 @@ def candidate_instances(
             markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
             pieces = watershed(-edt, markers, mask=comp)
             n_pieces = len(peaks)
-            n_split += 1
         cen, ins, sc = _piece_stats(pieces, n_pieces, edt, prob)
         cen += offset
-        for c, r, s in zip(cen, ins, sc):
+        out = []
+        for c, r, sco in zip(cen, ins, sc):
             if r > max_inscribed:
-                rejected.append((*c, r, s, "too large"))
+                out.append((*c, r, sco, "too large"))
             elif r < seed_depth_nm:
-                rejected.append((*c, r, s, "too small"))
+                out.append((*c, r, sco, "too small"))
             else:
-                centers.append(c)
+                out.append((*c, r, sco, None))
+        return ("split" if n_pieces > 1 else "one"), out
+
+    todo = [int(lab) for lab in np.flatnonzero(box_volume >= min_volume) + 1]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n_workers = min(max(1, int(workers or WORKERS)), cores or 1, len(todo))
+    if n_workers > 1:  # the EDT, watershed and peak search release the GIL
+        with ThreadPoolExecutor(n_workers, thread_name_prefix="synapseg-instances") as pool:
+            results = list(pool.map(component, todo, chunksize=1))
+    else:
+        results = [component(lab) for lab in todo]
+    for kind, pieces_found in results:  # in label order, whatever the workers
+        n_specks += kind == "speck"
+        n_split += kind == "split"
+        for *c, r, sco, reason in pieces_found:
+            if reason is None:
+                centers.append(np.array(c))
                 radii.append(r)
-                scores.append(s)
+                scores.append(sco)
+            else:
+                rejected.append((*c, r, sco, reason))
     rej = pd.DataFrame(rejected, columns=REJECT_COLUMNS)
     log.info(
         "threshold %.3f: %d components (%d specks), %d split, %d candidates, %d rejected",

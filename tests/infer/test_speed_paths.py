@@ -1,0 +1,80 @@
+"""The issue-17 speed paths give the results of the plain paths they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from synapseg.infer.predict import weight_tile
+from synapseg.infer.preprocess import resample_block, resample_stream
+from synapseg.infer.tiling import default_tile_shape, iter_tiles, plan_tiles
+from synapseg.model.unet import UNetConfig
+
+
+def _computed(grid, tiles, halo, multiple):
+    return plan_tiles(grid, tiles, halo, multiple).computed_voxels
+
+
+def test_default_tiles_compute_fewest_voxels_within_the_budget():
+    cfg = UNetConfig(stem=2, base_channels=8, depth=3)  # sim-unet-v1's architecture
+    grid, m, halo = (213, 835, 835), cfg.size_multiple, 24  # the reference volume at 1.8 nm
+    tiles = default_tile_shape(grid, halo, m, cfg.min_tile)
+    plan = plan_tiles(grid, tiles, halo, m)
+    assert int(np.prod(plan.tile_shape)) <= 48 * 2**20
+    assert plan.computed_voxels / np.prod(grid) < 1.25  # 256³ tiles computed 1.58x
+    old = _computed(grid, 256, halo, m)
+    assert plan.computed_voxels < 0.8 * old
+    # no other tile shape within the budget computes fewer voxels
+    for edge in range(cfg.min_tile, 513, m):
+        for other in ((224, edge, edge), (224, 448, edge)):
+            p = plan_tiles(grid, other, halo, m)
+            if int(np.prod(p.tile_shape)) <= 48 * 2**20:
+                assert p.computed_voxels >= plan.computed_voxels
+
+
+def test_default_tiles_respect_a_small_budget():
+    tiles = default_tile_shape((300, 900, 900), 24, 16, 208, max_voxels=300 * 2**10 * 80)
+    assert int(np.prod(plan_tiles((300, 900, 900), tiles, 24, 16).tile_shape)) <= 300 * 2**10 * 80
+
+
+def test_weight_tile_equals_the_window_volume(rng):
+    plan = plan_tiles((40, 70, 90), (16, 32, 32), 4, 4)
+    for tile in iter_tiles(plan):
+        src, dst = tile.data_slices(plan.shape)
+        probs = rng.random((1, *plan.tile_shape)).astype(np.float32)
+        expected = probs[(slice(None), *dst)] * plan.weight(tile)[dst]
+        got = weight_tile(probs.copy(), plan, tile, dst)
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=0)  # float32 rounding
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_threaded_resampling_is_identical(rng, workers):
+    src = rng.normal(size=(53, 61, 47)).astype(np.float32)
+    f = np.array([0.8, 0.7, 1.3])
+    dst = tuple(int(np.floor((n - 1) * fi + 1e-6)) + 1 for n, fi in zip(src.shape, f))
+    outs = []
+    for w in (1, workers):
+        out = np.full(dst, np.nan, np.float32)
+
+        def write(a, b, block, out=out):
+            out[a:b] = block
+
+        resample_stream(
+            lambda a, b: src[a:b], src.shape, dst, f, write, chunk_voxels=2000, workers=w
+        )
+        outs.append(out)
+    assert np.isfinite(outs[0]).all()
+    assert np.array_equal(outs[0], outs[1])
+
+
+def test_a_zero_radius_antialias_filter_is_skipped_exactly(rng):
+    # 1.469 -> 1.8 nm: sigma 0.11 voxels, truncated to radius 0: scipy's kernel is [1.0]
+    block = rng.normal(size=(6, 20, 20)).astype(np.float32)
+    sigma = (0.1125, 0.1125, 0.1125)
+    coords = (None, np.arange(16) / 0.816, np.arange(16) / 0.816)
+    got = resample_block(block, coords, sigma)
+    filtered = ndimage.gaussian_filter1d(block, sigma[1], axis=1, mode="nearest", truncate=4.0)
+    filtered = ndimage.gaussian_filter1d(filtered, sigma[2], axis=2, mode="nearest", truncate=4.0)
+    assert np.array_equal(filtered, block)  # the filter it skips is the identity
+    assert np.array_equal(got, resample_block(filtered, coords, (0, 0, 0)))
