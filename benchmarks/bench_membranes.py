@@ -117,7 +117,12 @@ def summary(rows: list[dict]) -> dict:
 
 
 def timing(
-    shape: tuple[int, int, int], voxel_size_nm: float, whole: bool, model: str, side: bool = True
+    shape: tuple[int, int, int],
+    voxel_size_nm: float,
+    whole: bool,
+    model: str,
+    side: bool = True,
+    others: tuple[str, ...] = (),
 ) -> dict:
     import synapseg
 
@@ -128,7 +133,7 @@ def timing(
     # side by side in one process: the vesicle network (with the specimen mask and the
     # polarity it needs), then the membrane stage alone on the same artifacts
     if side:
-        _side_by_side(image, common, model, out)
+        _side_by_side(image, common, (model, *others), out)
     if whole:
         for name, m in (("segment_with_membranes", model), ("segment_without", "none")):
             t0, c0 = time.perf_counter(), cpu_s()
@@ -143,8 +148,10 @@ def timing(
     return out
 
 
-def _side_by_side(image: np.ndarray, common: dict, model: str, out: dict) -> None:
-    """Vesicle path, then the membrane stage alone on its artifacts (wall and CPU each)."""
+def _side_by_side(image: np.ndarray, common: dict, models: tuple[str, ...], out: dict) -> None:
+    """Vesicle path, then the membrane stage alone on its artifacts (wall and CPU each), once
+    per membrane model (``membrane_network`` for the first, ``membrane_network_<model>`` for
+    the others)."""
     import synapseg
     from synapseg.context.membrane_net import run_membrane_net
     from synapseg.core.segment import stage_params
@@ -157,24 +164,36 @@ def _side_by_side(image: np.ndarray, common: dict, model: str, out: dict) -> Non
         "cpu_s": cpu_s() - c0,
         "stage_s": seg.facts["predict"]["seconds"],
     }
-    params = {**stage_params(registered_stages()), **common, "membrane_model": model}
     names = ("image", "grid", "specimen", "polarity", "probabilities")
     inputs = {"image": image, "grid": seg.grid, **{k: seg[k] for k in names[2:]}}
-    ctx = StageContext("membrane_net", inputs, params)
-    t0, c0 = time.perf_counter(), cpu_s()
-    run_membrane_net(ctx)
-    out["membrane_network"] = {
-        "wall_s": time.perf_counter() - t0,
-        "cpu_s": cpu_s() - c0,
-        "stage_s": ctx.facts["seconds"],
-        "details": ctx.facts["details"],
-    }
-    for name in ("vesicle_network", "membrane_network"):
-        print(name, {k: round(v, 1) for k, v in out[name].items() if k != "details"})
-    del seg, ctx
-    out["membrane_over_vesicle_cpu"] = (
-        out["membrane_network"]["cpu_s"] / out["vesicle_network"]["cpu_s"]
-    )
+    keys = []
+    for k, model in enumerate(models):
+        params = {**stage_params(registered_stages()), **common, "membrane_model": model}
+        ctx = StageContext("membrane_net", inputs, params)
+        t0, c0 = time.perf_counter(), cpu_s()
+        run_membrane_net(ctx)
+        key = "membrane_network" if k == 0 else f"membrane_network_{model}"
+        keys.append(key)
+        out[key] = {
+            "model": ctx.facts["model"]["name"],
+            "wall_s": time.perf_counter() - t0,
+            "cpu_s": cpu_s() - c0,
+            "stage_s": ctx.facts["seconds"],
+            "details": ctx.facts["details"],
+        }
+        out[f"{key}_over_vesicle_cpu"] = out[key]["cpu_s"] / out["vesicle_network"]["cpu_s"]
+        del ctx
+    for name in ("vesicle_network", *keys):
+        print(
+            name,
+            {
+                k: v if isinstance(v, str) else round(v, 1)
+                for k, v in out[name].items()
+                if k != "details"
+            },
+        )
+    del seg
+    out["membrane_over_vesicle_cpu"] = out["membrane_network_over_vesicle_cpu"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,6 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-whole", action="store_true", help="skip the whole-segment timing")
     ap.add_argument("--no-side", action="store_true", help="skip the side-by-side timing")
     ap.add_argument("--model", default="default", help="membrane model (name or folder)")
+    ap.add_argument(
+        "--also",
+        nargs="*",
+        default=[],
+        help="--timing: more membrane models timed on the same vesicle run",
+    )
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args(argv)
     if not (a.accuracy or a.timing):
@@ -211,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(s, indent=1))
     if a.timing:
         result["timing"] = timing(
-            tuple(a.shape), a.voxel_size, not a.no_whole, a.model, not a.no_side
+            tuple(a.shape), a.voxel_size, not a.no_whole, a.model, not a.no_side, tuple(a.also)
         )
         print(json.dumps(result["timing"], indent=1, default=str))
     if a.json:
