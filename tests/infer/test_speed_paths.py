@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from synapseg.infer.predict import weight_tile
+from synapseg.infer.forward import weight_tile
 from synapseg.infer.preprocess import resample_block, resample_stream
 from synapseg.infer.tiling import default_tile_shape, iter_tiles, plan_tiles
 from synapseg.model.unet import UNetConfig

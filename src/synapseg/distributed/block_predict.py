@@ -60,9 +60,8 @@ def predict_block(
     device, tta, threads
         As for :func:`synapseg.infer.predict.predict_volume`.
     """
-    from synapseg.infer.forward import forward_batch, torch_threads, tta_transforms
+    from synapseg.infer.forward import forward_batch, torch_threads, tta_transforms, weight_tile
     from synapseg.infer.normalise import neutral_outside
-    from synapseg.infer.predict import weight_tile
 
     d = decisions
     net, card, dev = load_network(d.model, device)

@@ -31,8 +31,8 @@ from torch import nn
 
 from synapseg.errors import InputError
 from synapseg.infer.forward import (
-    forward_batch,
     prepare_net,
+    run_tiles,
     select_device,
     torch_threads,
     tta_transforms,
@@ -50,7 +50,7 @@ from synapseg.infer.preprocess import (
     stats_sample,
 )
 from synapseg.infer.progress import Progress as _Progress
-from synapseg.infer.tiling import Tile, TilePlan, batched, choose_tiling, iter_tiles
+from synapseg.infer.tiling import choose_tiling
 from synapseg.io.atomic import preallocate
 from synapseg.io.volume import Volume
 from synapseg.model.registry import ModelCard, load_model
@@ -127,7 +127,7 @@ def predict_array(
         def read(sl: tuple[slice, ...], out: np.ndarray) -> None:
             out[...] = image[sl]
 
-        _run_tiles(
+        run_tiles(
             read,
             acc,
             plan,
@@ -141,59 +141,6 @@ def predict_array(
     nz, ny, nx = image.shape
     acc /= (wz[:nz, None, None] * wy[None, :ny, None] * wx[None, None, :nx]).astype(np.float32)
     return acc
-
-
-def weight_tile(
-    probs: np.ndarray, plan: TilePlan, tile: Tile, dst: tuple[slice, ...]
-) -> np.ndarray:
-    """The real part (``dst``) of one tile's (C, z, y, x) probabilities times its blending
-    window, in place (a view of ``probs``).
-
-    The window is applied as its three 1D profiles, one in-place multiplication each (torch,
-    so it uses every thread), instead of building a float64 window volume per tile: the
-    same weights to float32 rounding. The single-process and block-wise paths both call this,
-    so their maps stay voxel-identical.
-    """
-    part = probs[(slice(None), *dst)]
-    view = torch.from_numpy(part)
-    for axis, profile in enumerate(plan.profiles(tile)):
-        shape = [1, 1, 1, 1]
-        shape[axis + 1] = -1
-        view.mul_(torch.from_numpy(np.ascontiguousarray(profile[dst[axis]])).view(shape))
-    return part
-
-
-def _run_tiles(
-    read,
-    acc: np.ndarray,
-    plan: TilePlan,
-    net: nn.Module,
-    device: torch.device,
-    channels: Sequence[int],
-    transforms: Sequence[tuple[tuple[int, ...], int]],
-    batch_size: int,
-    progress=None,
-) -> None:
-    """Run every tile of ``plan``; blend weighted probabilities into ``acc`` (C, z, y, x).
-
-    ``read(src, out)`` writes the network input of the model-grid region ``src`` into the
-    (z, y, x) array ``out``.
-    """
-    shape = plan.shape
-    for tiles in batched(iter_tiles(plan), batch_size):
-        batch = np.zeros((len(tiles), 1, *plan.tile_shape), dtype=np.float32)
-        parts = []
-        for b, tile in enumerate(tiles):
-            src, dst = tile.data_slices(shape)
-            read(src, batch[(b, 0, *dst)])
-            parts.append((src, dst))
-        probs = forward_batch(net, batch, device, channels, transforms)
-        del batch
-        for b, (tile, (src, dst)) in enumerate(zip(tiles, parts)):
-            weighted = weight_tile(probs[b], plan, tile, dst)
-            torch.from_numpy(acc[(slice(None), *src)]).add_(torch.from_numpy(weighted))
-        if progress is not None:
-            progress(len(tiles))
 
 
 def predict_volume(
@@ -349,7 +296,7 @@ def predict_volume(
             stats.apply(image[sl], invert=invert, out=out)
             neutral_outside(out, mask, sl, card.voxel_size_nm)
 
-        _run_tiles(
+        run_tiles(
             read_tile,
             acc,
             plan,

@@ -131,7 +131,7 @@ class TilePlan:
 
     def profiles(self, tile: Tile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """float32 1D blending profiles (z, y, x) of ``tile``: its window is their outer
-        product, applied axis by axis (:func:`synapseg.infer.predict.weight_tile`) so that no
+        product, applied axis by axis (:func:`synapseg.infer.forward.weight_tile`) so that no
         window volume is built per tile."""
         wz, wy, wx = (self.profile(a, s).astype(np.float32) for a, s in enumerate(tile.start))
         return wz, wy, wx
