@@ -145,9 +145,10 @@ def test_shipped_model_finds_the_plasma_membrane(sim):
     from synapseg.evaluate.membranes import score_membranes
 
     seg = synapseg.segment(sim.tomogram, voxel_size_nm=VS, outputs=[ARTIFACT], invert="no")
-    assert seg.facts["membrane_net"]["model"]["name"] == "sim-membrane-v1"
+    assert seg.facts["membrane_net"]["model"]["name"] == "sim-membrane-v2"
     score = score_membranes(seg[ARTIFACT], sim.membrane_labels, VS)
-    # measured 0.49 (median surface distance 1.68 nm = 1 voxel) on 2026-12-02: far from
-    # issue 14's 0.85 (docs/benchmarks.md), but a membrane map, not noise
-    assert score["dice"] > 0.35, score
+    # measured 0.537 (sim-membrane-v1: 0.49; median surface distance 1.68 nm = 1 voxel for
+    # both) on 2026-12-02: far from issue 14's 0.85 (docs/benchmarks.md), but a membrane
+    # map, not noise
+    assert score["dice"] > 0.45, score
     assert score["surface_distance_nm"]["median"] <= 2 * VS, score

@@ -1,24 +1,27 @@
 """The ``membrane_net`` stage: probability of "membrane, not a synaptic vesicle" on the input grid.
 
-A second, compact network (``sim-membrane-v1``: the vesicle model's U-Net design at 2.4 nm
-model voxels, two output channels: ``membrane`` = every membrane but synaptic vesicles,
-``vesicle_membrane``) runs through the very inference engine of the vesicle network
-(:func:`synapseg.infer.predict.predict_volume`: the same specimen-aware normalisation,
-tiling and resampling back to the input grid), with the tomogram's one polarity decision.
+A second, compact network (``sim-membrane-v2``: a plain, stem-1 3D U-Net at 2.4 nm model
+voxels; ``sim-membrane-v1`` is its faster stem-2 predecessor; two output channels:
+``membrane`` = every membrane but synaptic vesicles, ``vesicle_membrane``) runs through the
+very inference engine of the vesicle network (:func:`synapseg.infer.predict.predict_volume`:
+the same specimen-aware normalisation and tiling), with the tomogram's one polarity
+decision, on the model grid: the stage rescales the tomogram to it once and the engine's
+own rescaling is then the identity.
 
 Telling a vesicle membrane from another membrane is what the small network does worst, and
-what the vesicle network does best, so the map combines them: the probability of *any*
-membrane, ``1 - (1 - p_membrane) (1 - p_vesicle_membrane)``, times ``1 - v``, where ``v`` is
-the vesicle network's probability (vesicles filled to their outer surface) spread by a
-maximum filter of ``VESICLE_MARGIN_NM`` (the blur of the membrane map around a vesicle).
-It is written, as uint8 0-255 on the input grid, into the artifact
-``membrane_probabilities`` (streamed into a sink, z-chunk by z-chunk; the file runner keeps
-it as ``<name>_membrane_probabilities.mrc``). The ``context`` stage reads it.
+what the vesicle network does best, so the map combines them on the model grid: the
+probability of *any* membrane, ``1 - (1 - p_membrane) (1 - p_vesicle_membrane)``, times
+``1 - v``, where ``v`` is the vesicle network's probability (vesicles filled to their outer
+surface) sampled at the model voxels and spread by a maximum filter over
+``VESICLE_MARGIN_NM`` plus half a model voxel. Only that one channel is resampled to the
+input grid and written, as uint8 0-255, into the artifact ``membrane_probabilities``
+(streamed into a sink, z-chunk by z-chunk; the file runner keeps it as
+``<name>_membrane_probabilities.mrc``). The ``context`` stage reads it.
 
 Parameters (``synapseg.segment(..., membrane_model=..., context=...)``):
 
 ``membrane_model``
-    ``"default"`` (the shipped ``sim-membrane-v1`` when its weights are installed), a model
+    ``"default"`` (the shipped ``sim-membrane-v2`` when its weights are installed), a model
     name, a model folder, or ``None`` / ``"none"`` to skip the stage.
 ``context``
     ``False`` skips it too (the whole synapse context is off).
@@ -41,7 +44,7 @@ from synapseg.core.stages import Stage, StageContext, register_stage
 log = logging.getLogger(__name__)
 
 ARTIFACT = "membrane_probabilities"
-DEFAULT_MEMBRANE_MODEL = "sim-membrane-v1"
+DEFAULT_MEMBRANE_MODEL = "sim-membrane-v2"
 MEMBRANE_CHANNEL = "membrane"
 VESICLE_MEMBRANE_CHANNEL = "vesicle_membrane"
 VESICLE_MARGIN_NM = 1.5
