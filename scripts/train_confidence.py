@@ -179,6 +179,9 @@ def candidates_of(
             invert="no",
             min_confidence=0.0,
             confidence_model=str(neutral_path),
+            # no vesicle-free gate: it is calibrated per network afterwards, and the 0.9
+            # default would drop every candidate of a tomogram whose network is less sure
+            min_best_score=None,
         )
         vesicles.find_vesicles(sim.tomogram, prob[0] if prob.ndim == 4 else prob, vs, post)
     finally:
