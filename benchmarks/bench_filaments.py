@@ -6,9 +6,11 @@ filament model (``filament_model="published"``) and again without filaments
 (``filament_model="none"``: the same phantom, the filaments removed). Detection runs on the
 true vesicle table and the true AZ (plasma membrane, ``membrane_labels == 1``), so the
 numbers are those of the filament stage alone. Noise levels: the calibrated SNR times
-``--snr-factors`` (1 = calibrated; 0.5 = the noisier half). Each setting runs with the
-oriented filament-enhancing filter (default) and with a plain isotropic Gaussian
-(``along_nm=0``) for comparison.
+``--snr-factors`` (1 = calibrated; 0.5 = the noisier half). Variants (``--variants``):
+``default`` (FilamentParams(): both kinds by the line scan with its calibrated decision),
+``threshold`` (Pyto-style hierarchical thresholding with the oriented filter: the default
+before the line scan) and ``isotropic`` (thresholding with a plain Gaussian,
+``along_nm=0``).
 
 Time: a synthetic volume of ``--ref-shape`` (default 261 x 1024 x 1024 at 1.469 nm) with
 ``--ref-vesicles`` vesicles clustered near an AZ slab, connectors and noise; the stage is
@@ -109,6 +111,13 @@ def with_pipeline_vesicles(seeds, shape) -> list[dict]:
     return rows
 
 
+VARIANTS = {
+    "default": {},
+    "threshold": {"lines_for": ()},
+    "isotropic": {"lines_for": (), "along_nm": 0.0},
+}
+
+
 def _line(r: dict) -> str:
     c, t = r["connector"], r["tether"]
     return (
@@ -116,7 +125,8 @@ def _line(r: dict) -> str:
         f"connector P {c['precision']:.2f} R {c['recall']:.2f} F1 {c['f1']:.2f} "
         f"(n {c['n_true']:3d}) | tether P {t['precision']:.2f} R {t['recall']:.2f} "
         f"F1 {t['f1']:.2f} (n {t['n_true']:3d}) | len err "
-        f"{c['length_error_median_nm']}/{t['length_error_median_nm']} nm | "
+        f"{c['length_error_median_nm']}/{t['length_error_median_nm']} nm | end err "
+        f"{c.get('endpoint_error_median_nm')}/{t.get('endpoint_error_median_nm')} nm | "
         f"neg {r['negative_per_vesicle']:.3f}/vesicle | {r['seconds']} s"
     )
 
@@ -136,6 +146,8 @@ def pooled(rows: list[dict]) -> dict:
             rec = tp / (tp + fn) if tp + fn else 0.0
             errs = [r[kind]["length_error_median_nm"] for r in sel]
             errs = [e for e in errs if e is not None]
+            ends = [r[kind].get("endpoint_error_median_nm") for r in sel]
+            ends = [e for e in ends if e is not None]
             entry[kind] = {
                 "tp": tp,
                 "fp": fp,
@@ -144,6 +156,7 @@ def pooled(rows: list[dict]) -> dict:
                 "recall": round(rec, 3),
                 "f1": round(2 * p * rec / (p + rec), 3) if p + rec else 0.0,
                 "median_of_length_errors_nm": round(float(np.median(errs)), 3) if errs else None,
+                "median_of_endpoint_errors_nm": round(float(np.median(ends)), 3) if ends else None,
             }
         nves = sum(r["n_vesicles"] for r in sel)
         entry["negative_per_vesicle"] = round(
@@ -237,7 +250,9 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[101, 102, 103, 104])
     ap.add_argument("--shape", type=int, nargs=3, default=[64, 256, 256])
     ap.add_argument("--snr-factors", type=float, nargs="+", default=[1.0, 0.5])
-    ap.add_argument("--no-isotropic", action="store_true", help="skip the along_nm=0 variant")
+    ap.add_argument(
+        "--variants", nargs="+", default=["default", "threshold"], choices=sorted(VARIANTS)
+    )
     ap.add_argument("--ref-shape", type=int, nargs=3, default=[261, 1024, 1024])
     ap.add_argument("--ref-voxel-nm", type=float, default=1.469)
     ap.add_argument("--ref-vesicles", type=int, default=300)
@@ -264,9 +279,7 @@ def main(argv=None) -> None:
         print(json.dumps(out["pooled"], indent=1))
         args.time_only = args.accuracy_only = True  # nothing else
     if not args.time_only:
-        variants = {"oriented": FilamentParams()}
-        if not args.no_isotropic:
-            variants["isotropic"] = FilamentParams(along_nm=0.0)
+        variants = {v: FilamentParams(**VARIANTS[v]) for v in args.variants}
         rows = accuracy(args.seeds, args.shape, args.snr_factors, variants)
         out["rows"] = rows
         out["pooled"] = pooled(rows)

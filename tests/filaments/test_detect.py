@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.filaments.conftest import VS, gt_table
+from tests.filaments.conftest import CLEAR, VS, gt_table
 
 from synapseg.evaluate.filaments import score_filaments
 from synapseg.filaments import FilamentParams, detect_filaments
 
 
 def test_finds_the_connector_and_the_tether(tiny_scene):
-    params = FilamentParams()
+    params = FilamentParams(**CLEAR)
     table, labels = detect_filaments(
         tiny_scene["image"], VS, tiny_scene["vesicles"], tiny_scene["az"], params
     )
@@ -36,7 +36,11 @@ def pd_na():
 
 def test_nothing_without_filaments(empty_scene):
     table, labels = detect_filaments(
-        empty_scene["image"], VS, empty_scene["vesicles"], empty_scene["az"], FilamentParams()
+        empty_scene["image"],
+        VS,
+        empty_scene["vesicles"],
+        empty_scene["az"],
+        FilamentParams(**CLEAR),
     )
     assert len(table) == 0 and not labels.any()
 
@@ -47,7 +51,7 @@ def test_no_az_means_no_tethers(tiny_scene):
 
 
 def test_inverted_contrast(tiny_scene):
-    params = FilamentParams(invert=True)
+    params = FilamentParams(invert=True, **CLEAR)
     table, _ = detect_filaments(
         -tiny_scene["image"], VS, tiny_scene["vesicles"], tiny_scene["az"], params
     )

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pandas as pd
-from tests.filaments.conftest import VS
+from tests.filaments.conftest import CLEAR, VS
 
-from synapseg.filaments import add_counts, detect_filaments, filament_summary
+from synapseg.filaments import FilamentParams, add_counts, detect_filaments, filament_summary
 from synapseg.filaments.files import read_filament_table, write_filament_outputs
 from synapseg.filaments.measure import TABLE_COLUMNS, parse_path
 from synapseg.io.imod import read_imod_spheres
@@ -16,7 +16,9 @@ from synapseg.io.volume import read_volume
 
 
 def test_table_columns_start_as_the_issue_lists(tiny_scene):
-    table, _ = detect_filaments(tiny_scene["image"], VS, tiny_scene["vesicles"], tiny_scene["az"])
+    table, _ = detect_filaments(
+        tiny_scene["image"], VS, tiny_scene["vesicles"], tiny_scene["az"], FilamentParams(**CLEAR)
+    )
     assert list(table.columns) == TABLE_COLUMNS
     assert TABLE_COLUMNS[:4] == ["id", "kind", "vesicle_a", "vesicle_b"]
     # the path starts and ends at the contact points
@@ -29,7 +31,9 @@ def test_table_columns_start_as_the_issue_lists(tiny_scene):
 
 
 def test_counts_and_summary(tiny_scene):
-    table, _ = detect_filaments(tiny_scene["image"], VS, tiny_scene["vesicles"], tiny_scene["az"])
+    table, _ = detect_filaments(
+        tiny_scene["image"], VS, tiny_scene["vesicles"], tiny_scene["az"], FilamentParams(**CLEAR)
+    )
     counted = add_counts(tiny_scene["vesicles"], table)
     assert counted["n_connectors"].tolist() == [1, 1]
     assert counted["n_tethers"].tolist() == [0, 1]
@@ -43,7 +47,9 @@ def test_counts_and_summary(tiny_scene):
 
 def test_write_everything(tiny_scene, tmp_path):
     image = tiny_scene["image"]
-    table, labels = detect_filaments(image, VS, tiny_scene["vesicles"], tiny_scene["az"])
+    table, labels = detect_filaments(
+        image, VS, tiny_scene["vesicles"], tiny_scene["az"], FilamentParams(**CLEAR)
+    )
     counted = add_counts(tiny_scene["vesicles"], table)
     out = write_filament_outputs(
         tmp_path, "t", table, labels, counted, image, voxel_size_nm=VS, provenance={"x": 1}
@@ -77,7 +83,9 @@ def test_star_and_json_keep_the_filament_counts(tiny_scene, tmp_path):
     from synapseg.io.star import read_table_star, write_table_star
     from synapseg.io.tables import read_vesicles, write_table_json
 
-    table, _ = detect_filaments(tiny_scene["image"], VS, tiny_scene["vesicles"], tiny_scene["az"])
+    table, _ = detect_filaments(
+        tiny_scene["image"], VS, tiny_scene["vesicles"], tiny_scene["az"], FilamentParams(**CLEAR)
+    )
     counted = add_counts(tiny_scene["vesicles"], table)
     shape = tiny_scene["image"].shape
     star = write_table_star(

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
-from tests.filaments.conftest import VS
+from tests.filaments.conftest import CLEAR, VS
 
 from synapseg.core.grid import Grid
 from synapseg.core.runner import Runner
@@ -23,7 +23,7 @@ def _ctx(scene, az, mode):
         "vesicles": scene["vesicles"],
         "az": az,
     }
-    return StageContext("filaments", inputs, {"filaments": mode})
+    return StageContext("filaments", inputs, {"filaments": mode, "filament_params": CLEAR})
 
 
 def test_auto_needs_an_active_zone(tiny_scene):
@@ -66,7 +66,8 @@ def test_registered_and_kept_by_the_runner(tiny_scene, tmp_path):
     }
     stages["filaments"] = stage
     grid = Grid.of(tiny_scene["image"], VS)
-    runner = Runner(tiny_scene["image"], grid, tmp_path, "t", stages=stages)
+    params = {"filament_params": CLEAR}
+    runner = Runner(tiny_scene["image"], grid, tmp_path, "t", params=params, stages=stages)
     runner.run()
     for suffix in ("_filaments.csv", "_filaments.mrc", "_filaments.mod", "_vesicles.csv"):
         assert (tmp_path / f"t{suffix}").is_file(), suffix

@@ -69,6 +69,26 @@ class FilamentParams:
         Contact voxels needed on each boundary.
     pad_nm
         Lateral reach of the box searched around the straight line between two boundaries.
+    along_nm
+        Hierarchical thresholding: σ (nm) of the oriented filter along the pair's axis (0:
+        an isotropic Gaussian of ``smooth_nm``).
+    lines_for
+        Kinds found by the straight-line scan (:mod:`synapseg.filaments.lines`); the
+        others by hierarchical thresholding (this module).
+    line_smooth_nm
+        σ (nm) of the Gaussian applied before the line scan.
+    line_reach_nm
+        Lines are scanned up to this lateral offset from the pair's axis.
+    line_step_nm
+        Spacing of the scanned lines (nm, on a square grid across the axis).
+    line_trim_nm
+        Length left out at each end of a line (the membranes' blur) when averaging.
+    line_exclude_nm
+        Two lines kept for the same pair are at least this far apart.
+    max_lines
+        Lines (filaments) kept per pair at most.
+    line_threshold
+        Decision score (0-1) a line needs to be reported.
     """
 
     invert: bool = False
@@ -87,11 +107,20 @@ class FilamentParams:
     min_contact: int = 1
     pad_nm: float = 10.0
     along_nm: float = 3.0
+    lines_for: tuple[str, ...] = ("connector", "tether")
+    line_smooth_nm: float = 1.0
+    line_reach_nm: float = 12.0
+    line_step_nm: float = 1.0
+    line_trim_nm: float = 1.5
+    line_exclude_nm: float = 4.0
+    max_lines: int = 3
+    line_threshold: float = 0.5
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["thresholds"] = list(self.thresholds)
         out["volume_nm3"] = list(self.volume_nm3)
+        out["lines_for"] = list(self.lines_for)
         return out
 
 

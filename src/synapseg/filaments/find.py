@@ -12,6 +12,7 @@ import pandas as pd
 
 from synapseg.filaments.boundaries import Boundaries, az_distance_nm
 from synapseg.filaments.detect import FilamentParams, candidate_pairs, find_between, noise_stats
+from synapseg.filaments.lines import line_candidates
 from synapseg.filaments.measure import TABLE_COLUMNS, row, trace
 
 log = logging.getLogger(__name__)
@@ -89,11 +90,20 @@ def detect_filaments(
     bounds = Boundaries.from_table(vesicles, shape, voxel_size_nm, az_mask, p.membrane_thickness_nm)
     labels = labels_out if labels_out is not None else np.zeros(shape, np.uint16)
     pairs, az_near = candidate_pairs(bounds, p)
-    stats = noise_stats(image, bounds, p) if pairs and p.along_nm <= 0 else (0.0, 1.0)
+    unknown = set(p.lines_for) - {"connector", "tether"}
+    if unknown:
+        raise ValueError(f"FilamentParams.lines_for: unknown kinds {sorted(unknown)}")
+    thresholded = "connector" not in p.lines_for or "tether" not in p.lines_for
+    isotropic = pairs and thresholded and p.along_nm <= 0
+    stats = noise_stats(image, bounds, p) if isotropic else (0.0, 1.0)
     conns = []
     for i, j in pairs:
         point = az_near[i] if j < 0 and az_near is not None else None
-        conns.extend(find_between(image, bounds, i, j, p, stats, point))
+        if ("connector" if j >= 0 else "tether") in p.lines_for:
+            found = line_candidates(image, bounds, i, j, p, point)
+            conns.extend(c for c in found if c.stats["score"] >= p.line_threshold)
+        else:
+            conns.extend(find_between(image, bounds, i, j, p, stats, point))
     t_detect = time.perf_counter() - t0
     az_d = az_distance_nm(az_mask, bounds.centers_px, bounds.voxel_size_nm) - bounds.outer_nm
     rows = []
@@ -121,7 +131,7 @@ def detect_filaments(
             n_connectors=int(kinds.get("connector", 0)),
             n_tethers=int(kinds.get("tether", 0)),
             n_pairs_searched=len(pairs),
-            noise="per box (oriented filter)" if p.along_nm > 0 else [round(v, 5) for v in stats],
+            noise=[round(v, 5) for v in stats] if p.along_nm <= 0 else "per box",
             detect_seconds=round(t_detect, 3),
             seconds=round(time.perf_counter() - t0, 3),
             params=p.to_json(),

@@ -152,7 +152,9 @@ def row(
         threshold_first=conn.t_first,
         threshold_last=conn.t_last,
         n_thresholds=int(conn.levels),
-        confidence=confidence(conn.levels, float(contrast), p),
+        confidence=float(conn.stats["score"])
+        if "score" in conn.stats
+        else confidence(conn.levels, float(contrast), p),
         az_distance_nm=az_dist_nm,
         path_px=";".join(",".join(f"{v:.2f}" for v in q / vs) for q in path),
     )

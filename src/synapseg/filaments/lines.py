@@ -1,0 +1,189 @@
+"""Filaments as straight lines between two boundaries: a line scan with a calibrated
+decision.
+
+Connectors and tethers are short and nearly straight, and they leave a vesicle roughly
+along the axis towards the other boundary (the other vesicle's center, the nearest point
+of the active zone). For a candidate pair, every line parallel to that axis whose lateral
+offset is at most ``line_reach_nm`` (a square grid of ``line_step_nm``) is followed from
+where it leaves vesicle ``a``'s boundary to where it meets the next boundary; lines that
+meet a third boundary first, or leave the box, are dropped. Along each line the densities
+(Gaussian of ``line_smooth_nm``, dense = high, normalised to the noise of the box's free
+region: median 0, robust σ 1) are averaged, leaving out ``line_trim_nm`` at each end (the
+membranes' blur). The densest lines, at least ``line_exclude_nm`` apart, are scored by a
+logistic model of their features (:data:`LINE_MODEL`, fitted on simulated synapses with
+seeds disjoint from the benchmark's by ``scripts/train_filaments.py``), among them
+``rel_z``: the line's mean against the pair's own null distribution (median and robust
+spread of the means of all its lines, most of which miss any filament), which follows the
+local noise, crowding and membrane blur. Lines with a score of at least ``line_threshold``
+are filaments.
+
+Averaging along a known straight line is the matched filter for a thin straight filament;
+the lateral search is what costs sensitivity (the best of a few hundred lines through
+noise is itself dense), which is why the decision is calibrated against the negative
+control (docs/filaments.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from synapseg.filaments.boundaries import AZ_LABEL, Boundaries
+from synapseg.filaments.detect import Connection, FilamentParams
+
+__all__ = ["LINE_FEATURES", "LINE_MODEL", "line_candidates", "line_score"]
+
+LINE_FEATURES = ("mean_z", "sum_z", "rel_z", "inv_length", "offset_nm", "gap_nm")
+
+#: Logistic decision per kind: (intercept, coefficients in :data:`LINE_FEATURES` order),
+#: fitted by ``scripts/train_filaments.py`` on tuning seeds (docs/filaments.md).
+LINE_MODEL: dict[str, tuple[float, tuple[float, ...]]] = {
+    # scripts/train_filaments.py: seeds 3 5 7 9 11 at SNR x1 and x0.5 (1010 vesicles in the
+    # negative control); the intercepts include the chosen thresholds 0.55 (connectors) and
+    # 0.42 (tethers), so a score of 0.5 decides
+    "connector": (0.4628, (-1.2276, 0.7201, 0.3257, -0.3283, -0.1528, -0.1879)),
+    "tether": (-1.3292, (0.1087, 0.7687, 0.3191, -0.5439, -0.0933, -0.0361)),
+}
+
+_STEP_NM = 0.5  # sampling along a line
+
+
+def line_score(features: dict[str, float], kind: str) -> float:
+    """The decision score (0-1) of a line from its features (:data:`LINE_MODEL`)."""
+    b0, w = LINE_MODEL[kind]
+    x = b0 + sum(wi * features[f] for wi, f in zip(w, LINE_FEATURES))
+    return float(1.0 / (1.0 + np.exp(-np.clip(x, -50, 50))))
+
+
+def _axes(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    e1 = np.cross(u, [1.0, 0.0, 0.0])
+    if np.linalg.norm(e1) < 0.3:
+        e1 = np.cross(u, [0.0, 1.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    return e1, np.cross(u, e1)
+
+
+def _normalised(crop: np.ndarray, free: np.ndarray, p: FilamentParams, vs: np.ndarray):
+    img = np.asarray(crop, np.float32)
+    if p.line_smooth_nm > 0:
+        img = ndimage.gaussian_filter(img, p.line_smooth_nm / vs, mode="nearest")
+    dens = img if p.invert else -img
+    vals = dens[free]
+    if vals.size < 50:
+        return None
+    med = float(np.median(vals))
+    sig = float(1.4826 * np.median(np.abs(vals - med))) or float(vals.std()) or 1.0
+    return (dens - med) / sig
+
+
+def line_candidates(
+    image: np.ndarray,
+    bounds: Boundaries,
+    i: int,
+    j: int,
+    p: FilamentParams,
+    az_point_px: np.ndarray | None = None,
+) -> list[Connection]:
+    """The densest lines (tethers: at most ``p.max_lines``, ``p.line_exclude_nm`` apart;
+    connectors: one) between
+    vesicle row ``i`` and vesicle row ``j`` (``j = -1``: the AZ, whose nearest voxel to
+    vesicle ``i`` is ``az_point_px``), best first. Each :class:`Connection` carries its
+    features and ``score`` in ``stats``; the caller keeps those with
+    ``score >= p.line_threshold``."""
+    vs = bounds.voxel_size_nm
+    other_px = bounds.centers_px[j] if j >= 0 else np.asarray(az_point_px, float)
+    reach = p.line_reach_nm + 2.0
+    box, inner = bounds.pair_box(i, other_px, j, reach, 3 * p.line_smooth_nm)
+    bnd_full = bounds.render(box, p.margin_nm, bounds.near(box, p.margin_nm))
+    z_full = _normalised(image[box], bnd_full == 0, p, vs)
+    if z_full is None:
+        return []
+    lo = np.array([s.start for s in box], float)
+    c_a = (bounds.centers_px[i] - lo) * vs  # nm in the grown box
+    c_b = (other_px - lo) * vs
+    dist = float(np.linalg.norm(c_b - c_a))
+    if dist <= 0:
+        return []
+    u = (c_b - c_a) / dist
+    e1, e2 = _axes(u)
+    g = np.arange(-p.line_reach_nm, p.line_reach_nm + 1e-6, p.line_step_nm)
+    oa, ob = np.meshgrid(g, g, indexing="ij")
+    keep = oa**2 + ob**2 <= p.line_reach_nm**2
+    offsets = oa[keep][:, None] * e1 + ob[keep][:, None] * e2  # (n, 3) nm
+    t = np.arange(0.0, dist + p.line_reach_nm, _STEP_NM)
+    pts = c_a + offsets[:, None, :] + t[None, :, None] * u  # (n, m, 3) nm
+    px = pts / vs
+    idx = np.rint(px).astype(int)
+    shape = np.array(bnd_full.shape)
+    inside = np.all((idx >= 0) & (idx < shape), axis=2)
+    idx_c = np.clip(idx, 0, shape - 1)
+    lab = np.where(inside, bnd_full[tuple(np.moveaxis(idx_c, 2, 0))], -1).astype(np.int64)
+    a_id = int(bounds.ids[i])
+    b_id = int(bounds.ids[j]) if j >= 0 else AZ_LABEL
+    z = ndimage.map_coordinates(z_full, px.reshape(-1, 3).T, order=1, mode="nearest")
+    z = z.reshape(px.shape[:2])
+    n_trim = int(round(p.line_trim_nm / _STEP_NM))
+    gap = float(dist - bounds.outer_nm[i] - (bounds.outer_nm[j] if j >= 0 else 0.0))
+    rows = []
+    for k in range(len(offsets)):
+        lk = lab[k]
+        if lk[0] != a_id:  # the line does not start inside vesicle a
+            continue
+        out_a = np.flatnonzero(lk != a_id)
+        if not len(out_a):
+            continue
+        s0 = out_a[0]
+        hit = np.flatnonzero(lk[s0:] != 0)
+        if not len(hit) or lk[s0 + hit[0]] != b_id:  # left the box or met a third boundary
+            continue
+        s1 = s0 + hit[0]  # first sample inside boundary b
+        seg = z[k, s0 + n_trim : s1 - n_trim]
+        if len(seg) < 2:
+            continue
+        length = (s1 - s0) * _STEP_NM
+        mean = float(seg.mean())
+        rows.append((k, s0, s1, mean, length))
+    if not rows:
+        return []
+    # the pair's own null: most of its lines miss any filament
+    means = np.array([r[3] for r in rows])
+    med = float(np.median(means))
+    spread = float(1.4826 * np.median(np.abs(means - med))) or float(means.std()) or 1.0
+    feats = []
+    for k, s0, s1, mean, length in rows:
+        core = max((s1 - s0 - 2 * n_trim) * _STEP_NM, _STEP_NM)
+        f = {
+            "mean_z": mean,
+            "sum_z": mean * float(np.sqrt(core)),
+            "rel_z": (mean - med) / spread,
+            "inv_length": 1.0 / max(length, 1.0),
+            "offset_nm": float(np.linalg.norm(offsets[k])),
+            "gap_nm": gap,
+        }
+        feats.append((line_score(f, "connector" if j >= 0 else "tether"), f))
+    order = np.argsort([-f["mean_z"] for _, f in feats], kind="stable")  # densest first
+    kept: list[int] = []
+    for o in order:
+        k = rows[o][0]
+        if all(np.linalg.norm(offsets[k] - offsets[rows[q][0]]) >= p.line_exclude_nm for q in kept):
+            kept.append(int(o))
+        if len(kept) >= (p.max_lines if j < 0 else 1):
+            break
+    inner_lo = np.array([s.start for s in inner])
+    inner_shape = tuple(s.stop - s.start for s in inner)
+    box_in = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, inner))
+    out: list[Connection] = []
+    for o in kept:
+        k, s0, s1, mean, _ = rows[o]
+        vox = idx[k, s0:s1] - inner_lo
+        ok = np.all((vox >= 0) & (vox < inner_shape), axis=1)
+        vox = vox[ok]
+        if len(vox) < 2:
+            continue
+        flat = np.unique(np.ravel_multi_index(tuple(vox.T), inner_shape))
+        score, f = feats[o]
+        conn = Connection(i, j, box_in, flat, int(flat[0]), mean, mean, levels=1)
+        conn.stats = {**f, "density_sigma": mean, "score": score}
+        conn.stats["start_nm"] = (pts[k, s0] + lo * vs).tolist()
+        out.append(conn)
+    return out

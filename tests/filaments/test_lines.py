@@ -1,0 +1,98 @@
+"""The line scan (synapseg.filaments.lines) on synthetic scenes with exact filaments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tests.filaments.conftest import CLEAR, VS, gt_table, scene
+
+from synapseg.evaluate.filaments import score_filaments
+from synapseg.filaments import FilamentParams, detect_filaments
+from synapseg.filaments.boundaries import Boundaries
+from synapseg.filaments.detect import candidate_pairs
+from synapseg.filaments.lines import LINE_FEATURES, line_candidates, line_score
+
+BOTH = FilamentParams(lines_for=("connector", "tether"), **CLEAR)
+
+
+def _candidates(sc: dict, p: FilamentParams) -> dict[tuple[int, int], list]:
+    bounds = Boundaries.from_table(sc["vesicles"], sc["image"].shape, VS, sc["az"])
+    pairs, near = candidate_pairs(bounds, p)
+    return {
+        (i, j): line_candidates(sc["image"], bounds, i, j, p, near[i] if j < 0 else None)
+        for i, j in pairs
+    }
+
+
+def test_lines_find_both_filaments_where_they_are(tiny_scene):
+    table, _ = detect_filaments(
+        tiny_scene["image"], VS, tiny_scene["vesicles"], tiny_scene["az"], BOTH
+    )
+    assert sorted(table["kind"]) == ["connector", "tether"]
+    s = score_filaments(gt_table(tiny_scene["filaments"]), table)
+    assert s["all"]["f1"] == 1.0
+    # found in place, not only between the right boundaries
+    assert s["connector"]["endpoint_error_median_nm"] <= 2.0
+    assert s["tether"]["endpoint_error_median_nm"] <= 2.0
+
+
+def test_the_filament_line_scores_above_the_same_pair_without_it(tiny_scene, empty_scene):
+    with_f = _candidates(tiny_scene, BOTH)
+    without = _candidates(empty_scene, BOTH)
+    assert with_f.keys() == without.keys() and with_f
+    for key, lines in with_f.items():
+        best, null = lines[0].stats, without[key][0].stats
+        assert best["mean_z"] > null["mean_z"] + 2.0
+        assert best["score"] >= BOTH.line_threshold > null["score"]
+        assert set(LINE_FEATURES) <= set(best)
+
+
+def test_no_filaments_no_lines_kept(empty_scene):
+    table, labels = detect_filaments(
+        empty_scene["image"], VS, empty_scene["vesicles"], empty_scene["az"], BOTH
+    )
+    assert len(table) == 0 and not labels.any()
+
+
+def test_a_line_through_a_third_vesicle_is_not_a_filament():
+    """A dense rod from vesicle 1 through an inserted vesicle 3 to vesicle 2 touches three
+    boundaries: the line scan must not report it as a 1-2 connector."""
+    sc = scene(connector=True, tether=False)
+    table = sc["vesicles"].copy()
+    blocker = table.iloc[[0]].copy()
+    blocker["id"] = 3
+    for ax in ("z", "y", "x"):
+        blocker[f"center_{ax}_px"] = table[f"center_{ax}_px"].mean()
+        blocker[f"center_{ax}_nm"] = blocker[f"center_{ax}_px"] * VS
+    blocker["radius_nm"] = blocker["outer_radius_nm"] = 3.0
+    vesicles = __import__("pandas").concat([table, blocker], ignore_index=True)
+    p = FilamentParams(lines_for=("connector",), min_gap_nm=0.5)
+    found, _ = detect_filaments(sc["image"], VS, vesicles, None, p)
+    pairs = {tuple(sorted((int(r.vesicle_a), int(r.vesicle_b)))) for r in found.itertuples()}
+    assert (1, 2) not in pairs
+
+
+def test_score_is_monotone_in_density():
+    """The fitted decision: a denser line (mean, sum and contrast to the pair's other lines
+    all doubled) scores higher, for both kinds."""
+    base = dict(mean_z=1.0, sum_z=3.0, rel_z=1.5, inv_length=0.1, offset_nm=2.0, gap_nm=10.0)
+    denser = {**base, "mean_z": 2.0, "sum_z": 6.0, "rel_z": 3.0}
+    for kind in ("connector", "tether"):
+        assert line_score(denser, kind) > line_score(base, kind)
+
+
+def test_unknown_kind_is_refused(tiny_scene):
+    with pytest.raises(ValueError, match="lines_for"):
+        detect_filaments(
+            tiny_scene["image"],
+            VS,
+            tiny_scene["vesicles"],
+            tiny_scene["az"],
+            FilamentParams(lines_for=("actin",)),
+        )
+
+
+def test_lines_are_deterministic(tiny_scene):
+    a, _ = detect_filaments(tiny_scene["image"], VS, tiny_scene["vesicles"], tiny_scene["az"], BOTH)
+    b, _ = detect_filaments(tiny_scene["image"], VS, tiny_scene["vesicles"], tiny_scene["az"], BOTH)
+    assert np.array_equal(a["path_px"].to_numpy(), b["path_px"].to_numpy())
