@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from synapseg.post.instances import candidate_instances
 
@@ -36,3 +37,30 @@ def test_threads_give_the_single_thread_candidates():
         two.n_components,
     )
     assert one.rejected.equals(two.rejected)
+
+
+def test_sphere_fits_in_threads_equal_one_thread(monkeypatch):
+    from synapseg.post import parallel
+    from synapseg.post.spheres import SphereParams, refine_spheres
+    from synapseg.simulate import SimulationParams, simulate_tomogram
+
+    sim = simulate_tomogram(SimulationParams(seed=3, shape=(48, 128, 128)))
+    v = sim.vesicles
+    centers = v[["center_z_px", "center_y_px", "center_x_px"]].to_numpy() + 0.7
+    params = SphereParams(chunk=4, polish_directions=0)  # several chunks, quick
+    fits = {}
+    for workers in (1, 2):
+        monkeypatch.setattr(parallel, "WORKERS", workers)
+        fits[workers] = refine_spheres(
+            sim.tomogram, centers, v["radius_nm"].to_numpy(), 1.68, params=params
+        )
+    assert len(fits[1]) == len(v) > 8
+    assert fits[1].equals(fits[2])
+
+
+def test_map_ordered_keeps_order_and_raises():
+    from synapseg.post.parallel import map_ordered
+
+    assert map_ordered(lambda x: x * x, range(50), workers=2) == [x * x for x in range(50)]
+    with pytest.raises(ZeroDivisionError):
+        map_ordered(lambda x: 1 / (x - 7), range(10), workers=2)

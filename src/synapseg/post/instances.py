@@ -25,9 +25,7 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cc3d
@@ -39,11 +37,10 @@ from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
 from synapseg.core.units import voxel_size_zyx
+from synapseg.post.parallel import map_ordered
 
 log = logging.getLogger(__name__)
 
-WORKERS = 2
-"""Threads that split touching vesicles (EDT, seeds, watershed) at the same time (issue 17)."""
 REJECT_COLUMNS = ["center_z_px", "center_y_px", "center_x_px", "radius_nm", "score", "reason"]
 
 
@@ -162,8 +159,8 @@ def candidate_instances(
     membrane_thickness_nm
         Bilayer thickness; the inscribed-radius limit is ``max_radius_nm + thickness``.
     workers
-        Threads splitting components (default :data:`WORKERS`, capped at the available
-        cores); the result does not depend on it.
+        Threads splitting components (default :data:`synapseg.post.parallel.WORKERS`, at
+        most the available cores); the result does not depend on it.
 
     Returns
     -------
@@ -215,12 +212,10 @@ def candidate_instances(
             return "one", [(*center, r_eq, float(prob[zyx].mean()), None)]
         padded = np.pad(comp, 1)
         edt = ndimage.distance_transform_edt(padded, sampling=vs)[1:-1, 1:-1, 1:-1]
+        # no ``labels=comp``: edt is 0 outside comp, below threshold_abs, so the peaks are the
+        # same (checked on the reference volume) without skimage's per-label pass
         peaks = peak_local_max(
-            edt,
-            min_distance=min_sep_px,
-            threshold_abs=seed_depth_nm,
-            labels=comp.astype(np.int32),
-            exclude_border=False,
+            edt, min_distance=min_sep_px, threshold_abs=seed_depth_nm, exclude_border=False
         )
         if len(peaks) <= 1:
             pieces = comp.astype(np.int32)
@@ -243,13 +238,7 @@ def candidate_instances(
         return ("split" if n_pieces > 1 else "one"), out
 
     todo = [int(lab) for lab in np.flatnonzero(box_volume >= min_volume) + 1]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    n_workers = min(max(1, int(workers or WORKERS)), cores or 1, len(todo))
-    if n_workers > 1:  # the EDT, watershed and peak search release the GIL
-        with ThreadPoolExecutor(n_workers, thread_name_prefix="synapseg-instances") as pool:
-            results = list(pool.map(component, todo, chunksize=1))
-    else:
-        results = [component(lab) for lab in todo]
+    results = map_ordered(component, todo, workers)  # EDT, seeds, watershed release the GIL
     for kind, pieces_found in results:  # in label order, whatever the workers
         n_specks += kind == "speck"
         n_split += kind == "split"

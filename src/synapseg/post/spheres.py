@@ -40,6 +40,7 @@ from synapseg.post.bilayer import (
     leaflet_sigma_nm,
 )
 from synapseg.post.mirror import blend_mirror_z
+from synapseg.post.parallel import map_ordered
 from synapseg.post.polish import polish_spheres
 from synapseg.post.profiles import (
     estimate_background,
@@ -270,13 +271,12 @@ def refine_spheres(
     step = p.radial_step * vmin
     t = p.membrane_thickness_nm
     s_min = p.min_search_nm or max(1.5 * vmin, 0.75 * t)
-    rows = []
-    # chunks of vesicles close in z: local memory access (and small crops for zarr input)
     order = np.lexsort((centers0[:, 2], centers0[:, 1], np.floor(centers0[:, 0] / 8)))
-    for start in range(0, n, p.chunk):
-        idx = order[start : start + p.chunk]
-        chunk = (centers0[idx], radii0[idx], vs, dirs, wdir, cone, norm, p, step, s_min)
-        rows.append(_refine_chunk(tomogram, *chunk, specimen))
+    chunks = [order[s : s + p.chunk] for s in range(0, n, p.chunk)]  # near in z; in threads
+    args = (vs, dirs, wdir, cone, norm, p, step, s_min)
+    rows = map_ordered(
+        lambda i: _refine_chunk(tomogram, centers0[i], radii0[i], *args, specimen), chunks
+    )
     inverse = np.empty(n, int)
     inverse[order] = np.arange(n)
     out = {c: np.concatenate([r[c] for r in rows])[inverse] for c in cols}
