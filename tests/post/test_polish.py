@@ -93,3 +93,19 @@ def test_polish_leaves_spheres_without_a_membrane_alone():
     vol, _, _ = _crowded_vesicles(1, contrast=0.35, shape=(32, 64, 64))
     c, r = polish_spheres(vol, centers, radii, VS * np.ones(3), off, *args[2:])
     assert np.array_equal(c, centers) and np.array_equal(r, radii)
+
+
+def test_polish_leaves_clear_membranes_to_the_fit():
+    """Above MAX_CONTRAST (denoised, SIRT-like looks) the fitted spheres are kept as they are;
+    at the noise-limited contrast the polish moves them."""
+    start = np.array([[16.3, 20.2, 19.8], [15.7, 44.1, 43.6]])
+    radii = np.array([14.0, 15.0])
+    args = (VS * np.ones(3), SphereParams(tilt_range_deg=None), (0.0, 1.0, 1.0), 2.0, "gaussian")
+    for contrast, moves in ((4.0, False), (0.35, True)):
+        rng = np.random.default_rng(20261250)
+        vol = np.zeros((32, 64, 64), np.float32)
+        for c, r in zip(np.array([[16.0, 20.0, 20.0], [16.0, 44.0, 44.0]]), radii):
+            _add_ball(vol, c, (r + 8) / VS, lambda d, r=r: -np.exp(-0.5 * ((d - r) / 1.9) ** 2))
+        vol = vol * contrast + rng.normal(size=vol.shape).astype(np.float32)
+        c, _ = polish_spheres(vol, start, radii, *args, 3.4)
+        assert np.array_equal(c, start) != moves

@@ -40,6 +40,12 @@ __all__ = ["polish_spheres"]
 
 log = logging.getLogger(__name__)
 
+MAX_CONTRAST = 1.0
+"""Spheres whose membrane is clearer than this (cytoplasm minus membrane, noise σ per voxel)
+keep the fit: there the argmin fit is at its clutter floor and the broad matched filter
+would only add the pull of blurred neighbours (denoised or SIRT-like looks, 1.4-3 σ; the
+noise-limited looks the polish is for: 0.25-0.7 σ)."""
+
 MAX_MISSING_DIPOLE = 0.03
 """Largest wedge-weighted dipole of the directions without a membrane dip (0 when they are
 scattered, ≈ 0.1 for a vesicle cut by a lamella surface) at which a sphere is polished."""
@@ -65,6 +71,21 @@ def _cone_average(cone: sparse.csr_matrix, values: np.ndarray) -> np.ndarray:
     m, d, r = values.shape
     flat = np.moveaxis(values, 1, 0).reshape(d, m * r)
     return np.moveaxis((cone @ flat).reshape(cone.shape[0], m, r), 0, 1)
+
+
+def _membrane_contrast(prof, filt, w, offs, t) -> np.ndarray:
+    """Cytoplasm (R + t .. R + 2t) minus membrane (filtered, within ±t/4), noise σ per voxel,
+    of the wedge-weighted spherical average: the fit's ``membrane_contrast``."""
+    with np.errstate(invalid="ignore"):
+        raw = np.nansum(prof * w[None, :, None], axis=1) / np.maximum(
+            np.sum(np.isfinite(prof) * w[None, :, None], axis=1), 1e-12
+        )
+        smooth = np.nansum(filt * w[None, :, None], axis=1) / np.maximum(
+            np.sum(np.isfinite(filt) * w[None, :, None], axis=1), 1e-12
+        )
+    outside = (offs >= t) & (offs <= 2 * t)
+    membrane = np.abs(offs) <= 0.25 * t
+    return np.nanmean(raw[:, outside], axis=1) - np.nanmean(smooth[:, membrane], axis=1)
 
 
 def polish_spheres(
@@ -130,6 +151,7 @@ def polish_spheres(
     ).astype(float)
     prof[np.broadcast_to(~r_ok[:, None, :], prof.shape)] = np.nan
     filt = filter_profiles(prof, step, t, smooth_nm, mode)
+    contrast = _membrane_contrast(prof, filt, w, offs, t)
     valid = np.isfinite(filt).astype(float)
     filt = np.nan_to_num(filt)
     d1 = np.gradient(filt, step, axis=2)
@@ -174,6 +196,7 @@ def polish_spheres(
     moved = np.linalg.norm(theta[:, :3], axis=1)
     keep = (moved <= window_nm) & (np.abs(theta[:, 3]) <= window_nm)
     keep &= lack <= MAX_MISSING_DIPOLE  # such spheres keep the fit
+    keep &= ~(contrast > MAX_CONTRAST)  # clear membranes: the fit is at its clutter floor
     centers = centers0.copy()
     radii = radii0.copy()
     centers[keep] += theta[keep, :3] / vs
