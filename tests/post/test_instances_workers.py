@@ -64,3 +64,18 @@ def test_map_ordered_keeps_order_and_raises():
     assert map_ordered(lambda x: x * x, range(50), workers=2) == [x * x for x in range(50)]
     with pytest.raises(ZeroDivisionError):
         map_ordered(lambda x: 1 / (x - 7), range(10), workers=2)
+
+
+def test_labels_in_a_temporary_file_give_the_same_candidates(monkeypatch, tmp_path):
+    import tempfile
+
+    from synapseg.post import instances
+
+    prob = _balls_map(11)
+    in_memory = candidate_instances(prob, 1.5)
+    monkeypatch.setattr(instances, "LABELS_IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    mapped = candidate_instances(prob, 1.5)
+    assert len(in_memory) > 10 and np.array_equal(in_memory.centers_px, mapped.centers_px)
+    assert np.array_equal(in_memory.score, mapped.score)
+    assert list(tmp_path.iterdir()) == []  # the labels file was removed

@@ -24,7 +24,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -41,6 +44,8 @@ from synapseg.post.parallel import map_ordered
 
 log = logging.getLogger(__name__)
 
+LABELS_IN_MEMORY_BYTES = 256 * 2**20
+"""Component labels larger than this live in a temporary memory-mapped file."""
 REJECT_COLUMNS = ["center_z_px", "center_y_px", "center_x_px", "radius_nm", "score", "reason"]
 
 
@@ -128,6 +133,21 @@ def _piece_stats(pieces: np.ndarray, n: int, edt: np.ndarray, prob: np.ndarray):
     return cen, ins[1:], sc
 
 
+def _connected_components(mask: np.ndarray) -> np.ndarray:
+    """6-connected component labels of ``mask`` (``cc3d``); above
+    :data:`LABELS_IN_MEMORY_BYTES` they go into an unlinked temporary file (a memory map:
+    page cache, not the process's anonymous memory; 1.1 GB for the reference volume)."""
+    if mask.size * 4 <= LABELS_IN_MEMORY_BYTES:
+        return cc3d.connected_components(mask, connectivity=6)
+    fd, path = tempfile.mkstemp(prefix="synapseg-labels-", suffix=".u32")
+    os.close(fd)
+    try:
+        return cc3d.connected_components(mask, connectivity=6, out_file=path)
+    finally:
+        with contextlib.suppress(OSError):  # the map keeps its pages; the disk space goes with it
+            os.unlink(path)
+
+
 def candidate_instances(
     probability: np.ndarray,
     voxel_size_nm: Sequence[float] | float,
@@ -174,7 +194,7 @@ def candidate_instances(
     for z0 in range(0, probability.shape[0], block_z):
         z1 = min(probability.shape[0], z0 + block_z)
         np.greater_equal(probability[z0:z1], raw_thr, out=mask[z0:z1])
-    labels = cc3d.connected_components(mask, connectivity=6)
+    labels = _connected_components(mask)
     del mask
     n_comp = int(labels.max())
     voxel_nm3 = float(np.prod(vs))
