@@ -17,6 +17,9 @@
 
     python benchmarks/bench_distributed.py --out /tmp/synapseg-bench --json dist.json
     python benchmarks/bench_distributed.py --shape 256 1024 1024 --region 64 512 512
+    # 1 -> 2 workers, a few minutes: 16 tiles of 256 in 4 network blocks, 4 vesicle blocks
+    python benchmarks/bench_distributed.py --shape 128 1024 1024 --region 128 1024 1024 \
+        --tile-size 256 --post-block 128 512 512 --out /tmp/synapseg-dist --json scaling.json
 """
 
 from __future__ import annotations
@@ -147,6 +150,7 @@ def run_config(args) -> dict:
             tiles_per_block=tuple(args.tiles_per_block),
             post_block=tuple(args.post_block),
             invert="no",
+            tile_size=args.tile_size,
         )
         wall = time.perf_counter() - t0
         rss = client.run(peak_rss_gb)
@@ -189,7 +193,7 @@ def block_memory(args) -> dict:
     small = open_region(Path(args.store), tuple(slice(0, n) for n in (64, 512, 512)))
     d = decide(small, "default", {"invert": "no", "device": "cpu"})
     _, card = load_model("default")
-    plan = choose_tiling(card.config, big.shape)
+    plan = choose_tiling(card.config, big.shape, args.tile_size)
     d = dataclasses.replace(d, plan=plan, network_mask=False)
     k = tuple(args.tiles_per_block)
     blocks = network_blocks(plan, d.factors, big.shape, k)
@@ -264,6 +268,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="*", default=[1, 2], help="none: build only")
     ap.add_argument("--tiles-per-block", type=int, nargs=3, default=[1, 2, 2])
     ap.add_argument("--post-block", type=int, nargs=3, default=[128, 512, 512])
+    ap.add_argument(
+        "--tile-size", type=int, help="network tile edge (default: the budgeted default tiles)"
+    )
     ap.add_argument("--out", type=Path, default=Path("/tmp/synapseg-bench"))
     ap.add_argument("--reuse", action="store_true", help="keep an existing store")
     ap.add_argument("--decide-full", action="store_true", help="time the whole-volume decisions")
@@ -308,9 +315,10 @@ def main() -> None:
     if args.decide_full:
         result["decisions_full_volume"] = decide_full(store, args.decide_region or shape)
         print("decisions on the full volume:", result["decisions_full_volume"])
+    tile = ["--tile-size", str(args.tile_size)] if args.tile_size else []
     if args.block_memory:
         cmd = [sys.executable, __file__, "--block-memory", "--store", str(store),
-               "--tiles-per-block", *map(str, args.tiles_per_block)]  # fmt: skip
+               "--tiles-per-block", *map(str, args.tiles_per_block), *tile]  # fmt: skip
         out = subprocess.run(cmd, check=True, capture_output=True, text=True)
         result["full_size_block"] = json.loads(out.stdout.strip().splitlines()[-1])
         print("one full-size network block:", result["full_size_block"])
@@ -318,7 +326,7 @@ def main() -> None:
     for n in args.workers:
         cmd = [sys.executable, __file__, "--run", str(n), "--store", str(store), "--region",
                *map(str, args.region), "--tiles-per-block", *map(str, args.tiles_per_block),
-               "--post-block", *map(str, args.post_block)]  # fmt: skip
+               "--post-block", *map(str, args.post_block), *tile]  # fmt: skip
         out = subprocess.run(cmd, check=True, capture_output=True, text=True)
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(runs[-1])
