@@ -182,7 +182,8 @@ def line_candidates(
             continue
         flat = np.unique(np.ravel_multi_index(tuple(vox.T), inner_shape))
         score, f = feats[o]
-        conn = Connection(i, j, box_in, flat, int(flat[0]), np.nan, np.nan, levels=0)
+        # no threshold range: Pyto's threshold column gets the line's mean density (σ)
+        conn = Connection(i, j, box_in, flat, int(flat[0]), mean, mean, levels=1)
         conn.stats = {**f, "density_sigma": mean, "score": score}
         conn.stats["start_nm"] = (pts[k, s0] + lo * vs).tolist()
         out.append(conn)
