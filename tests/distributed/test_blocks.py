@@ -79,3 +79,14 @@ def test_blocks_equal_the_whole_map_off_the_model_voxel_size():
         out[b.core] = predict_block(vol.data, b, d)
     assert len(blocks) == 4 and d.factors[0] != 1
     assert np.array_equal(out, ref)
+
+
+def test_network_blocks_hold_at_most_the_old_default_tile_voxels():
+    from synapseg.distributed.blocks import MAX_BLOCK_MODEL_VOXELS
+
+    plan = plan_tiles((600, 1400, 1400), (384, 304, 416), 24, 16)  # budgeted default tiles
+    blocks = network_blocks(plan, (1.0, 1.0, 1.0), plan.shape, 2)
+    per_block = MAX_BLOCK_MODEL_VOXELS // int(np.prod(plan.tile_shape))  # 2 tiles of these
+    assert len(blocks) >= plan.n_tiles / per_block  # groups of 2, not of 2x2x2 tiles
+    small = plan_tiles((600, 1400, 1400), 128, 16, 16)  # small tiles: 2 per axis as asked
+    assert len(network_blocks(small, (1.0, 1.0, 1.0), small.shape, 2)) < small.n_tiles / 4

@@ -30,6 +30,9 @@ import numpy as np
 from synapseg.infer.preprocess import antialias_sigma
 from synapseg.infer.tiling import Tile, TilePlan, iter_tiles
 
+MAX_BLOCK_MODEL_VOXELS = 8 * 256**3
+"""Most tile voxels in one network block (2×2×2 tiles of 256³, the default before issue 17)."""
+
 __all__ = [
     "Block",
     "iter_blocks",
@@ -186,8 +189,14 @@ def network_blocks(
     Along each axis the group boundaries are the starts of the blending supports of every
     ``k``-th tile; a core holds the input voxels whose model position lies in its group's
     supports. ``outer`` is the input region the block's tiles read (see :func:`tiles_for`).
+    A group holds at most :data:`MAX_BLOCK_MODEL_VOXELS` tile voxels (the largest ``k`` is
+    reduced first): the default tiles grow up to 48 Mvoxel (issue 17), and a worker's memory
+    stays what 2×2×2 tiles of 256³ needed.
     """
-    ks = _triple(tiles_per_block)
+    ks = list(_triple(tiles_per_block))
+    tile_voxels = int(np.prod(plan.tile_shape))
+    while int(np.prod(ks)) > 1 and int(np.prod(ks)) * tile_voxels > MAX_BLOCK_MODEL_VOXELS:
+        ks[int(np.argmax(ks))] -= 1
     cuts = []
     for axis in range(3):
         f, n_in = float(factors[axis]), int(input_shape[axis])
