@@ -111,3 +111,35 @@ def test_invalid_pool_thresholds_are_one_line_errors(sim, tmp_path):
         app, ["segment", str(tomo), "-o", str(tmp_path / "o"), "--docked-nm", "50"]
     )
     assert result.exit_code == 2 and "--proximal-nm" in result.output
+
+
+@pytest.mark.slow
+def test_membrane_model_option_reaches_the_membrane_stage(sim, tmp_path, monkeypatch):
+    seen: list = []
+
+    def stage_predict(volume, options, target, specimen=None):
+        prob = ndimage.gaussian_filter((sim.vesicle_labels > 0).astype(np.float32), 1.2)
+        with open_volume_writer(target, volume.shape, np.uint8, volume.voxel_size_nm) as out:
+            out[:] = np.round(np.clip(prob * 1.1, 0, 1) * 255).astype(np.uint8)
+        return {"seconds": 0.0, "model": {"name": "truth-map", "sha256": "0" * 64}}
+
+    def membranes(ctx):
+        seen.append(ctx.params["membrane_model"])
+        return {"membrane_probabilities": None}
+
+    monkeypatch.setattr(pipeline, "stage_predict", stage_predict)
+    tomo = write_volume(tmp_path / "in" / "syn.mrc", sim.tomogram, 1.68)
+    with temporary_stages():
+        register_stage(
+            Stage(
+                "membrane_net",
+                (),
+                ("membrane_probabilities",),
+                membranes,
+                {"context": True, "membrane_model": "default"},
+            ),
+            replace=True,
+        )
+        report = _segment(tomo, tmp_path / "out", "--membrane-model", "sim-membrane-v1")
+    assert seen == ["sim-membrane-v1"]
+    assert report["provenance"]["parameters"]["membrane_model"] == "sim-membrane-v1"

@@ -154,6 +154,14 @@ def segment(
         "active zone, presynaptic compartment, az_distance_nm and pool per vesicle, "
         "distance layers (docs/context.md).",
     ),
+    membrane_model: str = typer.Option(
+        "default",
+        "--membrane-model",
+        metavar="NAME|DIR|none",
+        help="Membrane network of the synapse context: 'default', a model name "
+        "(sim-membrane-v1 is about 3x cheaper, sim-membrane-v2 more accurate: docs/model.md), "
+        "a model folder, or 'none' (no membrane map: no active zone, pools or distances).",
+    ),
     docked_nm: float = typer.Option(
         5.0, "--docked-nm", metavar="NM", help="Pool 'docked': az_distance_nm below this."
     ),
@@ -219,6 +227,7 @@ def segment(
         progress=show_progress(ctx),
         fill_nonfinite=fill_nonfinite,
         context=context,
+        membrane_model=membrane_model,
         docked_nm=docked_nm,
         proximal_nm=proximal_nm,
         layer_nm=layer_nm,

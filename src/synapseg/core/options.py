@@ -62,6 +62,7 @@ class SegmentOptions:
     progress: bool = False
     fill_nonfinite: str | None = None
     context: bool = True  # synapse context (issue 14): membranes, active zone, compartment
+    membrane_model: str = "default"  # the membrane network of the context; "none" skips it
     docked_nm: float = 5.0
     proximal_nm: float = 45.0
     layer_nm: float = 10.0
