@@ -190,7 +190,7 @@ def network_blocks(
     ``k``-th tile; a core holds the input voxels whose model position lies in its group's
     supports. ``outer`` is the input region the block's tiles read (see :func:`tiles_for`).
     A group holds at most :data:`MAX_BLOCK_MODEL_VOXELS` tile voxels (the largest ``k`` is
-    reduced first): the default tiles grow up to 48 Mvoxel (issue 17), and a worker's memory
+    reduced first): the default tiles grow up to 32 Mi voxels (issue 17), and a worker's memory
     stays what 2×2×2 tiles of 256³ needed.
     """
     ks = list(_triple(tiles_per_block))

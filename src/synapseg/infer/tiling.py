@@ -37,10 +37,11 @@ DEFAULT_TILE = 256
 chosen by :func:`default_tile_shape`."""
 MAX_TILE_EDGE = 512
 """Largest default tile edge (model voxels)."""
-MAX_TILE_VOXELS = 48 * 2**20
-"""Largest default tile (model voxels): bounds the network's activations, about 1.1 GB for
-the default model on a CPU (issue 17: a 224×448×448 tile peaks at 1.4 GB RSS, 0.3 GB of it
-the interpreter and torch)."""
+MAX_TILE_VOXELS = 32 * 2**20
+"""Largest default tile (model voxels): bounds the network's activations (issue 17: a
+224×448×448 tile, 45 Mvoxel, took `segment` to 1.67 GB peak anonymous memory on the
+reference volume, over the 1.5 GB budget; 224×320×448 tiles compute 1.30× the model grid
+where 256³ tiles computed 1.58×)."""
 GAUSSIAN_SIGMA_FRACTION = 1 / 8
 """Sigma of the blending window as a fraction of the tile edge (as nnU-Net)."""
 _MIN_WEIGHT = 1e-3
@@ -322,7 +323,7 @@ def default_tile_shape(
     ``max_edge``) whose tile holds at most ``max_voxels`` voxels is planned as
     :func:`plan_tiles` would; the one with the fewest computed voxels wins (ties: fewer
     tiles, then the smaller tile). Overlaps between tiles are recomputed voxels: on the
-    reference volume's model grid (213×835×835) 224×448×448 tiles compute 1.21× the grid
+    reference volume's model grid (213×835×835) 224×320×448 tiles compute 1.30× the grid
     where 224×256×256 tiles computed 1.58× (issue 17).
     """
     overlap = -(-2 * halo // multiple) * multiple
