@@ -34,7 +34,9 @@ def files(tmp_path_factory):
 def test_filaments_then_evaluate(files, tmp_path):
     runner = CliRunner()
     out = tmp_path / "out"
-    args = ["filaments", str(files / "tomo.mrc"), "--vesicles", str(files / "vesicles.csv")]
+    # the clean synthetic scene asks for a clear decision (tests/filaments/conftest.py CLEAR)
+    args = ["filaments", str(files / "tomo.mrc"), "--vesicles", str(files / "vesicles.csv"),
+            "--min-score", "0.9"]  # fmt: skip
     res = runner.invoke(app, [*args, "--az", str(files / "az.mrc"), "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert "1 connectors, 1 tethers" in res.output
@@ -62,10 +64,25 @@ def test_pyto_boundaries_alone(files, tmp_path):
     res = CliRunner().invoke(
         app,
         ["filaments", str(files / "tomo.mrc"), "--boundaries", str(files / "pyto_labels.mrc"),
-         "-o", str(tmp_path)],
+         "--min-score", "0.9", "-o", str(tmp_path)],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "1 connectors, 1 tethers" in res.output
+
+
+def test_method_and_min_score_reach_the_detector(files, tmp_path):
+    runner = CliRunner()
+    args = ["filaments", str(files / "tomo.mrc"), "--vesicles", str(files / "vesicles.csv"),
+            "--az", str(files / "az.mrc")]  # fmt: skip
+    res = runner.invoke(app, [*args, "--method", "thresholds", "-o", str(tmp_path / "t")])
+    assert res.exit_code == 0, res.output
+    provenance = json.loads((tmp_path / "t" / "tomo_filaments.provenance.json").read_text())
+    assert provenance["parameters"]["lines_for"] == []
+    assert provenance["parameters"]["line_threshold"] == 0.5
+    res = runner.invoke(app, [*args, "--min-score", "1.5", "-o", str(tmp_path / "e")])
+    assert res.exit_code == 2 and "--min-score" in res.output
+    res = runner.invoke(app, [*args, "--method", "magic", "-o", str(tmp_path / "e")])
+    assert res.exit_code == 2 and "--method" in res.output
 
 
 def test_errors_are_one_line(files, tmp_path):

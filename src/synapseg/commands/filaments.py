@@ -70,6 +70,19 @@ def filaments(
     vesicle_ids: str | None = typer.Option(
         None, "--vesicle-ids", metavar="IDS", help="Vesicle ids in --boundaries, e.g. 10,11,12."
     ),
+    method: str = typer.Option(
+        "lines",
+        "--method",
+        help="lines: line scan with a decision calibrated on simulated synapses (default); "
+        "thresholds: Pyto-style hierarchical thresholding (docs/filaments.md).",
+    ),
+    min_score: float = typer.Option(
+        0.5,
+        "--min-score",
+        metavar="P",
+        help="Line scan: decision score (0-1) a filament needs. 0.5 is calibrated on simulated "
+        "tomogram noise; raise it when clean or synthetic data give spurious tethers.",
+    ),
     voxel_size: float | None = voxel_size_option(),
     invert: str = invert_option(),
     overwrite: bool = overwrite_option(),
@@ -87,6 +100,10 @@ def filaments(
         raise InputError("--vesicles", "no vesicles given", "give --vesicles TABLE or --boundaries")
     if invert not in ("auto", "yes", "no"):
         raise InputError("--invert", f"unknown value '{invert}'", "use auto, yes or no")
+    if method not in ("lines", "thresholds"):
+        raise InputError("--method", f"unknown method '{method}'", "use lines or thresholds")
+    if not 0 <= min_score <= 1:
+        raise InputError("--min-score", f"{min_score} is not a probability", "give e.g. 0.5")
     vol = read_volume(tomogram, voxel_size)
     vs = np.asarray(vol.voxel_size_nm, float)
     name = vol.name
@@ -130,7 +147,11 @@ def filaments(
             log.warning(
                 "%s: vesicle membranes are bright: contrast inverted (--invert no to refuse)", name
             )
-    params = FilamentParams(invert=inverted)
+    params = FilamentParams(
+        invert=inverted,
+        line_threshold=min_score,
+        lines_for=FilamentParams().lines_for if method == "lines" else (),
+    )
     facts: dict = {}
     image = np.asarray(vol.data)
     found, labels_out = detect_filaments(image, vs, table, az_mask, params, facts=facts)
