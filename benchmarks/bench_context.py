@@ -10,7 +10,7 @@ runs on the ground-truth vesicle table and
 * ``degraded``: that map minus the membranes whose normal lies within 30° of z (the
   missing wedge of ±60°), minus 15 % in patches, plus false specks, blurred (σ 1 voxel):
   a stand-in for an imperfect network;
-* ``predicted`` (when the default membrane model (``sim-membrane-v2``) is installed, or
+* ``predicted`` (when the default membrane model (``sim-membrane-v1``) is installed, or
   ``--membrane-model``): the ``membrane_net`` stage's map of the noisy simulated tomogram.
 
 With ``--predicted-vesicles`` the vesicles also come from ``synapseg.segment`` (the

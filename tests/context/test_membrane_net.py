@@ -141,14 +141,21 @@ def test_a_vesicle_model_is_refused_as_membrane_model(sim):
 
 
 @pytest.mark.skipif(default_membrane_model() is None, reason="membrane weights not installed")
-def test_shipped_model_finds_the_plasma_membrane(sim):
+@pytest.mark.parametrize(
+    ("spec", "name", "min_dice"),
+    # measured 0.49 (v1) and 0.537 (v2), median surface distance 1.68 nm = 1 voxel for both,
+    # on 2026-12-02: far from issue 14's 0.85 (docs/benchmarks.md), but membrane maps, not
+    # noise. The default is v1: the same active zone, distances and pools as v2 at a third
+    # of its CPU (docs/model.md); v2 is one option away.
+    [("default", "sim-membrane-v1", 0.42), ("sim-membrane-v2", "sim-membrane-v2", 0.45)],
+)
+def test_shipped_models_find_the_plasma_membrane(sim, spec, name, min_dice):
     from synapseg.evaluate.membranes import score_membranes
 
-    seg = synapseg.segment(sim.tomogram, voxel_size_nm=VS, outputs=[ARTIFACT], invert="no")
-    assert seg.facts["membrane_net"]["model"]["name"] == "sim-membrane-v2"
+    seg = synapseg.segment(
+        sim.tomogram, voxel_size_nm=VS, outputs=[ARTIFACT], invert="no", membrane_model=spec
+    )
+    assert seg.facts["membrane_net"]["model"]["name"] == name
     score = score_membranes(seg[ARTIFACT], sim.membrane_labels, VS)
-    # measured 0.537 (sim-membrane-v1: 0.49; median surface distance 1.68 nm = 1 voxel for
-    # both) on 2026-12-02: far from issue 14's 0.85 (docs/benchmarks.md), but a membrane
-    # map, not noise
-    assert score["dice"] > 0.45, score
+    assert score["dice"] > min_dice, score
     assert score["surface_distance_nm"]["median"] <= 2 * VS, score

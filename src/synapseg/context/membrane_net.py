@@ -1,7 +1,8 @@
 """The ``membrane_net`` stage: probability of "membrane, not a synaptic vesicle" on the input grid.
 
-A second, compact network (``sim-membrane-v2``: a plain, stem-1 3D U-Net at 2.4 nm model
-voxels; ``sim-membrane-v1`` is its faster stem-2 predecessor; two output channels:
+A second, compact network (``sim-membrane-v1``, the default: a stem-2 3D U-Net at 2.4 nm
+model voxels; ``sim-membrane-v2``, a plain stem-1 one, draws better maps at three times the
+CPU; two output channels:
 ``membrane`` = every membrane but synaptic vesicles, ``vesicle_membrane``) runs through the
 very inference engine of the vesicle network (:func:`synapseg.infer.predict.predict_volume`:
 the same specimen-aware normalisation and tiling), with the tomogram's one polarity
@@ -21,7 +22,7 @@ input grid and written, as uint8 0-255, into the artifact ``membrane_probabiliti
 Parameters (``synapseg.segment(..., membrane_model=..., context=...)``):
 
 ``membrane_model``
-    ``"default"`` (the shipped ``sim-membrane-v2`` when its weights are installed), a model
+    ``"default"`` (the shipped ``sim-membrane-v1`` when its weights are installed), a model
     name, a model folder, or ``None`` / ``"none"`` to skip the stage.
 ``context``
     ``False`` skips it too (the whole synapse context is off).
@@ -44,7 +45,7 @@ from synapseg.core.stages import Stage, StageContext, register_stage
 log = logging.getLogger(__name__)
 
 ARTIFACT = "membrane_probabilities"
-DEFAULT_MEMBRANE_MODEL = "sim-membrane-v2"
+DEFAULT_MEMBRANE_MODEL = "sim-membrane-v1"  # same AZ/pools as v2 at a third of its CPU
 MEMBRANE_CHANNEL = "membrane"
 VESICLE_MEMBRANE_CHANNEL = "vesicle_membrane"
 VESICLE_MARGIN_NM = 1.5
