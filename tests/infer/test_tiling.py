@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from synapseg.infer.predict import predict_array
-from synapseg.infer.tiling import iter_blocks, iter_tiles, plan_tiles
+from synapseg.infer.tiling import iter_tiles, plan_tiles
 
 from .conftest import TINY, TINY_STEM, card_for
 
@@ -84,18 +84,6 @@ def test_short_halo_blends_without_seams(tiny_model, rng):
     whole = _whole(net, image, TINY.size_multiple)
     tiled = predict_array(image, (net, card), device="cpu", tile_size=32, halo=4)[0]
     assert np.abs(tiled - whole).max() < 1e-3
-
-
-def test_iter_blocks_partitions_with_halo():
-    shape = (10, 23, 7)
-    seen = np.zeros(shape, dtype=int)
-    for core, outer, inner in iter_blocks(shape, (4, 8, 7), 2):
-        seen[core] += 1
-        for c, o, i in zip(core, outer, inner):
-            assert o.start <= c.start and o.stop >= c.stop
-            assert i.start == c.start - o.start and i.stop - i.start == c.stop - c.start
-            assert o.start >= 0
-    assert (seen == 1).all()
 
 
 def test_constant_predictions_blend_to_the_constant(rng):

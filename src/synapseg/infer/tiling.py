@@ -14,7 +14,9 @@ Blending weights are separable and the tile starts form a Cartesian product, so 
 weights at any voxel is the product of three 1D sums (:meth:`TilePlan.normaliser`): no
 weight volume is ever allocated. :func:`iter_tiles` is a pure generator of slices, the unit
 of work a distributed backend can farm out. :func:`choose_tiling` picks and validates the
-tile size and halo for a network.
+tile size and halo for a network. Blocks of the input grid (cores with a halo, for
+block-wise post-processing and the dask backend) come from one iterator,
+:func:`synapseg.distributed.blocks.iter_blocks` (this module's copy was removed, issue 17).
 """
 
 from __future__ import annotations
@@ -219,33 +221,6 @@ def batched(items: Iterable, n: int) -> Iterator[list]:
     it = iter(items)
     while batch := list(islice(it, n)):
         yield batch
-
-
-def iter_blocks(
-    shape: Sequence[int], block: int | Sequence[int], halo: int | Sequence[int]
-) -> Iterator[tuple[tuple[slice, ...], tuple[slice, ...], tuple[slice, ...]]]:
-    """Partition a grid into blocks with a halo of context (for block-wise post-processing).
-
-    Yields
-    ------
-    (core, outer, core_in_outer)
-        ``core``: the block's own voxels (the blocks partition the grid); ``outer``: the core
-        grown by ``halo`` and clipped to the grid; ``core_in_outer``: where the core sits
-        inside ``outer``.
-    """
-    shape3 = [int(s) for s in shape]
-    blocks = [int(block)] * 3 if np.isscalar(block) else [int(b) for b in block]  # type: ignore[arg-type]
-    halos = [int(halo)] * 3 if np.isscalar(halo) else [int(h) for h in halo]  # type: ignore[arg-type]
-    ranges = [range(0, n, b) for n, b in zip(shape3, blocks)]
-    for origin in product(*ranges):
-        core, outer, inner = [], [], []
-        for o, b, h, n in zip(origin, blocks, halos, shape3):
-            e = min(o + b, n)
-            lo, hi = max(o - h, 0), min(e + h, n)
-            core.append(slice(o, e))
-            outer.append(slice(lo, hi))
-            inner.append(slice(o - lo, e - lo))
-        yield tuple(core), tuple(outer), tuple(inner)
 
 
 def choose_tiling(
