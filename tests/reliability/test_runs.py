@@ -332,8 +332,11 @@ def test_killed_segment_subprocess_reruns_to_identical_outputs(tmp_path):
         (signal.SIGINT, lambda out: (out / "tomo_report.json").exists()),
     ]
     for i, (sig, when) in enumerate(kills):
-        out = tmp_path / f"run_{i}"
-        record = fi.run_and_kill(tomogram, out, sig, when=lambda out=out, when=when: when(out))
+        for attempt in range(3):  # on a loaded machine the small run may finish before the kill
+            out = tmp_path / f"run_{i}_{attempt}"
+            record = fi.run_and_kill(tomogram, out, sig, when=lambda out=out, when=when: when(out))
+            if record["signal_sent"]:
+                break
         assert record["signal_sent"], record
         if sig == signal.SIGINT:
             assert record["killed_rc"] == 130 and record["killed_stderr_tail"] == [
