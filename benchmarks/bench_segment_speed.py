@@ -80,6 +80,20 @@ def run_monitored(cmd: list[str], env: dict[str, str]) -> dict:
     }
 
 
+def supported_flags(env: dict, flags: list[str]) -> list[str]:
+    """The ``flags`` that this side's ``segment --help`` knows: a baseline from before the
+    synapse context (e.g. bd1045b) has no --no-context/--no-filaments and runs the vesicle
+    path anyway."""
+    help_text = subprocess.run(
+        [sys.executable, "-c", CLI, "segment", "--help"],
+        env=dict(env, COLUMNS="200"),
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return [f for f in flags if f in help_text]
+
+
 def compare_tables(a: Path, b: Path) -> dict:
     """Vesicle tables of two runs: counts, centers matched within 1 voxel, radius change."""
     import pandas as pd
@@ -121,12 +135,14 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.rmtree(out, ignore_errors=True)
         env = dict(os.environ, PYTHONPATH=str(sides[side]))
         cmd = [sys.executable, "-c", CLI, "-q", "segment", str(args.tomogram), "-o", str(out)]
+        side_flags = supported_flags(env, flags)
         load = os.getloadavg()[0]
-        run = run_monitored(cmd + flags + ["--overwrite"], env)
+        run = run_monitored(cmd + side_flags + ["--overwrite"], env)
         if run["code"] != 0:
             raise SystemExit(f"{side} run failed ({run['code']}):\n{run['output_tail']}")
         report = json.loads(next(out.glob("*_report.json")).read_text())
         run.update(side=side, load_1min_before=load, n_vesicles=report.get("n_vesicles"))
+        run["flags"] = side_flags
         run["stage_s"] = report.get("timings_s")
         run["predict_s"] = report["stages"]["predict"].get("details", {}).get("timings")
         run.pop("output_tail")
