@@ -25,13 +25,14 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import run_monitored  # noqa: E402
 
 ARCHITECTURES = {
     "plain-b8-d3 (baseline)": {"stem": 1, "base_channels": 8, "depth": 3},
@@ -160,44 +161,6 @@ def write_random_mrc(path: Path, shape: tuple[int, int, int], voxel_size_nm: flo
             out[z] = rng.standard_normal(shape[1:], dtype=np.float32)
 
 
-def _rss_anon_kb(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def run_monitored(cmd: list[str]) -> tuple[int, float, float, float, str]:
-    """Run ``cmd``; return (exit code, wall s, CPU s, peak RssAnon MB, stderr tail)."""
-    import resource
-
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = [0]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            kb = _rss_anon_kb(proc.pid)
-            if kb:
-                peak[0] = max(peak[0], kb)
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    _, err = proc.communicate()
-    wall = time.perf_counter() - t0
-    done.set()
-    thread.join()
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    return proc.returncode, wall, cpu, peak[0] / 1024, err[-2000:]
-
-
 def ensure_model(model: str | None, arch: str, voxel_nm: float, workdir: Path) -> str:
     """The model to benchmark: ``model`` if given, else a random one of ``arch``."""
     if model:
@@ -230,9 +193,10 @@ def bench_e2e(shapes, voxel_nm, model, workdir, threads, tile, extra) -> list:
             cmd += ["--tile-size", str(tile)]
         cmd += extra
         load0 = os.getloadavg()[0]
-        code, wall, cpu, peak_mb, err = run_monitored(cmd)
+        run = run_monitored(cmd)
+        code, wall, cpu, peak_mb = run["code"], run["wall_s"], run["cpu_s"], run["peak_rss_anon_mb"]
         if code != 0:
-            raise SystemExit(f"predict failed ({code}):\n{err}")
+            raise SystemExit(f"predict failed ({code}):\n{run['output_tail']}")
         report = json.loads((out / f"{tomo.stem}_predict_report.json").read_text())
         row = {
             "shape_zyx": list(shape),

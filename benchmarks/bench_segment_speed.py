@@ -26,58 +26,15 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _machine import machine  # noqa: E402
+from _machine import machine, run_monitored  # noqa: E402
 
 CLI = "from synapseg.cli import app; app()"
-
-
-def _rss_anon_kb(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def run_monitored(cmd: list[str], env: dict[str, str]) -> dict:
-    """Run ``cmd``; wall s, CPU s (os.wait4 of the child), peak RssAnon MB, exit code."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    peak = [0]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            kb = _rss_anon_kb(proc.pid)
-            if kb:
-                peak[0] = max(peak[0], kb)
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    out = proc.stdout.read() if proc.stdout else b""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - t0
-    done.set()
-    thread.join()
-    return {
-        "code": proc.returncode,
-        "wall_s": round(wall, 2),
-        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-        "peak_rss_anon_mb": round(peak[0] / 1024),
-        "output_tail": out.decode(errors="replace")[-1500:],
-    }
 
 
 def supported_flags(env: dict, flags: list[str]) -> list[str]:

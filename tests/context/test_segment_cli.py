@@ -26,9 +26,8 @@ def sim():
     return simulate_tomogram(params)
 
 
-@pytest.fixture
-def truth_networks(sim, monkeypatch):
-    """The vesicle network and the membrane network replaced by the truth maps."""
+def truth_stage_predict(sim):
+    """``pipeline.stage_predict`` replaced by the simulator's vesicles, blurred."""
 
     def stage_predict(volume, options, target, specimen=None):
         prob = ndimage.gaussian_filter((sim.vesicle_labels > 0).astype(np.float32), 1.2)
@@ -36,12 +35,19 @@ def truth_networks(sim, monkeypatch):
             out[:] = np.round(np.clip(prob * 1.1, 0, 1) * 255).astype(np.uint8)
         return {"seconds": 0.0, "model": {"name": "truth-map", "sha256": "0" * 64}}
 
+    return stage_predict
+
+
+@pytest.fixture
+def truth_networks(sim, monkeypatch):
+    """The vesicle network and the membrane network replaced by the truth maps."""
+
     def membranes(ctx):
         if not ctx.params.get("context", True):
             return {"membrane_probabilities": None}
         return {"membrane_probabilities": truth_probabilities(sim.membrane_labels)}
 
-    monkeypatch.setattr(pipeline, "stage_predict", stage_predict)
+    monkeypatch.setattr(pipeline, "stage_predict", truth_stage_predict(sim))
     with temporary_stages():
         register_stage(
             Stage("membrane_net", (), ("membrane_probabilities",), membranes, {"context": True}),
@@ -117,17 +123,11 @@ def test_invalid_pool_thresholds_are_one_line_errors(sim, tmp_path):
 def test_membrane_model_option_reaches_the_membrane_stage(sim, tmp_path, monkeypatch):
     seen: list = []
 
-    def stage_predict(volume, options, target, specimen=None):
-        prob = ndimage.gaussian_filter((sim.vesicle_labels > 0).astype(np.float32), 1.2)
-        with open_volume_writer(target, volume.shape, np.uint8, volume.voxel_size_nm) as out:
-            out[:] = np.round(np.clip(prob * 1.1, 0, 1) * 255).astype(np.uint8)
-        return {"seconds": 0.0, "model": {"name": "truth-map", "sha256": "0" * 64}}
-
     def membranes(ctx):
         seen.append(ctx.params["membrane_model"])
         return {"membrane_probabilities": None}
 
-    monkeypatch.setattr(pipeline, "stage_predict", stage_predict)
+    monkeypatch.setattr(pipeline, "stage_predict", truth_stage_predict(sim))
     tomo = write_volume(tmp_path / "in" / "syn.mrc", sim.tomogram, 1.68)
     with temporary_stages():
         register_stage(
