@@ -56,8 +56,14 @@ def make_tomogram(folder: Path, shape: tuple[int, int, int], seed: int) -> Path:
 
 
 def segment_command(tomogram: Path, out: Path) -> list[str]:
-    """The command under test (the installed ``synapseg`` of this Python)."""
-    code = "import sys; from synapseg.cli import app; sys.argv[0] = 'synapseg'; app()"
+    """The command under test (the installed ``synapseg`` of this Python).
+
+    Ctrl-C is re-armed first: a parent that ignores SIGINT (some test-suite plugins do)
+    passes the ignore on through exec, and the SIGINT kill would then do nothing."""
+    code = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from synapseg.cli import app; sys.argv[0] = 'synapseg'; app()"
+    )
     return [sys.executable, "-c", code, "--quiet", "segment", str(tomogram), "-o", str(out)]
 
 
