@@ -1,5 +1,7 @@
 """Suite-wide test helpers.
 
+``load_script`` imports a repository script (``scripts/``, ``benchmarks/``) as a module.
+
 ``@pytest.mark.reference("NAME")`` marks a test that needs the real reference files in
 ``../shared/reference/NAME`` (beside the repository, not part of it). Without them the test
 is skipped with a reason that says what is missing and why.
@@ -7,9 +9,13 @@ is skipped with a reason that says what is missing and why.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 REFERENCE_WHAT = {
@@ -44,3 +50,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         name = marker.args[0] if marker.args else ""
         if not (REFERENCE_DIR / name).is_dir():
             item.add_marker(pytest.mark.skip(reason=reference_skip_reason(name)))
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script("scripts/train_default.py")``: that file, imported as a module."""
+
+    def load(relative: str) -> ModuleType:
+        path = REPO / relative
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -2,18 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_pipeline.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_pipeline", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def _metrics(tp, fp, fn):
     return {
@@ -58,8 +46,8 @@ RESULT = {
 }
 
 
-def test_markdown_table_and_docs_section_replacement(tmp_path, monkeypatch):
-    bench = _load()
+def test_markdown_table_and_docs_section_replacement(tmp_path, monkeypatch, load_script):
+    bench = load_script("benchmarks/bench_pipeline.py")
     text = bench.markdown(RESULT)
     assert text.startswith("## Pipeline accuracy\n")
     assert "| sim_000 | 10 | 10 | 0.800 | 0.800 | 0.800 | 0.600 | 1.25 | -0.50 | 0.800 |" in text

@@ -189,16 +189,10 @@ def test_shipped_model_does_not_extrapolate():
     assert predict_confidence(f, unclipped)[3] != pytest.approx(out[1][3], abs=1e-6)
 
 
-def test_training_fit_keeps_square_weights_concave():
+def test_training_fit_keeps_square_weights_concave(load_script):
     # scripts/train_confidence.py: a U-shaped truth (both tails positive) cannot be learned as a
     # convex bowl; the fit stays concave in every feature
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / "train_confidence.py"
-    spec = importlib.util.spec_from_file_location("train_confidence", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("scripts/train_confidence.py")
     rng = np.random.default_rng(20261208)
     z = rng.standard_normal((400, 2))
     y = (np.abs(z[:, 0]) > 1.0).astype(int)  # U-shape in feature 0

@@ -11,7 +11,6 @@ subprocesses (benchmarks/fault_injection.py).
 from __future__ import annotations
 
 import errno
-import importlib.util
 import json
 import os
 import shutil
@@ -31,7 +30,6 @@ from synapseg.io.volume_writer import open_volume_writer, write_volume
 from synapseg.simulate import SimulationParams, simulate_tomogram
 
 SHAPE = (32, 96, 96)
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -311,19 +309,10 @@ def test_bad_predict_options_fail_before_any_work(tomo, tmp_path, args, option):
 # ----------------------------------------------------------------------------- fault injection
 
 
-def _fault_injection_module():
-    spec = importlib.util.spec_from_file_location(
-        "fault_injection", REPO / "benchmarks" / "fault_injection.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_killed_segment_subprocess_reruns_to_identical_outputs(tmp_path):
+def test_killed_segment_subprocess_reruns_to_identical_outputs(tmp_path, load_script):
     """Two kills of a real ``synapseg segment`` (the 20-kill run is the benchmark script):
     SIGKILL while the probability map is being written, SIGINT once it is done."""
-    fi = _fault_injection_module()
+    fi = load_script("benchmarks/fault_injection.py")
     tomogram = fi.make_tomogram(tmp_path / "in", SHAPE, seed=1)
     reference = tmp_path / "reference"
     assert run("--quiet", "segment", tomogram, "-o", reference).exit_code == 0
@@ -388,11 +377,11 @@ def test_ctrl_c_advice_fits_the_command(command, advice, capsys):
 
 
 def test_export_resumed_after_a_kill_renders_the_same_labels(
-    tomo, tmp_path, fake_network, monkeypatch
+    tomo, tmp_path, fake_network, monkeypatch, load_script
 ):
     """Found by benchmarks/fault_injection.py --stage-kills: a resumed export rendered the
     labels from the CSV's rounded numbers, an uninterrupted one from the in-memory table."""
-    fi = _fault_injection_module()
+    fi = load_script("benchmarks/fault_injection.py")
     reference = tmp_path / "reference"
     assert run("segment", tomo, "-o", reference).exit_code == 0
     real = pipeline.stage_export
@@ -413,9 +402,9 @@ def test_export_resumed_after_a_kill_renders_the_same_labels(
     assert ref_json["vesicles"] == out_json["vesicles"]  # provenance holds the creation time
 
 
-def test_sigint_reaches_segment_when_the_parent_ignores_it(tmp_path):
+def test_sigint_reaches_segment_when_the_parent_ignores_it(tmp_path, load_script):
     """An ignored SIGINT survives exec: the fault-injection command re-arms Ctrl-C."""
-    fi = _fault_injection_module()
+    fi = load_script("benchmarks/fault_injection.py")
     tomogram = fi.make_tomogram(tmp_path / "in", SHAPE, seed=1)
     out = tmp_path / "out"
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pandas as pd
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_confidence.py"
 
-
-def _script():
-    spec = importlib.util.spec_from_file_location("train_confidence", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_candidates_are_collected_without_the_vesicle_free_gate(tmp_path, monkeypatch):
+def test_candidates_are_collected_without_the_vesicle_free_gate(tmp_path, monkeypatch, load_script):
     """The 0.9 default gate emptied every tomogram whose network's best candidate scored
     below it (the v2 candidate's 0.86-0.89), so its confidence model lost those tomograms:
     the candidates are now collected with ``min_best_score=None``."""
     import synapseg.post.vesicles as vesicles
     from synapseg.post.confidence import FEATURES
 
-    script = _script()
+    script = load_script("scripts/train_confidence.py")
     neutral = tmp_path / "neutral.json"
     neutral.write_text(json.dumps(script.neutral_model(list(FEATURES))))
     seen = []

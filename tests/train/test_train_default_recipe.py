@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from synapseg.simulate.draws import draw_world
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_default.py"
-
 
 @pytest.fixture(scope="module")
-def recipe():
-    spec = importlib.util.spec_from_file_location("train_default", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def recipe(load_script):
+    return load_script("scripts/train_default.py")
 
 
 def test_v2_has_validation_lamellae_and_vesicle_free_gate_draws(recipe, tmp_path):
