@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import re
 import subprocess
@@ -26,6 +25,9 @@ import sys
 import tempfile
 from datetime import date
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _machine  # noqa: E402
 
 DEFAULT_SEED = 1000
 DEFAULT_SHAPE = (64, 256, 256)
@@ -88,21 +90,8 @@ def run_stage(stage: str, **args: object) -> dict:
 
 
 def machine() -> str:
-    cores = os.cpu_count()
-    try:
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError):
-        mem = float("nan")
-    gpu = "no GPU"
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
-    py = platform.python_version()
-    return f"{platform.machine()} {cores} cores, {mem:.0f} GB RAM, {gpu}, Python {py}"
+    """The machine line of ``_machine.machine()`` plus the Python version."""
+    return f"{_machine.machine()['machine']}, Python {platform.python_version()}"
 
 
 def fmt(value: object, digits: int = 3) -> str:
