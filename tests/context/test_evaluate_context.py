@@ -59,6 +59,14 @@ def test_az_outcomes_and_pooling():
     assert pooled["pool_accuracy"] == 1.0
 
 
+def _evaluate(gt, pred, out, voxel_size_nm):
+    """``synapseg evaluate --gt GT --pred PRED -o OUT``: its metrics.json."""
+    args = ["evaluate", "--gt", str(gt), "--pred", str(pred), "-o", str(out)]
+    result = CliRunner().invoke(app, [*args, "--voxel-size", str(voxel_size_nm)])
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "metrics.json").read_text())
+
+
 def test_evaluate_cli_reports_the_context(tmp_path):
     gt = _table(np.array([3.0, 20.0, 44.0, 60.0, 150.0, 99.0]))
     pred = _table(np.array([3.2, 20.5, 44.1, 61.0, 149.0, 98.0]))
@@ -66,22 +74,7 @@ def test_evaluate_cli_reports_the_context(tmp_path):
     write_table_csv(tmp_path / "gt.csv", gt)
     write_table_csv(tmp_path / "pred.csv", pred)
     out = tmp_path / "report"
-    result = CliRunner().invoke(
-        app,
-        [
-            "evaluate",
-            "--gt",
-            str(tmp_path / "gt.csv"),
-            "--pred",
-            str(tmp_path / "pred.csv"),
-            "-o",
-            str(out),
-            "--voxel-size",
-            "1",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = _evaluate(tmp_path / "gt.csv", tmp_path / "pred.csv", out, 1)
     assert metrics["context"]["az_found"] and metrics["context"]["pool"]["accuracy"] == 1.0
     assert metrics["context"]["az_distance"]["n"] == 5
     assert "pool accuracy" in (out / "report.html").read_text()
@@ -95,21 +88,6 @@ def test_evaluate_a_simulator_folder(synapse, synapse_context, tmp_path):
     (folder / "info.json").write_text(json.dumps(synapse.info, default=str))
     write_table_csv(tmp_path / "pred.csv", synapse_context.vesicles)
     out = tmp_path / "report"
-    result = CliRunner().invoke(
-        app,
-        [
-            "evaluate",
-            "--gt",
-            str(folder / "vesicles.csv"),
-            "--pred",
-            str(tmp_path / "pred.csv"),
-            "-o",
-            str(out),
-            "--voxel-size",
-            "1.68",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    ctx = json.loads((out / "metrics.json").read_text())["context"]
+    ctx = _evaluate(folder / "vesicles.csv", tmp_path / "pred.csv", out, 1.68)["context"]
     assert ctx["az_outcome"] == "tp"
     assert ctx["az_distance"]["median_abs_error_nm"] < 1.0 and ctx["pool"]["accuracy"] >= 0.95
