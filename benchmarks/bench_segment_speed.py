@@ -86,20 +86,20 @@ def main(argv: list[str] | None = None) -> dict:
     order = []
     for i in range(args.pairs):
         order += ["baseline", "after"] if i % 2 == 0 else ["after", "baseline"]
-    flags = ["--context" if args.context else "--no-context", "--no-filaments"]
+    wanted = ["--context" if args.context else "--no-context", "--no-filaments"]
+    env = {s: dict(os.environ, PYTHONPATH=str(src)) for s, src in sides.items()}
+    flags = {s: supported_flags(env[s], wanted) for s in sides}
     for i, side in enumerate(order):
         out = args.workdir / f"{side}"
         shutil.rmtree(out, ignore_errors=True)
-        env = dict(os.environ, PYTHONPATH=str(sides[side]))
         cmd = [sys.executable, "-c", CLI, "-q", "segment", str(args.tomogram), "-o", str(out)]
-        side_flags = supported_flags(env, flags)
         load = os.getloadavg()[0]
-        run = run_monitored(cmd + side_flags + ["--overwrite"], env)
+        run = run_monitored(cmd + flags[side] + ["--overwrite"], env[side])
         if run["code"] != 0:
             raise SystemExit(f"{side} run failed ({run['code']}):\n{run['output_tail']}")
         report = json.loads(next(out.glob("*_report.json")).read_text())
         run.update(side=side, load_1min_before=load, n_vesicles=report.get("n_vesicles"))
-        run["flags"] = side_flags
+        run["flags"] = flags[side]
         run["stage_s"] = report.get("timings_s")
         run["predict_s"] = report["stages"]["predict"].get("details", {}).get("timings")
         run.pop("output_tail")
