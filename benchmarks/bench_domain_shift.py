@@ -20,6 +20,16 @@ prints two result files side by side.
     python benchmarks/bench_domain_shift.py run --data D --src /tmp/synapseg-before/src \\
         --label before --json before.json
     python benchmarks/bench_domain_shift.py compare before.json after.json
+
+Sets (``--set``, each in its own ``--data`` folder): ``standard`` (SHIFTS + NEGATIVES above,
+the v3 cache ``~/.cache/synapseg-domain-shift-v3``), ``hard`` (HARD_SHIFTS, issue 11: seven
+conditions outside the training draws of both sim-unet-v1 and world v2.1, seeds
+``[20261231, s, k]``, declared before any model ran on it) and ``hard-dev`` (the same
+conditions with seeds ``[20261232, s, k]``, for choosing settings without the benchmark's
+labels). For ``bench_adapt.py`` on the hard set the controls ("no other shift lower by more
+than 0.01") are the other hard shifts and the ten standard shifts.
+
+    python benchmarks/bench_domain_shift.py generate --set hard --data ~/.cache/synapseg-hard-shift
 """
 
 from __future__ import annotations
@@ -68,29 +78,65 @@ NEGATIVES: dict[str, tuple[dict[str, Any], float | None]] = {
 }  # fmt: skip
 
 
-def case_params(name: str, k: int, size_nm: tuple[float, float, float]):
-    """The :class:`SimulationParams` of tomogram ``k`` of shift ``name``."""
+# The hard set (issue 11; declared on 2026-12-02 in its own commit before any model ran on it):
+# plausible real-data conditions outside the training draws of both sim-unet-v1
+# (SimulationParams.random) and world v2.1 (simulate/draws.py WORLD_V2). Seeds
+# [20261231, s, k]. Its development twin "hard-dev" (the same conditions, seeds
+# [20261232, s, k]) is where settings (adapt steps, rounds, cut-offs) are chosen. No negatives:
+# the standard set's shifts and negatives are the controls ("no other shift lower by > 0.01").
+HARD_SEED_ROOT = 20261231
+HARD_DEV_SEED_ROOT = 20261232
+HARD_SHIFTS: dict[str, tuple[dict[str, Any], float | None]] = {
+    # ±35° (v1 and v2.1 draw ±40-70°): e.g. a lamella whose pre-tilt limits the range
+    "tilt35": ({"tilt_range_deg": 35.0}, None),
+    # 3.0 nm voxels (both draw 0.8-2.2 nm; the standard set has 2.4): heavily binned data
+    "voxel3.0": ({"voxel_size_nm": 3.0}, None),
+    # projection SNR 0.1x the calibrated default (v1 draws 0.3-3x, v2.1 0.2-3x): low dose
+    "snr0.1": ({"snr": DEFAULT_SNR * 0.1}, None),
+    # 8 µm underfocus at 1.68 nm (both draw 2 .. 3 + 1.5 x voxel size µm: <= 5.5 µm here)
+    "defocus8": ({"defocus_um": 8.0}, None),
+    # outer radius 12-15 nm, mean 13.5 (both draw outer radii from 15 nm up)
+    "small_vesicles": ({"radius_mean_nm": 13.5, "radius_sd_nm": 1.0,
+                        "radius_range_nm": (12.0, 15.0)}, None),
+    # a 300 nm lamella (v2.1 draws 100-150 nm, v1 none) in 340 nm, at SNR 0.15x (below both)
+    "thick300_lowdose": ({"lamella_thickness_nm": 300.0, "snr": DEFAULT_SNR * 0.15}, 340.0),
+    # binned data at strong defocus: 2.8 nm voxels and 7 µm underfocus (both outside)
+    "bin2.8_defocus7": ({"voxel_size_nm": 2.8, "defocus_um": 7.0}, None),
+}  # fmt: skip
+# name -> (shifts, negatives, seed root)
+SETS: dict[str, tuple[dict[str, Any], dict[str, Any], int]] = {
+    "standard": (SHIFTS, NEGATIVES, SEED_ROOT),
+    "hard": (HARD_SHIFTS, {}, HARD_SEED_ROOT),
+    "hard-dev": (HARD_SHIFTS, {}, HARD_DEV_SEED_ROOT),
+}
+
+
+def case_params(name: str, k: int, size_nm: tuple[float, float, float], set_name: str = "standard"):
+    """The :class:`SimulationParams` of tomogram ``k`` of shift ``name`` in ``set_name``."""
     from synapseg.simulate import SimulationParams
 
-    names = list(SHIFTS) + list(NEGATIVES)
-    overrides, z_nm = {**SHIFTS, **NEGATIVES}[name]
+    shifts, negatives, root = SETS[set_name]
+    names = list(shifts) + list(negatives)
+    overrides, z_nm = {**shifts, **negatives}[name]
     vs = float(overrides.get("voxel_size_nm", 1.68))
     extent = (z_nm or size_nm[0], size_nm[1], size_nm[2])
     shape = tuple(max(int(round(e / vs)), 8) for e in extent)
-    seed = int(np.random.default_rng([SEED_ROOT, names.index(name), k]).integers(2**31 - 1))
+    seed = int(np.random.default_rng([root, names.index(name), k]).integers(2**31 - 1))
     return SimulationParams(**{"voxel_size_nm": vs, **overrides, "shape": shape, "seed": seed})
 
 
-def generate(data: Path, names: list[str], n: int, n_neg: int, size_nm) -> list[Path]:
+def generate(
+    data: Path, names: list[str], n: int, n_neg: int, size_nm, set_name: str = "standard"
+) -> list[Path]:
     """Stage 1: simulate every tomogram not yet in ``data``; return all case folders."""
     from synapseg.simulate import simulate_tomogram, write_simulation
 
     folders = []
     for name in names:
-        for k in range(n_neg if name in NEGATIVES else n):
+        for k in range(n_neg if name in SETS[set_name][1] else n):
             folder = data / name / f"{name}_{k}"
             folders.append(folder)
-            params = case_params(name, k, size_nm)
+            params = case_params(name, k, size_nm, set_name)
             if (folder / "params.json").is_file():
                 # The cached data are the benchmark: before/after runs must see the same
                 # tomograms, so a changed simulator only warns (use a new --data to refresh).
@@ -190,7 +236,7 @@ def _commit(path: str) -> str | None:
 def run(args) -> dict[str, Any]:
     data = Path(args.data).expanduser()
     names = [s for s in args.shifts.split(",") if s]
-    folders = generate(data, names, args.n, args.n_negatives, tuple(args.size_nm))
+    folders = generate(data, names, args.n, args.n_negatives, tuple(args.size_nm), args.set)
     out_root = Path(args.out).expanduser() / args.label
     shifts: dict[str, Any] = {}
     negatives: dict[str, Any] = {}
@@ -202,7 +248,7 @@ def run(args) -> dict[str, Any]:
         row = score(cases, outs)
         row["segment_s"] = round(float(np.sum(seconds)), 1)
         print(json.dumps({name: row}), file=sys.stderr)
-        if name in NEGATIVES:
+        if name in SETS[args.set][1]:
             negatives[name] = row
         else:
             shifts[name] = row
@@ -218,8 +264,10 @@ def run(args) -> dict[str, Any]:
         "pass_tilt_range": args.pass_tilt_range,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, device {args.device}",
+        "set": args.set,
         "match": "center distance < 0.5 x true midline radius",
-        "seeds": f"default_rng([{SEED_ROOT}, shift_index, k]) (training: [20261125, i])",
+        "seeds": f"default_rng([{SETS[args.set][2]}, shift_index, k]) (training: [20261125, i], "
+        "v2 [20261205, i])",
         "size_nm": list(args.size_nm),
         "shifts": shifts,
         "pooled_f1": pooled,
@@ -256,8 +304,16 @@ def main(argv: list[str] | None = None) -> int:
     for cmd in ("generate", "run"):
         p = sub.add_parser(cmd, help="simulate the data" if cmd == "generate" else
                            "simulate if needed, segment, score")  # fmt: skip
-        p.add_argument("--data", required=True, help="cache folder of the simulated tomograms")
-        p.add_argument("--shifts", default=every, help=f"comma-separated (default: {every})")
+        p.add_argument("--data", required=True, help="cache folder of the simulated tomograms "
+                       "(one folder per set)")  # fmt: skip
+        p.add_argument("--set", default="standard", choices=list(SETS),
+                       help="standard (the v3 shifts and negatives), hard (issue 11's harder "
+                       "shifts) or hard-dev (the same with development seeds)")  # fmt: skip
+        p.add_argument(
+            "--shifts",
+            default=None,
+            help=f"comma-separated (default: the set's all; standard: {every})",
+        )
         p.add_argument("--n", type=int, default=2, help="tomograms per shift")
         p.add_argument("--n-negatives", type=int, default=2, help="tomograms per negative kind")
         p.add_argument("--size-nm", type=float, nargs=3, default=DEFAULT_SIZE_NM)
@@ -279,12 +335,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "compare":
         compare(args.results)
         return 0
-    unknown = sorted(set(args.shifts.split(",")) - set(SHIFTS) - set(NEGATIVES) - {""})
+    shifts, negatives, _ = SETS[args.set]
+    known = list(shifts) + list(negatives)
+    args.shifts = args.shifts or ",".join(known)
+    unknown = sorted(set(args.shifts.split(",")) - set(known) - {""})
     if unknown:
-        parser.error(f"unknown shifts {unknown}; choose from {every}")
+        parser.error(f"unknown shifts {unknown} in set {args.set}; choose from {known}")
     if args.command == "generate":
-        generate(Path(args.data).expanduser(), args.shifts.split(","), args.n,
-                 args.n_negatives, tuple(args.size_nm))  # fmt: skip
+        generate(Path(args.data).expanduser(), [s for s in args.shifts.split(",") if s], args.n,
+                 args.n_negatives, tuple(args.size_nm), args.set)  # fmt: skip
         return 0
     result = run(args)
     print_table(result)
