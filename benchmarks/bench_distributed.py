@@ -185,15 +185,14 @@ def block_memory(args) -> dict:
     import synapseg
     from synapseg.distributed.block_predict import predict_block
     from synapseg.distributed.blocks import network_blocks, tiles_for
-    from synapseg.distributed.decisions import decide
-    from synapseg.infer.tiling import choose_tiling
+    from synapseg.distributed.decisions import block_tiling, decide
     from synapseg.model.registry import load_model
 
     big = synapseg.read_volume(args.store)
     small = open_region(Path(args.store), tuple(slice(0, n) for n in (64, 512, 512)))
     d = decide(small, "default", {"invert": "no", "device": "cpu"})
     _, card = load_model("default")
-    plan = choose_tiling(card.config, big.shape, args.tile_size)
+    plan = block_tiling(card.config, big.shape, args.tile_size)  # as decide() plans it
     d = dataclasses.replace(d, plan=plan, network_mask=False)
     k = tuple(args.tiles_per_block)
     blocks = network_blocks(plan, d.factors, big.shape, k)

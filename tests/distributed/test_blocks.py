@@ -90,3 +90,19 @@ def test_network_blocks_hold_at_most_the_old_default_tile_voxels():
     assert len(blocks) >= plan.n_tiles / per_block  # groups of 2, not of 2x2x2 tiles
     small = plan_tiles((600, 1400, 1400), 128, 16, 16)  # small tiles: 2 per axis as asked
     assert len(network_blocks(small, (1.0, 1.0, 1.0), small.shape, 2)) < small.n_tiles / 4
+
+
+def test_block_tiling_defaults_to_256_cubes_not_the_budgeted_tiles():
+    """Without --tile-size the block-wise path plans 256³ tiles: the single-process budgeted
+    default (e.g. 384×288×288 on a 4k grid) made one block compute 8 big tiles (2.97 GB)."""
+    from synapseg.distributed.decisions import block_tiling
+    from synapseg.infer.tiling import choose_tiling
+    from synapseg.model.registry import load_model
+
+    _, card = load_model("default", device="cpu")
+    grid = (835, 3340, 3340)  # the 1024×4096×4096 plan's model grid, about
+    plan = block_tiling(card.config, grid)
+    assert plan.tile_shape == (256, 256, 256)
+    assert choose_tiling(card.config, grid).tile_shape != plan.tile_shape
+    given = block_tiling(card.config, grid, 208)  # a given tile size still wins
+    assert given.tile_shape == choose_tiling(card.config, grid, 208).tile_shape == (208,) * 3
