@@ -7,11 +7,18 @@ model segments that shift and the ``--control-shifts`` (did it forget?). Everyth
 like ``bench_domain_shift.py`` (its ``segment`` and ``score``: match when the center distance
 < 0.5 x the true radius), next to the default model on the same tomograms.
 
-The data are ``bench_domain_shift.py``'s cache (generated there, with seeds disjoint from
-training); this script never changes them.
+The data are ``bench_domain_shift.py``'s caches (generated there, with seeds disjoint from
+training); this script never changes them. ``--data`` holds the adapted shifts (any set:
+``standard`` or ``hard``); a control shift not found there is looked up in
+``--control-data`` (e.g. the hard set adapted, the standard set's shifts as controls).
+``--before-json`` reuses the base model's rows from ``bench_domain_shift.py run`` result files
+made with the same code, model and data (instead of segmenting those tomograms again).
 
     python benchmarks/bench_domain_shift.py generate --data ~/.cache/synapseg-domain-shift
     python benchmarks/bench_adapt.py --data ~/.cache/synapseg-domain-shift --json adapt.json
+    python benchmarks/bench_adapt.py --data HARD --control-data V3 --adapt-shifts snr0.1 \
+        --control-shifts tilt35,tilt40 --before-json hard_v1.json v3_v1.json \
+        --segment-args --no-context
 """
 
 from __future__ import annotations
@@ -32,22 +39,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_domain_shift as ds  # noqa: E402
 
 
-def _cases(data: Path, shift: str) -> list[Path]:
-    cases = sorted(p for p in (data / shift).glob(f"{shift}_*") if (p / "tomogram.mrc").exists())
-    if not cases:
-        sys.exit(f"no cached tomograms for {shift} in {data}: run bench_domain_shift.py generate")
-    return cases
+def _cases(data: Path | list[Path], shift: str) -> list[Path]:
+    for folder in [data] if isinstance(data, Path) else data:
+        cases = sorted(
+            p for p in (folder / shift).glob(f"{shift}_*") if (p / "tomogram.mrc").exists()
+        )
+        if cases:
+            return cases
+    sys.exit(f"no cached tomograms for {shift} in {data}: run bench_domain_shift.py generate")
 
 
 def _segment_shift(
-    data: Path, shift: str, out: Path, model: str, device: str, src: str | None
+    data: Path | list[Path], shift: str, out: Path, model: str, a: argparse.Namespace
 ) -> dict[str, Any]:
     args = SimpleNamespace(
-        src=src,
+        src=a.src,
         python=sys.executable,
         model=model,
-        device=device,
-        segment_args=[],
+        device=a.device,
+        segment_args=list(a.segment_args),
         pass_tilt_range=False,
     )
     cases = _cases(data, shift)
@@ -61,9 +71,10 @@ def _segment_shift(
 def _adapt(data: Path, shift: str, model_dir: Path, a) -> dict[str, Any]:
     tomos = [str(c / "tomogram.mrc") for c in _cases(data, shift)]
     cmd = [sys.executable, "-c", "from synapseg.cli import app; app()", "-q", "adapt", *tomos,
-           "-o", str(model_dir), "--steps", str(a.steps), "--rounds", str(a.rounds),
-           "--min-confidence", str(a.min_confidence), "--seed", str(a.seed),
-           "--device", a.device, "--overwrite"]  # fmt: skip
+           "-o", str(model_dir), "--from", a.model, "--steps", str(a.steps),
+           "--rounds", str(a.rounds), "--min-confidence", str(a.min_confidence),
+           "--low-confidence", str(a.low_confidence), "--lr", str(a.lr), "--seed", str(a.seed),
+           "--device", a.device, "--overwrite", *a.adapt_args]  # fmt: skip
     env = dict(os.environ)
     if a.src:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [a.src, env.get("PYTHONPATH")]))
@@ -104,6 +115,23 @@ def print_table(result: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="bench_domain_shift.py's cache folder")
+    p.add_argument("--control-data", default=None,
+                   help="a second cache folder for control shifts not in --data")  # fmt: skip
+    p.add_argument("--model", default="default", help="the base model (adapt --from)")
+    p.add_argument(
+        "--before-json",
+        nargs="*",
+        default=[],
+        help="bench_domain_shift.py results of the base model (same code and data)",
+    )
+    p.add_argument("--low-confidence", type=float, default=0.0)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument(
+        "--adapt-args",
+        nargs="*",
+        default=[],
+        help="more synapseg adapt options, e.g. --adapt-args=--radius-prior",
+    )
     p.add_argument("--adapt-shifts", default="thick_membrane,lamella_cut,dense_protein")
     p.add_argument("--control-shifts", default="tilt40,denoised",
                    help="shifts each adapted model is also scored on")  # fmt: skip
@@ -115,8 +143,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--src", default=None, help="a checkout's src/ to test (PYTHONPATH)")
     p.add_argument("--out", default="adapt_out", help="models and segment outputs go here")
     p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--segment-args", nargs=argparse.REMAINDER, default=[],
+                   help="extra arguments for synapseg segment (last on the line)")  # fmt: skip
     a = p.parse_args(argv)
     data = Path(a.data).expanduser()
+    folders = [data] + ([Path(a.control_data).expanduser()] if a.control_data else [])
+    known: dict[str, Any] = {}
+    for path in a.before_json:
+        prior = json.loads(Path(path).read_text())
+        if prior.get("model") != a.model:
+            sys.exit(f"{path} is for model {prior.get('model')}, not {a.model}")
+        known.update(prior["shifts"])
     out = Path(a.out).expanduser()
     adapt_shifts = [s for s in a.adapt_shifts.split(",") if s]
     controls = [s for s in a.control_shifts.split(",") if s]
@@ -131,9 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         "adapted": {},
     }
     for shift in dict.fromkeys(adapt_shifts + controls):
-        result["before"][shift] = _segment_shift(
-            data, shift, out / "before", "default", a.device, a.src
-        )
+        if shift in known:
+            result["before"][shift] = {**known[shift], "from": "--before-json"}
+            continue
+        result["before"][shift] = _segment_shift(folders, shift, out / "before", a.model, a)
         print(json.dumps({"before": {shift: result["before"][shift]["f1"]}}), file=sys.stderr)
     for shift in adapt_shifts:
         model_dir = out / "models" / shift
@@ -143,9 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in entry["adapt"]:
             continue
         for target in dict.fromkeys([shift] + controls):
-            row = _segment_shift(
-                data, target, out / f"after_{shift}", str(model_dir), a.device, a.src
-            )
+            row = _segment_shift(folders, target, out / f"after_{shift}", str(model_dir), a)
             entry["scores"][target] = row
             print(json.dumps({"after": {shift: {target: row["f1"]}}}), file=sys.stderr)
     print_table(result)

@@ -150,6 +150,7 @@ def label_tomogram(
         min_confidence=config.low_confidence,
         formats=("csv",),
         overwrite=True,
+        context=False,  # membranes/AZ add columns, never change a vesicle: not needed here
     )
     state = segment_tomogram(tomogram, seg_dir, options)
     volume = read_volume(tomogram)
