@@ -131,23 +131,8 @@ def run_vesicles(ctx: StageContext) -> dict[str, Any]:
     from synapseg.post.vesicles import PostParams, count_outcomes, find_vesicles
     from synapseg.summary import vesicle_warnings
 
-    grid, wedge, p = ctx["grid"], ctx["wedge"], ctx.params
-    params: dict[str, Any] = {
-        "tilt_range_deg": wedge.tilt_range_deg,
-        "invert": _invert(ctx["polarity"], p["invert"]),
-        "min_confidence": p["min_confidence"],
-        "tilt_axis": wedge.wedge_axis,  # "dual": weights of both series (a pyramid)
-    }
-    if isinstance(p.get("model"), (str, os.PathLike)):  # the gate calibrated for this network
-        from synapseg.model.registry import card_post_params, read_card, resolve_model
-
-        params.update(card_post_params(read_card(resolve_model(p["model"]))))
-    for key in ("threshold", "min_radius_nm", "max_radius_nm"):
-        if p[key] is not None:
-            params[key] = p[key]
-    confidence = _confidence_model(p.get("model", "default"))
-    if confidence is not None:
-        params["confidence_model"] = confidence
+    grid, p = ctx["grid"], ctx.params
+    params = vesicle_params(p, ctx["wedge"], _invert(ctx["polarity"], p["invert"]))
     t0 = time.perf_counter()
     table, rejected, info = find_vesicles(
         ctx["image"],
@@ -184,6 +169,49 @@ def run_vesicles(ctx: StageContext) -> dict[str, Any]:
     info["warnings"] = list(info.get("warnings", [])) + sanity
     ctx.facts.update(info)
     return {"vesicles": table}
+
+
+def vesicle_params(params: dict[str, Any], wedge: Any, invert: str) -> dict[str, Any]:
+    """The :class:`~synapseg.post.vesicles.PostParams` keywords of a run, from one place for
+    the single-process ``vesicles`` stage and the block-wise path
+    (:func:`synapseg.distributed.block_post.post_params`).
+
+    Parameters
+    ----------
+    params
+        The stage parameters (``model``, ``min_confidence``, ``threshold``,
+        ``min_radius_nm``, ``max_radius_nm``; missing keys are unset).
+    wedge
+        The missing wedge (:class:`~synapseg.specimen.wedge.WedgeEstimate`).
+    invert
+        ``"yes"``/``"no"`` (the polarity decision) or ``"auto"``.
+
+    Returns
+    -------
+    dict
+        The wedge, polarity and confidence cut-off; the model card's calibrated
+        ``min_best_score``/``threshold``/``min_separation_nm``
+        (:func:`~synapseg.model.registry.card_post_params`) and the network's own confidence
+        model when the model is a name or folder; the given ``threshold`` and radius range
+        last (a user's value wins over the card's).
+    """
+    out: dict[str, Any] = {
+        "tilt_range_deg": wedge.tilt_range_deg,
+        "invert": invert,
+        "min_confidence": params.get("min_confidence", 0.5),
+        "tilt_axis": wedge.wedge_axis,  # "dual": weights of both series (a pyramid)
+    }
+    if isinstance(params.get("model"), (str, os.PathLike)):  # calibrated for this network
+        from synapseg.model.registry import card_post_params, read_card, resolve_model
+
+        out.update(card_post_params(read_card(resolve_model(params["model"]))))
+    for key in ("threshold", "min_radius_nm", "max_radius_nm"):
+        if params.get(key) is not None:
+            out[key] = params[key]
+    confidence = _confidence_model(params.get("model", "default"))
+    if confidence is not None:
+        out["confidence_model"] = confidence
+    return out
 
 
 def _confidence_model(model: Any) -> str | None:

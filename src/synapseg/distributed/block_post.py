@@ -45,20 +45,15 @@ CENTERS = ["center_z_px", "center_y_px", "center_x_px"]
 
 def post_params(decisions: Decisions) -> Any:
     """The :class:`~synapseg.post.vesicles.PostParams` the single-process ``vesicles`` stage
-    builds (:func:`synapseg.core.builtin.run_vesicles`), with the decided threshold."""
+    builds (the same :func:`synapseg.core.builtin.vesicle_params`: the model card's
+    calibrated gate, threshold and seed separation, the network's confidence model), with
+    the decided threshold."""
+    from synapseg.core.builtin import vesicle_params
     from synapseg.post.vesicles import PostParams
 
-    p, wedge = decisions.params, decisions.wedge
-    kw: dict[str, Any] = {
-        "tilt_range_deg": wedge.tilt_range_deg,
-        "invert": "yes" if decisions.invert else "no",
-        "min_confidence": p.get("min_confidence", 0.5),
-        "tilt_axis": wedge.wedge_axis,
-        "threshold": decisions.threshold,
-    }
-    for key in ("min_radius_nm", "max_radius_nm"):
-        if p.get(key) is not None:
-            kw[key] = p[key]
+    params = {**decisions.params, "model": decisions.model}
+    kw = vesicle_params(params, decisions.wedge, "yes" if decisions.invert else "no")
+    kw["threshold"] = decisions.threshold
     return PostParams(**kw)
 
 

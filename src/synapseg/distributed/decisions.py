@@ -232,7 +232,18 @@ def decide(
         factors=tuple(float(f) for f in factors),  # type: ignore[arg-type]
         wedge=seg["wedge"],
         background=(float(background[0]), float(background[1])),
-        threshold=p.get("threshold"),
+        threshold=_card_threshold(p, card),
         params=p,
         facts=facts,
     )
+
+
+def _card_threshold(params: dict[str, Any], card: Any) -> float | None:
+    """The given threshold, else the one the model card calibrated, else ``None`` (Otsu's on
+    the map, :meth:`Decisions.with_threshold`), as the single-process run decides it."""
+    from synapseg.model.registry import card_post_params
+
+    if params.get("threshold") is not None:
+        return float(params["threshold"])
+    found = card_post_params(card).get("threshold")
+    return None if found is None else float(found)
