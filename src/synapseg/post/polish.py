@@ -51,11 +51,10 @@ MAX_MISSING_DIPOLE = 0.03
 scattered, ≈ 0.1 for a vesicle cut by a lamella surface) at which a sphere is polished."""
 
 
-def _interp(arr: np.ndarray, i0: np.ndarray, frac: np.ndarray) -> np.ndarray:
-    """arr (m, d, r) linearly interpolated at fractional sample index i0 + frac (m, d)."""
-    a0 = np.take_along_axis(arr, i0[..., None], axis=2)[..., 0]
-    a1 = np.take_along_axis(arr, (i0 + 1)[..., None], axis=2)[..., 0]
-    return a0 * (1.0 - frac) + a1 * frac
+def _interp(flat: np.ndarray, at: np.ndarray, frac: np.ndarray) -> np.ndarray:
+    """``flat`` (an (m, d, r) array raveled) linearly interpolated at the flat sample
+    indices ``at`` (m, d; ``i * r + i0``) + ``frac``: one gather per end, no index grids."""
+    return flat[at] * (1.0 - frac) + flat[at + 1] * frac
 
 
 def _cone(directions: np.ndarray, weights: np.ndarray, cone_deg: float) -> sparse.csr_matrix:
@@ -154,35 +153,71 @@ def polish_spheres(
     contrast = _membrane_contrast(prof, filt, w, offs, t)
     valid = np.isfinite(filt).astype(float)
     filt = np.nan_to_num(filt)
-    d1 = np.gradient(filt, step, axis=2)
-    d2 = np.gradient(d1, step, axis=2)
     # only directions whose cone-averaged filtered profile dips inside the window: a membrane,
     # not the slope of a step (a lamella surface, vacuum) or of a dense neighbour's edge
+    # (only the window's samples: the cone average is per sample, so the rest is not needed)
     inside = np.abs(offs) <= window_nm
     cone = _cone(dirs, w, params.cone_deg)
-    num = _cone_average(cone, filt * valid)
-    den = _cone_average(cone, valid)
+    num = _cone_average(cone, (filt * valid)[:, :, inside])
+    den = _cone_average(cone, valid[:, :, inside])
     with np.errstate(invalid="ignore", divide="ignore"):
-        avg = np.where(den > 1e-3, num / den, np.inf)
-    win = np.where(inside[None, None, :], avg, np.inf)
+        win = np.where(den > 1e-3, num / den, np.inf)
     lowest = np.argmin(win, axis=2)
-    ends = np.flatnonzero(inside)[[0, -1]]
-    used = (lowest > ends[0]) & (lowest < ends[1]) & np.isfinite(np.min(win, axis=2))
+    last = int(inside.sum()) - 1
+    used = (lowest > 0) & (lowest < last) & np.isfinite(np.min(win, axis=2))
     # a membrane missing over one coherent cap (cut by a lamella surface or the volume's face)
     # is not a whole sphere: the wedge-weighted dipole of the directions without a dip
-    outer_end = np.isfinite(np.min(win, axis=2)) & (lowest == ends[1])  # dark stuff outside
+    outer_end = np.isfinite(np.min(win, axis=2)) & (lowest == last)  # dark stuff outside
     lack = np.linalg.norm(((~used & ~outer_end) * w) @ dirs, axis=1) / w.sum()
+    # the gates that keep the fit whatever the polish finds are decided before the Newton
+    # steps, which run only on the spheres they leave
+    todo = (lack <= MAX_MISSING_DIPOLE) & ~(contrast > MAX_CONTRAST)
+    theta = np.zeros((m, 4))
+    theta[todo] = _newton(valid[todo], filt[todo], used[todo], w, dirs, step, k, window_nm, params)
+    moved = np.linalg.norm(theta[:, :3], axis=1)
+    keep = todo & (moved <= window_nm) & (np.abs(theta[:, 3]) <= window_nm)
+    centers = centers0.copy()
+    radii = radii0.copy()
+    centers[keep] += theta[keep, :3] / vs
+    radii[keep] += theta[keep, 3]
+    if not keep.all():
+        log.debug("polish kept the fit of %d of %d spheres", (~keep).sum(), m)
+    return centers, radii
+
+
+def _newton(
+    valid: np.ndarray,
+    filt: np.ndarray,
+    used: np.ndarray,
+    w: np.ndarray,
+    dirs: np.ndarray,
+    step: float,
+    k: int,
+    window_nm: float,
+    params: Any,
+) -> np.ndarray:
+    """(m, 4) center shift (nm) and radius change of the clipped Newton steps on
+    ``F(δ, ΔR)`` (module docstring), from the filtered profiles and their validity
+    (m, d, r), sampled at offsets ``(i - k) * step``."""
+    m, n_dir, n_r = valid.shape
+    d1 = np.gradient(filt, step, axis=2)
+    d2 = np.gradient(d1, step, axis=2)
     design = np.concatenate([dirs, np.ones((n_dir, 1))], axis=1)  # (d, 4): δ (nm), ΔR
     theta = np.zeros((m, 4))
+    if m == 0:
+        return theta
+    rows = (np.arange(m * n_dir) * n_r).reshape(m, n_dir)  # flat index of each profile's start
+    flat_valid, flat_d1, flat_d2 = (a.reshape(-1) for a in (valid, d1, d2))
     for _ in range(int(params.polish_iter)):
         rho = theta[:, 3:4] + theta[:, :3] @ dirs.T  # (m, d): membrane offset along n_d
-        idx = np.clip(rho / step + k, 0.0, len(offs) - 1.001)
+        idx = np.clip(rho / step + k, 0.0, n_r - 1.001)
         i0 = np.floor(idx).astype(int)
         frac = idx - i0
-        use = (np.abs(rho) <= window_nm) & (_interp(valid, i0, frac) > 0.999)
+        at = rows + i0
+        use = (np.abs(rho) <= window_nm) & (_interp(flat_valid, at, frac) > 0.999)
         wd = w[None, :] * use * used
-        g1 = _interp(d1, i0, frac)
-        g2 = np.maximum(_interp(d2, i0, frac), 0.0)
+        g1 = _interp(flat_d1, at, frac)
+        g2 = np.maximum(_interp(flat_d2, at, frac), 0.0)
         grad = np.einsum("md,md,di->mi", wd, g1, design)
         hess = np.einsum("md,md,di,dj->mij", wd, g2, design, design)
         scale = np.trace(hess, axis1=1, axis2=2) / 4.0
@@ -193,14 +228,4 @@ def polish_spheres(
         size = np.linalg.norm(delta, axis=1)
         delta *= np.minimum(1.0, params.polish_step_nm / np.maximum(size, 1e-12))[:, None]
         theta += np.nan_to_num(delta)
-    moved = np.linalg.norm(theta[:, :3], axis=1)
-    keep = (moved <= window_nm) & (np.abs(theta[:, 3]) <= window_nm)
-    keep &= lack <= MAX_MISSING_DIPOLE  # such spheres keep the fit
-    keep &= ~(contrast > MAX_CONTRAST)  # clear membranes: the fit is at its clutter floor
-    centers = centers0.copy()
-    radii = radii0.copy()
-    centers[keep] += theta[keep, :3] / vs
-    radii[keep] += theta[keep, 3]
-    if not keep.all():
-        log.debug("polish kept the fit of %d of %d spheres", (~keep).sum(), m)
-    return centers, radii
+    return theta
