@@ -12,6 +12,12 @@ tables are compared (count, centers matched within 1 voxel, radius differences).
 
     python benchmarks/bench_segment_speed.py TOMO --baseline-src /tmp/h2/base/src \\
         --pairs 2 --json segment_speed.json
+    python benchmarks/bench_segment_speed.py --random 261x1024x1024 --voxel-size 1.469 \\
+        --baseline-src /tmp/synapseg-before/src --after-src SNAPSHOT/src --pairs 1
+
+``--random ZxYxX`` runs on a random float32 tomogram (standard normal, seed 0, the one
+``bench_inference.py --e2e`` writes) at ``--voxel-size``, written once into ``--workdir``:
+issue 17's "65-69 s" baseline was measured on such a volume.
 
 Speed is reported as the ratio baseline / after of the mean wall and CPU times (> 1: the
 checkout is faster). Load average (1 min) is recorded before each run: on a shared machine
@@ -70,9 +76,28 @@ def compare_tables(a: Path, b: Path) -> dict:
     return out
 
 
+def random_tomogram(shape: str, voxel_size_nm: float, workdir: Path) -> Path:
+    """``workdir/random_ZxYxX_<voxel>nm.mrc`` (written once): the random volume of
+    ``bench_inference.py --e2e``."""
+    from bench_inference import write_random_mrc
+
+    zyx = tuple(int(v) for v in shape.lower().split("x"))
+    if len(zyx) != 3:
+        raise SystemExit(f"--random wants ZxYxX, not {shape!r}")
+    path = workdir / f"random_{'x'.join(map(str, zyx))}_{voxel_size_nm:g}nm.mrc"
+    if not path.exists():
+        workdir.mkdir(parents=True, exist_ok=True)
+        write_random_mrc(path, zyx, voxel_size_nm)  # type: ignore[arg-type]
+    return path
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("tomogram", type=Path, help="input tomogram (e.g. the reference volume)")
+    ap.add_argument(
+        "tomogram", type=Path, nargs="?", help="input tomogram (e.g. the reference volume)"
+    )
+    ap.add_argument("--random", metavar="ZxYxX", help="instead: a random float32 volume")
+    ap.add_argument("--voxel-size", type=float, default=1.469, help="nm, for --random")
     ap.add_argument("--baseline-src", type=Path, required=True, help="baseline 'src' folder")
     ap.add_argument("--after-src", type=Path, default=HERE.parent / "src", help="default: ours")
     ap.add_argument("--pairs", type=int, default=2, help="baseline/after pairs (default 2)")
@@ -80,6 +105,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/synapseg-segment-speed"))
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
+    if (args.tomogram is None) == (args.random is None):
+        ap.error("give a tomogram or --random ZxYxX")
+    if args.random:
+        args.tomogram = random_tomogram(args.random, args.voxel_size, args.workdir)
     result: dict = {"machine": machine(), "tomogram": str(args.tomogram), "runs": []}
     sides = {"baseline": args.baseline_src.resolve(), "after": args.after_src.resolve()}
     result["src"] = {k: str(v) for k, v in sides.items()}
