@@ -42,3 +42,26 @@ def test_membrane_item_refuses_non_finite_tomograms(sim_folder, tmp_path):
     [item] = membrane_items(tmp_path)
     with pytest.raises(InputError, match="NaN"):
         prepare_membrane_item(item, 2.4)
+
+
+def test_fg_channels_centres_patches_on_the_chosen_channel_only(sim_folder, tmp_path):
+    """``fg_channels=(0,)`` (recipe v3): patch centres on non-vesicle membranes only."""
+    import shutil
+
+    import mrcfile
+
+    folder = tmp_path / "sim_000"
+    shutil.copytree(sim_folder / "sim_000", folder)
+    with mrcfile.mmap(folder / "membrane_labels.mrc", mode="r+") as mrc:
+        block = mrc.data[8:16, 40:56, 40:56]
+        block[block == 0] = 2  # a vesicle-membrane patch where there is no other membrane
+    [item] = membrane_items(tmp_path)
+    every = prepare_membrane_item(item, 2.4)
+    chosen = prepare_membrane_item(item, 2.4, fg_channels=(0,))
+    t = every.targets
+    at = tuple(chosen.fg_coords.T)
+    assert len(chosen.fg_coords) and np.all(t[0][at] > 0.5)
+    # the default also centres patches on the vesicle membrane (channel 1)
+    at = tuple(every.fg_coords.T)
+    assert np.any((t[1][at] > 0.5) & (t[0][at] <= 0.5))
+    assert len(every.fg_coords) > len(chosen.fg_coords)

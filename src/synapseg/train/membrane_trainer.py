@@ -39,10 +39,14 @@ def prepare_membrane_item(
     model_voxel_nm: float,
     normalisation: dict | None = None,
     max_fg: int = 50_000,
+    fg_channels: Sequence[int] | None = None,
 ) -> MembraneVolume:
     """Read one simulated folder; image and targets on the model grid.
 
-    Patches are centred (with ``fg_fraction``) on voxels where either target exceeds 0.5.
+    Patches are centred (with ``fg_fraction``) on voxels where a target exceeds 0.5: any
+    channel's (``fg_channels=None``) or only the listed channels' (``(0,)``: the
+    non-vesicle membranes, so that plasma and organelle membranes are not outnumbered by the
+    hundreds of vesicles).
     """
     from synapseg.io.volume import read_volume
 
@@ -51,7 +55,8 @@ def prepare_membrane_item(
     targets = membrane_targets(labels, src_vs, dst_vs)[
         (slice(None),) + tuple(slice(0, n) for n in image.shape)
     ]
-    fg = np.argwhere(targets.max(axis=0) > 0.5).astype(np.int32)
+    chosen = targets if fg_channels is None else targets[list(fg_channels)]
+    fg = np.argwhere(chosen.max(axis=0) > 0.5).astype(np.int32)
     if len(fg) > max_fg:
         fg = fg[np.random.default_rng(0).choice(len(fg), max_fg, replace=False)]
     return MembraneVolume(
