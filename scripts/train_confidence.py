@@ -14,7 +14,11 @@ recipes ``[20261125, i]`` (v1) and ``[20261205, i]`` (v2) and from the domain-sh
   ``default_rng([20261208, j])``: the v2 world draw (``synapseg.simulate.draws.draw_world``),
   thick membranes (4-7 nm), protein-dense cytoplasm with ribosomes (crowding 1.5-3,
   10,000-25,000 ribosomes/µm³) and multivesicular bodies (every endosome an MVB, vesicles
-  around them); the caches are named ``tomo_<i>`` and ``wide_<j>``.
+  around them);
+- set 3 (``--n-tubes``, default 0), tomogram ``k``: the v2 world draw from
+  ``default_rng([20261263, k])`` with 4-8 microtubules and 1-3 ER tubules added (tubes cut
+  across look like vesicles: a network's false vesicles there are the negatives this set
+  adds; issue 11); the caches are named ``tomo_<i>``, ``wide_<j>`` and ``tube_<k>``.
 
 For each:
 
@@ -28,10 +32,10 @@ For each:
    neighbours (``kept == 0``) but are not trained on;
 3. label each candidate by one-to-one matching to the ground truth
    (``synapseg.evaluate.matching.match_vesicles``, center distance < 0.5 x true radius);
-4. cache the candidate table as ``<cache>/<model>/{tomo,wide}_<iii>.csv``.
+4. cache the candidate table as ``<cache>/<model>/{tomo,wide,tube}_<iii>.csv``.
 
-Tomograms are split by index: ``i % 5 in {0, 1, 2}`` train the logistic model (standardised
-features and their squares, scikit-learn, L2 with ``--C``), ``i % 5 == 3`` fit the
+Tomograms of every set are split by index: ``i % 5 in {0, 1, 2}`` train the logistic model
+(standardised features and their squares, scikit-learn, L2 with ``--C``), ``i % 5 == 3`` fit the
 calibration (``--calibration platt`` or ``isotonic``) and
 ``i % 5 == 4`` are held out for the metrics recorded in the JSON (ECE with 10 bins, Brier,
 AUC, and precision/recall at the cut-off 0.5 against the legacy absolute thresholds).
@@ -58,6 +62,7 @@ import pandas as pd
 
 SEED_TAG = 20261203
 WIDE_SEED_TAG = 20261208
+TUBE_SEED_TAG = 20261263
 WIDE_DOMAINS = ["world", "thick", "ribosomes", "mvb"]
 EXTENT_NM = (100.0, 300.0, 300.0)  # target (z, y, x) field of view
 MAX_VOXELS = 6_000_000
@@ -131,6 +136,36 @@ def wide_params(j: int, shape: tuple[int, int, int] | None):
     return params.replace(shape=shape), domain, threshold
 
 
+def tube_params(k: int, shape: tuple[int, int, int] | None):
+    """The ``SimulationParams`` of tube-set tomogram ``k``: a v2 world draw with 4-8
+    microtubules and 1-3 ER tubules (threshold: automatic or lower, as in set 1)."""
+    from synapseg.simulate.draws import draw_world
+
+    rng = np.random.default_rng([TUBE_SEED_TAG, k])
+    extra = np.random.default_rng([TUBE_SEED_TAG, k, 1])
+    params = draw_world(rng).replace(
+        n_microtubules=int(extra.integers(4, 9)), n_er_tubules=int(extra.integers(1, 4))
+    )
+    threshold = THRESHOLDS[int(extra.integers(len(THRESHOLDS)))]
+    if shape is None:
+        z, y, x = params.shape
+        while z * y * x > MAX_VOXELS:
+            y, x = y - 16, x - 16
+        shape = (z, y, x)
+    return params.replace(shape=shape), "tubes", threshold
+
+
+SETS = {False: ("base", 0), True: ("wide", 1000), "tube": ("tube", 2000)}
+"""``wide`` argument -> (set name, tomogram-id offset)."""
+
+
+def set_params(i: int, shape, wide: bool | str = False):
+    """(params, domain, threshold) of tomogram ``i`` of set 1 (``wide=False``), 2 (``True``)
+    or 3 (``"tube"``)."""
+    fn = {False: domain_params, True: wide_params, "tube": tube_params}[wide]
+    return fn(i, shape)
+
+
 def neutral_model(features: list[str]) -> dict:
     n = len(features)
     return {
@@ -146,10 +181,16 @@ def neutral_model(features: list[str]) -> dict:
 
 
 def candidates_of(
-    i: int, shape, neutral_path: Path, device: str, model: str = "default", wide: bool = False
+    i: int,
+    shape,
+    neutral_path: Path,
+    device: str,
+    model: str = "default",
+    wide: bool | str = False,
 ) -> pd.DataFrame:
-    """Every candidate of training tomogram ``i`` (of set 2 when ``wide``) that passes the hard
-    limits: raw QC columns, ``kept`` (0 when the overlap rule removed it) and label."""
+    """Every candidate of training tomogram ``i`` (of set 2 when ``wide``, set 3 when
+    ``wide="tube"``) that passes the hard limits: raw QC columns, ``kept`` (0 when the
+    overlap rule removed it) and label."""
     import synapseg.post.vesicles as vesicles
     from synapseg.evaluate.matching import match_vesicles
     from synapseg.infer.predict import predict_volume
@@ -157,7 +198,7 @@ def candidates_of(
     from synapseg.io.volume import Volume
     from synapseg.simulate import simulate_tomogram
 
-    params, domain, threshold = (wide_params if wide else domain_params)(i, shape)
+    params, domain, threshold = set_params(i, shape, wide)
     sim = simulate_tomogram(params)
     vs = float(params.voxel_size_nm)
     prob = predict_volume(Volume(sim.tomogram, (vs, vs, vs)), model, device=device)
@@ -205,12 +246,12 @@ def candidates_of(
                       threshold=np.nan if threshold is None else threshold,
                       tilt_range_deg=params.tilt_range_deg, n_gt=len(sim.vesicles),
                       shape_z=params.shape[0], shape_y=params.shape[1], shape_x=params.shape[2],
-                      set="wide" if wide else "base")  # fmt: skip
+                      set=SETS[wide][0])  # fmt: skip
     feats = [c for c in out if c.startswith("feat_")]
     return out.drop(columns=["confidence", *feats], errors="ignore")
 
 
-def with_features(df: pd.DataFrame, i: int, wide: bool, shape) -> pd.DataFrame:
+def with_features(df: pd.DataFrame, i: int, wide: bool | str, shape) -> pd.DataFrame:
     """Recompute the ``feat_*`` columns of one tomogram's cached candidates from their raw QC
     columns (the reference population and the neighbours are every cached candidate, i.e.
     every one that passed the hard limits, as in ``qc_filter``)."""
@@ -222,12 +263,12 @@ def with_features(df: pd.DataFrame, i: int, wide: bool, shape) -> pd.DataFrame:
     if "shape_z" in df:
         grid = tuple(int(df[f"shape_{a}"].iloc[0]) for a in "zyx")
     else:
-        grid = (wide_params if wide else domain_params)(i, shape)[0].shape
+        grid = set_params(i, shape, wide)[0].shape
     feats = candidate_features(df, float(df["voxel_size_nm"].iloc[0]), shape=grid)
     for f in FEATURES:
         df[f"feat_{f}"] = feats[f].to_numpy()
-    df["tomogram"] = i + (1000 if wide else 0)  # unique; % 5 keeps the split of i / j
-    df["set"] = "wide" if wide else "base"
+    df["tomogram"] = i + SETS[wide][1]  # unique; % 5 keeps the split of i / j / k
+    df["set"] = SETS[wide][0]
     return df
 
 
@@ -392,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--n-wide", type=int, default=32, help="tomograms of the wider set 2")
     ap.add_argument(
+        "--n-tubes", type=int, default=0, help="tomograms of set 3 (microtubules, ER tubules)"
+    )
+    ap.add_argument(
         "--model",
         default="default",
         help="network whose candidates train the model (name or folder)",
@@ -428,10 +472,12 @@ def main(argv: list[str] | None = None) -> int:
     neutral.write_text(json.dumps(neutral_model(FEATURES)))
     shape = tuple(args.shape) if args.shape else None
     jobs = [(i, False) for i in range(args.n_tomograms)] + [(j, True) for j in range(args.n_wide)]
+    jobs += [(k, "tube") for k in range(args.n_tubes)]
     tables = []
     for i, wide in jobs:
-        path = cache / f"{'wide' if wide else 'tomo'}_{i:03d}.csv"
-        domain = WIDE_DOMAINS[i % len(WIDE_DOMAINS)] if wide else DOMAINS[i % len(DOMAINS)]
+        prefix = {False: "tomo", True: "wide", "tube": "tube"}[wide]
+        path = cache / f"{prefix}_{i:03d}.csv"
+        domain = set_params(i, shape, wide)[1]
         if path.exists() and not args.refresh:
             try:
                 df = pd.read_csv(path)
@@ -442,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
             df = candidates_of(i, shape, neutral, args.device, args.model, wide)
             df.to_csv(path.with_suffix(".tmp"), index=False)
             path.with_suffix(".tmp").replace(path)
-            print(f"{'wide' if wide else 'tomo'} {i:3d} {domain:9s} {len(df):4d} candidates "
+            print(f"{prefix} {i:3d} {domain:9s} {len(df):4d} candidates "
                   f"({int(df['label'].sum()) if len(df) else 0} true) "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
         if len(df):
@@ -456,7 +502,13 @@ def main(argv: list[str] | None = None) -> int:
             "synapseg_version": synapseg.__version__,
             "network": args.model,
             "seeds": f"set 1: numpy.random.default_rng([{SEED_TAG}, i]), i < {args.n_tomograms}; "
-            f"set 2: numpy.random.default_rng([{WIDE_SEED_TAG}, j]), j < {args.n_wide}",
+            f"set 2: numpy.random.default_rng([{WIDE_SEED_TAG}, j]), j < {args.n_wide}"
+            + (
+                f"; set 3 (tubes): numpy.random.default_rng([{TUBE_SEED_TAG}, k]), "
+                f"k < {args.n_tubes}"
+                if args.n_tubes
+                else ""
+            ),
             "domains": DOMAINS,
             "wide_domains": WIDE_DOMAINS,
             "candidate_thresholds": ["auto" if t is None else t for t in THRESHOLDS],
