@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -74,7 +75,7 @@ def _adapt(data: Path, shift: str, model_dir: Path, a) -> dict[str, Any]:
            "-o", str(model_dir), "--from", a.model, "--steps", str(a.steps),
            "--rounds", str(a.rounds), "--min-confidence", str(a.min_confidence),
            "--low-confidence", str(a.low_confidence), "--lr", str(a.lr), "--seed", str(a.seed),
-           "--device", a.device, "--overwrite", *a.adapt_args]  # fmt: skip
+           "--device", a.device, "--overwrite", *shlex.split(a.adapt_args)]  # fmt: skip
     env = dict(os.environ)
     if a.src:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [a.src, env.get("PYTHONPATH")]))
@@ -128,9 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument(
         "--adapt-args",
-        nargs="*",
-        default=[],
-        help="more synapseg adapt options, e.g. --adapt-args=--radius-prior",
+        default="",
+        help="more synapseg adapt options in one string, e.g. --adapt-args='--blob-margin 15'",
     )
     p.add_argument("--adapt-shifts", default="thick_membrane,lamella_cut,dense_protein")
     p.add_argument("--control-shifts", default="tilt40,denoised",

@@ -32,3 +32,39 @@ def test_label_run_skips_the_synapse_context(monkeypatch, tmp_path):
     options = seen["options"]
     assert options.context is False
     assert options.min_confidence == 0.1 and options.model == "default"
+
+
+def test_blob_margin_keeps_a_faint_vesicle_out_of_the_background():
+    """A faint vesicle lights up as a small blob on one side: with the default 4 nm shell the
+    rest of it is trained as background; ``blob_margin_nm`` ignores it up to that distance."""
+    import numpy as np
+    import pandas as pd
+
+    from synapseg.io.tables import make_table
+    from synapseg.train.pseudo_labels import pseudo_labels
+
+    vs = 2.0
+    prob = np.zeros((40, 64, 64), np.float32)
+    prob[18:22, 30:34, 20:24] = 0.15  # an arc of a vesicle centred at (20, 32, 32)
+    table = make_table(np.zeros((0, 3)), np.zeros(0), (vs,) * 3)
+    table["confidence"] = pd.Series(dtype=float)
+    rejected = pd.DataFrame(columns=["center_z_px", "center_y_px", "center_x_px", "radius_nm"])
+    centre = (20, 32, 32)  # the blob spans x 20-23: the centre is 9 px = 18 nm from it
+    base = AdaptConfig(ignore_probability=0.1)
+    _, weight, _ = pseudo_labels(table, rejected, prob, vs, base)
+    assert weight[centre] == 1  # 18 nm from the blob: background with the 4 nm shell
+    wide = AdaptConfig(ignore_probability=0.1, blob_margin_nm=20.0)
+    _, weight, _ = pseudo_labels(table, rejected, prob, vs, wide)
+    assert weight[centre] == 0 and weight[20, 32, 60] == 1  # ignored; far away still counts
+    low = AdaptConfig(ignore_probability=0.25, blob_margin_nm=20.0)
+    _, weight, _ = pseudo_labels(table, rejected, prob, vs, low)
+    assert weight[centre] == 1  # a blob below --ignore-probability is background
+
+
+def test_blob_settings_are_checked():
+    from synapseg.errors import InputError
+
+    with pytest.raises(InputError, match="ignore-probability"):
+        AdaptConfig(ignore_probability=0.0)
+    with pytest.raises(InputError, match="blob-margin"):
+        AdaptConfig(blob_margin_nm=-1.0)

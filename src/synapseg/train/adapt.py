@@ -73,7 +73,11 @@ class AdaptConfig:
     ignore_probability
         Probability above which voxels no confident vesicle explains are ignored.
     margin_nm
-        Width of the ignored shell around uncertain candidates and probability blobs.
+        Width of the ignored shell around uncertain candidates.
+    blob_margin_nm
+        Width of the ignored shell around probability blobs no confident vesicle explains
+        (None: ``margin_nm``). A faint vesicle often lights up as a partial arc, so a shell
+        of about a vesicle radius keeps the rest of it out of the background.
     lr, batch_size, patch_size
         Fine-tuning hyper-parameters (low rate: the base model is already good).
     consistency_weight
@@ -90,6 +94,7 @@ class AdaptConfig:
     low_confidence: float = 0.0
     ignore_probability: float = 0.25
     margin_nm: float = 4.0
+    blob_margin_nm: float | None = None
     lr: float = 2e-4
     batch_size: int = 2
     patch_size: tuple[int, int, int] = (48, 64, 64)
@@ -104,6 +109,13 @@ class AdaptConfig:
                 f"cut-offs low {self.low_confidence:g} / high {self.high_confidence:g} are not "
                 "ordered probabilities",
                 "give 0 <= --low-confidence <= --min-confidence <= 1",
+            )
+        if not 0 < self.ignore_probability <= 1 or (self.blob_margin_nm or 0) < 0:
+            raise InputError(
+                "--ignore-probability",
+                f"ignore probability {self.ignore_probability:g} / blob margin "
+                f"{self.blob_margin_nm} nm are out of range",
+                "give 0 < --ignore-probability <= 1 and --blob-margin >= 0",
             )
         if self.rounds < 1 or self.steps < 1:
             raise InputError("--steps", "rounds and steps must be at least 1", "give e.g. 40")

@@ -113,7 +113,8 @@ def pseudo_labels(
     blob = (prob >= config.ignore_probability) & ~pos_mask & ~neg_mask
     if blob.any():
         dist = ndimage.distance_transform_edt(~blob, sampling=vs)
-        ignore |= dist <= config.margin_nm
+        blob_margin = config.margin_nm if config.blob_margin_nm is None else config.blob_margin_nm
+        ignore |= dist <= blob_margin
     ignore &= ~pos_mask
     weight = (~ignore).astype(np.uint8)
     counts = {
