@@ -343,6 +343,7 @@ def build_trainer(
     lr: float = 2e-3,
     run: str = "run",
     threads: int | None = None,
+    val_method: str = "post",
 ):
     """The recipe's Trainer; ``init`` is ``scratch`` or a model (name or folder) to start from.
 
@@ -374,7 +375,7 @@ def build_trainer(
         lr=lr,
         warmup_steps=50,
         val_every=150,
-        val_method="post",
+        val_method=val_method,  # "post-nogate": validation F1 without the vesicle-free gate
         checkpoint_every_s=180.0,
         seed=VERSIONS[version]["seed"],
         schedule="constant" if decay_from is None else "cosine",
@@ -407,7 +408,15 @@ def cmd_train(args) -> None:
     root = Path(args.cache)
     generate(root, args.version)
     trainer, _ = build_trainer(
-        root, args.steps, args.decay_from, args.version, args.init, args.lr, args.run, args.threads
+        root,
+        args.steps,
+        args.decay_from,
+        args.version,
+        args.init,
+        args.lr,
+        args.run,
+        args.threads,
+        getattr(args, "val_method", "post"),
     )
     init_file = root / args.run / "init.json"
     if trainer.checkpoint_path.exists():
@@ -539,6 +548,7 @@ def cmd_check(args) -> int:
         float(cfg["lr"]),
         args.check_run,
         args.threads,
+        cfg.get("val_method", "post"),  # the card's run's validation (F1 is compared)
     )
     if trainer.checkpoint_path.exists():
         trainer.resume()
@@ -772,6 +782,13 @@ def main(argv: list[str] | None = None) -> None:
         help="'scratch' (seeded random weights) or a model name/folder to fine-tune from",
     )
     p_train.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    p_train.add_argument(
+        "--val-method",
+        choices=["post", "post-nogate"],
+        default="post",
+        help="validation F1 through find_vesicles with the default vesicle-free gate (post, "
+        "as every card so far) or without it (post-nogate: no whole-tomogram swings)",
+    )
     p_train.add_argument("--threads", type=int, default=None, help="torch threads (default ≤ 4)")
     p_gate = sub.add_parser("gate", help="(v2) calibrate the vesicle-free gate of a model")
     p_gate.add_argument(

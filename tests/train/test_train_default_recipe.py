@@ -46,3 +46,41 @@ def test_rebuild_reference_keeps_the_validation_rows_up_to_the_check(recipe, tmp
     ref = recipe.rebuild_reference(history, 300)
     assert [r["step"] for r in ref] == [150, 300]
     assert ref[1] == {"step": 300, "loss_avg": 0.8, "val": {"f1": 0.2, "dice": 0.5}}
+
+
+def test_train_and_check_pass_the_validation_method_on(recipe, tmp_path, monkeypatch):
+    """``train --val-method post-nogate`` validates without the vesicle-free gate; ``check``
+    rebuilds with the validation method recorded in the card's ``train_config`` (cards
+    without one: ``post``, as every card so far), so the F1 it compares is the same kind."""
+    from types import SimpleNamespace
+
+    import synapseg.model.registry as registry
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_build(*args):
+        seen["val_method"] = args[8]
+        raise Stop
+
+    monkeypatch.setattr(recipe, "generate", lambda *a, **k: None)
+    monkeypatch.setattr(recipe, "build_trainer", fake_build)
+    for argv, want in (
+        (["train"], "post"),
+        (["train", "--val-method", "post-nogate"], "post-nogate"),
+    ):
+        with pytest.raises(Stop):
+            recipe.main(["--version", "v2", "--cache", str(tmp_path), *argv])
+        assert seen.pop("val_method") == want
+    for cfg, want in (({}, "post"), ({"val_method": "post-nogate"}, "post-nogate")):
+        base = {"steps": 10, "lr": 1e-3, "schedule": "constant", **cfg}
+        card = SimpleNamespace(
+            training_data={"rebuild_reference": [{"step": 1}], "train_config": base}
+        )
+        monkeypatch.setattr(registry, "resolve_model", lambda m: tmp_path / "model.json")
+        monkeypatch.setattr(registry, "read_card", lambda p, card=card: card)
+        with pytest.raises(Stop):
+            recipe.main(["--version", "v2", "--cache", str(tmp_path), "check", "--model", "x"])
+        assert seen.pop("val_method") == want

@@ -160,3 +160,26 @@ def test_validation_through_find_vesicles(volumes):
     metrics = validate(net, volumes[2:], VS3, net.config.size_multiple, use_post=True)
     assert metrics["method"] == "find_vesicles"
     assert 0.0 <= metrics["f1"] <= 1.0 and metrics["volumes"][0]["n_gt"] == 6
+
+
+@pytest.mark.parametrize("method, gate", [("post", True), ("post-nogate", False)])
+def test_validation_with_or_without_the_vesicle_free_gate(
+    volumes, tmp_path, monkeypatch, method, gate
+):
+    """``val_method="post-nogate"`` validates through find_vesicles without the vesicle-free
+    gate (issue 11: the 0.9 gate emptied whole validation tomograms of a less confident
+    network, so its best checkpoint swung by ±0.1); ``"post"`` keeps the pipeline default."""
+    import synapseg.post.vesicles as vesicles
+
+    seen = []
+    real = vesicles.find_vesicles
+
+    def spy(image, probability, voxel_size_nm, params=None, specimen=None):
+        seen.append(params)
+        return real(image, probability, voxel_size_nm, params)
+
+    monkeypatch.setattr(vesicles, "find_vesicles", spy)
+    metrics = _trainer(volumes, tmp_path, val_method=method).validate()
+    assert metrics["method"] == "find_vesicles" and len(seen) == len(volumes[2:])
+    default = vesicles.PostParams().min_best_score
+    assert all(p.min_best_score == (default if gate else None) for p in seen)

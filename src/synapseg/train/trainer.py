@@ -50,7 +50,9 @@ class TrainConfig:
     pos_weight: float = 2.0
     boundary: bool = False
     val_every: int = 200
-    val_method: str = "components"  # or "post": F1 through synapseg.post.vesicles.find_vesicles
+    # "components", "post" (F1 through synapseg.post.vesicles.find_vesicles) or "post-nogate"
+    # (the same without the vesicle-free gate)
+    val_method: str = "components"
     checkpoint_every_s: float = 180.0
     seed: int = 0
     grad_clip: float = 5.0
@@ -233,7 +235,8 @@ class Trainer:
             self.voxel_size_nm,
             self.size_multiple,
             device=self.device,
-            use_post=self.config.val_method == "post",
+            use_post=self.config.val_method in ("post", "post-nogate"),
+            gate=self.config.val_method != "post-nogate",
         )
 
     def _is_better(self, metrics: dict[str, Any]) -> bool:
