@@ -60,3 +60,25 @@ def test_unknown_model_is_refused():
 
     with pytest.raises(InputError, match="filament"):
         SimulationParams(filament_model="nope")
+
+
+def test_amplitude_scale_multiplies_the_filaments_only(phantoms):
+    """filament_amplitude_scale (the real-data calibration): the filaments' density
+    (published minus none) scales by it; everything else, and scale 1, keep their bytes."""
+    params = SimulationParams(
+        shape=(48, 160, 160), seed=4, filament_model="published", filament_amplitude_scale=2.5
+    )
+    rng = np.random.default_rng(np.random.SeedSequence(4).spawn(2)[0])
+    scaled = build_phantom(params, rng)
+    one = _phantom("published")  # scale 1.0 explicitly equals the default
+    assert np.array_equal(one.density, phantoms["published"].density)
+    pub, none = phantoms["published"], phantoms["none"]
+    assert scaled.filaments.equals(pub.filaments)
+    base = pub.density - none.density
+    mask = np.abs(base) > 1e-3
+    ratio = (scaled.density - none.density)[mask].sum() / base[mask].sum()
+    assert ratio == pytest.approx(2.5, rel=0.02)
+    from synapseg.errors import InputError
+
+    with pytest.raises(InputError, match="must be positive"):
+        SimulationParams(filament_amplitude_scale=0.0)

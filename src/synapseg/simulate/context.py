@@ -230,6 +230,8 @@ def connectors_and_tethers(scene: Scene, pm: CurvedPlane, rng: np.random.Generat
     ves = [(i, v) for i, v in enumerate(scene.vesicles, start=1) if v.elongation == 1.0]
     frng = np.random.default_rng(np.random.SeedSequence([int(scene.p.seed), 15]))
     has_pm = bool(scene.p.plasma_membrane)
+    scale = float(getattr(scene.p, "filament_amplitude_scale", 1.0))
+    over = {"amplitude": fil.LEGACY_AMPLITUDE * scale} if scale != 1.0 else None
     scene.polylines.extend(
         fil.published_filaments(
             np.array([v.center_nm for _, v in ves]).reshape(-1, 3),
@@ -239,6 +241,7 @@ def connectors_and_tethers(scene: Scene, pm: CurvedPlane, rng: np.random.Generat
             frng,
             (lambda q: pm(q[:, 0], q[:, 1], q[:, 2])) if has_pm else None,
             pm.normal if has_pm else None,
+            over,
         )
     )
 

@@ -49,7 +49,9 @@ class SimulationParams:
         membrane, with polyline ground truth), protein_crowding (amplitude, 0 = none);
         filament_model: legacy (default, unchanged bytes), published (connectors and
         tethers tuned to published numbers, docs/filaments.md) or none (the same phantom
-        without them, a negative control).
+        without them, a negative control); filament_amplitude_scale: the published
+        model's filament density times this (1 = as published; the real-data calibration
+        of docs/filaments.md).
     Imaging
         tilt_range_deg (±), tilt_step_deg, tilt_scheme (dose_symmetric, bidirectional,
         continuous), voltage_kv, cs_mm, amplitude_contrast, defocus_um (underfocus > 0),
@@ -103,6 +105,7 @@ class SimulationParams:
     distractors: bool = True
     filaments: bool = True
     filament_model: str = "legacy"  # legacy | published | none (docs/filaments.md)
+    filament_amplitude_scale: float = 1.0  # published model: filament density x this
     protein_crowding: float = 1.0
     # imaging
     tilt_range_deg: float = 60.0
@@ -166,6 +169,12 @@ class SimulationParams:
             raise bad("tilt_step", f"step {self.tilt_step_deg}° is invalid", "use 1-3")
         if self.tilt_scheme not in TILT_SCHEMES:
             raise bad("tilt_scheme", f"unknown scheme {self.tilt_scheme!r}", f"use {TILT_SCHEMES}")
+        if not (self.filament_amplitude_scale > 0 and math.isfinite(self.filament_amplitude_scale)):
+            raise bad(
+                "filament_amplitude_scale",
+                f"must be positive, got {self.filament_amplitude_scale}",
+                "use 1 (the published model) or a calibration factor such as 2",
+            )
         if self.filament_model not in ("legacy", "published", "none"):
             raise bad(
                 "filament_model",
