@@ -1,4 +1,5 @@
-"""Candidate splitting in threads (issue 17) gives exactly the single-thread result."""
+"""Candidate splitting in forked processes and sphere fits in threads (issue 17) give
+exactly the single-worker result."""
 
 from __future__ import annotations
 
@@ -79,3 +80,20 @@ def test_labels_in_a_temporary_file_give_the_same_candidates(monkeypatch, tmp_pa
     assert len(in_memory) > 10 and np.array_equal(in_memory.centers_px, mapped.centers_px)
     assert np.array_equal(in_memory.score, mapped.score)
     assert list(tmp_path.iterdir()) == []  # the labels file was removed
+
+
+def test_map_ordered_in_forked_processes_keeps_order_and_errors():
+    import os
+
+    from synapseg.post import parallel
+
+    if "fork" not in __import__("multiprocessing").get_all_start_methods():
+        pytest.skip("the platform cannot fork")
+    if parallel.available_cores() < 2:
+        pytest.skip("one core: map_ordered runs in this process")
+    offset = 10  # a closure: the children inherit it by the fork
+    out = parallel.map_ordered(lambda x: (x + offset, os.getpid()), range(50), 2, processes=True)
+    assert [v for v, _ in out] == list(range(10, 60))
+    assert os.getpid() not in {pid for _, pid in out}  # the work ran in the children
+    with pytest.raises(ZeroDivisionError):
+        parallel.map_ordered(lambda x: 1 / (x - 3), range(6), 2, processes=True)

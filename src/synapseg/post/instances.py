@@ -179,8 +179,9 @@ def candidate_instances(
     membrane_thickness_nm
         Bilayer thickness; the inscribed-radius limit is ``max_radius_nm + thickness``.
     workers
-        Threads splitting components (default :data:`synapseg.post.parallel.WORKERS`, at
-        most the available cores); the result does not depend on it.
+        Forked processes splitting components (default
+        :data:`synapseg.post.parallel.WORKERS`, at most the available cores; threads where
+        the platform cannot fork); the result does not depend on it.
 
     Returns
     -------
@@ -258,7 +259,7 @@ def candidate_instances(
         return ("split" if n_pieces > 1 else "one"), out
 
     todo = [int(lab) for lab in np.flatnonzero(box_volume >= min_volume) + 1]
-    results = map_ordered(component, todo, workers)  # EDT, seeds, watershed release the GIL
+    results = map_ordered(component, todo, workers, processes=True)  # EDT holds the GIL
     for kind, pieces_found in results:  # in label order, whatever the workers
         n_specks += kind == "speck"
         n_split += kind == "split"
