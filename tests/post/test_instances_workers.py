@@ -97,3 +97,25 @@ def test_map_ordered_in_forked_processes_keeps_order_and_errors():
     assert os.getpid() not in {pid for _, pid in out}  # the work ran in the children
     with pytest.raises(ZeroDivisionError):
         parallel.map_ordered(lambda x: 1 / (x - 3), range(6), 2, processes=True)
+
+
+def _double_in_a_daemon(queue) -> None:
+    from synapseg.post import parallel
+
+    queue.put(parallel.map_ordered(lambda x: 2 * x, range(8), 2, processes=True))
+
+
+def test_map_ordered_in_a_daemonic_process_uses_threads():
+    """A daemonic process (a dask worker) may not have children: threads, no error."""
+    import multiprocessing
+
+    context = multiprocessing.get_context(
+        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    )
+    queue = context.Queue()
+    proc = context.Process(target=_double_in_a_daemon, args=(queue,), daemon=True)
+    proc.start()
+    try:
+        assert queue.get(timeout=60) == [2 * x for x in range(8)]
+    finally:
+        proc.join(timeout=10)

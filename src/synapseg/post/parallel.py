@@ -44,15 +44,23 @@ def map_ordered(
 
     ``processes=True``: forked worker processes instead of threads, for work that holds
     the GIL (``fn`` may be a closure: the children inherit it, and ``items``, by the
-    fork); threads where the platform cannot fork."""
+    fork); threads where the platform cannot fork or this process may not have children
+    (a daemonic process, e.g. a dask worker)."""
     todo = list(items)
     n = min(max(1, int(workers or WORKERS)), available_cores(), len(todo))
     if n <= 1:
         return [fn(x) for x in todo]
-    if processes and "fork" in multiprocessing.get_all_start_methods():
+    if processes and _can_fork():
         return _map_forked(fn, todo, n)
     with ThreadPoolExecutor(n, thread_name_prefix="synapseg-post") as pool:
         return list(pool.map(fn, todo))
+
+
+def _can_fork() -> bool:
+    return (
+        "fork" in multiprocessing.get_all_start_methods()
+        and not multiprocessing.current_process().daemon
+    )
 
 
 _FORKED: tuple[Callable[[Any], Any], Sequence[Any]] | None = None
