@@ -28,10 +28,12 @@ from synapseg.evaluate.filaments import gt_filaments
 from synapseg.filaments import FilamentParams
 from synapseg.filaments.boundaries import Boundaries
 from synapseg.filaments.detect import candidate_pairs, find_between
-from synapseg.filaments.lines import LINE_FEATURES as FEATURES
-from synapseg.filaments.lines import line_candidates
+from synapseg.filaments.lines import LINE_FEATURES, line_candidates
 from synapseg.simulate import simulate_tomogram
 from synapseg.simulate.params import DEFAULT_SNR
+
+FEATURES = LINE_FEATURES  # the model's inputs (``--features`` fits another set)
+RECORDED = tuple(dict.fromkeys((*LINE_FEATURES, "mean_z", "xs_z")))  # every feature kept
 
 
 def features(
@@ -73,7 +75,7 @@ def features(
         if not lines:
             rows.append({**base, "rank": -1, "label": False})
         for rank, c in enumerate(lines):
-            feats = {f: c.stats[f] for f in FEATURES}
+            feats = {f: c.stats[f] for f in RECORDED}
             rows.append({**base, **feats, "rank": rank, "label": rank < n_pair})
     return pd.DataFrame(rows), n_true
 
@@ -86,22 +88,52 @@ def main(argv=None) -> None:
     ap.add_argument("--max-false", type=float, default=0.08)
     ap.add_argument("--json", default=None)
     ap.add_argument(
+        "--filament-scale",
+        type=float,
+        default=1.0,
+        help="filament_amplitude_scale of the tuning synapses (the benchmark's calibration)",
+    )
+    ap.add_argument(
+        "--features",
+        nargs="+",
+        default=list(LINE_FEATURES),
+        help="features the logistic model uses (default: LINE_FEATURES); e.g. add xs_z",
+    )
+    ap.add_argument(
         "--compare-threshold",
         action="store_true",
         help="also record the hierarchical thresholding's connections per pair (slow)",
     )
+    ap.add_argument(
+        "--from-json",
+        default=None,
+        help="refit from the tables a run with --json wrote (JSON, _pos.csv, _neg.csv), "
+        "without simulating: e.g. with other --features",
+    )
     args = ap.parse_args(argv)
     from sklearn.linear_model import LogisticRegression
+
+    global FEATURES
+    FEATURES = tuple(args.features)
 
     p = FilamentParams()
     pos, neg, n_ves = [], [], 0
     n_true = {"connector": 0, "tether": 0}
+    if args.from_json:
+        with open(args.from_json) as fh:
+            prev = json.load(fh)
+        n_true, n_ves = prev["n_true"], prev["n_vesicles_negative"]
+        pos = [pd.read_csv(args.from_json.replace(".json", "_pos.csv"))]
+        neg = [pd.read_csv(args.from_json.replace(".json", "_neg.csv"))]
+        args.seeds = []
     for seed in args.seeds:
         if seed in (101, 102, 103, 104):
             raise SystemExit("seeds 101-104 are the benchmark's: tune on others")
         for f in args.snr_factors:
             kw = dict(shape=tuple(args.shape), seed=seed, snr=DEFAULT_SNR * f)
-            sim = simulate_tomogram(filament_model="published", **kw)
+            sim = simulate_tomogram(
+                filament_model="published", filament_amplitude_scale=args.filament_scale, **kw
+            )
             d, nt = features(sim, p, False, args.compare_threshold)
             pos.append(d.assign(seed=seed, factor=f))
             n_true = {k: n_true[k] + nt[k] for k in n_true}
@@ -112,7 +144,7 @@ def main(argv=None) -> None:
             n_ves += len(nsim.vesicles)
             print(f"seed {seed} x{f}: {len(d)} paths, {int(d['label'].sum())} true", flush=True)
     data, null = pd.concat(pos, ignore_index=True), pd.concat(neg, ignore_index=True)
-    if args.json:
+    if args.json and not args.from_json:
         data.to_csv(args.json.replace(".json", "_pos.csv"), index=False)
         null.to_csv(args.json.replace(".json", "_neg.csv"), index=False)
     finite = np.isfinite(data[list(FEATURES)].to_numpy(float)).all(axis=1)
