@@ -46,6 +46,8 @@ LINE_MODEL: dict[str, tuple[float, tuple[float, ...]]] = {
 }
 
 _STEP_NM = 0.5  # sampling along a line
+XS_CORE_NM = 1.5  # cross-section matched filter: core disc radius (around the line) ...
+XS_RING_NM = (3.0, 5.0)  # ... minus the mean of this annulus (the local background)
 
 
 def line_score(features: dict[str, float], kind: str) -> float:
@@ -123,6 +125,7 @@ def line_candidates(
     z = ndimage.map_coordinates(z_full, px.reshape(-1, 3).T, order=1, mode="nearest")
     z = z.reshape(px.shape[:2])
     n_trim = int(round(p.line_trim_nm / _STEP_NM))
+    xs = _cross_section(z, lab, offsets)
     gap = float(dist - bounds.outer_nm[i] - (bounds.outer_nm[j] if j >= 0 else 0.0))
     rows = []
     for k in range(len(offsets)):
@@ -142,7 +145,9 @@ def line_candidates(
             continue
         length = (s1 - s0) * _STEP_NM
         mean = float(seg.mean())
-        rows.append((k, s0, s1, mean, length))
+        xs_seg = xs[k, s0 + n_trim : s1 - n_trim]
+        xs_mean = float(np.nanmean(xs_seg)) if np.isfinite(xs_seg).any() else mean
+        rows.append((k, s0, s1, mean, length, xs_mean))
     if not rows:
         return []
     # the pair's own null: most of its lines miss any filament
@@ -150,9 +155,10 @@ def line_candidates(
     med = float(np.median(means))
     spread = float(1.4826 * np.median(np.abs(means - med))) or float(means.std()) or 1.0
     feats = []
-    for k, s0, s1, mean, length in rows:
+    for k, s0, s1, mean, length, xs_mean in rows:
         core = max((s1 - s0 - 2 * n_trim) * _STEP_NM, _STEP_NM)
         f = {
+            "xs_z": xs_mean,
             "mean_z": mean,
             "sum_z": mean * float(np.sqrt(core)),
             "rel_z": (mean - med) / spread,
@@ -174,7 +180,7 @@ def line_candidates(
     box_in = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, inner))
     out: list[Connection] = []
     for o in kept:
-        k, s0, s1, mean, _ = rows[o]
+        k, s0, s1, mean = rows[o][:4]
         vox = idx[k, s0:s1] - inner_lo
         ok = np.all((vox >= 0) & (vox < inner_shape), axis=1)
         vox = vox[ok]
@@ -188,3 +194,23 @@ def line_candidates(
         conn.stats["start_nm"] = (pts[k, s0] + lo * vs).tolist()
         out.append(conn)
     return out
+
+
+def _cross_section(z: np.ndarray, lab: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """The cylinder matched filter across every line, from the parallel lines themselves.
+
+    All lines of a pair are parallel, so at the same step ``t`` the lines whose lateral
+    offsets lie within :data:`XS_CORE_NM` of line ``k`` sample its core disc and those
+    :data:`XS_RING_NM` away its annulus, in the plane across the pair's axis. Returns, per
+    line and step, the core mean minus the annulus mean over free voxels (``lab == 0``;
+    NaN where no free annulus sample exists): a filament's cross-section against its local
+    background (protein crowding, membrane halos)."""
+    d = np.linalg.norm(offsets[:, None] - offsets[None], axis=2)
+    core = (d <= XS_CORE_NM + 1e-6).astype(np.float32)
+    ring = ((d >= XS_RING_NM[0] - 1e-6) & (d <= XS_RING_NM[1] + 1e-6)).astype(np.float32)
+    free = (lab == 0).astype(np.float32)
+    zf = np.where(lab == 0, z, 0.0).astype(np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        core_mean = (core @ zf) / (core @ free)
+        ring_mean = (ring @ zf) / (ring @ free)
+    return np.where(np.isfinite(core_mean), core_mean, z) - ring_mean
