@@ -119,3 +119,20 @@ def test_map_ordered_in_a_daemonic_process_uses_threads():
         assert queue.get(timeout=60) == [2 * x for x in range(8)]
     finally:
         proc.join(timeout=10)
+
+
+def test_map_ordered_outside_the_main_thread_uses_threads():
+    """Two threads mapping at once (dask worker threads of an in-process cluster) each get
+    their own results: no fork from a thread."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from synapseg.post import parallel
+
+    def run(k: int) -> list:
+        return parallel.map_ordered(lambda x: (k * x, os.getpid()), range(40), 2, processes=True)
+
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.map(run, (1, 3))
+    assert [v for v, _ in a] == list(range(40)) and [v for v, _ in b] == [3 * x for x in range(40)]
+    assert {pid for _, pid in a + b} == {os.getpid()}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -44,8 +45,9 @@ def map_ordered(
 
     ``processes=True``: forked worker processes instead of threads, for work that holds
     the GIL (``fn`` may be a closure: the children inherit it, and ``items``, by the
-    fork); threads where the platform cannot fork or this process may not have children
-    (a daemonic process, e.g. a dask worker)."""
+    fork); threads where the platform cannot fork, in a process that may not have children
+    (a daemonic one, e.g. a dask worker) and outside the main thread (e.g. a dask worker
+    thread)."""
     todo = list(items)
     n = min(max(1, int(workers or WORKERS)), available_cores(), len(todo))
     if n <= 1:
@@ -57,9 +59,13 @@ def map_ordered(
 
 
 def _can_fork() -> bool:
+    """Forking is safe here: the platform forks, this process may have children, and this
+    is the main thread (no other thread of ours is running a map, or holds a lock the
+    children could need: a dask worker thread, the napari plugin's worker)."""
     return (
         "fork" in multiprocessing.get_all_start_methods()
         and not multiprocessing.current_process().daemon
+        and threading.current_thread() is threading.main_thread()
     )
 
 
