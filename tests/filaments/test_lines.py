@@ -73,10 +73,12 @@ def test_a_line_through_a_third_vesicle_is_not_a_filament():
 
 
 def test_score_is_monotone_in_density():
-    """The fitted decision: a denser line (mean, sum and contrast to the pair's other lines
-    all doubled) scores higher, for both kinds."""
-    base = dict(mean_z=1.0, sum_z=3.0, rel_z=1.5, inv_length=0.1, offset_nm=2.0, gap_nm=10.0)
-    denser = {**base, "mean_z": 2.0, "sum_z": 6.0, "rel_z": 3.0}
+    """The fitted decision: a denser line (mean, sum, contrast to the pair's other lines and
+    cross-section contrast all doubled) scores higher, for both kinds."""
+    base = dict(
+        mean_z=1.0, sum_z=3.0, rel_z=1.5, inv_length=0.1, offset_nm=2.0, gap_nm=10.0, xs_z=1.0
+    )
+    denser = {**base, "mean_z": 2.0, "sum_z": 6.0, "rel_z": 3.0, "xs_z": 2.0}
     for kind in ("connector", "tether"):
         assert line_score(denser, kind) > line_score(base, kind)
 

@@ -14,7 +14,9 @@ logistic model of their features (:data:`LINE_MODEL`, fitted on simulated synaps
 seeds disjoint from the benchmark's by ``scripts/train_filaments.py``), among them
 ``rel_z``: the line's mean against the pair's own null distribution (median and robust
 spread of the means of all its lines, most of which miss any filament), which follows the
-local noise, crowding and membrane blur. Lines with a score of at least ``line_threshold``
+local noise, crowding and membrane blur, and ``xs_z``: a cylinder matched filter across the
+line (its 1.5 nm core minus a 3-5 nm annulus, averaged along it), the filament against its
+local background. Lines with a score of at least ``line_threshold``
 are filaments.
 
 Averaging along a known straight line is the matched filter for a thin straight filament;
@@ -33,16 +35,17 @@ from synapseg.filaments.detect import Connection, FilamentParams
 
 __all__ = ["LINE_FEATURES", "LINE_MODEL", "line_candidates", "line_score"]
 
-LINE_FEATURES = ("mean_z", "sum_z", "rel_z", "inv_length", "offset_nm", "gap_nm")
+LINE_FEATURES = ("mean_z", "sum_z", "rel_z", "inv_length", "offset_nm", "gap_nm", "xs_z")
 
 #: Logistic decision per kind: (intercept, coefficients in :data:`LINE_FEATURES` order),
 #: fitted by ``scripts/train_filaments.py`` on tuning seeds (docs/filaments.md).
 LINE_MODEL: dict[str, tuple[float, tuple[float, ...]]] = {
-    # scripts/train_filaments.py --max-false 0.05: seeds 3 5 7 9 11 at SNR x1 and x0.5 (1010
-    # vesicles in the negative control); the intercepts include the chosen thresholds 0.61
-    # (connectors) and 0.42 (tethers), so a score of 0.5 decides
-    "connector": (0.2162, (-1.2276, 0.7201, 0.3257, -0.3283, -0.1528, -0.1879)),
-    "tether": (-1.3292, (0.1087, 0.7687, 0.3191, -0.5439, -0.0933, -0.0361)),
+    # scripts/train_filaments.py --filament-scale 2 --max-false 0.05 --features ... xs_z:
+    # seeds 3 5 7 9 11 at SNR x1 and x0.5 (1010 vesicles in the negative control), filament
+    # density x2 (the real-data calibration); the intercepts include the chosen thresholds
+    # 0.58 (connectors) and 0.40 (tethers), so a score of 0.5 decides
+    "connector": (-1.9851, (-1.0202, 0.5503, 0.4739, -0.4084, -0.1288, -0.1401, 1.0667)),
+    "tether": (-1.0799, (1.3745, 0.3566, 0.2959, -0.3338, -0.0451, -0.0473, -1.3261)),
 }
 
 _STEP_NM = 0.5  # sampling along a line
