@@ -9,8 +9,10 @@ organelles switched on and off in turn: i % 2 == 0 has a cleft, i % 4 < 2 has or
 ``synapseg.segment(..., outputs=["membrane_probabilities"])`` and scores the map against the
 simulator's ``membrane_labels`` (every class except 2, vesicles) with
 ``synapseg.evaluate.membranes.score_membranes``: Dice, symmetric surface distance (median,
-95th percentile, nm). These tomograms come from the simulator family the model was trained
-on: the numbers are in-distribution.
+95th percentile, nm); with ``--budget`` also where the voxel errors lie
+(``synapseg.evaluate.membrane_budget``: wedge-facing / near / missed false negatives,
+near / vesicle-membrane / far false positives). These tomograms come from the simulator
+family the model was trained on: the numbers are in-distribution.
 
 ``--timing``: a random float32 volume of ``--shape`` (default the reference size
 261x1024x1024) at ``--voxel-size`` (1.469 nm); in one process, one after the other: the
@@ -21,6 +23,7 @@ random volume has no contrast to decide), wall and process CPU seconds each; and
 and off.
 
     python benchmarks/bench_membranes.py --accuracy --n 8 --json membranes.json
+    python benchmarks/bench_membranes.py --accuracy --n 6 --budget --model sim-membrane-v3
     python benchmarks/bench_membranes.py --timing --shape 261 1024 1024
 """
 
@@ -46,8 +49,9 @@ def case_params(i: int):
     return p.replace(cleft=i % 2 == 0, distractors=i % 4 < 2)
 
 
-def accuracy(n: int, model: str) -> list[dict]:
+def accuracy(n: int, model: str, budget: bool = False) -> list[dict]:
     import synapseg
+    from synapseg.evaluate.membrane_budget import membrane_error_budget
     from synapseg.evaluate.membranes import score_membranes
 
     rows = []
@@ -91,6 +95,10 @@ def accuracy(n: int, model: str) -> list[dict]:
                 "segment_s": round(t_seg, 1),
             }
         )
+        if budget:
+            rows[-1]["budget"] = membrane_error_budget(
+                seg[ARTIFACT], sim.membrane_labels, params.voxel_size_nm
+            )
         r = rows[-1]
         print(
             f"{r['case']} {params.voxel_size_nm:.2f} nm cleft={r['cleft']!s:5} "
@@ -113,6 +121,23 @@ def summary(rows: list[dict]) -> dict:
         "dice_pooled": 2 * inter / total if total else None,
         "sd_median_nm_median": float(np.median(med)) if med else None,
         "sd_p95_nm_median": float(np.median(p95)) if p95 else None,
+        **({"budget": pooled_budget(rows)} if all("budget" in r for r in rows) else {}),
+    }
+
+
+def pooled_budget(rows: list[dict]) -> dict:
+    """The error categories of ``membrane_error_budget`` summed over the cases: voxels,
+    share of all voxel errors, pooled Dice without the category."""
+    inter = sum(r["inter"] for r in rows)
+    total = sum(r["n_pred_voxels"] + r["n_truth_voxels"] for r in rows)
+    cats: dict[str, int] = {}
+    for r in rows:
+        for k, v in r["budget"]["categories"].items():
+            cats[k] = cats.get(k, 0) + v["voxels"]
+    errors = max(1, sum(cats.values()))
+    return {
+        k: {"voxels": v, "share": v / errors, "dice_without": 2 * inter / (total - v)}
+        for k, v in cats.items()
     }
 
 
@@ -214,13 +239,18 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="--timing: more membrane models timed on the same vesicle run",
     )
+    ap.add_argument(
+        "--budget",
+        action="store_true",
+        help="--accuracy: also split each case's voxel errors (evaluate.membrane_budget)",
+    )
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args(argv)
     if not (a.accuracy or a.timing):
         ap.error("give --accuracy and/or --timing")
     result: dict = {"benchmark": "membranes", **machine(), "command": " ".join(sys.argv)}
     if a.accuracy:
-        rows = accuracy(a.n, a.model)
+        rows = accuracy(a.n, a.model, a.budget)
         result["accuracy"] = {"cases": rows, "summary": summary(rows)}
         s = result["accuracy"]["summary"]
         print(
