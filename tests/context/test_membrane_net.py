@@ -116,6 +116,39 @@ def test_vesicles_are_taken_out_of_the_membrane_map():
     assert (out[vesicles > 0] == 0).all() and (out[vesicles == 0] > 0).all()
 
 
+def test_vesicle_membrane_weight_scales_the_second_channel():
+    maps = np.zeros((2, 4, 6, 6), np.uint8)
+    maps[0, :, :, :3] = 100
+    maps[1] = 200
+    out = combine_on_model_grid(maps.copy(), None, weights=(1.0, 0.0))
+    assert np.array_equal(out, maps[0])  # weight 0: the membrane channel alone
+    half = combine_on_model_grid(maps.copy(), None, weights=(1.0, 0.5))
+    p = 1 - (1 - 100 / 255) * (1 - 0.5 * 200 / 255)
+    assert half[0, 0, 0] == round(p * 255) and half[0, 0, 5] == round(0.5 * 200)
+
+
+def test_a_card_weight_of_zero_runs_the_membrane_channel_alone(sim):
+    seg = synapseg.segment(
+        sim.tomogram,
+        voxel_size_nm=VS,
+        outputs=[ARTIFACT],
+        invert="no",
+        membrane_model="sim-membrane-v3",
+    )
+    facts = seg.facts["membrane_net"]
+    assert facts["vesicle_membrane_weight"] == 0.0
+    assert facts["details"]["channels"] == ["membrane"]
+    v2 = synapseg.segment(
+        sim.tomogram,
+        voxel_size_nm=VS,
+        outputs=[ARTIFACT],
+        invert="no",
+        membrane_model="sim-membrane-v2",
+    ).facts["membrane_net"]
+    assert v2["vesicle_membrane_weight"] == 1.0
+    assert v2["details"]["channels"] == ["membrane", "vesicle_membrane"]
+
+
 def test_vesicles_reach_the_model_grid_with_their_margin():
     # input 1 nm, model 2 nm: a vesicle voxel block at input 8-11 lies at model 4-5; the
     # margin (1.5 nm + half a 2 nm voxel = 1.25 model voxels) spreads it by one model voxel

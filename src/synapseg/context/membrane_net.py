@@ -11,13 +11,16 @@ own rescaling is then the identity.
 
 Telling a vesicle membrane from another membrane is what the small network does worst, and
 what the vesicle network does best, so the map combines them on the model grid: the
-probability of *any* membrane, ``1 - (1 - p_membrane) (1 - p_vesicle_membrane)``, times
+probability of *any* membrane, ``1 - (1 - p_membrane) (1 - w p_vesicle_membrane)``, times
 ``1 - v``, where ``v`` is the vesicle network's probability (vesicles filled to their outer
 surface) sampled at the model voxels and spread by a maximum filter over
-``VESICLE_MARGIN_NM`` plus half a model voxel. Only that one channel is resampled to the
-input grid and written, as uint8 0-255, into the artifact ``membrane_probabilities``
-(streamed into a sink, z-chunk by z-chunk; the file runner keeps it as
-``<name>_membrane_probabilities.mrc``). The ``context`` stage reads it.
+``VESICLE_MARGIN_NM`` plus half a model voxel. ``w`` is the card's
+``postprocessing.vesicle_membrane_weight`` (default 1; ``sim-membrane-v3`` has 0: its own
+``membrane`` channel finds the organelles, and the other channel only adds false membrane on
+the recipe's training draws), and with ``w = 0`` only the ``membrane`` channel is computed.
+Only that one map is resampled to the input grid and written, as uint8 0-255, into the
+artifact ``membrane_probabilities`` (streamed into a sink, z-chunk by z-chunk; the file
+runner keeps it as ``<name>_membrane_probabilities.mrc``). The ``context`` stage reads it.
 
 Parameters (``synapseg.segment(..., membrane_model=..., context=...)``):
 
@@ -49,6 +52,7 @@ DEFAULT_MEMBRANE_MODEL = "sim-membrane-v1"  # same AZ/pools as v2 at a third of 
 MEMBRANE_CHANNEL = "membrane"
 VESICLE_MEMBRANE_CHANNEL = "vesicle_membrane"
 VESICLE_MARGIN_NM = 1.5
+WEIGHT_KEY = "vesicle_membrane_weight"  # card postprocessing: weight of channel 1 in the map
 CHUNK_Z = 16
 IN_MEMORY_VOXELS = 64_000_000  # larger channel maps go to a memory-mapped scratch file
 
@@ -123,14 +127,19 @@ def sample_vesicles(
 
 
 def combine_on_model_grid(
-    maps: np.ndarray, vesicles: np.ndarray | None, chunk: int = CHUNK_Z
+    maps: np.ndarray,
+    vesicles: np.ndarray | None,
+    chunk: int = CHUNK_Z,
+    weights: tuple[float, ...] | None = None,
 ) -> np.ndarray:
-    """In place into ``maps[0]``: ``1 - prod(1 - p_c)`` over the channels, times ``1 - v``
-    (uint8 maps on the model grid). Returns ``maps[0]``."""
+    """In place into ``maps[0]``: ``1 - prod(1 - w_c p_c)`` over the channels (``weights``
+    default all 1), times ``1 - v`` (uint8 maps on the model grid). Returns ``maps[0]``."""
+    w = np.ones(maps.shape[0], np.float32) if weights is None else np.asarray(weights, np.float32)
+    w = w.reshape(-1, 1, 1, 1)
     for j0 in range(0, maps.shape[1], chunk):
         j1 = min(maps.shape[1], j0 + chunk)
         p = np.asarray(maps[:, j0:j1], dtype=np.float32) / 255.0
-        m = 1.0 - np.prod(1.0 - p, axis=0)
+        m = 1.0 - np.prod(1.0 - w * p, axis=0)
         if vesicles is not None:
             m *= 1.0 - vesicles[j0:j1].astype(np.float32) / 255.0
         maps[0, j0:j1] = np.rint(m * 255.0).astype(np.uint8)
@@ -176,7 +185,8 @@ def run_membrane_net(ctx: StageContext) -> dict[str, Any]:
     details: dict[str, Any] = {}
     timings: dict[str, float] = {}
     channels = [names.index(MEMBRANE_CHANNEL)]
-    if VESICLE_MEMBRANE_CHANNEL in names:
+    weight = float((card.postprocessing or {}).get(WEIGHT_KEY, 1.0))
+    if VESICLE_MEMBRANE_CHANNEL in names and weight > 0:
         channels.append(names.index(VESICLE_MEMBRANE_CHANNEL))
     vs_in, vs_m = grid.voxel_size_nm, card.voxel_size_nm
     factors = check_rescale(vs_in, vs_m, p.get("path"))
@@ -215,7 +225,7 @@ def run_membrane_net(ctx: StageContext) -> dict[str, Any]:
         t1 = time.perf_counter()
         ves = ctx["probabilities"]
         ves_m = None if ves is None else sample_vesicles(ves, vs_in, vs_m, mshape)
-        combined = combine_on_model_grid(maps, ves_m)
+        combined = combine_on_model_grid(maps, ves_m, weights=(1.0, weight)[: len(channels)])
         del ves_m
         timings["combine_s"] = time.perf_counter() - t1
         # 4. one channel back to the input grid, uint8, z-chunk by z-chunk
@@ -243,6 +253,7 @@ def run_membrane_net(ctx: StageContext) -> dict[str, Any]:
             },
             "model_grid_shape_zyx": list(mshape),
             "channel": MEMBRANE_CHANNEL,
+            WEIGHT_KEY: weight if VESICLE_MEMBRANE_CHANNEL in names else None,
             "details": details,
         }
     )
