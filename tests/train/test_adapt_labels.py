@@ -68,3 +68,53 @@ def test_blob_settings_are_checked():
         AdaptConfig(ignore_probability=0.0)
     with pytest.raises(InputError, match="blob-margin"):
         AdaptConfig(blob_margin_nm=-1.0)
+
+
+def _known_labels(tomogram, folder, model, config, device="cpu"):
+    """Stand-in for the pipeline: the toy tomogram's own table, every voxel counted."""
+    import numpy as np
+
+    from synapseg.io.tables import read_table_csv
+    from synapseg.io.volume import read_volume
+    from synapseg.io.volume_writer import write_volume
+
+    folder.mkdir(parents=True, exist_ok=True)
+    table = read_table_csv(tomogram.parent / "vesicles.csv")
+    vol = read_volume(tomogram)
+    write_volume(folder / "mask.mrc", np.ones(vol.shape, np.uint8), vol.voxel_size_nm)
+    return {"tomogram": str(tomogram), "annotation": str(tomogram.parent / "vesicles.csv"),
+            "mask": str(folder / "mask.mrc"), "inverted": False, "positive": len(table),
+            "uncertain": 0, "negative_candidates": 0}  # fmt: skip
+
+
+def test_adapt_keeps_the_base_models_calibration(tmp_path, monkeypatch):
+    """A calibrated base (card ``postprocessing`` + ``confidence_model.json``, as the v2
+    candidates have) keeps both in every round's model and in the adapted one; before, the
+    adapted model fell back to the pipeline defaults (gate 0.9, packaged confidence model)."""
+    import json
+    import shutil
+
+    from synapseg.model.registry import CONFIDENCE_NAME, card_post_params, read_card, resolve_model
+    from synapseg.post.confidence import MODEL_PATH
+    from synapseg.train import adapt
+
+    from .conftest import write_item
+
+    base = tmp_path / "base"
+    default = resolve_model("default")
+    shutil.copytree(default.parent, base)
+    card = json.loads((base / "model.json").read_text())
+    card["postprocessing"] = {"threshold": 0.35, "min_best_score": 0.852}
+    (base / "model.json").write_text(json.dumps(card))
+    shutil.copyfile(MODEL_PATH, base / CONFIDENCE_NAME)
+
+    monkeypatch.setattr(adapt, "label_tomogram", _known_labels)
+    tomo = write_item(tmp_path / "toy", seed=2, shape=(40, 64, 64)) / "tomogram.mrc"
+    config = AdaptConfig(rounds=2, steps=1, patch_size=(32, 32, 32), seed=1)
+    record = adapt.adapt_model([tomo], tmp_path / "out", from_model=str(base), config=config)
+    for folder in (tmp_path / "out" / "rounds" / "round1", tmp_path / "out"):
+        adapted = read_card(folder / "model.json")
+        assert card_post_params(adapted) == {"threshold": 0.35, "min_best_score": 0.852}
+        assert (folder / CONFIDENCE_NAME).read_bytes() == (base / CONFIDENCE_NAME).read_bytes()
+    assert record["calibration"]["confidence_model"] == "base model's"
+    assert "carried over" in read_card(tmp_path / "out" / "model.json").description

@@ -278,9 +278,45 @@ def adapt_model(
                 ConsistencyTrainer, consistency_weight=config.consistency_weight
             ),
         )
+        _carry_calibration(resolve_model(from_model), target)
         current = str(target)
+    record["calibration"] = _calibration_note(resolve_model(from_model))
     _write_card(model_dir, record, base)
     return record
+
+
+def _carry_calibration(base_card: Path, target: Path) -> None:
+    """Give the fine-tuned model in ``target`` the base model's post-processing calibration:
+    its card's ``postprocessing`` (instance threshold, seed separation, vesicle-free gate) and
+    its folder's ``confidence_model.json``. Without them a calibrated base (e.g. a v2
+    candidate) would silently fall back to the pipeline defaults and the packaged confidence
+    model, which were fitted to another network's outputs."""
+    from synapseg.io.atomic import write_text_atomic
+    from synapseg.model.registry import CONFIDENCE_NAME
+
+    base = json.loads(base_card.read_text(encoding="utf-8"))
+    if base.get("postprocessing"):
+        path = target / "model.json"
+        card = json.loads(path.read_text(encoding="utf-8"))
+        card["postprocessing"] = base["postprocessing"]
+        write_text_atomic(path, json.dumps(card, indent=2, default=str), overwrite=True)
+    confidence = base_card.parent / CONFIDENCE_NAME
+    if confidence.is_file():
+        shutil.copyfile(confidence, target / CONFIDENCE_NAME)
+
+
+def _calibration_note(base_card: Path) -> dict[str, Any]:
+    """What :func:`_carry_calibration` carried over (for the card's adaptation record)."""
+    from synapseg.model.registry import CONFIDENCE_NAME
+
+    base = json.loads(base_card.read_text(encoding="utf-8"))
+    return {
+        "postprocessing": base.get("postprocessing") or {},
+        "confidence_model": "base model's"
+        if (base_card.parent / CONFIDENCE_NAME).is_file()
+        else "packaged",
+        "note": "carried over from the base model, not re-calibrated on the adapted network",
+    }
 
 
 def _write_card(model_dir: Path, record: dict[str, Any], base: Any) -> None:
@@ -298,5 +334,11 @@ def _write_card(model_dir: Path, record: dict[str, Any], base: Any) -> None:
         f"vesicles with confidence >= {c['high_confidence']:g} ({per_round}); candidates "
         f"between {c['low_confidence']:g} and {c['high_confidence']:g} were ignored (loss mask)."
     )
+    cal = record.get("calibration") or {}
+    if cal.get("postprocessing") or cal.get("confidence_model") == "base model's":
+        card["description"] += (
+            " Post-processing calibration (card postprocessing, confidence model) carried over "
+            "from the base model, not re-calibrated."
+        )
     card.setdefault("extra", {})["adaptation"] = record
     write_text_atomic(path, json.dumps(card, indent=2, default=str), overwrite=True)
