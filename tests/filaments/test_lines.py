@@ -158,20 +158,21 @@ def test_cross_section_removes_the_local_background():
     boundary samples are left out of the annulus."""
     from synapseg.filaments.lines import _cross_section
 
-    g = np.arange(-12.0, 12.01, 1.0)
-    a, b = (x.ravel() for x in np.meshgrid(g, g, indexing="ij"))
-    offsets = np.stack([a, b, np.zeros_like(a)], 1)  # (n, 3) nm, lines along z
-    n, m = len(offsets), 20
+    g = np.arange(-12.0, 12.01, 1.0)  # line_candidates' grid: reach 12 nm, step 1 nm
+    oa, ob = np.meshgrid(g, g, indexing="ij")
+    keep = oa**2 + ob**2 <= 144
+    a, b = oa[keep], ob[keep]
+    n, m = len(a), 20
     z = np.tile((3.0 + 0.2 * a)[:, None], (1, m))  # constant + linear lateral gradient
     centre = int(np.flatnonzero((a == 0) & (b == 0))[0])
     z[centre] += 2.0  # a thin filament on the central line
     lab = np.zeros((n, m), np.int64)
-    xs = _cross_section(z, lab, offsets)
+    xs = _cross_section(z, lab, 12.0, 1.0)
     assert np.allclose(xs[centre], 2.0 * (1 / 9), atol=1e-5)  # its share of the 1.5 nm core
     far = int(np.flatnonzero((a == 7) & (b == 0))[0])  # its whole annulus in the grid
     assert np.allclose(xs[far], 0.0, atol=1e-5)  # background only
     lab[:, :5] = 7  # a boundary over the first steps: not in any annulus
     z2 = z.copy()
     z2[:, :5] = 100.0
-    xs2 = _cross_section(z2, lab, offsets)
+    xs2 = _cross_section(z2, lab, 12.0, 1.0)
     assert np.allclose(xs2[centre, 5:], xs[centre, 5:], atol=1e-5)

@@ -27,6 +27,8 @@ control (docs/filaments.md).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import ndimage
 
@@ -128,7 +130,10 @@ def line_candidates(
     z = ndimage.map_coordinates(z_full, px.reshape(-1, 3).T, order=1, mode="nearest")
     z = z.reshape(px.shape[:2])
     n_trim = int(round(p.line_trim_nm / _STEP_NM))
-    xs = _cross_section(z, lab, offsets)
+    xs = _cross_section(z, lab, p.line_reach_nm, p.line_step_nm)
+    xs_ok = np.isfinite(xs)
+    xs_sum = np.concatenate([np.zeros((len(xs), 1)), np.cumsum(np.where(xs_ok, xs, 0), 1)], 1)
+    xs_n = np.concatenate([np.zeros((len(xs), 1)), np.cumsum(xs_ok, 1)], 1)
     gap = float(dist - bounds.outer_nm[i] - (bounds.outer_nm[j] if j >= 0 else 0.0))
     rows = []
     for k in range(len(offsets)):
@@ -148,8 +153,9 @@ def line_candidates(
             continue
         length = (s1 - s0) * _STEP_NM
         mean = float(seg.mean())
-        xs_seg = xs[k, s0 + n_trim : s1 - n_trim]
-        xs_mean = float(np.nanmean(xs_seg)) if np.isfinite(xs_seg).any() else mean
+        b0, b1 = s0 + n_trim, s1 - n_trim  # the mean of xs over the segment's finite steps
+        n_xs = xs_n[k, b1] - xs_n[k, b0]
+        xs_mean = float((xs_sum[k, b1] - xs_sum[k, b0]) / n_xs) if n_xs > 0 else mean
         rows.append((k, s0, s1, mean, length, xs_mean))
     if not rows:
         return []
@@ -199,18 +205,35 @@ def line_candidates(
     return out
 
 
-def _cross_section(z: np.ndarray, lab: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+@functools.lru_cache(maxsize=8)
+def _xs_matrices(reach_nm: float, step_nm: float):
+    """Sparse core and annulus neighbour matrices of the line grid of ``line_candidates``
+    (lateral distances do not depend on the pair's axis: one pair of matrices per grid)."""
+    from scipy import sparse
+
+    g = np.arange(-reach_nm, reach_nm + 1e-6, step_nm)
+    oa, ob = np.meshgrid(g, g, indexing="ij")
+    keep = oa**2 + ob**2 <= reach_nm**2
+    a, b = oa[keep], ob[keep]
+    d = np.hypot(a[:, None] - a[None], b[:, None] - b[None])
+    core = sparse.csr_matrix((d <= XS_CORE_NM + 1e-6).astype(np.float32))
+    ring = sparse.csr_matrix(
+        ((d >= XS_RING_NM[0] - 1e-6) & (d <= XS_RING_NM[1] + 1e-6)).astype(np.float32)
+    )
+    return core, ring
+
+
+def _cross_section(z: np.ndarray, lab: np.ndarray, reach_nm: float, step_nm: float) -> np.ndarray:
     """The cylinder matched filter across every line, from the parallel lines themselves.
 
-    All lines of a pair are parallel, so at the same step ``t`` the lines whose lateral
-    offsets lie within :data:`XS_CORE_NM` of line ``k`` sample its core disc and those
-    :data:`XS_RING_NM` away its annulus, in the plane across the pair's axis. Returns, per
+    All lines of a pair are parallel (the grid of ``reach_nm`` / ``step_nm``), so at the
+    same step ``t`` the lines whose lateral offsets lie within :data:`XS_CORE_NM` of line
+    ``k`` sample its core disc and those :data:`XS_RING_NM` away its annulus, in the plane
+    across the pair's axis. Returns, per
     line and step, the core mean minus the annulus mean over free voxels (``lab == 0``;
     NaN where no free annulus sample exists): a filament's cross-section against its local
     background (protein crowding, membrane halos)."""
-    d = np.linalg.norm(offsets[:, None] - offsets[None], axis=2)
-    core = (d <= XS_CORE_NM + 1e-6).astype(np.float32)
-    ring = ((d >= XS_RING_NM[0] - 1e-6) & (d <= XS_RING_NM[1] + 1e-6)).astype(np.float32)
+    core, ring = _xs_matrices(float(reach_nm), float(step_nm))
     free = (lab == 0).astype(np.float32)
     zf = np.where(lab == 0, z, 0.0).astype(np.float32)
     with np.errstate(invalid="ignore", divide="ignore"):
