@@ -1,6 +1,7 @@
 """Make docs/images/filaments_overlay.png: xy slices of a held-out simulated synapse (seed
-101, calibrated noise, published filament model) with the true (green) and detected
-(orange: matched, red: unmatched) connectors and tethers overlaid.
+101, calibrated noise, published filament model at the calibrated density x 2) with the
+true (green) and detected (orange: matched, red: unmatched) connectors and tethers
+overlaid.
 
     python docs/images/filaments_overlay.py
 """
@@ -22,7 +23,12 @@ from synapseg.simulate import simulate_tomogram  # noqa: E402
 
 
 def main() -> None:
-    sim = simulate_tomogram(shape=(64, 256, 256), seed=101, filament_model="published")
+    sim = simulate_tomogram(
+        shape=(64, 256, 256),
+        seed=101,
+        filament_model="published",
+        filament_amplitude_scale=2.0,  # the benchmark's calibrated density (docs/filaments.md)
+    )
     vs = sim.voxel_size_nm
     table, _ = detect_filaments(sim.tomogram, vs, sim.vesicles, sim.membrane_labels == 1)
     gt = gt_filaments(sim.filaments)
@@ -59,7 +65,7 @@ def main() -> None:
         ax.set_ylim(y1 - 0.5, y0 - 0.5)
         ax.set_axis_off()
     fig.suptitle(
-        "seed 101, calibrated noise, 1.68 nm/px: true (green), detected and matched "
+        "seed 101, calibrated noise, filaments x 2, 1.68 nm/px: true (green), detected and matched "
         "(orange), detected but false (red)"
     )
     fig.tight_layout()
