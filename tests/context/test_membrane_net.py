@@ -180,7 +180,8 @@ def test_a_vesicle_model_is_refused_as_membrane_model(sim):
     # on 2026-12-02: far from issue 14's 0.85 (docs/benchmarks.md), but membrane maps, not
     # noise. The default is v1: the same active zone, distances and pools as v2 at a third
     # of its CPU (docs/model.md); v2 is one option away.
-    # v3 (v2 fine-tuned on non-vesicle membranes, 2026-12-02 third session) 0.565, 1.68 nm.
+    # v3 (v2 fine-tuned on non-vesicle membranes, card channel weight 0; 2026-12-02 third
+    # session): 0.584, 1.68 nm.
     [
         ("default", "sim-membrane-v1", 0.42),
         ("sim-membrane-v2", "sim-membrane-v2", 0.45),
