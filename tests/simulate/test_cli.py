@@ -70,3 +70,25 @@ def test_simulate_filament_model(tmp_path):
     bad = runner.invoke(app, ["simulate", str(tmp_path / "b"), *ARGS, "--filament-model", "x"])
     assert bad.exit_code == 2 and "filament" in bad.output
     assert not (tmp_path / "b" / "sim_000").exists()
+
+
+def test_simulate_filament_amplitude_scale(tmp_path):
+    import mrcfile
+
+    ok = ["--filament-model", "published", "--snr", "0", "--no-distractors"]
+    for scale in ("1", "2"):
+        result = runner.invoke(
+            app,
+            ["simulate", str(tmp_path / scale), *ARGS, *ok, "--filament-amplitude-scale", scale],
+        )
+        assert result.exit_code == 0, result.output
+        params = json.loads((tmp_path / scale / "sim_000" / "params.json").read_text())
+        assert params["filament_amplitude_scale"] == float(scale)
+    with mrcfile.open(tmp_path / "1" / "sim_000" / "tomogram.mrc") as a:
+        with mrcfile.open(tmp_path / "2" / "sim_000" / "tomogram.mrc") as b:
+            assert (a.data != b.data).any()  # denser filaments change the tomogram
+    bad = runner.invoke(
+        app, ["simulate", str(tmp_path / "b"), *ARGS, "--filament-amplitude-scale", "0"]
+    )
+    assert bad.exit_code == 2 and "--filament-amplitude-scale" in bad.output
+    assert not (tmp_path / "b" / "sim_000").exists()

@@ -96,6 +96,12 @@ def simulate(
         help="Connectors and tethers: legacy (unchanged), published (numbers from the "
         "literature, docs/filaments.md) or none (the negative control).",
     ),
+    filament_amplitude_scale: float = typer.Option(
+        1.0,
+        "--filament-amplitude-scale",
+        help="Published filaments' density x this (2: the calibration against a real "
+        "synapse that bench_filaments uses, docs/filaments.md).",
+    ),
     overwrite: bool = overwrite_option(),
 ) -> None:
     """Simulate synapse tomograms (phantom, tilt series with CTF and noise, weighted
@@ -135,6 +141,7 @@ def simulate(
         defocus_gradient=defocus_gradient,
         wedge_fill=wedge_fill,
         filament_model=filament_model,
+        filament_amplitude_scale=filament_amplitude_scale,
     )
     if snr < 0:
         raise InputError("--snr", f"snr must be >= 0, got {snr}", "use e.g. 0.2, or 0 for none")
