@@ -128,12 +128,17 @@ def wide_params(j: int, shape: tuple[int, int, int] | None):
             over.update(distractors=True, mvb_fraction=1.0)
         params = SimulationParams.random(rng, **over)
     threshold = THRESHOLDS[int(extra.integers(len(THRESHOLDS)))]
+    return _bounded(params, shape), domain, threshold
+
+
+def _bounded(params, shape: tuple[int, int, int] | None):
+    """``params`` at ``shape``, or at its own shape narrowed in y-x to ``MAX_VOXELS``."""
     if shape is None:
         z, y, x = params.shape
         while z * y * x > MAX_VOXELS:
             y, x = y - 16, x - 16
         shape = (z, y, x)
-    return params.replace(shape=shape), domain, threshold
+    return params.replace(shape=shape)
 
 
 def tube_params(k: int, shape: tuple[int, int, int] | None):
@@ -147,12 +152,7 @@ def tube_params(k: int, shape: tuple[int, int, int] | None):
         n_microtubules=int(extra.integers(4, 9)), n_er_tubules=int(extra.integers(1, 4))
     )
     threshold = THRESHOLDS[int(extra.integers(len(THRESHOLDS)))]
-    if shape is None:
-        z, y, x = params.shape
-        while z * y * x > MAX_VOXELS:
-            y, x = y - 16, x - 16
-        shape = (z, y, x)
-    return params.replace(shape=shape), "tubes", threshold
+    return _bounded(params, shape), "tubes", threshold
 
 
 SETS = {False: ("base", 0), True: ("wide", 1000), "tube": ("tube", 2000)}
