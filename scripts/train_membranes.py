@@ -322,12 +322,8 @@ def cmd_export(args) -> int:
         "'membrane_probabilities' is any membrane minus the vesicle network's vesicles.",
         tta_rot90=True,
         overwrite=args.overwrite,
+        postprocessing=RECIPE.get("postprocessing"),
     )
-    if RECIPE.get("postprocessing"):
-        card_path = Path(args.output) / "model.json"
-        card = json.loads(card_path.read_text())
-        card["postprocessing"] = dict(RECIPE["postprocessing"])
-        card_path.write_text(json.dumps(card, indent=2) + "\n")
     print(f"exported {RECIPE['name']} (best step {best.get('step')}) to {args.output}")
     return 0
 

@@ -48,10 +48,12 @@ def export_model(
     description: str = "",
     tta_rot90: bool = True,
     overwrite: bool = False,
+    postprocessing: dict[str, Any] | None = None,
 ) -> Path:
     """Save ``net`` with a model card via ``synapseg.model.registry.save_model``.
 
-    The folder is usable directly as ``--model MODEL_DIR``.
+    The folder is usable directly as ``--model MODEL_DIR``. ``postprocessing`` goes into the
+    card as calibrated for this network (``ModelCard.postprocessing``).
     """
     from synapseg.model.registry import DEFAULT_NORMALISATION, ModelCard, save_model
 
@@ -68,6 +70,7 @@ def export_model(
         tta_rot90=tta_rot90,
         trained=True,
         description=description,
+        postprocessing=dict(postprocessing or {}),
     )
     return save_model(model_dir, net, card, overwrite=overwrite)
 
