@@ -75,7 +75,9 @@ class SimulationParams:
         specimen by ``vacuum_brightness_sigma`` reconstruction σ), lamella_tilt_deg (slab normal
         tilted from z towards x), lamella_cuts_vesicles (vesicle centres only need to lie in
         the slab, so surfaces cut some: column ``cut_by_surface``); n_gold beads of
-        gold_radius_nm on the specimen surfaces; n_microtubules (25 nm tubes); n_er_tubules
+        gold_radius_nm on the specimen surfaces; n_microtubules (25 nm tubes; their axes lie
+        mostly in-plane unless microtubule_tilt_deg = (lo, hi) draws each axis's angle out of
+        the xy plane uniformly in lo..hi degrees, 0..90); n_er_tubules
         (membrane tubes of radius 15-25 nm, class 3); n_coated_vesicles (clathrin-coated,
         class 3, not in the vesicle table); mvb_fraction (endosomes that are multivesicular
         bodies, with intraluminal vesicles: class 3, not in the table); n_ice_blobs
@@ -137,6 +139,7 @@ class SimulationParams:
     n_gold: int = 0
     gold_radius_nm: float = 5.0
     n_microtubules: int = 0
+    microtubule_tilt_deg: tuple[float, float] | None = None
     n_er_tubules: int = 0
     n_coated_vesicles: int = 0
     mvb_fraction: float = 0.0
@@ -208,6 +211,11 @@ class SimulationParams:
             or self.ribosome_density_per_um3 < 0
         ):
             raise bad("n_gold", "counts and densities must be >= 0", "use 0 to switch off")
+        if self.microtubule_tilt_deg is not None and not (
+            0 <= self.microtubule_tilt_deg[0] <= self.microtubule_tilt_deg[1] <= 90
+        ):
+            problem = f"microtubule tilt {self.microtubule_tilt_deg} is not 0 <= lo <= hi <= 90"
+            raise bad("microtubule_tilt_deg", problem, "use e.g. (0, 60) degrees")
         if not (0 <= self.mvb_fraction <= 1):
             raise bad("mvb_fraction", f"{self.mvb_fraction} is not in [0, 1]", "use e.g. 0.5")
         if self.denoise_sigma_nm < 0 or self.gold_radius_nm <= 0:

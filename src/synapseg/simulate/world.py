@@ -208,6 +208,8 @@ def place_microtubules(scene: Scene, rng: np.random.Generator) -> list[dict]:
         c = random_point(scene, rng)
         c[0] = scene.extent[0] * rng.uniform(0.3, 0.7)
         direction = rng.normal(size=3) * np.array([0.15, 1.0, 1.0])
+        if scene.p.microtubule_tilt_deg is not None:  # the same draw, another tilt law
+            direction = _tilted(direction, scene.p.microtubule_tilt_deg)
         tube = Tube(c, direction, r, scene.extent)
         scene.add(tube, prof, lumen_below=-half_wall)
         scene.obstacles.append((tube, half_wall + 3.0))
@@ -218,6 +220,25 @@ def place_microtubules(scene: Scene, rng: np.random.Generator) -> list[dict]:
             }
         )
     return axes
+
+
+def _tilted(direction: np.ndarray, tilt_deg: tuple[float, float]) -> np.ndarray:
+    """``direction`` (zyx) with its azimuth kept and its angle out of the xy plane set to
+    lo + (hi - lo)·u, u = |2Φ(z/0.15) - 1| uniform in 0..1 (z ~ N(0, 0.15²), the default
+    draw's z component), the sign of z kept: no extra random numbers, so a scene differs
+    from the default one only in its microtubules' axes."""
+    lo, hi = (float(v) for v in tilt_deg)
+    u = abs(math.erf(float(direction[0]) / 0.15 / math.sqrt(2.0)))
+    tilt = np.radians(lo + (hi - lo) * u)
+    azimuth = math.atan2(float(direction[1]), float(direction[2]))
+    sign = 1.0 if direction[0] >= 0 else -1.0
+    return np.array(
+        [
+            sign * math.sin(tilt),
+            math.cos(tilt) * math.sin(azimuth),
+            math.cos(tilt) * math.cos(azimuth),
+        ]
+    )
 
 
 def place_er_tubules(scene: Scene, rng: np.random.Generator) -> list[dict]:
