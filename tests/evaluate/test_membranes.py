@@ -128,3 +128,26 @@ def test_evaluate_cli_refuses_membrane_files_in_batch_mode(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     assert "batch mode" in result.output
+
+
+def test_the_segmentation_beside_the_map_is_scored_and_the_raw_map_kept(tmp_path):
+    from synapseg.evaluate.membranes import membrane_metrics, membrane_summary
+
+    gt_dir, out = tmp_path / "sim_000", tmp_path / "out"
+    gt_dir.mkdir()
+    out.mkdir()
+    truth = _slab((6, 12, 16), 6, 3)
+    write_volume(gt_dir / "membrane_labels.mrc", truth, 1.0)
+    prob = np.where(truth != 0, 255, 0).astype(np.uint8)
+    prob[:, :2, :2] = 200  # a false blob in the raw map
+    write_volume(out / "tomo_membrane_probabilities.mrc", prob, 1.0)
+    raw = membrane_metrics(gt_dir / "vesicles.csv", out / "tomo_vesicles.csv")
+    assert raw["scored"].startswith("probabilities") and raw["dice"] < 1.0
+    assert "raw_map" not in raw
+    classes = np.where(truth != 0, 1, 0).astype(np.uint8)  # presynaptic class, no blob
+    classes[:, 10, 0:3] = 2  # a vesicle shell: not a membrane to find
+    write_volume(out / "tomo_membranes.mrc", classes, 1.0)
+    got = membrane_metrics(gt_dir / "vesicles.csv", out / "tomo_vesicles.csv")
+    assert got["scored"] == "segmentation" and got["dice"] == 1.0
+    assert got["raw_map"]["dice"] == pytest.approx(raw["dice"])
+    assert "raw map at 0.5: Dice" in membrane_summary(got)

@@ -18,7 +18,11 @@ is no membrane map, with the reason in its facts):
     file runner writes it over ``<name>_vesicles.csv``, so every export carries the columns.
 
 Parameters: ``context`` (False: off), ``docked_nm`` (5), ``proximal_nm`` (45), ``layer_nm``
-(10), ``cleft_nm`` ((15, 35)).
+(10), ``cleft_nm`` ((15, 35)), ``membrane_segmentation`` (True: the map is cleaned first by
+:func:`synapseg.context.membrane_mask.clean_membrane_map` with the membrane model card's
+``postprocessing.membrane_segmentation`` over the defaults in code; a dict overrides single
+parameters; False: the thresholded map as it was). Everything downstream (classes, AZ,
+compartment) reads the cleaned map, so ``<name>_membranes.mrc`` is the segmentation.
 """
 
 from __future__ import annotations
@@ -48,18 +52,25 @@ def run_context(ctx: StageContext) -> dict[str, Any]:
         ctx.facts.update(ran=False, reason="no membrane probabilities (no membrane model ran)")
         return none
     from synapseg.context.analyse import analyse_context
+    from synapseg.context.membrane_mask import clean_membrane_map
 
     t0 = time.perf_counter()
+    vs = ctx["grid"].voxel_size_nm
+    params = _segmentation_params(p)
+    prob, seg_facts = clean_membrane_map(prob, vs, params)
+    seg_facts["seconds"] = round(time.perf_counter() - t0, 3)
     result = analyse_context(
         prob,
         ctx["vesicles"],
-        ctx["grid"].voxel_size_nm,
+        vs,
         docked_nm=float(p["docked_nm"]),
         proximal_nm=float(p["proximal_nm"]),
         layer_nm=float(p["layer_nm"]),
         cleft_nm=tuple(float(v) for v in p["cleft_nm"]),
+        level=int(round(params["low"] * 255)) if params["enabled"] else 128,
     )
     ctx.facts.update(ran=True, **result.facts)
+    ctx.facts["membrane_segmentation"] = seg_facts
     ctx.facts["seconds"] = time.perf_counter() - t0
     source = p.get("path") or "volume"
     if result.az is None:
@@ -73,6 +84,18 @@ def run_context(ctx: StageContext) -> dict[str, Any]:
     }
 
 
+def _segmentation_params(p: Any) -> dict[str, Any]:
+    """The membrane model card's segmentation parameters, with the caller's
+    ``membrane_segmentation`` (a bool turns it on/off, a dict overrides single keys)."""
+    from synapseg.context.membrane_mask import card_segmentation_params, segmentation_params
+
+    params = card_segmentation_params(p.get("membrane_model", "default"))
+    given = p.get("membrane_segmentation", True)
+    if isinstance(given, dict):
+        return segmentation_params({**params, **given})
+    return segmentation_params({**params, "enabled": bool(given) and params["enabled"]})
+
+
 CONTEXT_STAGE = Stage(
     "context",
     ("grid", "membrane_probabilities", "vesicles"),
@@ -84,6 +107,7 @@ CONTEXT_STAGE = Stage(
         "proximal_nm": 45.0,
         "layer_nm": 10.0,
         "cleft_nm": (15.0, 35.0),
+        "membrane_segmentation": True,
     },
     persist=CONTEXT_OUTPUTS,
 )

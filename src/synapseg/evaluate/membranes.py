@@ -3,7 +3,12 @@
 The truth is the simulator's ``membrane_labels`` (every class except 2, the synaptic
 vesicles: plasma, postsynaptic and organelle membranes) or any boolean mask; the prediction
 a probability map (uint8 0-255 as ``segment`` writes ``<name>_membrane_probabilities.mrc``,
-or float 0-1) thresholded at 0.5, or a boolean mask.
+or float 0-1) thresholded at 0.5, or a boolean mask. ``segment``'s membrane *segmentation*,
+the class volume ``<name>_membranes.mrc`` (the map cleaned by
+:mod:`synapseg.context.membrane_mask`, then classified), is scored as the mask of its
+membrane classes (every nonzero class but 2, the vesicles' shells); when it lies beside the
+prediction it is the score ``evaluate`` reports, with the raw map's score kept under
+``raw_map`` so older numbers stay comparable.
 
 Surface distance: the surface of a mask is its voxels with a 6-neighbour outside it. For
 every surface voxel of the prediction the distance (nm, anisotropic voxels respected) to
@@ -32,12 +37,22 @@ __all__ = [
     "find_membrane_inputs",
     "membrane_mask",
     "score_membranes",
+    "segmentation_mask",
     "surface",
     "surface_distances_nm",
 ]
 
 TRUTH_NAME = "membrane_labels.mrc"
 PRED_SUFFIX = "_membrane_probabilities.mrc"
+SEGMENTATION_SUFFIX = "_membranes.mrc"
+VESICLE_CLASS = 2  # synaptic-vesicle shells in segment's class volume, as in the truth
+
+
+def segmentation_mask(classes: np.ndarray) -> np.ndarray:
+    """Membrane mask of ``segment``'s class volume (``<name>_membranes.mrc``): every nonzero
+    class except 2 (the vesicles' bilayer shells, not part of the truth either)."""
+    a = np.asarray(classes)
+    return (a != 0) & (a != VESICLE_CLASS)
 
 
 def membrane_mask(prediction: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -201,16 +216,32 @@ def find_membrane_inputs(
 
 def score_membrane_files(truth: Path, prediction: Path) -> dict[str, Any]:
     """:func:`score_membranes` on two volume files on the same grid (voxel size from the
-    prediction's header, else the truth's)."""
+    prediction's header, else the truth's). A prediction named ``*_membranes.mrc`` is
+    ``segment``'s class volume (:func:`segmentation_mask`); any other is a probability map."""
     from synapseg.io.volume import read_volume
 
     pred = read_volume(prediction)
     true = read_volume(truth)
+    data = np.asarray(pred.data)
+    is_segmentation = Path(prediction).name.endswith(SEGMENTATION_SUFFIX)
     result = score_membranes(
-        np.asarray(pred.data), np.asarray(true.data), pred.voxel_size_nm or true.voxel_size_nm
+        segmentation_mask(data) if is_segmentation else data,
+        np.asarray(true.data),
+        pred.voxel_size_nm or true.voxel_size_nm,
     )
+    result["scored"] = "segmentation" if is_segmentation else "probabilities at the threshold"
     result["inputs"] = {"truth": str(truth), "prediction": str(prediction)}
     return result
+
+
+def segmentation_beside(pred_path: str | os.PathLike) -> Path:
+    """``<stem>_membranes.mrc`` beside a vesicle prediction (segment's layout)."""
+    pred_path = Path(pred_path)
+    folder = pred_path if pred_path.is_dir() else pred_path.parent
+    stem = pred_path.name.split(".")[0]
+    for suffix in ("_vesicles", "_pyto_labels"):
+        stem = stem.removesuffix(suffix)
+    return folder / f"{stem}{SEGMENTATION_SUFFIX}"
 
 
 TRUTH_HELP = (
@@ -241,9 +272,22 @@ def membrane_metrics(
     prediction: str | os.PathLike | None = None,
 ) -> dict[str, Any] | None:
     """Scores of the membrane files given or found beside the vesicle inputs
-    (:func:`find_membrane_inputs`), or ``None`` when there are none."""
+    (:func:`find_membrane_inputs`), or ``None`` when there are none.
+
+    When no prediction file is given and ``segment``'s segmentation
+    (``<stem>_membranes.mrc``) lies beside the probabilities, the segmentation is scored and
+    the probability map's score (at 0.5) is kept under ``raw_map``.
+    """
     found = find_membrane_inputs(gt_path, pred_path, truth, prediction)
-    return None if found is None else score_membrane_files(*found)
+    if found is None:
+        return None
+    result = score_membrane_files(*found)
+    seg = segmentation_beside(pred_path)
+    if prediction is None and seg.is_file():
+        raw = result
+        result = score_membrane_files(found[0], seg)
+        result["raw_map"] = raw
+    return result
 
 
 def membrane_summary(metrics: dict[str, Any]) -> str:
@@ -254,7 +298,14 @@ def membrane_summary(metrics: dict[str, Any]) -> str:
 
     sd = metrics["surface_distance_nm"]
     name = Path(metrics.get("inputs", {}).get("prediction", "membranes")).name
-    return (
+    line = (
         f"membranes ({name}): Dice {metrics['dice']:.3f}, surface distance median "
         f"{fmt(sd['median'])} nm, 95th percentile {fmt(sd['p95'])} nm"
     )
+    raw = metrics.get("raw_map")
+    if raw is not None:
+        line += (
+            f" (raw map at 0.5: Dice {raw['dice']:.3f}, median "
+            f"{fmt(raw['surface_distance_nm']['median'])} nm)"
+        )
+    return line
