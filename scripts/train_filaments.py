@@ -2,24 +2,28 @@
 
 Simulates synapses with the published filament model and, with the same seeds, without
 filaments (the negative control), on TUNING seeds only (default 3 5 7 9 11: disjoint from
-the benchmark's 101-104), at the calibrated noise and the noisier half. For every candidate
-pair the densest lines are found (``line_candidates``, ranked by mean density, so
-the fitted model does not change which lines are scored) and labelled as the evaluation
-matches them: by pair (see ``features``). A logistic regression
-per kind (scikit-learn, fixed seed) gives the coefficients; the decision threshold is the
-one with the best F1 on the tuning data among those that keep the negative control under
+the benchmark's 101-104), at ``--filament-scale`` (the benchmark's calibration, x2), at the
+calibrated noise and the noisier half. Every valid line of every candidate pair
+(``scan_pair``) is recorded with its features; a line is positive when it runs along a
+true filament of the pair (the mean distance of the filament's path, 1.5 nm trimmed at
+each end, to the line is at most ``NEAR_NM``). A logistic regression per kind
+(scikit-learn, fixed seed) on those lines gives the coefficients. The decision threshold is
+then chosen as the detector uses the model: per pair the best-scoring lines are selected
+(``select_lines``: one per connector pair, up to ``max_lines`` tethers), and they are
+counted as the evaluation matches them, by pair; the threshold is the one with the best
+mean F1 on the tuning data among those that keep the negative control under
 ``--max-false`` false filaments per vesicle (summed over both kinds).
 
-    nice -n 10 python scripts/train_filaments.py --json /tmp/fil_tune.json
+    nice -n 10 python scripts/train_filaments.py --filament-scale 2 --json /tmp/fil.json
 
-Prints the ``LINE_MODEL`` literal and the threshold to copy into ``lines.py``.
+Prints the ``LINE_MODEL`` literal (thresholds folded into the intercepts) to copy into
+``lines.py``. ``--from-json`` refits from the tables a previous run wrote (``.pkl``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -27,57 +31,103 @@ import pandas as pd
 from synapseg.evaluate.filaments import gt_filaments
 from synapseg.filaments import FilamentParams
 from synapseg.filaments.boundaries import Boundaries
-from synapseg.filaments.detect import candidate_pairs, find_between
-from synapseg.filaments.lines import LINE_FEATURES, line_candidates
+from synapseg.filaments.detect import candidate_pairs
+from synapseg.filaments.lines import LINE_FEATURES, scan_pair, select_lines
 from synapseg.simulate import simulate_tomogram
 from synapseg.simulate.params import DEFAULT_SNR
 
-FEATURES = LINE_FEATURES  # the model's inputs (``--features`` fits another set)
-RECORDED = tuple(dict.fromkeys((*LINE_FEATURES, "mean_z", "xs_z")))  # every feature kept
+NEAR_NM = 1.5  # a line within this mean distance of a true filament's path is positive
+RECORDED = (*LINE_FEATURES, "min_z")  # every feature kept (``--features`` picks the model's)
 
 
-def features(
-    sim, p: FilamentParams, negative: bool, compare: bool = False
-) -> tuple[pd.DataFrame, dict]:
-    """One row per candidate line (features, kind, pair, rank, label) and the number of
-    true filaments per kind among the searched pairs. The evaluation matches by pair, so
-    the line of rank ``r`` (best first) of a pair is positive when the pair has more than
-    ``r`` true filaments. With ``compare``, ``thr_firsts`` lists the first thresholds of the
-    hierarchical thresholding's connections of the pair (to compare the two detectors)."""
+def _segment_distance(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ab = b - a
+    t = np.clip(((points - a) @ ab) / max(float(ab @ ab), 1e-9), 0, 1)
+    return np.linalg.norm(points - (a + t[:, None] * ab), axis=1)
+
+
+def _true_paths(sim) -> dict[tuple[int, int], list[np.ndarray]]:
+    """The true filaments' paths (nm, resampled at 0.5 nm, 1.5 nm trimmed at each end) per
+    (vesicle id, other vesicle id or -1)."""
+    from synapseg.simulate.filaments import sample_polyline
+
+    out: dict[tuple[int, int], list[np.ndarray]] = {}
+    for _, g in sim.filaments.groupby("filament_id"):
+        kind = str(g["kind"].iloc[0])
+        if kind not in ("connector", "tether"):
+            continue
+        pts = sample_polyline(
+            g.sort_values("point_index")[["z_nm", "y_nm", "x_nm"]].to_numpy(), 0.5
+        )
+        core = pts[3:-3] if len(pts) > 8 else pts
+        a, b = int(g["from_vesicle_id"].iloc[0]), int(g["to_vesicle_id"].iloc[0])
+        keys = [(a, b), (b, a)] if kind == "connector" else [(a, -1)]
+        for key in keys:
+            out.setdefault(key, []).append(core)
+    return out
+
+
+def features(sim, p: FilamentParams, negative: bool) -> tuple[pd.DataFrame, dict]:
+    """One row per valid line of every candidate pair (features, kind, pair, lateral
+    offset, ``near``: it runs along a true filament of the pair, ``n_pair``: the pair's
+    true filaments) and the number of true filaments per kind."""
     az = sim.membrane_labels == 1
     bounds = Boundaries.from_table(sim.vesicles, sim.tomogram.shape, sim.voxel_size_nm, az)
-    pairs, near = candidate_pairs(bounds, p)
-    count: dict[tuple, int] = {}
+    pairs, near_px = candidate_pairs(bounds, p)
+    paths = {} if negative else _true_paths(sim)
+    n_true = {"connector": 0, "tether": 0}
     if not negative:
         for _, r in gt_filaments(sim.filaments).iterrows():
-            a = int(r["vesicle_a"])
-            b = int(r["vesicle_b"]) if r["kind"] == "connector" else -1
-            count[(a, b)] = count.get((a, b), 0) + 1
-            if b >= 0:
-                count[(b, a)] = count.get((b, a), 0) + 1
-    rows, n_true = [], {"connector": 0, "tether": 0}
-    loose = replace(p, min_first=0.0)
+            n_true[str(r["kind"])] += 1
+    tables = []
     for i, j in pairs:
-        point = near[i] if j < 0 and near is not None else None
         a = int(bounds.ids[i])
         b = int(bounds.ids[j]) if j >= 0 else -1
-        kind = "connector" if j >= 0 else "tether"
-        n_pair = count.get((a, b), 0)
-        n_true[kind] += n_pair
-        thr = find_between(sim.tomogram, bounds, i, j, loose, (0.0, 1.0), point) if compare else []
-        base = {
-            "kind": kind,
-            "pair": f"{a}-{b}",
-            "n_pair": n_pair,
-            "thr_firsts": ";".join(f"{t:.2f}" for t in sorted(c.t_first for c in thr)[::-1]),
-        }
-        lines = line_candidates(sim.tomogram, bounds, i, j, p, point)
-        if not lines:
-            rows.append({**base, "rank": -1, "label": False})
-        for rank, c in enumerate(lines):
-            feats = {f: c.stats[f] for f in RECORDED}
-            rows.append({**base, **feats, "rank": rank, "label": rank < n_pair})
-    return pd.DataFrame(rows), n_true
+        scan = scan_pair(sim.tomogram, bounds, i, j, p, near_px[i] if j < 0 else None)
+        if scan is None:
+            continue
+        d = pd.DataFrame(scan["features"])[list(RECORDED)]
+        off = scan["offsets_nm"]
+        d["off_z"], d["off_y"], d["off_x"] = off[:, 0], off[:, 1], off[:, 2]
+        true = paths.get((a, b), [])
+        dist = np.full(len(d), np.inf)
+        for path in true:
+            for r, (s, e) in enumerate(zip(scan["start_nm"], scan["end_nm"])):
+                dist[r] = min(dist[r], float(_segment_distance(path, s, e).mean()))
+        d["near"] = dist <= NEAR_NM
+        d["kind"] = scan["kind"]
+        d["pair"] = f"{a}:{b}"
+        d["n_pair"] = len(true)
+        tables.append(d)
+    return (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()), n_true
+
+
+def selected(data: pd.DataFrame, score: np.ndarray, p: FilamentParams) -> pd.DataFrame:
+    """The lines the detector would select per pair (best score first), with their score."""
+    data = data.assign(score=score)
+    out = []
+    for _, g in data.groupby(["sim", "pair"], sort=False):
+        n_max = p.max_lines if g["kind"].iloc[0] == "tether" else 1
+        off = g[["off_z", "off_y", "off_x"]].to_numpy()
+        keep = select_lines(g["score"].to_numpy(), off, n_max, p.line_exclude_nm)
+        out.append(g.iloc[keep].assign(rank=np.arange(len(keep))))
+    return pd.concat(out, ignore_index=True)
+
+
+def curve(sel: pd.DataFrame, null: pd.DataFrame, n_true: int, n_ves: int, grid) -> list:
+    """(threshold, F1, precision, recall, false per vesicle) as the evaluation counts them:
+    a pair's selected lines above the threshold match its true filaments one to one."""
+    rows = []
+    for t in grid:
+        above = sel[sel["score"] >= t]
+        n_pred = above.groupby(["sim", "pair"]).size()
+        n_pair = above.groupby(["sim", "pair"])["n_pair"].first()
+        tp = int(np.minimum(n_pred, n_pair).sum())
+        fp = int(len(above) - tp)
+        prec, rec = tp / max(tp + fp, 1), tp / max(n_true, 1)
+        f1 = 2 * prec * rec / max(prec + rec, 1e-9)
+        rows.append((float(t), f1, prec, rec, int((null["score"] >= t).sum()) / max(n_ves, 1)))
+    return rows
 
 
 def main(argv=None) -> None:
@@ -85,37 +135,25 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[3, 5, 7, 9, 11])
     ap.add_argument("--shape", type=int, nargs=3, default=[64, 256, 256])
     ap.add_argument("--snr-factors", type=float, nargs="+", default=[1.0, 0.5])
-    ap.add_argument("--max-false", type=float, default=0.08)
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--max-false", type=float, default=0.05)
+    ap.add_argument("--json", default=None, help="write the result here (and the line tables)")
     ap.add_argument(
         "--filament-scale",
         type=float,
-        default=1.0,
+        default=2.0,
         help="filament_amplitude_scale of the tuning synapses (the benchmark's calibration)",
     )
     ap.add_argument(
         "--features",
         nargs="+",
         default=list(LINE_FEATURES),
-        help="features the logistic model uses (default: LINE_FEATURES); e.g. add xs_z",
+        help="features the logistic model uses (default: LINE_FEATURES)",
     )
-    ap.add_argument(
-        "--compare-threshold",
-        action="store_true",
-        help="also record the hierarchical thresholding's connections per pair (slow)",
-    )
-    ap.add_argument(
-        "--from-json",
-        default=None,
-        help="refit from the tables a run with --json wrote (JSON, _pos.csv, _neg.csv), "
-        "without simulating: e.g. with other --features",
-    )
+    ap.add_argument("--from-json", default=None, help="refit from a previous --json run")
     args = ap.parse_args(argv)
     from sklearn.linear_model import LogisticRegression
 
-    global FEATURES
-    FEATURES = tuple(args.features)
-
+    feats = list(args.features)
     p = FilamentParams()
     pos, neg, n_ves = [], [], 0
     n_true = {"connector": 0, "tether": 0}
@@ -123,8 +161,8 @@ def main(argv=None) -> None:
         with open(args.from_json) as fh:
             prev = json.load(fh)
         n_true, n_ves = prev["n_true"], prev["n_vesicles_negative"]
-        pos = [pd.read_csv(args.from_json.replace(".json", "_pos.csv"))]
-        neg = [pd.read_csv(args.from_json.replace(".json", "_neg.csv"))]
+        pos = [pd.read_pickle(args.from_json.replace(".json", "_pos.pkl"))]
+        neg = [pd.read_pickle(args.from_json.replace(".json", "_neg.pkl"))]
         args.seeds = []
     for seed in args.seeds:
         if seed in (101, 102, 103, 104):
@@ -134,47 +172,34 @@ def main(argv=None) -> None:
             sim = simulate_tomogram(
                 filament_model="published", filament_amplitude_scale=args.filament_scale, **kw
             )
-            d, nt = features(sim, p, False, args.compare_threshold)
-            pos.append(d.assign(seed=seed, factor=f))
+            d, nt = features(sim, p, False)
+            pos.append(d.assign(sim=f"{seed}/{f}"))
             n_true = {k: n_true[k] + nt[k] for k in n_true}
             nsim = simulate_tomogram(filament_model="none", **kw)
-            neg.append(
-                features(nsim, p, True, args.compare_threshold)[0].assign(seed=seed, factor=f)
-            )
+            neg.append(features(nsim, p, True)[0].assign(sim=f"{seed}/{f}"))
             n_ves += len(nsim.vesicles)
-            print(f"seed {seed} x{f}: {len(d)} paths, {int(d['label'].sum())} true", flush=True)
+            print(f"seed {seed} x{f}: {len(d)} lines, {int(d['near'].sum())} near", flush=True)
     data, null = pd.concat(pos, ignore_index=True), pd.concat(neg, ignore_index=True)
     if args.json and not args.from_json:
-        data.to_csv(args.json.replace(".json", "_pos.csv"), index=False)
-        null.to_csv(args.json.replace(".json", "_neg.csv"), index=False)
-    finite = np.isfinite(data[list(FEATURES)].to_numpy(float)).all(axis=1)
-    data = data[finite | (data["rank"] < 0)]
-    null = null[np.isfinite(null[list(FEATURES)].to_numpy(float)).all(axis=1) | (null["rank"] < 0)]
-    model, probs = {}, {}
+        data.to_pickle(args.json.replace(".json", "_pos.pkl"))
+        null.to_pickle(args.json.replace(".json", "_neg.pkl"))
+    model, curves, sels = {}, {}, {}
+    grid = np.round(np.arange(0.05, 0.96, 0.01), 2)
     for kind in ("connector", "tether"):
-        d = data[(data["kind"] == kind) & (data["rank"] >= 0)]
-        clf = LogisticRegression(C=1.0, max_iter=1000, random_state=0)
-        clf.fit(d[list(FEATURES)].to_numpy(), d["label"].to_numpy())
+        d = data[data["kind"] == kind]
+        nd = null[null["kind"] == kind]
+        clf = LogisticRegression(C=1.0, max_iter=2000, random_state=0)
+        clf.fit(d[feats].to_numpy(), d["near"].to_numpy())
         model[kind] = (
             round(float(clf.intercept_[0]), 4),
             tuple(round(float(w), 4) for w in clf.coef_[0]),
         )
-        probs[kind] = clf
-    grid = np.round(np.arange(0.05, 0.96, 0.01), 2)
-    curves = {}
-    for kind, clf in probs.items():
-        d = data[(data["kind"] == kind) & (data["rank"] >= 0)]
-        nd = null[(null["kind"] == kind) & (null["rank"] >= 0)]
-        pd_ = clf.predict_proba(d[list(FEATURES)].to_numpy())[:, 1]
-        pn = clf.predict_proba(nd[list(FEATURES)].to_numpy())[:, 1] if len(nd) else np.zeros(0)
-        rows = []
-        for t in grid:
-            tp = int(((pd_ >= t) & d["label"].to_numpy()).sum())
-            fp = int(((pd_ >= t) & ~d["label"].to_numpy()).sum())
-            prec, rec = tp / max(tp + fp, 1), tp / max(n_true[kind], 1)
-            f1 = 2 * prec * rec / max(prec + rec, 1e-9)
-            rows.append((float(t), f1, prec, rec, int((pn >= t).sum()) / max(n_ves, 1)))
-        curves[kind] = rows
+        sel = selected(d, clf.predict_proba(d[feats].to_numpy())[:, 1], p)
+        nsel = selected(nd, clf.predict_proba(nd[feats].to_numpy())[:, 1], p) if len(nd) else nd
+        sels[kind] = sel
+        curves[kind] = curve(
+            sel, nsel.assign(score=nsel.get("score", 0.0)), n_true[kind], n_ves, grid
+        )
     best = None
     for rc in curves["connector"]:
         for rt in curves["tether"]:
@@ -201,7 +226,9 @@ def main(argv=None) -> None:
         "n_true": n_true,
         "best": best,
         "n_vesicles_negative": n_ves,
-        "features": FEATURES,
+        "features": feats,
+        "near_nm": NEAR_NM,
+        "filament_scale": args.filament_scale,
     }
     print(json.dumps(out, indent=1))
     if args.json:

@@ -176,3 +176,63 @@ def test_cross_section_removes_the_local_background():
     z2[:, :5] = 100.0
     xs2 = _cross_section(z2, lab, 12.0, 1.0)
     assert np.allclose(xs2[centre, 5:], xs[centre, 5:], atol=1e-5)
+
+
+def test_a_large_vesicle_whose_center_is_outside_the_pair_box_keeps_its_lines():
+    """Regression: lines start at vesicle a's center, which lies outside the pair's box
+    when the vesicle is larger than the box's reach (outer radius 24 nm here); every line
+    of such a pair used to be dropped, and with it 19 % of the simulated connectors."""
+    from synapseg.io.schema import make_table
+
+    vs, shape = 1.5, (48, 48, 96)
+    rng = np.random.default_rng(4)
+    grid = np.stack(np.indices(shape), axis=-1) * vs
+    img = rng.normal(0, 0.25, shape).astype(np.float32)
+    centers = np.array([[36.0, 36.0, 24.0], [36.0, 36.0, 120.0]])
+    outer, mid = 24.0, 21.75
+    for c in centers:
+        img[np.abs(np.linalg.norm(grid - c, axis=-1) - mid) <= 2.25] -= 1.0
+    a, b = centers[0] + [0, 0, outer], centers[1] - [0, 0, outer]
+    ab = b - a
+    t = np.clip(((grid - a) @ ab) / (ab @ ab), 0, 1)
+    img[np.linalg.norm(grid - (a + t[..., None] * ab), axis=-1) <= 1.5] -= 1.0
+    vesicles = make_table(centers / vs, [mid, mid], (vs, vs, vs))
+    bounds = Boundaries.from_table(vesicles, shape, vs)
+    p = FilamentParams()
+    box, _ = bounds.pair_box(0, bounds.centers_px[1], 1, p.line_reach_nm + 2, 3.0)
+    assert bounds.centers_px[0][2] < box[2].start  # the premise: center a outside the box
+    lines = line_candidates(img, bounds, 0, 1, p)
+    assert len(lines) == 1
+    start = np.asarray(lines[0].stats["start_nm"])
+    assert np.linalg.norm(start - a) <= 2.5  # the line on the rod, leaving vesicle a
+    assert lines[0].stats["score"] >= p.line_threshold
+
+
+def test_a_tether_line_that_leaves_the_box_does_not_reach_the_az():
+    """Regression: samples outside the pair's box were marked -1 in the boundaries' uint16
+    and so read as the AZ label (65535): a line that missed a small AZ patch and left the
+    box counted as a tether. Every valid tether line must end on the AZ."""
+    from scipy.spatial import cKDTree
+
+    from synapseg.filaments.lines import scan_pair
+    from synapseg.io.schema import make_table
+
+    vs, shape = 1.5, (40, 64, 44)  # the volume ends 4 nm beyond the AZ: lines leave it
+    grid = np.stack(np.indices(shape), axis=-1) * vs
+    img = np.random.default_rng(5).normal(0, 0.25, shape).astype(np.float32)
+    center, mid = np.array([30.0, 48.0, 30.0]), 9.75
+    img[np.abs(np.linalg.norm(grid - center, axis=-1) - mid) <= 2.25] -= 1.0
+    # a 4 nm patch of AZ 20 nm beyond the vesicle's surface: most lines miss it
+    az = (np.abs(grid[..., 2] - 62.0) <= 1.5) & (
+        np.hypot(grid[..., 0] - 30.0, grid[..., 1] - 48.0) <= 4.0
+    )
+    vesicles = make_table(center[None] / vs, [mid], (vs, vs, vs))
+    p = FilamentParams()
+    bounds = Boundaries.from_table(vesicles, shape, vs, az)
+    pairs, near = candidate_pairs(bounds, p)
+    assert pairs == [(0, -1)]
+    scan = scan_pair(img, bounds, 0, -1, p, near[0])
+    assert scan is not None and 0 < len(scan["score"]) < 80  # only lines onto the patch
+    tree = cKDTree(np.argwhere(az) * vs)
+    d, _ = tree.query(scan["end_nm"])
+    assert d.max() <= p.margin_nm + 2 * vs

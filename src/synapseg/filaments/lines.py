@@ -35,7 +35,14 @@ from scipy import ndimage
 from synapseg.filaments.boundaries import AZ_LABEL, Boundaries
 from synapseg.filaments.detect import Connection, FilamentParams
 
-__all__ = ["LINE_FEATURES", "LINE_MODEL", "line_candidates", "line_score"]
+__all__ = [
+    "LINE_FEATURES",
+    "LINE_MODEL",
+    "line_candidates",
+    "line_score",
+    "scan_pair",
+    "select_lines",
+]
 
 LINE_FEATURES = ("mean_z", "sum_z", "rel_z", "inv_length", "offset_nm", "gap_nm", "xs_z")
 
@@ -53,6 +60,7 @@ LINE_MODEL: dict[str, tuple[float, tuple[float, ...]]] = {
 _STEP_NM = 0.5  # sampling along a line
 XS_CORE_NM = 1.5  # cross-section matched filter: core disc radius (around the line) ...
 XS_RING_NM = (3.0, 5.0)  # ... minus the mean of this annulus (the local background)
+MIN_RUN_NM = 2.0  # ``min_z``: the weakest mean density over this stretch of a line
 
 
 def line_score(features: dict[str, float], kind: str) -> float:
@@ -83,20 +91,25 @@ def _normalised(crop: np.ndarray, free: np.ndarray, p: FilamentParams, vs: np.nd
     return (dens - med) / sig
 
 
-def line_candidates(
+def scan_pair(
     image: np.ndarray,
     bounds: Boundaries,
     i: int,
     j: int,
     p: FilamentParams,
     az_point_px: np.ndarray | None = None,
-) -> list[Connection]:
-    """The densest lines (tethers: at most ``p.max_lines``, ``p.line_exclude_nm`` apart;
-    connectors: one) between
-    vesicle row ``i`` and vesicle row ``j`` (``j = -1``: the AZ, whose nearest voxel to
-    vesicle ``i`` is ``az_point_px``), best first. Each :class:`Connection` carries its
-    features and ``score`` in ``stats``; the caller keeps those with
-    ``score >= p.line_threshold``."""
+) -> dict | None:
+    """Every valid line between vesicle row ``i`` and vesicle row ``j`` (``j = -1``: the
+    AZ, whose nearest voxel to vesicle ``i`` is ``az_point_px``), with its features and
+    score; ``None`` when the pair has none.
+
+    A line is valid when its first sample inside the pair's box lies in vesicle ``a``
+    (the line starts at ``a``'s center, which may lie outside the box) and, once it has
+    left ``a``, the first boundary it meets is ``b``. Returns a dict of arrays, one row
+    per valid line: ``features`` (dict of :data:`LINE_FEATURES` and ``min_z``),
+    ``score``, ``offsets_nm`` (lateral offset, (n, 3)), ``start_nm`` and ``end_nm`` (where
+    it leaves ``a`` and meets ``b``, tomogram nm), plus what :func:`line_candidates` needs
+    to build the connections."""
     vs = bounds.voxel_size_nm
     other_px = bounds.centers_px[j] if j >= 0 else np.asarray(az_point_px, float)
     reach = p.line_reach_nm + 2.0
@@ -104,13 +117,13 @@ def line_candidates(
     bnd_full = bounds.render(box, p.margin_nm, bounds.near(box, p.margin_nm))
     z_full = _normalised(image[box], bnd_full == 0, p, vs)
     if z_full is None:
-        return []
+        return None
     lo = np.array([s.start for s in box], float)
     c_a = (bounds.centers_px[i] - lo) * vs  # nm in the grown box
     c_b = (other_px - lo) * vs
     dist = float(np.linalg.norm(c_b - c_a))
     if dist <= 0:
-        return []
+        return None
     u = (c_b - c_a) / dist
     e1, e2 = _axes(u)
     g = np.arange(-p.line_reach_nm, p.line_reach_nm + 1e-6, p.line_step_nm)
@@ -124,12 +137,14 @@ def line_candidates(
     shape = np.array(bnd_full.shape)
     inside = np.all((idx >= 0) & (idx < shape), axis=2)
     idx_c = np.clip(idx, 0, shape - 1)
-    lab = np.where(inside, bnd_full[tuple(np.moveaxis(idx_c, 2, 0))], -1).astype(np.int64)
+    # int64 before the -1 (outside the box): in uint16 it would read as AZ_LABEL
+    lab = np.where(inside, bnd_full[tuple(np.moveaxis(idx_c, 2, 0))].astype(np.int64), -1)
     a_id = int(bounds.ids[i])
     b_id = int(bounds.ids[j]) if j >= 0 else AZ_LABEL
     z = ndimage.map_coordinates(z_full, px.reshape(-1, 3).T, order=1, mode="nearest")
     z = z.reshape(px.shape[:2])
     n_trim = int(round(p.line_trim_nm / _STEP_NM))
+    n_run = max(int(round(MIN_RUN_NM / _STEP_NM)), 1)
     xs = _cross_section(z, lab, p.line_reach_nm, p.line_step_nm)
     xs_ok = np.isfinite(xs)
     xs_sum = np.concatenate([np.zeros((len(xs), 1)), np.cumsum(np.where(xs_ok, xs, 0), 1)], 1)
@@ -138,9 +153,10 @@ def line_candidates(
     rows = []
     for k in range(len(offsets)):
         lk = lab[k]
-        if lk[0] != a_id:  # the line does not start inside vesicle a
+        in_box = np.flatnonzero(lk >= 0)
+        if not len(in_box) or lk[in_box[0]] != a_id:  # does not start inside vesicle a
             continue
-        out_a = np.flatnonzero(lk != a_id)
+        out_a = in_box[0] + np.flatnonzero(lk[in_box[0] :] != a_id)
         if not len(out_a):
             continue
         s0 = out_a[0]
@@ -153,18 +169,21 @@ def line_candidates(
             continue
         length = (s1 - s0) * _STEP_NM
         mean = float(seg.mean())
+        # the weakest stretch: the threshold at which the line would still connect (Pyto)
+        run = np.convolve(seg, np.ones(n_run) / n_run, "valid") if len(seg) >= n_run else seg
         b0, b1 = s0 + n_trim, s1 - n_trim  # the mean of xs over the segment's finite steps
         n_xs = xs_n[k, b1] - xs_n[k, b0]
         xs_mean = float((xs_sum[k, b1] - xs_sum[k, b0]) / n_xs) if n_xs > 0 else mean
-        rows.append((k, s0, s1, mean, length, xs_mean))
+        rows.append((k, s0, s1, mean, length, xs_mean, float(run.min())))
     if not rows:
-        return []
+        return None
     # the pair's own null: most of its lines miss any filament
     means = np.array([r[3] for r in rows])
     med = float(np.median(means))
     spread = float(1.4826 * np.median(np.abs(means - med))) or float(means.std()) or 1.0
-    feats = []
-    for k, s0, s1, mean, length, xs_mean in rows:
+    kind = "connector" if j >= 0 else "tether"
+    feats, scores = [], []
+    for k, s0, s1, mean, length, xs_mean, min_z in rows:
         core = max((s1 - s0 - 2 * n_trim) * _STEP_NM, _STEP_NM)
         f = {
             "xs_z": xs_mean,
@@ -174,33 +193,74 @@ def line_candidates(
             "inv_length": 1.0 / max(length, 1.0),
             "offset_nm": float(np.linalg.norm(offsets[k])),
             "gap_nm": gap,
+            "min_z": min_z,
         }
-        feats.append((line_score(f, "connector" if j >= 0 else "tether"), f))
-    order = np.argsort([-f["mean_z"] for _, f in feats], kind="stable")  # densest first
+        feats.append(f)
+        scores.append(line_score(f, kind))
+    ks = np.array([r[0] for r in rows])
+    return {
+        "kind": kind,
+        "rows": rows,
+        "features": feats,
+        "score": np.array(scores),
+        "offsets_nm": offsets[ks],
+        "start_nm": np.array([pts[k, s0] for k, s0, *_ in rows]) + lo * vs,
+        "end_nm": np.array([pts[k, s1] for k, _, s1, *_ in rows]) + lo * vs,
+        "idx": idx,
+        "box": box,
+        "inner": inner,
+    }
+
+
+def select_lines(score: np.ndarray, offsets_nm: np.ndarray, n_max: int, exclude_nm: float):
+    """Greedy choice of the best lines of a pair: highest ``score`` first, each at least
+    ``exclude_nm`` (lateral offset) from those already chosen, at most ``n_max``; returns
+    row indices."""
     kept: list[int] = []
-    for o in order:
-        k = rows[o][0]
-        if all(np.linalg.norm(offsets[k] - offsets[rows[q][0]]) >= p.line_exclude_nm for q in kept):
+    for o in np.argsort(-np.asarray(score), kind="stable"):
+        if all(np.linalg.norm(offsets_nm[o] - offsets_nm[q]) >= exclude_nm for q in kept):
             kept.append(int(o))
-        if len(kept) >= (p.max_lines if j < 0 else 1):
+        if len(kept) >= n_max:
             break
+    return kept
+
+
+def line_candidates(
+    image: np.ndarray,
+    bounds: Boundaries,
+    i: int,
+    j: int,
+    p: FilamentParams,
+    az_point_px: np.ndarray | None = None,
+) -> list[Connection]:
+    """The best-scoring lines (tethers: at most ``p.max_lines``, ``p.line_exclude_nm``
+    apart; connectors: one) between vesicle row ``i`` and vesicle row ``j`` (``j = -1``:
+    the AZ, whose nearest voxel to vesicle ``i`` is ``az_point_px``), best first (see
+    :func:`scan_pair`). Each :class:`Connection` carries its features and ``score`` in
+    ``stats``; the caller keeps those with ``score >= p.line_threshold``."""
+    scan = scan_pair(image, bounds, i, j, p, az_point_px)
+    if scan is None:
+        return []
+    n_max = p.max_lines if j < 0 else 1
+    kept = select_lines(scan["score"], scan["offsets_nm"], n_max, p.line_exclude_nm)
+    inner, box, idx = scan["inner"], scan["box"], scan["idx"]
     inner_lo = np.array([s.start for s in inner])
     inner_shape = tuple(s.stop - s.start for s in inner)
     box_in = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, inner))
     out: list[Connection] = []
     for o in kept:
-        k, s0, s1, mean = rows[o][:4]
+        k, s0, s1, mean = scan["rows"][o][:4]
         vox = idx[k, s0:s1] - inner_lo
         ok = np.all((vox >= 0) & (vox < inner_shape), axis=1)
         vox = vox[ok]
         if len(vox) < 2:
             continue
         flat = np.unique(np.ravel_multi_index(tuple(vox.T), inner_shape))
-        score, f = feats[o]
+        f = scan["features"][o]
         # no threshold range: Pyto's threshold column gets the line's mean density (σ)
         conn = Connection(i, j, box_in, flat, int(flat[0]), mean, mean, levels=1)
-        conn.stats = {**f, "density_sigma": mean, "score": score}
-        conn.stats["start_nm"] = (pts[k, s0] + lo * vs).tolist()
+        conn.stats = {**f, "density_sigma": mean, "score": float(scan["score"][o])}
+        conn.stats["start_nm"] = scan["start_nm"][o].tolist()
         out.append(conn)
     return out
 
