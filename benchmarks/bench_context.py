@@ -11,7 +11,10 @@ runs on the ground-truth vesicle table and
   missing wedge of ±60°), minus 15 % in patches, plus false specks, blurred (σ 1 voxel):
   a stand-in for an imperfect network;
 * ``predicted`` (when the default membrane model (``sim-membrane-v1``) is installed, or
-  ``--membrane-model``): the ``membrane_net`` stage's map of the noisy simulated tomogram.
+  ``--membrane-model``): the ``membrane_net`` stage's map of the noisy simulated tomogram,
+  cleaned as the ``context`` stage cleans it (``synapseg.context.membrane_mask`` with the
+  model card's parameters; ``--no-membrane-segmentation``: the raw map, as before);
+  ``predicted_raw`` is the raw map as well, for comparison.
 
 With ``--predicted-vesicles`` the vesicles also come from ``synapseg.segment`` (the
 default vesicle model) on the noisy tomogram, matched to the truth (Hungarian,
@@ -99,14 +102,30 @@ def degrade(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.round(np.clip(soft, 0, 1) * 255).astype(np.uint8)
 
 
+def analyse(membranes: np.ndarray, table, vs, segmentation: dict | None = None):
+    """``analyse_context`` on a map, cleaned first as the ``context`` stage does when
+    ``segmentation`` (its parameters) is given and enabled."""
+    from synapseg.context import analyse_context
+    from synapseg.context.membrane_mask import clean_membrane_map
+
+    if segmentation is None or not segmentation["enabled"]:
+        return analyse_context(membranes, table, vs)
+    cleaned, _ = clean_membrane_map(membranes, vs, segmentation)
+    return analyse_context(cleaned, table, vs, level=int(round(segmentation["low"] * 255)))
+
+
 def predicted_vesicles(
-    sim, prob: np.ndarray, bad: np.ndarray, pred: np.ndarray | None = None, table=None
+    sim,
+    prob: np.ndarray,
+    bad: np.ndarray,
+    pred: np.ndarray | None = None,
+    table=None,
+    segmentation: dict | None = None,
 ) -> dict:
     """az_distance_nm and pools from the vesicles ``segment`` finds (default model) with the
     perfect, the degraded and (when given) the predicted membrane maps, scored on the
     matched vesicles. ``table``: the vesicles already found (else ``segment`` runs)."""
     import synapseg
-    from synapseg.context import analyse_context
     from synapseg.evaluate.context import context_metrics
     from synapseg.evaluate.matching import match_vesicles
     from synapseg.simulate.context import active_zone_truth
@@ -120,7 +139,7 @@ def predicted_vesicles(
         [("predicted", pred)] if pred is not None else []
     )
     for name, membranes in maps:
-        ctx = analyse_context(membranes, table, vs)
+        ctx = analyse(membranes, table, vs, segmentation if name == "predicted" else None)
         match = match_vesicles(sim.vesicles, ctx.vesicles)
         m = context_metrics(truth, ctx.vesicles, match.gt_index, match.pred_index)
         out[name] = {"n_matched": int(match.tp), "az_found": ctx.az is not None, **m}
@@ -129,10 +148,15 @@ def predicted_vesicles(
 
 def accuracy(args) -> dict:
     from synapseg.context import analyse_context
+    from synapseg.context.membrane_mask import card_segmentation_params
     from synapseg.context.membrane_net import default_membrane_model
     from synapseg.simulate import simulate_tomogram
 
     model = args.membrane_model or default_membrane_model()
+    segmentation = None
+    if model is not None:
+        segmentation = card_segmentation_params(model)
+        segmentation["enabled"] = segmentation["enabled"] and not args.no_membrane_segmentation
     cases = [(i, {}) for i in range(args.n)]
     cases += [
         (args.n + j, {"cleft": False} if j % 2 == 0 else {"plasma_membrane": False})
@@ -160,14 +184,17 @@ def accuracy(args) -> dict:
                 membrane_model=str(model),
             )
             pred, table = np.asarray(seg["membrane_probabilities"]), seg.vesicles
-            row["predicted"] = score(analyse_context(pred, sim.vesicles, vs), sim)
+            row["predicted"] = score(analyse(pred, sim.vesicles, vs, segmentation), sim)
+            row["predicted_raw"] = score(analyse_context(pred, sim.vesicles, vs), sim)
         if args.predicted_vesicles:
-            row["predicted_vesicles"] = predicted_vesicles(sim, prob, bad, pred, table)
+            row["predicted_vesicles"] = predicted_vesicles(
+                sim, prob, bad, pred, table, segmentation
+            )
         row["seconds_total"] = time.perf_counter() - t0
         rows.append(row)
         print(json.dumps(row), flush=True)
     summary = {}
-    for kind in ("truth", "degraded", "predicted"):
+    for kind in ("truth", "degraded", "predicted", "predicted_raw"):
         got = [r[kind] for r in rows if kind in r]
         if not got:
             continue
@@ -208,6 +235,7 @@ def accuracy(args) -> dict:
             }
     return {
         "membrane_model": None if model is None else str(model),
+        "membrane_segmentation": segmentation,
         "cases": rows,
         "summary": summary,
     }
@@ -360,6 +388,11 @@ def main(argv=None) -> int:
     ap.add_argument("--n-without", type=int, default=4, help="synapses without an AZ")
     ap.add_argument("--shape", type=int, nargs=3, default=(64, 256, 256))
     ap.add_argument("--membrane-model", default=None)
+    ap.add_argument(
+        "--no-membrane-segmentation",
+        action="store_true",
+        help="predicted: analyse the raw map (as before the membrane segmentation)",
+    )
     ap.add_argument(
         "--predicted-vesicles",
         action="store_true",

@@ -12,7 +12,13 @@ simulator's ``membrane_labels`` (every class except 2, vesicles) with
 95th percentile, nm); with ``--budget`` also where the voxel errors lie
 (``synapseg.evaluate.membrane_budget``: wedge-facing / near / missed false negatives,
 near / vesicle-membrane / far false positives). These tomograms come from the simulator
-family the model was trained on: the numbers are in-distribution.
+family the model was trained on: the numbers are in-distribution. Each case is scored twice:
+the raw map at 0.5 (``dice``, ``sd_*``: comparable with earlier runs) and ``segment``'s
+membrane segmentation, the class volume ``membranes`` (the map cleaned by
+``synapseg.context.membrane_mask`` with the model card's parameters, then classified; every
+class but 2): ``seg_dice``, ``seg_sd_*`` (and ``seg_budget``). ``--data DIR --names sim_028
+...`` scores folders in ``synapseg simulate``'s layout instead (e.g. the membrane recipe's
+validation draws), to choose parameters away from the benchmark.
 
 ``--timing``: a random float32 volume of ``--shape`` (default the reference size
 261x1024x1024) at ``--voxel-size`` (1.469 nm); in one process, one after the other: the
@@ -24,6 +30,8 @@ and off.
 
     python benchmarks/bench_membranes.py --accuracy --n 8 --json membranes.json
     python benchmarks/bench_membranes.py --accuracy --n 6 --budget --model sim-membrane-v3
+    python benchmarks/bench_membranes.py --accuracy --budget --model sim-membrane-v3 \
+        --data ~/.cache/synapseg/train_membranes --names sim_028 sim_029 sim_030 sim_031
     python benchmarks/bench_membranes.py --timing --shape 261 1024 1024
 """
 
@@ -49,32 +57,67 @@ def case_params(i: int):
     return p.replace(cleft=i % 2 == 0, distractors=i % 4 < 2)
 
 
-def accuracy(n: int, model: str, budget: bool = False) -> list[dict]:
+def _cases(n: int, data: str | None, names: list[str] | None):
+    """(name, seed or folder, params, simulation) of each case: benchmark draws, or folders."""
+    import synapseg
+
+    if data is None:
+        for i in range(n):
+            params = case_params(i)
+            t0 = time.perf_counter()
+            sim = synapseg.simulate(params)
+            yield f"sim_{i:03d}", [SEED, i], params, sim, time.perf_counter() - t0
+        return
+    from types import SimpleNamespace
+
+    from synapseg.io.volume import read_volume
+    from synapseg.simulate import SimulationParams
+
+    for name in names or []:
+        folder = f"{data}/{name}"
+        with open(f"{folder}/params.json", encoding="utf-8") as fh:
+            raw = json.load(fh)
+        known = set(SimulationParams.__dataclass_fields__)
+        params = SimulationParams(**{k: v for k, v in raw.items() if k in known})
+        vs = params.voxel_size_nm
+        sim = SimpleNamespace(
+            tomogram=np.asarray(read_volume(f"{folder}/tomogram.mrc", vs).data),
+            membrane_labels=np.asarray(read_volume(f"{folder}/membrane_labels.mrc", vs).data),
+        )
+        yield name, folder, params, sim, 0.0
+
+
+def accuracy(
+    n: int,
+    model: str,
+    budget: bool = False,
+    data: str | None = None,
+    names: list[str] | None = None,
+) -> list[dict]:
     import synapseg
     from synapseg.evaluate.membrane_budget import membrane_error_budget
-    from synapseg.evaluate.membranes import score_membranes
+    from synapseg.evaluate.membranes import score_membranes, segmentation_mask
 
     rows = []
-    for i in range(n):
-        params = case_params(i)
-        t0 = time.perf_counter()
-        sim = synapseg.simulate(params)
-        t_sim = time.perf_counter() - t0
+    for case, seed, params, sim, t_sim in _cases(n, data, names):
         t0 = time.perf_counter()
         seg = synapseg.segment(
             sim.tomogram,
             voxel_size_nm=params.voxel_size_nm,
-            outputs=[ARTIFACT],
+            outputs=[ARTIFACT, "membranes"],
             invert="no",
             membrane_model=model,
         )
         t_seg = time.perf_counter() - t0
         score = score_membranes(seg[ARTIFACT], sim.membrane_labels, params.voxel_size_nm)
         sd = score["surface_distance_nm"]
+        mask = segmentation_mask(seg["membranes"])
+        seg_score = score_membranes(mask, sim.membrane_labels, params.voxel_size_nm)
+        seg_sd = seg_score["surface_distance_nm"]
         rows.append(
             {
-                "case": f"sim_{i:03d}",
-                "seed": [SEED, i],
+                "case": case,
+                "seed": seed,
                 "shape": list(params.shape),
                 "voxel_size_nm": params.voxel_size_nm,
                 "cleft": params.cleft,
@@ -90,6 +133,17 @@ def accuracy(n: int, model: str, budget: bool = False) -> list[dict]:
                 "n_truth_voxels": score["n_truth_voxels"],
                 "inter": score["dice"] * (score["n_pred_voxels"] + score["n_truth_voxels"]) / 2,
                 "n_pred_voxels": score["n_pred_voxels"],
+                "seg_dice": seg_score["dice"],
+                "seg_precision": seg_score["precision"],
+                "seg_recall": seg_score["recall"],
+                "seg_sd_median_nm": seg_sd["median"],
+                "seg_sd_p95_nm": seg_sd["p95"],
+                "seg_inter": seg_score["dice"]
+                * (seg_score["n_pred_voxels"] + seg_score["n_truth_voxels"])
+                / 2,
+                "seg_n_pred_voxels": seg_score["n_pred_voxels"],
+                "segmentation": seg.facts["context"].get("membrane_segmentation"),
+                "context_level": seg.facts["context"].get("level"),
                 "simulate_s": round(t_sim, 1),
                 "membrane_stage_s": round(seg.facts["membrane_net"]["seconds"], 2),
                 "segment_s": round(t_seg, 1),
@@ -99,40 +153,48 @@ def accuracy(n: int, model: str, budget: bool = False) -> list[dict]:
             rows[-1]["budget"] = membrane_error_budget(
                 seg[ARTIFACT], sim.membrane_labels, params.voxel_size_nm
             )
+            rows[-1]["seg_budget"] = membrane_error_budget(
+                mask, sim.membrane_labels, params.voxel_size_nm
+            )
         r = rows[-1]
         print(
             f"{r['case']} {params.voxel_size_nm:.2f} nm cleft={r['cleft']!s:5} "
             f"organelles={r['organelles']!s:5} lamella={r['lamella']!s:5} "
-            f"Dice {r['dice']:.3f} SD median {r['sd_median_nm']} p95 {r['sd_p95_nm']}",
+            f"Dice {r['dice']:.3f} SD median {r['sd_median_nm']} p95 {r['sd_p95_nm']} | "
+            f"segmentation Dice {r['seg_dice']:.3f} SD median {r['seg_sd_median_nm']} "
+            f"p95 {r['seg_sd_p95_nm']}",
             flush=True,
         )
     return rows
 
 
-def summary(rows: list[dict]) -> dict:
-    inter = sum(r["inter"] for r in rows)
-    total = sum(r["n_pred_voxels"] + r["n_truth_voxels"] for r in rows)
-    med = [r["sd_median_nm"] for r in rows if r["sd_median_nm"] is not None]
-    p95 = [r["sd_p95_nm"] for r in rows if r["sd_p95_nm"] is not None]
+def summary(rows: list[dict], prefix: str = "") -> dict:
+    """Mean, worst and pooled Dice, medians of the surface distances; ``prefix="seg_"``
+    for the segmentation's scores."""
+    inter = sum(r[f"{prefix}inter"] for r in rows)
+    total = sum(r[f"{prefix}n_pred_voxels"] + r["n_truth_voxels"] for r in rows)
+    med = [r[f"{prefix}sd_median_nm"] for r in rows if r[f"{prefix}sd_median_nm"] is not None]
+    p95 = [r[f"{prefix}sd_p95_nm"] for r in rows if r[f"{prefix}sd_p95_nm"] is not None]
+    key = f"{prefix}budget"
     return {
         "n": len(rows),
-        "dice_mean": float(np.mean([r["dice"] for r in rows])),
-        "dice_min": float(np.min([r["dice"] for r in rows])),
+        "dice_mean": float(np.mean([r[f"{prefix}dice"] for r in rows])),
+        "dice_min": float(np.min([r[f"{prefix}dice"] for r in rows])),
         "dice_pooled": 2 * inter / total if total else None,
         "sd_median_nm_median": float(np.median(med)) if med else None,
         "sd_p95_nm_median": float(np.median(p95)) if p95 else None,
-        **({"budget": pooled_budget(rows)} if all("budget" in r for r in rows) else {}),
+        **({"budget": pooled_budget(rows, prefix)} if all(key in r for r in rows) else {}),
     }
 
 
-def pooled_budget(rows: list[dict]) -> dict:
+def pooled_budget(rows: list[dict], prefix: str = "") -> dict:
     """The error categories of ``membrane_error_budget`` summed over the cases: voxels,
     share of all voxel errors, pooled Dice without the category."""
-    inter = sum(r["inter"] for r in rows)
-    total = sum(r["n_pred_voxels"] + r["n_truth_voxels"] for r in rows)
+    inter = sum(r[f"{prefix}inter"] for r in rows)
+    total = sum(r[f"{prefix}n_pred_voxels"] + r["n_truth_voxels"] for r in rows)
     cats: dict[str, int] = {}
     for r in rows:
-        for k, v in r["budget"]["categories"].items():
+        for k, v in r[f"{prefix}budget"]["categories"].items():
             cats[k] = cats.get(k, 0) + v["voxels"]
     errors = max(1, sum(cats.values()))
     return {
@@ -244,26 +306,36 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="--accuracy: also split each case's voxel errors (evaluate.membrane_budget)",
     )
+    ap.add_argument(
+        "--data",
+        help="--accuracy: score these simulate-layout folders instead of the benchmark draws",
+    )
+    ap.add_argument("--names", nargs="*", help="--data: the folder names (e.g. sim_028)")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args(argv)
     if not (a.accuracy or a.timing):
         ap.error("give --accuracy and/or --timing")
     result: dict = {"benchmark": "membranes", **machine(), "command": " ".join(sys.argv)}
     if a.accuracy:
-        rows = accuracy(a.n, a.model, a.budget)
-        result["accuracy"] = {"cases": rows, "summary": summary(rows)}
-        s = result["accuracy"]["summary"]
+        rows = accuracy(a.n, a.model, a.budget, a.data, a.names)
+        result["accuracy"] = {
+            "cases": rows,
+            "summary": summary(rows),
+            "segmentation_summary": summary(rows, "seg_"),
+        }
         print(
             f"\n{'case':8} {'vs nm':>6} {'cleft':>6} {'organ.':>6} {'Dice':>6} "
-            f"{'SD med':>7} {'SD p95':>7}"
+            f"{'SD med':>7} {'SD p95':>7} {'segDice':>7} {'SD med':>7} {'SD p95':>7}"
         )
         for r in rows:
             print(
                 f"{r['case']:8} {r['voxel_size_nm']:6.2f} {r['cleft']!s:>6} "
                 f"{r['organelles']!s:>6} {r['dice']:6.3f} {r['sd_median_nm'] or 0:7.2f} "
-                f"{r['sd_p95_nm'] or 0:7.2f}"
+                f"{r['sd_p95_nm'] or 0:7.2f} {r['seg_dice']:7.3f} "
+                f"{r['seg_sd_median_nm'] or 0:7.2f} {r['seg_sd_p95_nm'] or 0:7.2f}"
             )
-        print(json.dumps(s, indent=1))
+        print("raw map at 0.5:", json.dumps(result["accuracy"]["summary"], indent=1))
+        print("segmentation:", json.dumps(result["accuracy"]["segmentation_summary"], indent=1))
     if a.timing:
         result["timing"] = timing(
             tuple(a.shape), a.voxel_size, not a.no_whole, a.model, not a.no_side, tuple(a.also)
