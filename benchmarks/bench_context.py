@@ -284,6 +284,12 @@ def timing(args) -> dict:
     t0, c0 = time.perf_counter(), cpu_s()
     base = int((prob >= 128).sum())
     baseline_s, baseline_cpu = time.perf_counter() - t0, cpu_s() - c0
+    # the membrane segmentation alone (the stage runs it first), default parameters
+    from synapseg.context.membrane_mask import clean_membrane_map
+
+    t0, c0 = time.perf_counter(), cpu_s()
+    _, seg_facts = clean_membrane_map(prob, vs)
+    seg_s, seg_cpu = time.perf_counter() - t0, cpu_s() - c0
     stages = {
         "membrane_net": Stage(
             "membrane_net",
@@ -315,6 +321,10 @@ def timing(args) -> dict:
         "context_stage_cpu_s": stage_cpu,
         "baseline_cpu_s": baseline_cpu,
         "ratio_cpu_stage_to_baseline": stage_cpu / max(baseline_cpu, 1e-9),
+        "membrane_segmentation_s": seg_s,
+        "membrane_segmentation_cpu_s": seg_cpu,
+        "membrane_segmentation_over_threshold_pass_cpu": seg_cpu / max(baseline_cpu, 1e-9),
+        "membrane_segmentation_facts": seg_facts,
         "mvoxel_per_s": mvox / stage_s,
         "timings_s": facts["timings_s"],
         "active_zone_found": facts["active_zone"]["found"],

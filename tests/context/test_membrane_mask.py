@@ -163,3 +163,14 @@ def test_the_stage_removes_noise_blobs_from_the_classes(synapse):
     assert (out[True][at][alone] == 0).all()  # with it, none is left
     true = prob > 0
     assert (out[True][true] == out[False][true]).mean() > 0.99  # the membranes are kept
+
+
+def test_the_class_volume_covers_the_map_when_no_level_finds_a_pair(no_cleft):
+    from synapseg.context import analyse_context
+
+    prob = truth_probabilities(no_cleft.membrane_labels)
+    prob[prob > 0] = 160  # above 0.5, below the stricter retry levels (192, 230)
+    ctx = analyse_context(prob, no_cleft.vesicles, VOXEL_NM)
+    assert ctx.az is None and ctx.facts["level"] == 128
+    on = (prob > 0) & (ctx.membranes != 2)
+    assert (ctx.membranes[on] != 0).mean() > 0.99  # was empty: classes read at level 230

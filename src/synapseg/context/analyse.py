@@ -56,16 +56,30 @@ def membrane_classes(
     probabilities: np.ndarray,
     vesicles: pd.DataFrame | None = None,
     membrane_thickness_nm: float = 4.5,
+    base: MembraneMap | None = None,
 ) -> np.ndarray:
     """The uint8 class volume on the input grid: each membrane voxel (probability ≥ level)
-    gets its component's class; the vesicles' bilayer shells (from the table) class 2."""
+    gets its component's class; the vesicles' bilayer shells (from the table) class 2.
+
+    ``base``: the classification at a lower level (when ``mmap`` is a stricter retry that
+    found the synaptic pair): voxels between the two levels, or without a class in
+    ``mmap``, take their ``base`` class, so the volume covers the whole segmentation."""
     lut = mmap.class_lut()
     out = np.zeros(mmap.shape, np.uint8)
     f = mmap.factor
+    if base is mmap or (base is not None and base.factor != f):
+        base = None
+    base_lut = None if base is None else base.class_lut()
     for k in range(mmap.components.shape[0]):
         zs = slice(k * f, min((k + 1) * f, mmap.shape[0]))
-        cls = upsample(lut[mmap.components[k : k + 1]], f, (zs.stop - zs.start, *mmap.shape[1:]))
-        out[zs] = np.where(np.asarray(probabilities[zs]) >= mmap.level, cls, 0)
+        shape = (zs.stop - zs.start, *mmap.shape[1:])
+        cls = upsample(lut[mmap.components[k : k + 1]], f, shape)
+        prob = np.asarray(probabilities[zs])
+        cls = np.where(prob >= mmap.level, cls, 0)
+        if base is not None:
+            fill = upsample(base_lut[base.components[k : k + 1]], f, shape)
+            cls = np.where((cls == 0) & (prob >= base.level), fill, cls)
+        out[zs] = cls
     if vesicles is not None and len(vesicles):
         vs = mmap.voxel_size_nm
         half = membrane_thickness_nm / 2
@@ -117,7 +131,9 @@ def analyse_context(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     # no synaptic pair: retry at stricter levels (a network's map can bridge the cleft,
-    # merging both membranes into one component, with lower probabilities in the bridge)
+    # merging both membranes into one component, with lower probabilities in the bridge);
+    # when no level finds one, the classification at ``level`` stands
+    base = None
     for lvl in (level, *(v for v in RETRY_LEVELS if v > level)):
         mmap = classify_membranes(
             membrane_probabilities,
@@ -127,11 +143,16 @@ def analyse_context(
             cleft_nm=cleft_nm,
             membrane_thickness_nm=membrane_thickness_nm,
         )
+        base = mmap if base is None else base
         if mmap.pairs:
             break
+    if not mmap.pairs:
+        mmap = base
     timings["classify_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    membranes = membrane_classes(mmap, membrane_probabilities, vesicles, membrane_thickness_nm)
+    membranes = membrane_classes(
+        mmap, membrane_probabilities, vesicles, membrane_thickness_nm, base=base
+    )
     timings["class_volume_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     az = find_active_zone(
