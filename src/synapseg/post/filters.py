@@ -68,6 +68,10 @@ class FilterParams:
     the absolute thresholds ``min_membrane_contrast`` … ``min_inner_fraction`` then do not apply.
     ``min_confidence=None``: legacy mode, the absolute thresholds decide.
     ``confidence_model``: path of a confidence model JSON (default: the shipped one).
+    ``max_tube_score`` (opt-in, default None): reject candidates whose ``tube_score``
+    (:func:`synapseg.post.tubes.tube_scores`) exceeds it as ``tube section``; then, with
+    ``min_best_score``, a tomogram whose best remaining candidate scores below it holds no
+    vesicles (the vesicle-free gate, asked again without the tube sections).
     """
 
     min_radius_nm: float = 10.0
@@ -82,6 +86,8 @@ class FilterParams:
     max_overlap_nm: float | None = None
     min_confidence: float | None = 0.5
     confidence_model: str | None = None
+    max_tube_score: float | None = None
+    min_best_score: float | None = 0.9
 
     def __post_init__(self) -> None:
         if self.min_confidence is not None and not 0 <= self.min_confidence <= 1:
@@ -102,6 +108,8 @@ def _reasons(fits: pd.DataFrame, p: FilterParams) -> np.ndarray:
     flag(r > p.max_radius_nm, "radius above max")
     if "shift_nm" in fits:
         flag(fits["shift_nm"].to_numpy(float) > p.max_shift_fraction * r, "fit drifted")
+    if p.max_tube_score is not None:
+        _flag_tubes(fits, p, flag)
     if p.min_confidence is not None:
         return reason
     mc = fits["membrane_contrast"].to_numpy(float)
@@ -119,6 +127,22 @@ def _reasons(fits: pd.DataFrame, p: FilterParams) -> np.ndarray:
         inner = fits["inner_contrast"].to_numpy(float)
         flag(~(inner >= p.min_inner_fraction * mc), "no lumen (solid)")
     return reason
+
+
+def _flag_tubes(fits: pd.DataFrame, p: FilterParams, flag) -> None:
+    """``tube section`` where ``tube_score > max_tube_score``; then the vesicle-free gate
+    again on the other candidates' scores (a tube section is no confident vesicle)."""
+    if "tube_score" not in fits:
+        log.warning("max_tube_score is set but the fits carry no tube_score: not applied")
+        return
+    tube = fits["tube_score"].to_numpy(float) > p.max_tube_score
+    flag(tube, "tube section")
+    if p.min_best_score is not None and "score" in fits:
+        best = np.max(fits["score"].to_numpy(float)[~tube], initial=0.0)
+        if best < p.min_best_score:
+            gate = p.min_best_score
+            msg = f"no confident vesicle besides tube sections (best {best:.2f} < {gate:g})"
+            flag(np.ones(len(fits), bool), msg)
 
 
 def reason_category(reason: str) -> str:
