@@ -89,15 +89,21 @@ def _fake_labels(tomogram, folder, model, config, device="cpu"):
             "inverted": False, **counts}  # fmt: skip
 
 
+def _normal_sizes(tomogram, segment_dir, min_confidence):
+    """Stand-in for the size probe (no segment output here): ordinary vesicle sizes."""
+    return {"radii_nm": [12.5, 15.0, 18.0, 21.0], "current_min_radius_nm": 10.0}
+
+
 def test_adapt_model_card_refusal_and_seed(tmp_path, monkeypatch):
     """Fast: the pipeline is replaced by known labels; one step per round."""
     from synapseg.errors import OutputExistsError
     from synapseg.model.registry import load_model, read_card, resolve_model
-    from synapseg.train import adapt
+    from synapseg.train import adapt, adapt_post
 
     from .conftest import write_item
 
     monkeypatch.setattr(adapt, "label_tomogram", _fake_labels)
+    monkeypatch.setattr(adapt_post, "probe_radii", _normal_sizes)
     tomo = write_item(tmp_path / "toy", seed=1, shape=(40, 64, 64)) / "tomogram.mrc"
     config = adapt.AdaptConfig(rounds=2, steps=1, patch_size=(32, 32, 32), seed=5)
     record = adapt.adapt_model([tomo], tmp_path / "a", config=config)

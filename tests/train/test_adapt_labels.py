@@ -96,7 +96,7 @@ def test_adapt_keeps_the_base_models_calibration(tmp_path, monkeypatch):
 
     from synapseg.model.registry import CONFIDENCE_NAME, card_post_params, read_card, resolve_model
     from synapseg.post.confidence import MODEL_PATH
-    from synapseg.train import adapt
+    from synapseg.train import adapt, adapt_post
 
     from .conftest import write_item
 
@@ -109,6 +109,11 @@ def test_adapt_keeps_the_base_models_calibration(tmp_path, monkeypatch):
     shutil.copyfile(MODEL_PATH, base / CONFIDENCE_NAME)
 
     monkeypatch.setattr(adapt, "label_tomogram", _known_labels)
+    monkeypatch.setattr(
+        adapt_post,
+        "probe_radii",
+        lambda *a: {"radii_nm": [13.0, 16.0, 19.0], "current_min_radius_nm": 10.0},
+    )
     tomo = write_item(tmp_path / "toy", seed=2, shape=(40, 64, 64)) / "tomogram.mrc"
     config = AdaptConfig(rounds=2, steps=1, patch_size=(32, 32, 32), seed=1)
     record = adapt.adapt_model([tomo], tmp_path / "out", from_model=str(base), config=config)

@@ -192,8 +192,9 @@ def vesicle_params(params: dict[str, Any], wedge: Any, invert: str) -> dict[str,
         The wedge, polarity and confidence cut-off; the model card's calibrated
         ``min_best_score``/``threshold``/``min_separation_nm``
         (:func:`~synapseg.model.registry.card_post_params`) and the network's own confidence
-        model when the model is a name or folder; the given ``threshold`` and radius range
-        last (a user's value wins over the card's).
+        model when the model is a name or folder, and a radius range the card's
+        ``postprocessing`` holds (``synapseg adapt`` may write ``qc_min_radius_nm``); the given
+        ``threshold`` and radius range last (a user's value wins over the card's).
     """
     out: dict[str, Any] = {
         "tilt_range_deg": wedge.tilt_range_deg,
@@ -204,10 +205,16 @@ def vesicle_params(params: dict[str, Any], wedge: Any, invert: str) -> dict[str,
     if isinstance(params.get("model"), (str, os.PathLike)):  # calibrated for this network
         from synapseg.model.registry import card_post_params, read_card, resolve_model
 
-        out.update(card_post_params(read_card(resolve_model(params["model"]))))
+        card = read_card(resolve_model(params["model"]))
+        out.update(card_post_params(card))
+        for key in ("min_radius_nm", "max_radius_nm", "qc_min_radius_nm"):  # `synapseg adapt`
+            if key in (card.postprocessing or {}):
+                out[key] = card.postprocessing[key]
     for key in ("threshold", "min_radius_nm", "max_radius_nm"):
         if params.get(key) is not None:
             out[key] = params[key]
+    if params.get("min_radius_nm") is not None:  # the user's floor is the size check's too
+        out.pop("qc_min_radius_nm", None)
     confidence = _confidence_model(params.get("model", "default"))
     if confidence is not None:
         out["confidence_model"] = confidence

@@ -72,6 +72,11 @@ class PostParams:
     min_radius_nm, max_radius_nm
         Accepted bilayer-midline radius range (synaptic vesicles: ≈ 12-25 nm; defaults leave
         room for tails).
+    qc_min_radius_nm
+        Radius floor of the QC size check only (``None``: ``min_radius_nm``); the instance
+        step and the sphere fit's starting radius keep ``min_radius_nm``. Written into a
+        model card by ``synapseg adapt`` when the confident sizes are truncated at the floor
+        (:mod:`synapseg.train.adapt_post`).
     tilt_range_deg, tilt_axis
         Missing-wedge geometry of the tilt series (±degrees; ``"y"``, ``"x"`` or ``"dual"``
         for a dual-axis series); ``segment`` estimates both from the tomogram
@@ -111,6 +116,7 @@ class PostParams:
     threshold: float | None = None
     min_radius_nm: float = FilterParams.min_radius_nm
     max_radius_nm: float = FilterParams.max_radius_nm
+    qc_min_radius_nm: float | None = None
     tilt_range_deg: float | None = SphereParams.tilt_range_deg
     tilt_axis: str = SphereParams.tilt_axis
     invert: str = "auto"
@@ -135,6 +141,8 @@ class PostParams:
             raise ValueError(f"invert must be 'auto', 'yes' or 'no', not {self.invert!r}")
         if not 0 < self.min_radius_nm < self.max_radius_nm:
             raise ValueError("need 0 < min_radius_nm < max_radius_nm")
+        if self.qc_min_radius_nm is not None and not 0 < self.qc_min_radius_nm < self.max_radius_nm:
+            raise ValueError("need 0 < qc_min_radius_nm < max_radius_nm")
         if self.threshold is not None and not 0 < self.threshold < 1:
             raise ValueError("threshold must lie strictly between 0 and 1")
 
@@ -197,6 +205,8 @@ def tabulate(
     for the single-process and the block-wise (distributed) runs."""
     if len(fits):
         fp = replace(_stage_params(FilterParams, p), membrane_thickness_nm=thickness_nm)
+        if p.qc_min_radius_nm is not None:
+            fp = replace(fp, min_radius_nm=p.qc_min_radius_nm)
         kept, rej = qc_filter(fits, voxel_size_nm, fp, shape=tuple(shape))
         if len(rej):
             rejected.append(rej)

@@ -84,6 +84,10 @@ class AdaptConfig:
         Weight of the flip-consistency term (0 disables it).
     tta
         Pseudo-label with test-time augmentation (flip-averaged maps; 8-16x slower).
+    adapt_postprocessing
+        After the last round, re-estimate the radius floor from the confident vesicles'
+        sizes (:mod:`synapseg.train.adapt_post`); the card changes only when the sizes are
+        truncated at the floor.
     seed
         Seed of every random choice.
     """
@@ -100,6 +104,7 @@ class AdaptConfig:
     patch_size: tuple[int, int, int] = (48, 64, 64)
     consistency_weight: float = 1.0
     tta: bool = False
+    adapt_postprocessing: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -281,6 +286,10 @@ def adapt_model(
         _carry_calibration(resolve_model(from_model), target)
         current = str(target)
     record["calibration"] = _calibration_note(resolve_model(from_model))
+    if config.adapt_postprocessing:
+        on_event("post-processing: radius floor from the confident vesicles' sizes")
+        pass_dir = model_dir / PSEUDO_DIR / f"round{config.rounds}"
+        record["postprocessing_adapted"] = _adapt_post(model_dir, files, names, pass_dir, config)
     _write_card(model_dir, record, base)
     return record
 
@@ -303,6 +312,26 @@ def _carry_calibration(base_card: Path, target: Path) -> None:
     confidence = base_card.parent / CONFIDENCE_NAME
     if confidence.is_file():
         shutil.copyfile(confidence, target / CONFIDENCE_NAME)
+
+
+def _adapt_post(
+    model_dir: Path, files: Sequence[Path], names: Sequence[str], labels: Path, config: AdaptConfig
+) -> dict[str, Any]:
+    """Re-estimate the card's post-processing (:mod:`synapseg.train.adapt_post`) from the
+    pseudo-label pass in ``labels`` and write it into ``model_dir/model.json``."""
+    from synapseg.io.atomic import write_text_atomic
+    from synapseg.train.adapt_post import adapt_postprocessing, probe_radii
+
+    probes = [
+        probe_radii(f, labels / n / "segment", config.high_confidence) for f, n in zip(files, names)
+    ]
+    path = model_dir / "model.json"
+    card = json.loads(path.read_text(encoding="utf-8"))
+    post, rec = adapt_postprocessing(probes, card.get("postprocessing") or {})
+    if rec["changed"]:
+        card["postprocessing"] = post
+        write_text_atomic(path, json.dumps(card, indent=2, default=str), overwrite=True)
+    return rec
 
 
 def _calibration_note(base_card: Path) -> dict[str, Any]:
@@ -339,6 +368,12 @@ def _write_card(model_dir: Path, record: dict[str, Any], base: Any) -> None:
         card["description"] += (
             " Post-processing calibration (card postprocessing, confidence model) carried over "
             "from the base model, not re-calibrated."
+        )
+    changed = (record.get("postprocessing_adapted") or {}).get("changed")
+    if changed:
+        card["description"] += (
+            " Post-processing adapted to these tomograms (confident sizes truncated at the radius "
+            f"floor): {', '.join(f'{k} = {v:g}' for k, v in changed.items())}."
         )
     card.setdefault("extra", {})["adaptation"] = record
     write_text_atomic(path, json.dumps(card, indent=2, default=str), overwrite=True)
