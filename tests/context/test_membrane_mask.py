@@ -110,6 +110,17 @@ def card_folder(tmp_path):
     return folder
 
 
+def test_a_bad_card_key_is_a_model_error(card_folder):
+    from synapseg.errors import ModelError
+
+    card = next(card_folder.glob("*.json"))
+    data = json.loads(card.read_text())
+    data["postprocessing"][CARD_KEY] = {"hi": 0.6}
+    card.write_text(json.dumps(data))
+    with pytest.raises(ModelError, match="membrane_segmentation is invalid"):
+        card_segmentation_params(card_folder)
+
+
 def test_the_card_keys_are_honoured_by_the_stage(card_folder, synapse):
     got = card_segmentation_params(card_folder)
     assert got["high"] == 0.6 and got["min_area_nm2"] == 5e5 and got["low"] == DEFAULTS["low"]

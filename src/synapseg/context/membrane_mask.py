@@ -102,7 +102,16 @@ def card_segmentation_params(model: str | Path | None) -> dict[str, Any]:
     else:
         card_path = resolve_model(model)
     card = read_card(card_path)
-    return segmentation_params((card.postprocessing or {}).get(CARD_KEY))
+    try:
+        return segmentation_params((card.postprocessing or {}).get(CARD_KEY))
+    except (ValueError, TypeError) as exc:
+        from synapseg.errors import ModelError
+
+        raise ModelError(
+            card_path,
+            f"postprocessing.{CARD_KEY} is invalid ({exc})",
+            f"fix or remove it in the card (known keys: {', '.join(DEFAULTS)}; low <= high)",
+        ) from exc
 
 
 def _level(p: float) -> int:
