@@ -78,3 +78,33 @@ def test_a_zero_radius_antialias_filter_is_skipped_exactly(rng):
     filtered = ndimage.gaussian_filter1d(filtered, sigma[2], axis=2, mode="nearest", truncate=4.0)
     assert np.array_equal(filtered, block)  # the filter it skips is the identity
     assert np.array_equal(got, resample_block(filtered, coords, (0, 0, 0)))
+
+
+def test_a_tiles_probabilities_are_freed_before_the_next_forward_pass(monkeypatch):
+    """run_tiles drops each tile's probabilities before the next tile's forward pass, so
+    two tiles' outputs are never alive together (issue 17: ≈ 180 MB off the peak at the
+    reference size)."""
+    import weakref
+
+    import torch
+
+    import synapseg.infer.forward as fwd
+
+    plan = plan_tiles((32, 64, 64), (32, 32, 32), 4, 16)
+    assert plan.n_tiles > 2
+    previous: list[weakref.ref] = []
+    alive_at_call: list[bool] = []
+
+    def fake_forward(net, batch, device, channels, transforms):
+        alive_at_call.append(bool(previous) and previous[-1]() is not None)
+        out = np.ones((batch.shape[0], 1, *batch.shape[2:]), np.float32)
+        previous.append(weakref.ref(out))
+        return out
+
+    monkeypatch.setattr(fwd, "forward_batch", fake_forward)
+    acc = np.zeros((1, 32, 64, 64), np.float32)
+    fwd.run_tiles(
+        lambda src, out: out.fill(1.0), acc, plan, None, torch.device("cpu"), (0,), [((), 0)], 1
+    )
+    assert len(alive_at_call) == plan.n_tiles
+    assert not any(alive_at_call)

@@ -170,5 +170,6 @@ def run_tiles(
         for b, (tile, (src, dst)) in enumerate(zip(tiles, parts)):
             weighted = weight_tile(probs[b], plan, tile, dst)
             torch.from_numpy(acc[(slice(None), *src)]).add_(torch.from_numpy(weighted))
+        del probs, weighted  # not alive during the next tile's forward pass (-180 MB peak)
         if progress is not None:
             progress(len(tiles))
