@@ -12,8 +12,10 @@ block, without copying the volume.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -82,6 +84,25 @@ class ScanResult:
         return f"{' and '.join(kinds)} voxel(s) of {self.n_voxels} ({where})"
 
 
+@dataclass
+class _Block:
+    """One z-chunk's finite range and, when it holds any, its non-finite voxels."""
+
+    lo: float
+    hi: float
+    n_nan: int = 0
+    n_posinf: int = 0
+    n_neginf: int = 0
+    bad_z: np.ndarray | None = None
+
+
+def _cores() -> int:
+    """CPU cores this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)  # pragma: no cover - not Linux
+
+
 def scan_volume(
     data: Any,
     chunk_voxels: int = CHUNK_VOXELS,
@@ -110,29 +131,43 @@ def scan_volume(
     res = ScanResult(n_voxels=int(np.prod(shape)))
     is_float = np.dtype(data.dtype).kind == "f"
     lo, hi = np.inf, -np.inf
-    for z0 in range(0, nz, step):
-        z1 = min(nz, z0 + step)
+    spans = [(z0, min(nz, z0 + step)) for z0 in range(0, nz, step)]
+
+    def scan(span: tuple[int, int]) -> _Block | None:
+        z0, z1 = span
         block = np.asarray(data[z0:z1])
         if block.size == 0:
-            continue
+            return None
         b_lo, b_hi = block.min(), block.max()  # NaN and inf propagate into these
         if not is_float or (np.isfinite(b_lo) and np.isfinite(b_hi)):
-            lo, hi = min(lo, float(b_lo)), max(hi, float(b_hi))
-        else:  # a block with NaN/inf: count them by kind and section
-            finite = np.isfinite(block)
-            bad_z = np.flatnonzero(~finite.reshape(z1 - z0, -1).all(axis=1)) + z0
-            res.n_nan += int(np.isnan(block).sum())
-            res.n_posinf += int(np.isposinf(block).sum())
-            res.n_neginf += int(np.isneginf(block).sum())
-            res.n_nonfinite_sections += len(bad_z)
-            if res.first_nonfinite_z is None:
-                res.first_nonfinite_z = int(bad_z[0])
-            res.last_nonfinite_z = int(bad_z[-1])
-            values = block[finite]
-            if values.size:
-                lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
-        if progress is not None:
-            progress(z1 - z0)
+            return _Block(float(b_lo), float(b_hi))
+        # a block with NaN/inf: count them by kind and section
+        finite = np.isfinite(block)
+        values = block[finite]
+        return _Block(
+            float(values.min()) if values.size else np.inf,
+            float(values.max()) if values.size else -np.inf,
+            int(np.isnan(block).sum()),
+            int(np.isposinf(block).sum()),
+            int(np.isneginf(block).sum()),
+            np.flatnonzero(~finite.reshape(z1 - z0, -1).all(axis=1)) + z0,
+        )
+
+    # two blocks at a time: numpy's reductions release the GIL (memory: two chunks)
+    with ThreadPoolExecutor(min(2, _cores(), len(spans)) or 1) as pool:
+        for (z0, z1), b in zip(spans, pool.map(scan, spans)):
+            if b is not None:
+                lo, hi = min(lo, b.lo), max(hi, b.hi)
+                if b.bad_z is not None:
+                    res.n_nan += b.n_nan
+                    res.n_posinf += b.n_posinf
+                    res.n_neginf += b.n_neginf
+                    res.n_nonfinite_sections += len(b.bad_z)
+                    if res.first_nonfinite_z is None:
+                        res.first_nonfinite_z = int(b.bad_z[0])
+                    res.last_nonfinite_z = int(b.bad_z[-1])
+            if progress is not None:
+                progress(z1 - z0)
     res.n_nonfinite = res.n_nan + res.n_posinf + res.n_neginf
     if lo <= hi:
         res.min, res.max = lo, hi
