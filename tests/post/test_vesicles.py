@@ -119,6 +119,8 @@ def test_stage_params_take_every_shared_field_from_post_params():
         confidence_model="my_confidence_model.json",
         n_directions=100,
         n_iter=3,
+        max_tube_score=0.8,
+        min_best_score=0.85,
     )
     for cls in (SphereParams, FilterParams):
         stage = _stage_params(cls, p)

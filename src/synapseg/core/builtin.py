@@ -193,7 +193,8 @@ def vesicle_params(params: dict[str, Any], wedge: Any, invert: str) -> dict[str,
         ``min_best_score``/``threshold``/``min_separation_nm``
         (:func:`~synapseg.model.registry.card_post_params`) and the network's own confidence
         model when the model is a name or folder, and a radius range the card's
-        ``postprocessing`` holds (``synapseg adapt`` may write ``qc_min_radius_nm``); the given
+        ``postprocessing`` holds (``synapseg adapt`` may write ``qc_min_radius_nm``) and its
+        opt-in ``max_tube_score`` (:mod:`synapseg.post.tubes`); the given
         ``threshold`` and radius range last (a user's value wins over the card's).
     """
     out: dict[str, Any] = {
@@ -210,6 +211,8 @@ def vesicle_params(params: dict[str, Any], wedge: Any, invert: str) -> dict[str,
         for key in ("min_radius_nm", "max_radius_nm", "qc_min_radius_nm"):  # `synapseg adapt`
             if key in (card.postprocessing or {}):
                 out[key] = card.postprocessing[key]
+        if (card.postprocessing or {}).get("max_tube_score") is not None:  # opt-in, post.tubes
+            out["max_tube_score"] = float(card.postprocessing["max_tube_score"])
     for key in ("threshold", "min_radius_nm", "max_radius_nm"):
         if params.get(key) is not None:
             out[key] = params[key]

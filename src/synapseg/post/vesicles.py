@@ -41,6 +41,7 @@ from synapseg.post.thickness import (  # re-exported: the distributed path reads
     measured_thickness,
     thickness_reference,
 )
+from synapseg.post.tubes import with_tube_scores
 from synapseg.specimen.mask import SpecimenMask
 
 __all__ = [
@@ -109,6 +110,8 @@ class PostParams:
         A tomogram whose best candidate's mean probability is below this holds no vesicles:
         every candidate is rejected and the table is empty ("no vesicles found"), instead
         of a few forced detections. ``None`` disables the test.
+    max_tube_score
+        Opt-in: reject tube sections (:func:`synapseg.post.tubes.with_tube_scores`).
     """
 
     # fields shared with FilterParams / SphereParams take their defaults from there (one source);
@@ -135,6 +138,7 @@ class PostParams:
     n_iter: int = SphereParams.n_iter
     polarity_candidates: int = 300
     min_best_score: float | None = 0.9
+    max_tube_score: float | None = None
 
     def __post_init__(self) -> None:
         if self.invert not in ("auto", "yes", "no"):
@@ -378,6 +382,7 @@ def find_vesicles(
         fits, t, info["membrane_thickness"] = measured_thickness(fits, sp, *args)
     else:
         info["membrane_thickness"] = {"nm": t, "source": "given"}
+    fits = with_tube_scores(fits, tomogram, vs, p, t, polarity, background, specimen)  # opt-in
     info["timings_s"]["spheres"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
