@@ -45,6 +45,17 @@ def adapt(
     ),
     lr: float = typer.Option(2e-4, "--lr", help="Learning rate (low: the base model is good)."),
     tta: bool = typer.Option(False, "--tta", help="Flip-averaged pseudo-labels (8-16x slower)."),
+    adapt_post: bool = typer.Option(
+        True,
+        "--adapt-post/--no-adapt-post",
+        help="Lower the size check's radius floor when the confident sizes are truncated at it.",
+    ),
+    check_gain: bool = typer.Option(
+        True,
+        "--check-gain/--no-check-gain",
+        help="Keep the fine-tuned weights only if the last round finds no fewer confident "
+        "vesicles than the base model.",
+    ),
     device: str = device_option(),
     seed: int = typer.Option(0, "--seed", help="Random seed (runs are reproducible on CPU)."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
@@ -54,8 +65,11 @@ def adapt(
 
     Each round segments the tomograms, keeps vesicles with confidence >= --min-confidence as
     targets, ignores uncertain candidates (loss mask) and fine-tunes with a flip-consistency
-    term. Writes OUTPUT/model.pt + model.json (use `segment --model OUTPUT`) and the
-    pseudo-labels in OUTPUT/pseudo_labels/. No ground truth is used: check the result on a
+    term. The fine-tuned weights are kept only if the last round finds no fewer confident
+    vesicles than the base model; the size check's radius floor is lowered when the
+    confident sizes are truncated at it (both recorded in the card). Writes OUTPUT/model.pt
+    + model.json (use `segment --model OUTPUT`) and the pseudo-labels in
+    OUTPUT/pseudo_labels/. No ground truth is used: check the result on a
     tomogram you know before trusting it.
     """
     import torch
@@ -78,6 +92,8 @@ def adapt(
         blob_margin_nm=blob_margin_nm,
         lr=lr,
         tta=tta,
+        adapt_postprocessing=adapt_post,
+        check_gain=check_gain,
         seed=seed,
     )
     quiet = bool((ctx.find_root().obj or {}).get("quiet"))
@@ -101,6 +117,8 @@ def adapt(
         "statement": record["statement"],
         "base_model": record["base_model"],
         "pseudo_labels_per_round": [r["pseudo_labels"] for r in record["rounds"]],
+        "weights": record["weights"]["decision"],
+        "postprocessing": (record.get("postprocessing_adapted") or {}).get("decision", "off"),
         "cut_offs": {"min_confidence": min_confidence, "low_confidence": low_confidence},
         "seconds": round(time.perf_counter() - t0, 1),
     }

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from synapseg.errors import InputError, OutputExistsError
+from synapseg.train.adapt_guard import use_base_weights, weights_decision
 from synapseg.train.consistency import ConsistencyTrainer
 from synapseg.train.pseudo_labels import (  # noqa: F401 - candidate_confidence, pseudo_labels: API
     candidate_confidence,
@@ -88,6 +89,9 @@ class AdaptConfig:
         After the last round, re-estimate the radius floor from the confident vesicles'
         sizes (:mod:`synapseg.train.adapt_post`); the card changes only when the sizes are
         truncated at the floor.
+    check_gain
+        Keep the fine-tuned weights only when the last pseudo-label pass finds at least as
+        many confident vesicles as the first (:mod:`synapseg.train.adapt_guard`).
     seed
         Seed of every random choice.
     """
@@ -105,6 +109,7 @@ class AdaptConfig:
     consistency_weight: float = 1.0
     tta: bool = False
     adapt_postprocessing: bool = True
+    check_gain: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -249,6 +254,13 @@ def adapt_model(
                 "steps": config.steps,
             }
         )
+        if r == config.rounds:
+            counts = [x["pseudo_labels"] for x in record["rounds"]]
+            record["weights"] = weights_decision(counts, config.check_gain)
+            if not record["weights"]["kept"]:
+                on_event(record["weights"]["decision"])
+                use_base_weights(resolve_model(from_model), model_dir)
+                break
         if not items:
             raise InputError(
                 files[0] if len(files) == 1 else None,
@@ -288,7 +300,8 @@ def adapt_model(
     record["calibration"] = _calibration_note(resolve_model(from_model))
     if config.adapt_postprocessing:
         on_event("post-processing: radius floor from the confident vesicles' sizes")
-        pass_dir = model_dir / PSEUDO_DIR / f"round{config.rounds}"
+        kept = record["weights"]["kept"]  # the pass of the model whose weights are written:
+        pass_dir = model_dir / PSEUDO_DIR / f"round{config.rounds if kept else 1}"
         record["postprocessing_adapted"] = _adapt_post(model_dir, files, names, pass_dir, config)
     _write_card(model_dir, record, base)
     return record
@@ -369,6 +382,8 @@ def _write_card(model_dir: Path, record: dict[str, Any], base: Any) -> None:
             " Post-processing calibration (card postprocessing, confidence model) carried over "
             "from the base model, not re-calibrated."
         )
+    if not record.get("weights", {}).get("kept", True):
+        card["description"] += f" {record['weights']['decision']}."
     changed = (record.get("postprocessing_adapted") or {}).get("changed")
     if changed:
         card["description"] += (
