@@ -12,6 +12,7 @@ import math
 import os
 import warnings
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -199,14 +200,22 @@ def open_volume_writer(
             mrc.close()
 
 
+def _section_stats(section: np.ndarray) -> tuple[float, float, float, float]:
+    s = np.asarray(section, dtype=np.float64)
+    return float(s.min()), float(s.max()), float(s.sum()), float(np.square(s).sum())
+
+
 def _set_header_stats(header: Any, data: np.ndarray) -> None:
-    """Set dmin/dmax/dmean/rms section by section (mrcfile's own helper copies the volume)."""
+    """Set dmin/dmax/dmean/rms section by section (mrcfile's own helper copies the volume).
+
+    Two sections at a time (numpy releases the GIL), summed in section order: the same
+    values as one thread."""
     lo, hi, total, total_sq = np.inf, -np.inf, 0.0, 0.0
-    for section in data:
-        s = np.asarray(section, dtype=np.float64)
-        lo, hi = min(lo, float(s.min())), max(hi, float(s.max()))
-        total += float(s.sum())
-        total_sq += float(np.square(s).sum())
+    with ThreadPoolExecutor(2) as pool:
+        for s_lo, s_hi, s_sum, s_sq in pool.map(_section_stats, data):
+            lo, hi = min(lo, s_lo), max(hi, s_hi)
+            total += s_sum
+            total_sq += s_sq
     n = max(data.size, 1)
     mean = total / n
     header.dmin, header.dmax, header.dmean = lo, hi, mean
