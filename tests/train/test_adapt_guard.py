@@ -62,7 +62,7 @@ def test_fewer_confident_vesicles_keep_the_base_weights(tmp_path, monkeypatch):
     assert (tmp_path / "out" / "model.pt").read_bytes() == (base.parent / "model.pt").read_bytes()
     net, card = load_model(str(tmp_path / "out"))  # loadable, sha256 verified
     assert card.sha256 == read_card(base).sha256 and card.name == "out"
-    assert "base model's weights kept" in card.description
+    assert "Base model's weights kept" in card.description
     assert card.extra["adaptation"]["weights"]["pseudo_labels_per_round"] == [6, 4]
     assert probed == ["round1"]  # sizes probed on the pass of the model written
     assert (tmp_path / "out" / "rounds" / "round1" / "model.pt").is_file()  # trained, dropped

@@ -341,6 +341,9 @@ def _adapt_post(
     path = model_dir / "model.json"
     card = json.loads(path.read_text(encoding="utf-8"))
     post, rec = adapt_postprocessing(probes, card.get("postprocessing") or {})
+    rec["from"] = (
+        f"the {labels.name} pseudo-label pass (maps of the model whose weights are written)"
+    )
     if rec["changed"]:
         card["postprocessing"] = post
         write_text_atomic(path, json.dumps(card, indent=2, default=str), overwrite=True)

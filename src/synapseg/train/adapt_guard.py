@@ -51,13 +51,13 @@ def weights_decision(pseudo_labels_per_round: Sequence[int], check: bool = True)
     out: dict[str, Any] = {"rule": RULE, "pseudo_labels_per_round": counts}
     if not check or len(counts) < 2:
         why = "not checked (--no-check-gain)" if not check else "not checked (one round)"
-        return {**out, "kept": True, "checked": False, "decision": f"weights kept: {why}"}
+        return {**out, "kept": True, "checked": False, "decision": f"Weights kept: {why}"}
     first, last = counts[0], counts[-1]
     kept = last >= first
     decision = (
-        f"weights kept: the last pass found {last} confident vesicles, the base model {first}"
+        f"Weights kept: the last pass found {last} confident vesicles, the base model {first}"
         if kept
-        else f"base model's weights kept, the fine-tuned ones dropped: the last pass found "
+        else f"Base model's weights kept, the fine-tuned ones dropped: the last pass found "
         f"{last} confident vesicles, fewer than the base model's {first}"
     )
     return {**out, "kept": kept, "checked": True, "decision": decision}

@@ -202,7 +202,6 @@ def adapt_postprocessing(
         out.update(changed)
     record = {
         "rule": RULE,
-        "from": "the last round's pseudo-label pass (probability maps of its model)",
         "per_tomogram_confident": [len(p["radii_nm"]) for p in probes],
         "per_tomogram_below_floor": [
             int(np.sum(np.asarray(p["radii_nm"], float) < p["current_min_radius_nm"]))
