@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,24 +203,27 @@ def cell_statistics(data: Any, cell_px: Sequence[int]) -> tuple[np.ndarray, np.n
         s2 = np.add.reduceat(np.square(a, dtype=np.float64), xs, axis=2).sum(axis=0)
         return s, s2
 
+    def layer_stats(layer: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        s, s2 = xsums(layer)
+        if np.isfinite(s2).all():
+            n = len(layer) * per_cell
+        else:
+            finite = np.isfinite(layer)
+            s, s2 = xsums(np.where(finite, layer, np.float32(0)))
+            n = np.add.reduceat(finite.sum(axis=0, dtype=np.float64), xs, axis=1)
+            n = np.add.reduceat(n, ys, axis=0)
+        return np.add.reduceat(s, ys, axis=0), np.add.reduceat(s2, ys, axis=0), n
+
     layers = max(1, _READ_VOXELS // max(ny * nx * cz, 1))
-    for k0 in range(0, gz, layers):
-        k1 = min(gz, k0 + layers)
-        # a float32 memmap is viewed, not copied: only the sections used are read
-        block = np.asarray(data[k0 * cz : min(nz, k1 * cz)], dtype=np.float32)
-        for k in range(k0, k1):
-            layer = block[(k - k0) * cz : (k - k0 + 1) * cz : sz]
-            s, s2 = xsums(layer)
-            if np.isfinite(s2).all():
-                n = len(layer) * per_cell
-            else:
-                finite = np.isfinite(layer)
-                s, s2 = xsums(np.where(finite, layer, np.float32(0)))
-                n = np.add.reduceat(finite.sum(axis=0, dtype=np.float64), xs, axis=1)
-                n = np.add.reduceat(n, ys, axis=0)
-            total[k] = np.add.reduceat(s, ys, axis=0)
-            total_sq[k] = np.add.reduceat(s2, ys, axis=0)
-            count[k] = n
+    # two layers at a time: numpy's reductions release the GIL (each layer is its own cells)
+    with ThreadPoolExecutor(2) as pool:
+        for k0 in range(0, gz, layers):
+            k1 = min(gz, k0 + layers)
+            # a float32 memmap is viewed, not copied: only the sections used are read
+            block = np.asarray(data[k0 * cz : min(nz, k1 * cz)], dtype=np.float32)
+            views = [block[(k - k0) * cz : (k - k0 + 1) * cz : sz] for k in range(k0, k1)]
+            for k, (t, t2, n) in zip(range(k0, k1), pool.map(layer_stats, views)):
+                total[k], total_sq[k], count[k] = t, t2, n
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
         var = total_sq / count - mean * mean
