@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import sys
+import threading
 from collections.abc import Callable
 
 
@@ -22,3 +25,25 @@ def lazy_getattr(package: str, where: dict[str, str]) -> Callable[[str], object]
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__
+
+
+def import_in_background(name: str) -> threading.Thread | None:
+    """Start importing module ``name`` in a daemon thread; ``None`` when already imported.
+
+    For a heavy import that a run needs later (torch: ≈ 1.7 s on the dev VM) while the
+    main thread first does numpy work that releases the GIL (reading, scanning the
+    volume): the two overlap on a second core. A later ``import name`` in any thread
+    waits for this one to finish (the import system's per-module lock) and gets the same
+    module; if this one fails, the module is left unimported and the later import raises
+    the error where it is needed.
+    """
+    if name in sys.modules:
+        return None
+
+    def run() -> None:
+        with contextlib.suppress(Exception):  # the real import raises it, where it is used
+            importlib.import_module(name)
+
+    thread = threading.Thread(target=run, name=f"synapseg-import-{name}", daemon=True)
+    thread.start()
+    return thread

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from synapseg._lazy import import_in_background
 from synapseg.core import file_stages
 from synapseg.core.grid import Grid
 from synapseg.core.options import STAGES, OutputPaths, SegmentOptions, provenance
@@ -83,6 +84,7 @@ def segment_tomogram(
     hooks = hooks or file_stages
     options = options or SegmentOptions()
     on_stage = on_stage or (lambda stage: None)
+    import_in_background("torch")  # overlaps the volume scan (issue 17)
     volume = read_volume(tomogram, options.voxel_size_nm)
     paths = OutputPaths(Path(out_dir), volume.name)
     digest = options_digest(options, volume)
