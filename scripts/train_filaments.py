@@ -37,7 +37,7 @@ from synapseg.simulate import simulate_tomogram
 from synapseg.simulate.params import DEFAULT_SNR
 
 NEAR_NM = 1.5  # a line within this mean distance of a true filament's path is positive
-RECORDED = (*LINE_FEATURES, "min_z")  # every feature kept (``--features`` picks the model's)
+RECORDED = LINE_FEATURES  # every feature kept (``--features`` picks the model's)
 
 
 def _segment_distance(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -150,6 +150,14 @@ def main(argv=None) -> None:
         help="features the logistic model uses (default: LINE_FEATURES)",
     )
     ap.add_argument("--from-json", default=None, help="refit from a previous --json run")
+    ap.add_argument(
+        "--with-negatives",
+        action="store_true",
+        help="also fit on the negative control's lines (all negative)",
+    )
+    ap.add_argument(
+        "--top", type=int, default=0, help="refit on each pair's N best lines of a first fit"
+    )
     args = ap.parse_args(argv)
     from sklearn.linear_model import LogisticRegression
 
@@ -189,7 +197,15 @@ def main(argv=None) -> None:
         d = data[data["kind"] == kind]
         nd = null[null["kind"] == kind]
         clf = LogisticRegression(C=1.0, max_iter=2000, random_state=0)
-        clf.fit(d[feats].to_numpy(), d["near"].to_numpy())
+        negs = nd.assign(sim=nd["sim"] + "/none")  # the same pairs, another phantom
+        train = pd.concat([d, negs], ignore_index=True) if args.with_negatives else d
+        clf.fit(train[feats].to_numpy(), train["near"].to_numpy())
+        if args.top:  # refit on the lines that compete for selection: each pair's top N
+            sc = clf.predict_proba(train[feats].to_numpy())[:, 1]
+            rank = train.assign(s=sc).groupby(["sim", "pair"])["s"].rank(ascending=False)
+            top = train[rank.to_numpy() <= args.top]
+            clf = LogisticRegression(C=1.0, max_iter=2000, random_state=0)
+            clf.fit(top[feats].to_numpy(), top["near"].to_numpy())
         model[kind] = (
             round(float(clf.intercept_[0]), 4),
             tuple(round(float(w), 4) for w in clf.coef_[0]),

@@ -73,12 +73,19 @@ def test_a_line_through_a_third_vesicle_is_not_a_filament():
 
 
 def test_score_is_monotone_in_density():
-    """The fitted decision: a denser line (mean, sum, contrast to the pair's other lines and
-    cross-section contrast all doubled) scores higher, for both kinds."""
+    """The fitted decision: a denser line (mean, sum, contrast to the pair's other lines,
+    cross-section contrast and weakest stretch all doubled) scores higher, for both kinds."""
     base = dict(
-        mean_z=1.0, sum_z=3.0, rel_z=1.5, inv_length=0.1, offset_nm=2.0, gap_nm=10.0, xs_z=1.0
+        mean_z=1.0,
+        sum_z=3.0,
+        rel_z=1.5,
+        inv_length=0.1,
+        offset_nm=2.0,
+        gap_nm=10.0,
+        xs_z=1.0,
+        min_z=0.5,
     )
-    denser = {**base, "mean_z": 2.0, "sum_z": 6.0, "rel_z": 3.0, "xs_z": 2.0}
+    denser = {**base, "mean_z": 2.0, "sum_z": 6.0, "rel_z": 3.0, "xs_z": 2.0, "min_z": 1.0}
     for kind in ("connector", "tether"):
         assert line_score(denser, kind) > line_score(base, kind)
 
@@ -236,3 +243,16 @@ def test_a_tether_line_that_leaves_the_box_does_not_reach_the_az():
     tree = cKDTree(np.argwhere(az) * vs)
     d, _ = tree.query(scan["end_nm"])
     assert d.max() <= p.margin_nm + 2 * vs
+
+
+def test_lines_are_chosen_by_score_not_by_density():
+    """The detector keeps a pair's best-scoring lines (the fitted decision, which also
+    weighs the cross-section and the lateral offset), each ``exclude_nm`` from the others;
+    it used to keep the densest ones."""
+    from synapseg.filaments.lines import select_lines
+
+    score = np.array([0.2, 0.9, 0.85, 0.6, 0.7])
+    off = np.array([[0, 0, 0], [0, 5, 0], [0, 6, 0], [0, -5, 0], [0, 0, 10]], float)
+    assert select_lines(score, off, 1, 4.0) == [1]
+    assert select_lines(score, off, 3, 4.0) == [1, 4, 3]  # 2 lies 1 nm from 1
+    assert select_lines(score, off, 5, 0.0) == [1, 2, 4, 3, 0]

@@ -9,15 +9,17 @@ where it leaves vesicle ``a``'s boundary to where it meets the next boundary; li
 meet a third boundary first, or leave the box, are dropped. Along each line the densities
 (Gaussian of ``line_smooth_nm``, dense = high, normalised to the noise of the box's free
 region: median 0, robust σ 1) are averaged, leaving out ``line_trim_nm`` at each end (the
-membranes' blur). The densest lines, at least ``line_exclude_nm`` apart, are scored by a
-logistic model of their features (:data:`LINE_MODEL`, fitted on simulated synapses with
-seeds disjoint from the benchmark's by ``scripts/train_filaments.py``), among them
+membranes' blur). Every line is scored by a logistic model of its features
+(:data:`LINE_MODEL`, fitted on simulated synapses with seeds disjoint from the benchmark's
+by ``scripts/train_filaments.py``, each line labelled by its distance to the true path);
+the best-scoring lines, at least ``line_exclude_nm`` apart, are kept. Among the features:
 ``rel_z``: the line's mean against the pair's own null distribution (median and robust
 spread of the means of all its lines, most of which miss any filament), which follows the
 local noise, crowding and membrane blur, and ``xs_z``: a cylinder matched filter across the
 line (its 1.5 nm core minus a 3-5 nm annulus, averaged along it), the filament against its
-local background. Lines with a score of at least ``line_threshold``
-are filaments.
+local background, and ``min_z``: the weakest 2 nm stretch of the line (down to which
+threshold it stays connected, as Pyto's persistence asks). Lines with a score of at least
+``line_threshold`` are filaments.
 
 Averaging along a known straight line is the matched filter for a thin straight filament;
 the lateral search is what costs sensitivity (the best of a few hundred lines through
@@ -44,17 +46,27 @@ __all__ = [
     "select_lines",
 ]
 
-LINE_FEATURES = ("mean_z", "sum_z", "rel_z", "inv_length", "offset_nm", "gap_nm", "xs_z")
+LINE_FEATURES = (
+    "mean_z",
+    "sum_z",
+    "rel_z",
+    "inv_length",
+    "offset_nm",
+    "gap_nm",
+    "xs_z",
+    "min_z",
+)
 
 #: Logistic decision per kind: (intercept, coefficients in :data:`LINE_FEATURES` order),
 #: fitted by ``scripts/train_filaments.py`` on tuning seeds (docs/filaments.md).
 LINE_MODEL: dict[str, tuple[float, tuple[float, ...]]] = {
-    # scripts/train_filaments.py --filament-scale 2 --max-false 0.05 --features ... xs_z:
-    # seeds 3 5 7 9 11 at SNR x1 and x0.5 (1010 vesicles in the negative control), filament
-    # density x2 (the real-data calibration); the intercepts include the chosen thresholds
-    # 0.58 (connectors) and 0.40 (tethers), so a score of 0.5 decides
-    "connector": (-1.9851, (-1.0202, 0.5503, 0.4739, -0.4084, -0.1288, -0.1401, 1.0667)),
-    "tether": (-1.0799, (1.3745, 0.3566, 0.2959, -0.3338, -0.0451, -0.0473, -1.3261)),
+    # scripts/train_filaments.py --filament-scale 2 --with-negatives --top 20 (default
+    # seeds 3 5 7 9 11 at SNR x1 and x0.5, 1010 vesicles in the negative control): every
+    # line labelled by its distance to the true path (<= 1.5 nm), the negative control's
+    # lines negative, refitted on each pair's 20 best lines; the intercepts include the
+    # chosen thresholds 0.26 (connectors) and 0.11 (tethers), so a score of 0.5 decides
+    "connector": (-3.422, (-0.9528, 0.1558, 0.7904, -5.7206, -0.1392, -0.075, 1.8911, 0.1623)),
+    "tether": (-1.5207, (0.7055, 0.2224, 0.3392, -2.0809, -0.087, -0.02, -0.0454, 0.3143)),
 }
 
 _STEP_NM = 0.5  # sampling along a line
@@ -106,7 +118,7 @@ def scan_pair(
     A line is valid when its first sample inside the pair's box lies in vesicle ``a``
     (the line starts at ``a``'s center, which may lie outside the box) and, once it has
     left ``a``, the first boundary it meets is ``b``. Returns a dict of arrays, one row
-    per valid line: ``features`` (dict of :data:`LINE_FEATURES` and ``min_z``),
+    per valid line: ``features`` (dict of :data:`LINE_FEATURES`),
     ``score``, ``offsets_nm`` (lateral offset, (n, 3)), ``start_nm`` and ``end_nm`` (where
     it leaves ``a`` and meets ``b``, tomogram nm), plus what :func:`line_candidates` needs
     to build the connections."""
