@@ -71,6 +71,9 @@ def test_segment_runs_the_context(sim, tmp_path, truth_networks):
     facts = report["stages"]["context"]
     assert facts["ran"] and facts["active_zone"]["found"]
     assert facts["pool_thresholds_nm"] == {"docked": 5.0, "proximal": 40.0}
+    seg = facts["membrane_segmentation"]  # the report records the segmentation's parameters
+    assert seg["parameters"]["enabled"] and seg["parameters"]["min_area_nm2"] > 0
+    assert seg["pieces_kept"] >= 1
     for name in (
         "membranes.mrc",
         "az.json",
