@@ -82,6 +82,13 @@ def line_score(features: dict[str, float], kind: str) -> float:
     return float(1.0 / (1.0 + np.exp(-np.clip(x, -50, 50))))
 
 
+def line_scores(features: dict[str, np.ndarray], kind: str) -> np.ndarray:
+    """:func:`line_score` of many lines at once (features as arrays)."""
+    b0, w = LINE_MODEL[kind]
+    x = b0 + sum(wi * np.asarray(features[f], float) for wi, f in zip(w, LINE_FEATURES))
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -50, 50)))
+
+
 def _axes(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     e1 = np.cross(u, [1.0, 0.0, 0.0])
     if np.linalg.norm(e1) < 0.3:
@@ -162,62 +169,66 @@ def scan_pair(
     xs_sum = np.concatenate([np.zeros((len(xs), 1)), np.cumsum(np.where(xs_ok, xs, 0), 1)], 1)
     xs_n = np.concatenate([np.zeros((len(xs), 1)), np.cumsum(xs_ok, 1)], 1)
     gap = float(dist - bounds.outer_nm[i] - (bounds.outer_nm[j] if j >= 0 else 0.0))
-    rows = []
-    for k in range(len(offsets)):
-        lk = lab[k]
-        in_box = np.flatnonzero(lk >= 0)
-        if not len(in_box) or lk[in_box[0]] != a_id:  # does not start inside vesicle a
-            continue
-        out_a = in_box[0] + np.flatnonzero(lk[in_box[0] :] != a_id)
-        if not len(out_a):
-            continue
-        s0 = out_a[0]
-        hit = np.flatnonzero(lk[s0:] != 0)
-        if not len(hit) or lk[s0 + hit[0]] != b_id:  # left the box or met a third boundary
-            continue
-        s1 = s0 + hit[0]  # first sample inside boundary b
-        seg = z[k, s0 + n_trim : s1 - n_trim]
-        if len(seg) < 2:
-            continue
-        length = (s1 - s0) * _STEP_NM
-        mean = float(seg.mean())
-        # the weakest stretch: the threshold at which the line would still connect (Pyto)
-        run = np.convolve(seg, np.ones(n_run) / n_run, "valid") if len(seg) >= n_run else seg
-        b0, b1 = s0 + n_trim, s1 - n_trim  # the mean of xs over the segment's finite steps
-        n_xs = xs_n[k, b1] - xs_n[k, b0]
-        xs_mean = float((xs_sum[k, b1] - xs_sum[k, b0]) / n_xs) if n_xs > 0 else mean
-        rows.append((k, s0, s1, mean, length, xs_mean, float(run.min())))
-    if not rows:
+    n, m = lab.shape
+    col = np.arange(m)[None, :]
+    inb = lab >= 0
+    first = np.argmax(inb, axis=1)  # first sample inside the box
+    rk = np.arange(n)
+    ok = inb.any(axis=1) & (lab[rk, first] == a_id)  # starts inside vesicle a
+    after = (col >= first[:, None]) & (lab != a_id)
+    s0 = np.argmax(after, axis=1)  # where it leaves vesicle a
+    ok &= after.any(axis=1)
+    met = (col >= s0[:, None]) & (lab != 0)
+    s1 = np.argmax(met, axis=1)  # the first boundary (or the box's edge) it meets
+    ok &= met.any(axis=1) & (lab[rk, s1] == b_id)
+    b0, b1 = s0 + n_trim, s1 - n_trim  # the segment without the membranes' blur
+    ok &= b1 - b0 >= 2
+    if not ok.any():
         return None
+    ks, s0, s1, b0, b1 = rk[ok], s0[ok], s1[ok], b0[ok], b1[ok]
+    zk = z[ks].astype(np.float64)
+    zc = np.concatenate([np.zeros((len(ks), 1)), np.cumsum(zk, 1)], 1)
+    r = np.arange(len(ks))
+    mean = (zc[r, b1] - zc[r, b0]) / (b1 - b0)
+    # the weakest stretch (n_run samples): down to which threshold the line stays connected
+    run = (zc[:, n_run:] - zc[:, :-n_run]) / n_run  # run[:, t]: mean of samples t..t+n_run-1
+    t = np.arange(run.shape[1])[None, :]
+    in_seg = (t >= b0[:, None]) & (t <= (b1 - n_run)[:, None])
+    min_run = np.where(in_seg, run, np.inf).min(axis=1)
+    short = ~in_seg.any(axis=1)  # shorter than n_run: the weakest sample
+    if short.any():
+        tt = np.arange(m)[None, :]
+        seg = (tt >= b0[short, None]) & (tt < b1[short, None])
+        min_run[short] = np.where(seg, zk[short], np.inf).min(axis=1)
+    n_xs = xs_n[ks, b1] - xs_n[ks, b0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xs_mean = np.where(n_xs > 0, (xs_sum[ks, b1] - xs_sum[ks, b0]) / n_xs, mean)
+    length = (s1 - s0) * _STEP_NM
     # the pair's own null: most of its lines miss any filament
-    means = np.array([r[3] for r in rows])
-    med = float(np.median(means))
-    spread = float(1.4826 * np.median(np.abs(means - med))) or float(means.std()) or 1.0
+    med = float(np.median(mean))
+    spread = float(1.4826 * np.median(np.abs(mean - med))) or float(mean.std()) or 1.0
     kind = "connector" if j >= 0 else "tether"
-    feats, scores = [], []
-    for k, s0, s1, mean, length, xs_mean, min_z in rows:
-        core = max((s1 - s0 - 2 * n_trim) * _STEP_NM, _STEP_NM)
-        f = {
-            "xs_z": xs_mean,
-            "mean_z": mean,
-            "sum_z": mean * float(np.sqrt(core)),
-            "rel_z": (mean - med) / spread,
-            "inv_length": 1.0 / max(length, 1.0),
-            "offset_nm": float(np.linalg.norm(offsets[k])),
-            "gap_nm": gap,
-            "min_z": min_z,
-        }
-        feats.append(f)
-        scores.append(line_score(f, kind))
-    ks = np.array([r[0] for r in rows])
+    core = np.maximum((s1 - s0 - 2 * n_trim) * _STEP_NM, _STEP_NM)
+    feats = {
+        "mean_z": mean,
+        "sum_z": mean * np.sqrt(core),
+        "rel_z": (mean - med) / spread,
+        "inv_length": 1.0 / np.maximum(length, 1.0),
+        "offset_nm": np.linalg.norm(offsets[ks], axis=1),
+        "gap_nm": np.full(len(ks), gap),
+        "xs_z": xs_mean,
+        "min_z": min_run,
+    }
     return {
         "kind": kind,
-        "rows": rows,
+        "k": ks,
+        "s0": s0,
+        "s1": s1,
         "features": feats,
-        "score": np.array(scores),
+        "score": line_scores(feats, kind),
         "offsets_nm": offsets[ks],
-        "start_nm": np.array([pts[k, s0] for k, s0, *_ in rows]) + lo * vs,
-        "end_nm": np.array([pts[k, s1] for k, _, s1, *_ in rows]) + lo * vs,
+        "start_nm": pts[ks, s0] + lo * vs,
+        "end_nm": pts[ks, s1] + lo * vs,
         "idx": idx,
         "box": box,
         "inner": inner,
@@ -261,14 +272,15 @@ def line_candidates(
     box_in = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, inner))
     out: list[Connection] = []
     for o in kept:
-        k, s0, s1, mean = scan["rows"][o][:4]
+        k, s0, s1 = int(scan["k"][o]), int(scan["s0"][o]), int(scan["s1"][o])
+        mean = float(scan["features"]["mean_z"][o])
         vox = idx[k, s0:s1] - inner_lo
         ok = np.all((vox >= 0) & (vox < inner_shape), axis=1)
         vox = vox[ok]
         if len(vox) < 2:
             continue
         flat = np.unique(np.ravel_multi_index(tuple(vox.T), inner_shape))
-        f = scan["features"][o]
+        f = {name: float(v[o]) for name, v in scan["features"].items()}
         # no threshold range: Pyto's threshold column gets the line's mean density (σ)
         conn = Connection(i, j, box_in, flat, int(flat[0]), mean, mean, levels=1)
         conn.stats = {**f, "density_sigma": mean, "score": float(scan["score"][o])}
