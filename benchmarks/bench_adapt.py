@@ -90,6 +90,8 @@ def _adapt(data: Path, shift: str, model_dir: Path, a) -> dict[str, Any]:
         "pseudo_labels_per_round": [r["pseudo_labels"] for r in record["rounds"]],
         "uncertain_ignored_per_round": [r["uncertain_ignored"] for r in record["rounds"]],
         "negative_candidates_per_round": [r["negative_candidates"] for r in record["rounds"]],
+        "weights": (record.get("weights") or {}).get("decision"),
+        "postprocessing_changed": (record.get("postprocessing_adapted") or {}).get("changed"),
     }
 
 
