@@ -117,3 +117,24 @@ def test_shipped_test_model_is_small_and_valid():
     assert (card_path.parent / "model.pt").stat().st_size < 500_000
     net, card = load_model("test-random")
     assert card.trained is False and card.name == "test-random"
+
+
+def test_sim_unet_v2_ships_rebuildable_with_its_calibration_and_tube_rejection():
+    """The v2 model (issue 11) is shipped by name, next to the default: its weights match
+    its card, the card names the recipe with the data hashes and the short-rebuild
+    reference, and the vesicles stage takes its calibrated post-processing, including the
+    tube-section rejection, from the card."""
+    from types import SimpleNamespace
+
+    from synapseg.core.builtin import vesicle_params
+
+    assert "sim-unet-v2" in registry.available_models()
+    _, card = registry.load_model("sim-unet-v2")  # verifies the sha256
+    data = card.training_data
+    assert "train_default.py --version v2" in data["recipe"]
+    assert data["data_hashes"]["tomograms"] and data["rebuild_reference"]
+    wedge = SimpleNamespace(tilt_range_deg=60.0, wedge_axis="y")
+    got = vesicle_params({"model": "sim-unet-v2"}, wedge, "no")
+    assert got["max_tube_score"] == 0.8
+    assert got["threshold"] == 0.35 and got["min_best_score"] == 0.852
+    assert "max_tube_score" not in vesicle_params({"model": "sim-unet-v1"}, wedge, "no")
