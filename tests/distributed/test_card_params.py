@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 CENTERS = ["center_z_px", "center_y_px", "center_x_px"]
-CARD_POST = {"threshold": 0.62, "min_separation_nm": 13.0, "min_best_score": 0.8}
+CARD_POST = {
+    "threshold": 0.62,
+    "min_separation_nm": 13.0,
+    "min_best_score": 0.8,
+    "max_tube_score": 0.8,
+}
 
 
 @pytest.fixture(scope="module")
@@ -59,16 +64,27 @@ def test_post_params_take_the_card_and_its_confidence_model(card_model):
 
 
 @pytest.mark.slow  # two network runs of a 32×224×224 volume: ~20 s under load
-def test_blockwise_equals_single_process_with_a_calibrated_card(sim_mrc, card_model):
+def test_blockwise_equals_single_process_with_a_calibrated_card(sim_mrc, card_model, caplog):
+    """Including the card's opt-in tube-section test: the block-wise path scores the merged
+    fits against the whole volume, as one process does."""
+    import logging
+
     import synapseg
     from synapseg.distributed.run import segment_blocks
 
     volume = synapseg.read_volume(sim_mrc)
     kw = {"tile_size": 208, "invert": "no"}
     ref = synapseg.segment(volume, model=str(card_model), device="cpu", outputs=["vesicles"], **kw)
-    blocks = segment_blocks(
-        volume, str(card_model), tiles_per_block=1, post_block=(32, 112, 112), **kw
-    )
+    logger = logging.getLogger("synapseg")
+    logger.addHandler(caplog.handler)  # the CLI may have turned propagation off
+    try:
+        with caplog.at_level(logging.WARNING, logger="synapseg"):
+            blocks = segment_blocks(
+                volume, str(card_model), tiles_per_block=1, post_block=(32, 112, 112), **kw
+            )
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert "carry no tube_score" not in caplog.text
     facts = blocks.facts["vesicles"]
     for key, value in CARD_POST.items():
         assert facts["params"][key] == value

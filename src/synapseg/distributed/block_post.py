@@ -233,10 +233,15 @@ def merge_fits(
     parts: list[dict[str, Any]],
     decisions: Decisions,
     thickness: tuple[float, dict[str, Any]] | None = None,
+    data: Any = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """The vesicle table from every block's fits: ``(table, rejected, info)`` as
     :func:`synapseg.post.vesicles.find_vesicles` returns them. ``thickness`` is
-    :func:`measure_thickness`'s answer (default: the default thickness)."""
+    :func:`measure_thickness`'s answer (default: the default thickness). ``data`` (the
+    whole tomogram) is read around the fits when the card asks for the tube-section test
+    (``max_tube_score``): its scores are relative to all of the volume's fits, so they are
+    taken here, on the merged table, as one process takes them."""
+    from synapseg.post.tubes import with_tube_scores
     from synapseg.post.vesicles import tabulate
 
     p = post_params(decisions)
@@ -246,6 +251,14 @@ def merge_fits(
         {"nm": _default_thickness(p), "source": "default"},
     )
     fits = merged_fits(parts)
+    if data is not None and p.max_tube_score is not None and len(fits):
+        c, r = fits[CENTERS].to_numpy(float), fits["radius_nm"].to_numpy(float)
+        ok = np.isfinite(r) & np.isfinite(c).all(axis=1)  # failed fits are not scored
+        with _around(data, c[ok], r[ok], vs) as tomogram:
+            sign = -1 if decisions.invert else 1
+            fits = with_tube_scores(
+                fits, tomogram, vs, p, t, sign, decisions.background, decisions.specimen
+            )
     rejected = [q["rejected"] for q in parts if len(q["rejected"])]
     info: dict[str, Any] = {"params": asdict(p), "threshold": p.threshold, "warnings": []}
     info["counts"] = {

@@ -155,7 +155,7 @@ def vesicles_blocks(
     thickness = measure_thickness(volume.data, parts, d)
     if thickness[1].get("source") == "estimated":  # refit every candidate, as one process does
         parts = _fit_all(client, blocks, *args, retries, thickness[0])
-    table, rejected, info = merge_fits(parts, d, thickness)
+    table, rejected, info = merge_fits(parts, d, thickness, volume.data)
     info["seconds"] = time.perf_counter() - t0
     info["n_vesicles"] = int(len(table))
     info["blocks"] = {"n": len(blocks), "core": list(np.broadcast_to(post_block, 3).tolist())}
