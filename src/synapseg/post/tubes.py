@@ -179,44 +179,6 @@ def tube_scores(
     best = np.where(ok & (z >= min_z), score, -np.inf).max(axis=1)
     out[:] = np.where(np.isfinite(best), best, np.where(ok.any(axis=1), 0.0, np.nan))
     return out
-    if background is None:
-        background = estimate_background(tomogram, specimen=specimen)
-    norm = (float(background[0]), float(background[1]), float(np.sign(polarity) or 1))
-    t = float(membrane_thickness_nm)
-    dirs = fibonacci_directions(n_directions)
-    wdir = wedge_weights(dirs, tilt_range_deg, tilt_axis)
-    axes = _axes(n_axes)
-    cosang = axes @ dirs.T  # (a, d)
-    cap_pos = (cosang >= np.cos(np.radians(cap_deg))).astype(np.float32)
-    cap_neg = (cosang <= -np.cos(np.radians(cap_deg))).astype(np.float32)
-    equator = (np.abs(cosang) <= np.sin(np.radians(equator_deg))).astype(np.float32)
-    cap_full = (cap_pos * wdir[None, :]).sum(axis=1)  # recorded weight of a whole cap
-    step = 0.5 * float(vs.min())
-    offs = np.arange(-2.0 * t, 2.0 * t + 0.5 * step, step)
-    memb = np.abs(offs) <= 0.5 * t
-    inner = (offs >= -2.0 * t) & (offs <= -1.0 * t)
-    outer = (offs >= 1.0 * t) & (offs <= 2.0 * t)
-    for s in range(0, n, chunk):
-        c, r = centers[s : s + chunk], radii[s : s + chunk]
-        r_nm = np.maximum(r[:, None] + offs[None, :], 0.0)
-        prof = sample_profiles(tomogram, c, r_nm, dirs, vs, norm, specimen)  # (m, d, k)
-        with np.errstate(invalid="ignore"):
-            flank = 0.5 * (np.nanmean(prof[..., inner], -1) + np.nanmean(prof[..., outer], -1))
-            dip = flank - np.nanmean(prof[..., memb], -1)  # (m, d)
-        w = np.where(np.isfinite(dip), wdir[None, :], 0.0)
-        dw = np.nan_to_num(dip) * w
-        with np.errstate(invalid="ignore", divide="ignore"):
-            w_pos, w_neg, w_eq = w @ cap_pos.T, w @ cap_neg.T, w @ equator.T  # (m, a)
-            d_pos, d_neg = (dw @ cap_pos.T) / w_pos, (dw @ cap_neg.T) / w_neg
-            d_eq = (dw @ equator.T) / w_eq
-            score = 1.0 - np.maximum(d_pos, d_neg) / d_eq
-        full = np.maximum(cap_full, 1e-9)[None, :]
-        ok = (w_pos >= min_cap_weight * full) & (w_neg >= min_cap_weight * full)
-        ok &= (w_eq > 0) & (d_eq > 0) & np.isfinite(score)
-        score = np.where(ok, score, -np.inf)
-        best = score.max(axis=1)
-        out[s : s + chunk] = np.where(np.isfinite(best), best, np.nan)
-    return out
 
 
 def with_tube_scores(
