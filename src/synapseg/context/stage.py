@@ -27,17 +27,42 @@ compartment) reads the cleaned map, so ``<name>_membranes.mrc`` is the segmentat
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import tempfile
 import time
 from typing import Any
 
+import numpy as np
+
 from synapseg.core.stages import Stage, StageContext, register_stage
+from synapseg.io.atomic import preallocate
 
 log = logging.getLogger(__name__)
 
 __all__ = ["CONTEXT_OUTPUTS", "CONTEXT_STAGE", "run_context"]
 
 CONTEXT_OUTPUTS = ("membranes", "az", "compartment", "layers", "vesicles_in_context")
+
+
+SCRATCH_BYTES = 64 * 2**20
+"""A cleaned map above this size is memory-mapped (page cache, not the process's memory)."""
+
+
+def _scratch_map(shape: tuple[int, ...], folder: str | None) -> np.ndarray | None:
+    """An unlinked temporary uint8 memory map of ``shape`` for the cleaned membrane map
+    (274 MB at the reference size), or ``None`` (a plain array) when it is small."""
+    if int(np.prod(shape)) <= SCRATCH_BYTES:
+        return None
+    fd, path = tempfile.mkstemp(prefix="synapseg-membranes-", suffix=".u8", dir=folder)
+    os.close(fd)
+    try:
+        preallocate(path, int(np.prod(shape)))  # a full disk: an error now, not SIGBUS later
+        return np.memmap(path, dtype=np.uint8, mode="w+", shape=tuple(shape))
+    finally:
+        with contextlib.suppress(OSError):  # the map keeps its pages; the disk space goes with it
+            os.unlink(path)
 
 
 def run_context(ctx: StageContext) -> dict[str, Any]:
@@ -57,7 +82,8 @@ def run_context(ctx: StageContext) -> dict[str, Any]:
     t0 = time.perf_counter()
     vs = ctx["grid"].voxel_size_nm
     params = _segmentation_params(p)
-    prob, seg_facts = clean_membrane_map(prob, vs, params)
+    out = _scratch_map(prob.shape, p.get("scratch_dir")) if params["enabled"] else None
+    prob, seg_facts = clean_membrane_map(prob, vs, params, out=out)
     seg_facts["seconds"] = round(time.perf_counter() - t0, 3)
     result = analyse_context(
         prob,
