@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -167,24 +168,34 @@ def membrane_segmentation(
     seeds = coarse >= hi
     labels, n = ndimage.label(coarse >= lo, structure=np.ones((3, 3, 3), bool))
     del coarse
-    # each piece's input-grid voxels >= low (its area), slab by slab
-    counts = np.zeros(n + 1, np.int64)
-    for k in range(labels.shape[0]):
+    slabs = range(labels.shape[0])
+
+    def slab(k: int) -> tuple[slice, np.ndarray]:
         zs = slice(k * factor, min((k + 1) * factor, shape[0]))
-        lab = upsample(labels[k : k + 1], factor, (zs.stop - zs.start, *shape[1:]))
-        counts += np.bincount(lab[np.asarray(probabilities[zs]) >= lo], minlength=n + 1)
-    area_nm2 = counts * float(np.prod(vs)) / membrane_thickness_nm
-    seeded = np.zeros(n + 1, bool)
-    seeded[np.unique(labels[seeds])] = True
-    keep = seeded & (area_nm2 >= min_area_nm2)
-    keep[0] = False
+        return zs, upsample(labels[k : k + 1], factor, (zs.stop - zs.start, *shape[1:]))
+
+    def count(k: int) -> np.ndarray:  # a piece's input-grid voxels >= low (its area)
+        zs, lab = slab(k)
+        return np.bincount(lab[np.asarray(probabilities[zs]) >= lo], minlength=n + 1)
+
     if out is None:
         out = np.zeros(shape, np.uint8)
-    for k in range(labels.shape[0]):
-        zs = slice(k * factor, min((k + 1) * factor, shape[0]))
-        lab = upsample(labels[k : k + 1], factor, (zs.stop - zs.start, *shape[1:]))
+
+    def write(k: int) -> None:
+        zs, lab = slab(k)
         p = np.asarray(probabilities[zs])
         out[zs] = np.where(keep[lab] & (p >= lo), p, 0)
+
+    # two slabs at a time (numpy releases the GIL in most of this); sums and writes are
+    # order-independent, so the result is the same
+    with ThreadPoolExecutor(2) as pool:
+        counts = np.sum(list(pool.map(count, slabs)), axis=0, dtype=np.int64)
+        area_nm2 = counts * float(np.prod(vs)) / membrane_thickness_nm
+        seeded = np.zeros(n + 1, bool)
+        seeded[np.unique(labels[seeds])] = True
+        keep = seeded & (area_nm2 >= min_area_nm2)
+        keep[0] = False
+        list(pool.map(write, slabs))
     kept = int(counts[keep].sum())
     facts = {
         "working_factor": int(factor),
