@@ -90,7 +90,7 @@ def test_scan_reads_two_chunks_at_once(monkeypatch):
 
     import synapseg.io.scan as scan_mod
 
-    monkeypatch.setattr(scan_mod, "_cores", lambda: 2)
+    monkeypatch.setattr(scan_mod, "available_cores", lambda: 2)
     data = np.arange(8 * 4 * 4, dtype=np.float32).reshape(8, 4, 4)
     data[5, 1, 2] = np.nan
     barrier = threading.Barrier(2, timeout=10)  # broken unless two readers meet

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from synapseg._cores import available_cores
 from synapseg.core.units import voxel_size_zyx
 from synapseg.errors import VoxelSizeError
 from synapseg.infer.normalise import (
@@ -303,14 +303,6 @@ def _finish(future: Future, progress: Callable[[int], None] | None) -> None:
     done = future.result()  # re-raises a chunk's exception here, in the caller's thread
     if progress is not None:
         progress(done)
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (affinity-aware)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def rescale_volume(

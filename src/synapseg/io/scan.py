@@ -12,7 +12,6 @@ block, without copying the volume.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from synapseg._cores import available_cores
 from synapseg.errors import InputError
 from synapseg.io.lazy import BlockView
 from synapseg.io.volume import Volume
@@ -96,13 +96,6 @@ class _Block:
     bad_z: np.ndarray | None = None
 
 
-def _cores() -> int:
-    """CPU cores this process may use."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)  # pragma: no cover - not Linux
-
-
 def scan_volume(
     data: Any,
     chunk_voxels: int = CHUNK_VOXELS,
@@ -154,7 +147,7 @@ def scan_volume(
         )
 
     # two blocks at a time: numpy's reductions release the GIL (memory: two chunks)
-    with ThreadPoolExecutor(min(2, _cores(), len(spans)) or 1) as pool:
+    with ThreadPoolExecutor(min(2, available_cores(), len(spans)) or 1) as pool:
         for (z0, z1), b in zip(spans, pool.map(scan, spans)):
             if b is not None:
                 lo, hi = min(lo, b.lo), max(hi, b.hi)

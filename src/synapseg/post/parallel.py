@@ -12,11 +12,12 @@ of threads or processes.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, TypeVar
+
+from synapseg._cores import available_cores
 
 __all__ = ["WORKERS", "available_cores", "map_ordered"]
 
@@ -25,13 +26,6 @@ WORKERS = 2
 
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (affinity-aware)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)  # pragma: no cover - not Linux
 
 
 def map_ordered(
