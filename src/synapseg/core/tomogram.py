@@ -84,7 +84,6 @@ def segment_tomogram(
     hooks = hooks or file_stages
     options = options or SegmentOptions()
     on_stage = on_stage or (lambda stage: None)
-    import_in_background("torch")  # overlaps the volume scan (issue 17)
     volume = read_volume(tomogram, options.voxel_size_nm)
     paths = OutputPaths(Path(out_dir), volume.name)
     digest = options_digest(options, volume)
@@ -98,6 +97,7 @@ def segment_tomogram(
         state["skipped"] = True
         state.pop("recomputed_because", None)  # a note about an earlier run, not this one
         return state
+    import_in_background("torch")  # overlaps the volume scan (issue 17)
     # The whole volume is scanned for NaN/inf before anything is written (issue 13).
     volume, input_facts = check_finite(volume, options.fill_nonfinite)
     check_usable(volume)
