@@ -73,13 +73,8 @@ def machine() -> dict:
 
 def _build(name: str, fast: bool):
     """(network ready for inference, parameter count, receptive field or None)."""
-    from synapseg.model.unet import (
-        UNetConfig,
-        build_unet,
-        count_parameters,
-        fuse_batchnorm,
-        prepare_for_inference,
-    )
+    from synapseg.model.fast import fuse_batchnorm, prepare_for_inference
+    from synapseg.model.unet import UNetConfig, build_unet, count_parameters
 
     spec = ARCHITECTURES[name]
     if "monai" in spec:

@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from synapseg.model.fast import fuse_batchnorm, prepare_for_inference
 from synapseg.model.unet import (
     UNetConfig,
     build_unet,
     count_parameters,
     depth_to_space,
-    fuse_batchnorm,
-    prepare_for_inference,
     space_to_depth,
 )
 
@@ -116,3 +115,28 @@ def test_prepare_for_inference_is_equivalent_and_uses_onednn():
     x = torch.randn(1, 1, 16, 24, 32)
     with torch.inference_mode():
         torch.testing.assert_close(fast(x), net.eval()(x), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs oneDNN")
+@pytest.mark.parametrize("upsample", ["transpose", "trilinear"])
+def test_inference_decoders_skip_the_concatenation(upsample, monkeypatch):
+    """The prepared network's decoders take (up, skip) and never concatenate them."""
+    net = build_unet(UNetConfig(base_channels=4, depth=2, upsample=upsample), seed=0).eval()
+    fast = prepare_for_inference(net, "cpu")
+    assert all(getattr(block[0], "takes_pair", False) for block in fast.decoders)
+    x = torch.randn(1, 1, 16, 24, 32)
+    with torch.inference_mode():
+        want = net(x)
+        calls = []
+        cat = torch.cat
+        monkeypatch.setattr(torch, "cat", lambda *a, **k: calls.append(1) or cat(*a, **k))
+        got = fast(x)
+        # the pair convolution also accepts a concatenated input (same result)
+        block = fast.decoders[0]
+        up = fast.ups[0](torch.randn(1, 16, 4, 6, 8))
+        skip = torch.randn(1, 8, 8, 12, 16)
+        pair = block[0]([up, skip])
+        whole = block[0](cat([up, skip], dim=1))
+    assert calls == []
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(pair, whole, atol=1e-5, rtol=1e-4)

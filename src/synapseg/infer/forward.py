@@ -13,7 +13,7 @@ from torch import nn
 from synapseg.errors import InputError
 from synapseg.infer.preprocess import available_cores as available_cpus
 from synapseg.infer.tiling import Tile, TilePlan, batched, iter_tiles
-from synapseg.model.unet import prepare_for_inference
+from synapseg.model.fast import prepare_for_inference
 
 # --------------------------------------------------------------------------- devices
 

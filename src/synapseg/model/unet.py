@@ -3,7 +3,7 @@
 The network is deliberately plain (conv-BN-ReLU blocks, max-pool down, transposed-conv up,
 skip connections by concatenation) so that it is fast on a CPU and easy to reason about:
 
-- Batch norm (folded into the convolutions for inference, see :func:`fuse_batchnorm`) or no
+- Batch norm (folded into the convolutions for inference, see :mod:`synapseg.model.fast`) or no
   normalisation at all: never instance norm, whose per-tile statistics would make tiled and
   whole-volume predictions differ.
 - It is translation-equivariant for shifts that are multiples of ``2 ** depth`` voxels, so a
@@ -22,7 +22,6 @@ The forward pass returns logits, one channel per entry of the model card's
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -237,10 +236,22 @@ class UNet3D(nn.Module):
             skips.append(x)
             x = self.pool(x)
         x = self.dropout(self.bottleneck(x))
-        for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips)):
-            x = decoder(torch.cat([up(x), skip], dim=1))
+        for up, decoder in zip(self.ups, self.decoders):
+            # pop: each skip is freed as soon as its decoder has used it (lower peak memory)
+            x = _decode(decoder, [up(x), skips.pop()])
         x = self.head(x)
         return depth_to_space(x, stem) if stem > 1 else x
+
+
+def _decode(block: nn.Module, parts: list[torch.Tensor]) -> torch.Tensor:
+    """``block(cat(parts))`` for ``parts = [upsampled, skip]``, which it empties so that
+    nothing here keeps them alive. A block whose first layer takes the parts themselves (an
+    inference rewrite, :mod:`synapseg.model.fast`) gets them without the concatenated copy."""
+    if getattr(block[0], "takes_pair", False):
+        return block(parts)
+    whole = torch.cat(parts, dim=1)
+    parts.clear()
+    return block(whole)
 
 
 def space_to_depth(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -275,94 +286,6 @@ def build_unet(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return UNet3D(config)
-
-
-def fuse_batchnorm(net: UNet3D) -> nn.Module:
-    """Return an eval-mode copy of ``net`` with every BatchNorm folded into its convolution.
-
-    Numerically equivalent (to float rounding) and ~10-20% faster on CPU. The input is
-    left untouched.
-    """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    fused = copy.deepcopy(net).eval()
-    for block in fused.modules():
-        if not isinstance(block, _ConvBlock):
-            continue
-        layers = list(block)
-        new: list[nn.Module] = []
-        i = 0
-        while i < len(layers):
-            layer = layers[i]
-            nxt = layers[i + 1] if i + 1 < len(layers) else None
-            if isinstance(layer, nn.Conv3d) and isinstance(nxt, nn.BatchNorm3d):
-                new.append(fuse_conv_bn_eval(layer, nxt))
-                i += 2
-            else:
-                new.append(layer)
-                i += 1
-        for name in list(block._modules):
-            del block._modules[name]
-        for j, layer in enumerate(new):
-            block.add_module(str(j), layer)
-    return fused
-
-
-class _OneDNNConv3d(nn.Module):
-    """A 3D convolution that always takes PyTorch's oneDNN (mkldnn) CPU kernel.
-
-    PyTorch's heuristic sends small-batch convolutions of small feature maps to a slow
-    im2col path (``slow_conv3d``); on the U-Net's deeper levels that path is ~2.5x slower
-    per voxel than oneDNN (measured, docs/model.md). Same weights, same result.
-
-    Activations and weights are kept channels-last (``torch.channels_last_3d``, oneDNN's
-    native layout): no reorder around each convolution, ~1.3-1.45x the throughput of the
-    contiguous layout on the default model (issue 17; docs/benchmarks.md). The result
-    differs from the contiguous layout by float rounding only (~5e-6 on the logits).
-    """
-
-    def __init__(self, conv: nn.Conv3d) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(
-            conv.weight.detach().contiguous(memory_format=torch.channels_last_3d),
-            requires_grad=conv.weight.requires_grad,
-        )
-        self.bias = conv.bias
-        self.padding, self.stride = conv.padding, conv.stride
-        self.dilation, self.groups = conv.dilation, conv.groups
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.mkldnn_convolution(
-            x.contiguous(memory_format=torch.channels_last_3d),
-            self.weight,
-            self.bias,
-            self.padding,
-            self.stride,
-            self.dilation,
-            self.groups,
-        )
-
-
-def prepare_for_inference(net: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
-    """An eval-mode copy of ``net`` made fast for inference on ``device``.
-
-    Folds batch norm into the convolutions (:func:`fuse_batchnorm`) and, on CPU with
-    oneDNN available, makes every 3D convolution use the oneDNN kernel. Outputs equal the
-    original network's to float rounding.
-    """
-    fast = fuse_batchnorm(net) if isinstance(net, UNet3D) else copy.deepcopy(net).eval()
-    device = torch.device(device)
-    if device.type == "cpu" and torch.backends.mkldnn.is_available():
-        _swap_convs(fast)
-    return fast.to(device)
-
-
-def _swap_convs(module: nn.Module) -> None:
-    for name, child in module.named_children():
-        if type(child) is nn.Conv3d and child.padding_mode == "zeros":
-            setattr(module, name, _OneDNNConv3d(child))
-        else:
-            _swap_convs(child)
 
 
 def count_parameters(net: nn.Module) -> int:
