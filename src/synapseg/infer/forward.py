@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from synapseg.errors import InputError
+from synapseg.infer.heap import reuse_heap
 from synapseg.infer.preprocess import available_cores as available_cpus
 from synapseg.infer.tiling import Tile, TilePlan, batched, iter_tiles
 from synapseg.model.fast import prepare_for_inference
@@ -78,10 +79,12 @@ def forward_batch(
     device: torch.device,
     channels: Sequence[int] = (0,),
     transforms: Sequence[tuple[tuple[int, ...], int]] = (((), 0),),
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Sigmoid probabilities of ``channels`` for a (B, 1, z, y, x) batch, averaged over TTA.
 
-    Returns float32 (B, len(channels), z, y, x).
+    Returns float32 (B, len(channels), z, y, x): ``out`` when given (filled in place, so
+    that no tensor of this pass outlives it), else a new array.
     """
     x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)
     amp = (
@@ -105,7 +108,10 @@ def forward_batch(
         assert total is not None
         if len(transforms) > 1:
             total /= len(transforms)
-        return total.cpu().numpy()
+        if out is None:
+            return total.cpu().numpy()
+        torch.from_numpy(out).copy_(total)
+        return out
 
 
 def _channels(y: torch.Tensor, channels: Sequence[int]) -> torch.Tensor:
@@ -157,19 +163,23 @@ def run_tiles(
     ``read(src, out)`` writes the network input of the model-grid region ``src`` into the
     (z, y, x) array ``out``.
     """
-    shape = plan.shape
-    for tiles in batched(iter_tiles(plan), batch_size):
-        batch = np.zeros((len(tiles), 1, *plan.tile_shape), dtype=np.float32)
-        parts = []
-        for b, tile in enumerate(tiles):
-            src, dst = tile.data_slices(shape)
-            read(src, batch[(b, 0, *dst)])
-            parts.append((src, dst))
-        probs = forward_batch(net, batch, device, channels, transforms)
-        del batch
-        for b, (tile, (src, dst)) in enumerate(zip(tiles, parts)):
-            weighted = weight_tile(probs[b], plan, tile, dst)
-            torch.from_numpy(acc[(slice(None), *src)]).add_(torch.from_numpy(weighted))
-        del probs, weighted  # not alive during the next tile's forward pass (-180 MB peak)
-        if progress is not None:
-            progress(len(tiles))
+    # Input and output buffers made once, before the heap is tuned: every forward pass then
+    # starts from the same heap state and reuses the previous tile's pages (no growth).
+    batch_size = max(1, min(batch_size, plan.n_tiles))
+    batch = np.zeros((batch_size, 1, *plan.tile_shape), dtype=np.float32)
+    probs = np.empty((batch_size, len(channels), *plan.tile_shape), dtype=np.float32)
+    full = tuple(slice(0, t) for t in plan.tile_shape)
+    with reuse_heap(device.type == "cpu"):
+        for tiles in batched(iter_tiles(plan), batch_size):
+            n = len(tiles)
+            parts = [tile.data_slices(plan.shape) for tile in tiles]
+            for b, (src, dst) in enumerate(parts):
+                if dst != full:
+                    batch[b].fill(0)  # padding outside the volume
+                read(src, batch[(b, 0, *dst)])
+            forward_batch(net, batch[:n], device, channels, transforms, out=probs[:n])
+            for b, (tile, (src, dst)) in enumerate(zip(tiles, parts)):
+                weighted = weight_tile(probs[b], plan, tile, dst)
+                torch.from_numpy(acc[(slice(None), *src)]).add_(torch.from_numpy(weighted))
+            if progress is not None:
+                progress(n)
