@@ -92,7 +92,11 @@ def _adapt(data: Path, shift: str, model_dir: Path, a) -> dict[str, Any]:
         "negative_candidates_per_round": [r["negative_candidates"] for r in record["rounds"]],
         "weights": (record.get("weights") or {}).get("decision"),
         "postprocessing_changed": (record.get("postprocessing_adapted") or {}).get("changed"),
-    }
+        "forgetting": {k: v for k, v in (record.get("forgetting") or {}).items()
+                       if k in ("kept", "base", "adapted", "delta_f1", "delta_recall")},
+        "rehearsal": {k: v for k, v in (record.get("rehearsal") or {}).items()
+                      if k in ("fraction", "world")},
+    }  # fmt: skip
 
 
 def _f(v: float | None, w: int = 8) -> str:

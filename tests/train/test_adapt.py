@@ -105,7 +105,9 @@ def test_adapt_model_card_refusal_and_seed(tmp_path, monkeypatch):
     monkeypatch.setattr(adapt, "label_tomogram", _fake_labels)
     monkeypatch.setattr(adapt_post, "probe_radii", _normal_sizes)
     tomo = write_item(tmp_path / "toy", seed=1, shape=(40, 64, 64)) / "tomogram.mrc"
-    config = adapt.AdaptConfig(rounds=2, steps=1, patch_size=(32, 32, 32), seed=5)
+    config = adapt.AdaptConfig(
+        rounds=2, steps=1, patch_size=(32, 32, 32), seed=5, rehearsal=0.0, check_forgetting=False
+    )
     record = adapt.adapt_model([tomo], tmp_path / "a", config=config)
     net, card = load_model(str(tmp_path / "a"))  # loadable: sha256 matches the weights
     assert card.extra["adaptation"] == json.loads(json.dumps(record, default=str))
@@ -131,7 +133,8 @@ def tomogram(tmp_path_factory) -> Path:
 
 
 def _adapt(tomogram: Path, out: Path, *extra: str):
-    args = ["-q", "adapt", str(tomogram), "-o", str(out), "--steps", "2", "--rounds", "1"]
+    args = ["-q", "adapt", str(tomogram), "-o", str(out), "--steps", "2", "--rounds", "1",
+            "--no-check-forgetting"]  # fmt: skip
     return CliRunner().invoke(app, [*args, "--seed", "3", *extra])
 
 

@@ -115,7 +115,9 @@ def test_adapt_keeps_the_base_models_calibration(tmp_path, monkeypatch):
         lambda *a: {"radii_nm": [13.0, 16.0, 19.0], "current_min_radius_nm": 10.0},
     )
     tomo = write_item(tmp_path / "toy", seed=2, shape=(40, 64, 64)) / "tomogram.mrc"
-    config = AdaptConfig(rounds=2, steps=1, patch_size=(32, 32, 32), seed=1)
+    config = AdaptConfig(
+        rounds=2, steps=1, patch_size=(32, 32, 32), seed=1, rehearsal=0.0, check_forgetting=False
+    )
     record = adapt.adapt_model([tomo], tmp_path / "out", from_model=str(base), config=config)
     for folder in (tmp_path / "out" / "rounds" / "round1", tmp_path / "out"):
         adapted = read_card(folder / "model.json")

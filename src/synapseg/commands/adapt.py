@@ -56,6 +56,21 @@ def adapt(
         help="Keep the fine-tuned weights only if the last round finds no fewer confident "
         "vesicles than the base model.",
     ),
+    rehearsal: float = typer.Option(
+        0.5,
+        "--rehearsal",
+        help="Share of the training patches from labeled tomograms simulated from the base "
+        "model's training world (against forgetting; 0: off).",
+    ),
+    anchor: float = typer.Option(
+        1.0, "--anchor", help="L2-SP weight: alpha * sum (w - w_base)^2 (0: off)."
+    ),
+    check_forgetting: bool = typer.Option(
+        True,
+        "--check-forgetting/--no-check-forgetting",
+        help="Keep the fine-tuned weights only if they do not lose F1/recall on held-in "
+        "simulated tomograms of the base model's world.",
+    ),
     device: str = device_option(),
     seed: int = typer.Option(0, "--seed", help="Random seed (runs are reproducible on CPU)."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
@@ -65,8 +80,10 @@ def adapt(
 
     Each round segments the tomograms, keeps vesicles with confidence >= --min-confidence as
     targets, ignores uncertain candidates (loss mask) and fine-tunes with a flip-consistency
-    term. The fine-tuned weights are kept only if the last round finds no fewer confident
-    vesicles than the base model; the size check's radius floor is lowered when the
+    term, mixing in labeled simulated tomograms of the base model's world (--rehearsal).
+    The fine-tuned weights are kept only if the last round finds no fewer confident
+    vesicles than the base model and they do not lose on held-in simulated tomograms
+    (--check-forgetting); the size check's radius floor is lowered when the
     confident sizes are truncated at it (both recorded in the card). Writes OUTPUT/model.pt
     + model.json (use `segment --model OUTPUT`) and the pseudo-labels in
     OUTPUT/pseudo_labels/. No ground truth is used: check the result on a
@@ -94,6 +111,9 @@ def adapt(
         tta=tta,
         adapt_postprocessing=adapt_post,
         check_gain=check_gain,
+        rehearsal=rehearsal,
+        anchor_weight=anchor,
+        check_forgetting=check_forgetting,
         seed=seed,
     )
     quiet = bool((ctx.find_root().obj or {}).get("quiet"))
@@ -118,6 +138,7 @@ def adapt(
         "base_model": record["base_model"],
         "pseudo_labels_per_round": [r["pseudo_labels"] for r in record["rounds"]],
         "weights": record["weights"]["decision"],
+        "forgetting": (record.get("forgetting") or {}).get("decision", "not checked"),
         "postprocessing": (record.get("postprocessing_adapted") or {}).get("decision", "off"),
         "cut_offs": {"min_confidence": min_confidence, "low_confidence": low_confidence},
         "seconds": round(time.perf_counter() - t0, 1),

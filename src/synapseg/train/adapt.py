@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 
 PSEUDO_DIR = "pseudo_labels"
 ROUNDS_DIR = "rounds"
-STATEMENT = "unlabeled adaptation: no ground truth was used"
+FORGETTING_DIR = "forgetting"
+STATEMENT = "unlabeled adaptation: no ground truth of the adapted tomograms was used"
 
 
 @dataclass
@@ -92,6 +93,18 @@ class AdaptConfig:
     check_gain
         Keep the fine-tuned weights only when the last pseudo-label pass finds at least as
         many confident vesicles as the first (:mod:`synapseg.train.adapt_guard`).
+    rehearsal
+        Share of the training patches drawn from labeled tomograms simulated from the base
+        model's training world (:mod:`synapseg.train.rehearsal`; 0 disables it).
+    rehearsal_tomograms
+        How many rehearsal tomograms are simulated (small, seeds ``[20261311, i]``).
+    anchor_weight
+        α of the L2-SP term ``α · Σ (w − w_base)²`` (0 disables it).
+    check_forgetting
+        Drop the fine-tuned weights when they lose on held-in simulated tomograms of the
+        base model's world (:mod:`synapseg.train.forgetting`).
+    held_in_tomograms
+        How many held-in tomograms the forgetting guard simulates (seeds ``[20261312, i]``).
     seed
         Seed of every random choice.
     """
@@ -110,6 +123,11 @@ class AdaptConfig:
     tta: bool = False
     adapt_postprocessing: bool = True
     check_gain: bool = True
+    rehearsal: float = 0.5
+    rehearsal_tomograms: int = 4
+    anchor_weight: float = 1.0
+    check_forgetting: bool = True
+    held_in_tomograms: int = 3
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -126,6 +144,13 @@ class AdaptConfig:
                 f"ignore probability {self.ignore_probability:g} / blob margin "
                 f"{self.blob_margin_nm} nm are out of range",
                 "give 0 < --ignore-probability <= 1 and --blob-margin >= 0",
+            )
+        if not 0 <= self.rehearsal < 1 or self.anchor_weight < 0:
+            raise InputError(
+                "--rehearsal",
+                f"rehearsal share {self.rehearsal:g} / anchor weight {self.anchor_weight:g} "
+                "out of range",
+                "give 0 <= --rehearsal < 1 and --anchor >= 0",
             )
         if self.rounds < 1 or self.steps < 1:
             raise InputError("--steps", "rounds and steps must be at least 1", "give e.g. 40")
@@ -185,7 +210,7 @@ def _check_output(model_dir: Path, overwrite: bool) -> None:
             raise OutputExistsError(
                 model_dir, "already holds a model", "pass --overwrite or another folder"
             )
-        for sub in (PSEUDO_DIR, ROUNDS_DIR, "checkpoints"):
+        for sub in (PSEUDO_DIR, ROUNDS_DIR, "checkpoints", FORGETTING_DIR):
             shutil.rmtree(model_dir / sub, ignore_errors=True)
 
 
@@ -211,15 +236,25 @@ def adapt_model(
         any tomogram (nothing to learn from).
     """
     from synapseg.model.registry import read_card, resolve_model
+    from synapseg.train import adapt_card
     from synapseg.train.data import DataItem
-    from synapseg.train.run import train_model
+    from synapseg.train.forgetting import check_forgetting
+    from synapseg.train.rehearsal import (
+        base_parameters,
+        base_world,
+        cache_dir,
+        rehearsal_items,
+        simulate_set,
+    )
 
     config = config or AdaptConfig()
     on_event = on_event or (lambda text: None)
     model_dir = Path(model_dir)
     files = find_tomograms(tomograms)
     _check_output(model_dir, overwrite)
-    base = read_card(resolve_model(from_model))
+    base_card = resolve_model(from_model)
+    base = read_card(base_card)
+    world = base_world(json.loads(base_card.read_text(encoding="utf-8")))
     names = _unique_names(files)
     record: dict[str, Any] = {
         "statement": STATEMENT,
@@ -228,7 +263,22 @@ def adapt_model(
         "config": config.to_dict(),
         "rounds": [],
     }
+    reh_items: list[DataItem] = []
+    if config.rehearsal > 0 and config.rehearsal_tomograms > 0:
+        on_event(f"rehearsal: simulating {config.rehearsal_tomograms} tomograms ({world} world)")
+        sims = simulate_set(cache_dir(world), world, config.rehearsal_tomograms)
+        reh_items = rehearsal_items(sims)
+        record["rehearsal"] = {
+            "fraction": config.rehearsal,
+            "world": world,
+            "labels": "exact (simulated vesicle_labels.mrc)",
+            "tomograms": sims,
+        }
+    anchor = base_parameters(str(from_model)) if config.anchor_weight > 0 else None
+    if anchor is not None:
+        record["anchor"] = {"method": "L2-SP to the base weights", "alpha": config.anchor_weight}
     current = str(from_model)
+    trained = False
     for r in range(1, config.rounds + 1):
         labels = []
         for name, tomo in zip(names, files):
@@ -259,7 +309,7 @@ def adapt_model(
             record["weights"] = weights_decision(counts, config.check_gain)
             if not record["weights"]["kept"]:
                 on_event(record["weights"]["decision"])
-                use_base_weights(resolve_model(from_model), model_dir)
+                use_base_weights(base_card, model_dir)
                 break
         if not items:
             raise InputError(
@@ -272,126 +322,66 @@ def adapt_model(
         target = model_dir if last else model_dir / ROUNDS_DIR / f"round{r}"
         on_event(
             f"round {r}/{config.rounds}: fine-tuning {config.steps} steps on {n_pos} pseudo-labels"
+            + (f" + rehearsal ({config.rehearsal:g} of the patches)" if reh_items else "")
         )
-        train_cfg = TrainConfig(
-            steps=config.steps,
-            batch_size=config.batch_size,
-            patch_size=tuple(config.patch_size),
-            lr=config.lr,
-            warmup_steps=max(1, min(10, config.steps // 4)),
-            val_every=10**9,
-            seed=config.seed + r,
-        )
-        train_model(
-            items,
-            target,
-            config=train_cfg,
-            from_model=current,
-            val_fraction=0.0,
-            device=device,
-            overwrite=True,
-            name=model_dir.name,
-            trainer_cls=functools.partial(
-                ConsistencyTrainer, consistency_weight=config.consistency_weight
-            ),
-        )
-        _carry_calibration(resolve_model(from_model), target)
+        _fine_tune(items, reh_items, anchor, target, current, model_dir.name, config, r, device)
+        adapt_card.carry_calibration(base_card, target)
         current = str(target)
-    record["calibration"] = _calibration_note(resolve_model(from_model))
+        trained = last
+    if trained and config.check_forgetting and config.held_in_tomograms > 0:
+        on_event(f"forgetting guard: {config.held_in_tomograms} held-in simulated tomograms")
+        record["forgetting"] = check_forgetting(
+            str(from_model), str(model_dir), model_dir / FORGETTING_DIR, world,
+            config.held_in_tomograms, device, data=cache_dir(world),
+        )  # fmt: skip
+        on_event(record["forgetting"]["decision"])
+        if not record["forgetting"]["kept"]:
+            use_base_weights(base_card, model_dir)
+            record["weights"] = {**record["weights"], "kept": False,
+                                 "decision": record["forgetting"]["decision"]}  # fmt: skip
+    record["calibration"] = adapt_card.calibration_note(base_card)
     if config.adapt_postprocessing:
         on_event("post-processing: radius floor from the confident vesicles' sizes")
         kept = record["weights"]["kept"]  # the pass of the model whose weights are written:
         pass_dir = model_dir / PSEUDO_DIR / f"round{config.rounds if kept else 1}"
-        record["postprocessing_adapted"] = _adapt_post(model_dir, files, names, pass_dir, config)
-    _write_card(model_dir, record, base)
+        record["postprocessing_adapted"] = adapt_card.adapt_post(
+            model_dir, files, names, pass_dir, config
+        )
+    adapt_card.write_card(model_dir, record, base)
     return record
 
 
-def _carry_calibration(base_card: Path, target: Path) -> None:
-    """Give the fine-tuned model in ``target`` the base model's post-processing calibration:
-    its card's ``postprocessing`` (instance threshold, seed separation, vesicle-free gate) and
-    its folder's ``confidence_model.json``. Without them a calibrated base (e.g. a v2
-    candidate) would silently fall back to the pipeline defaults and the packaged confidence
-    model, which were fitted to another network's outputs."""
-    from synapseg.io.atomic import write_text_atomic
-    from synapseg.model.registry import CONFIDENCE_NAME
+def _fine_tune(
+    items: list, rehearsal: list, anchor, target: Path, start: str, name: str,
+    config: AdaptConfig, r: int, device: str,
+) -> None:  # fmt: skip
+    """One round of fine-tuning from ``start`` into ``target`` (pseudo-labels + rehearsal)."""
+    from synapseg.train.run import train_model
 
-    base = json.loads(base_card.read_text(encoding="utf-8"))
-    if base.get("postprocessing"):
-        path = target / "model.json"
-        card = json.loads(path.read_text(encoding="utf-8"))
-        card["postprocessing"] = base["postprocessing"]
-        write_text_atomic(path, json.dumps(card, indent=2, default=str), overwrite=True)
-    confidence = base_card.parent / CONFIDENCE_NAME
-    if confidence.is_file():
-        shutil.copyfile(confidence, target / CONFIDENCE_NAME)
-
-
-def _adapt_post(
-    model_dir: Path, files: Sequence[Path], names: Sequence[str], labels: Path, config: AdaptConfig
-) -> dict[str, Any]:
-    """Re-estimate the card's post-processing (:mod:`synapseg.train.adapt_post`) from the
-    pseudo-label pass in ``labels`` and write it into ``model_dir/model.json``."""
-    from synapseg.io.atomic import write_text_atomic
-    from synapseg.train.adapt_post import adapt_postprocessing, probe_radii
-
-    probes = [
-        probe_radii(f, labels / n / "segment", config.high_confidence) for f, n in zip(files, names)
-    ]
-    path = model_dir / "model.json"
-    card = json.loads(path.read_text(encoding="utf-8"))
-    post, rec = adapt_postprocessing(probes, card.get("postprocessing") or {})
-    rec["from"] = (
-        f"the {labels.name} pseudo-label pass (maps of the model whose weights are written)"
+    train_cfg = TrainConfig(
+        steps=config.steps,
+        batch_size=config.batch_size,
+        patch_size=tuple(config.patch_size),
+        lr=config.lr,
+        warmup_steps=max(1, min(10, config.steps // 4)),
+        val_every=10**9,
+        seed=config.seed + r,
     )
-    if rec["changed"]:
-        card["postprocessing"] = post
-        write_text_atomic(path, json.dumps(card, indent=2, default=str), overwrite=True)
-    return rec
-
-
-def _calibration_note(base_card: Path) -> dict[str, Any]:
-    """What :func:`_carry_calibration` carried over (for the card's adaptation record)."""
-    from synapseg.model.registry import CONFIDENCE_NAME
-
-    base = json.loads(base_card.read_text(encoding="utf-8"))
-    return {
-        "postprocessing": base.get("postprocessing") or {},
-        "confidence_model": "base model's"
-        if (base_card.parent / CONFIDENCE_NAME).is_file()
-        else "packaged",
-        "note": "carried over from the base model, not re-calibrated on the adapted network",
-    }
-
-
-def _write_card(model_dir: Path, record: dict[str, Any], base: Any) -> None:
-    """Add the adaptation record to the card (model.pt and its sha256 are unchanged)."""
-    from synapseg.io.atomic import write_text_atomic
-
-    path = model_dir / "model.json"
-    card = json.loads(path.read_text(encoding="utf-8"))
-    per_round = ", ".join(f"round {x['round']}: {x['pseudo_labels']}" for x in record["rounds"])
-    c = record["config"]
-    card["description"] = (
-        f"{STATEMENT}. Adapted from {base.name} (sha256 {base.sha256[:12]}…) by synapseg adapt on "
-        f"{len(record['tomograms'])} tomogram(s): {c['rounds']} round(s) of {c['steps']} steps "
-        f"(lr {c['lr']:g}, flip consistency {c['consistency_weight']:g}); pseudo-labels = "
-        f"vesicles with confidence >= {c['high_confidence']:g} ({per_round}); candidates "
-        f"between {c['low_confidence']:g} and {c['high_confidence']:g} were ignored (loss mask)."
+    train_model(
+        items + rehearsal,
+        target,
+        config=train_cfg,
+        from_model=start,
+        val_fraction=0.0,
+        device=device,
+        overwrite=True,
+        name=name,
+        trainer_cls=functools.partial(
+            ConsistencyTrainer,
+            consistency_weight=config.consistency_weight,
+            rehearsal={it.name for it in rehearsal},
+            rehearsal_fraction=config.rehearsal,
+            anchor=anchor,
+            anchor_weight=config.anchor_weight,
+        ),
     )
-    cal = record.get("calibration") or {}
-    if cal.get("postprocessing") or cal.get("confidence_model") == "base model's":
-        card["description"] += (
-            " Post-processing calibration (card postprocessing, confidence model) carried over "
-            "from the base model, not re-calibrated."
-        )
-    if not record.get("weights", {}).get("kept", True):
-        card["description"] += f" {record['weights']['decision']}."
-    changed = (record.get("postprocessing_adapted") or {}).get("changed")
-    if changed:
-        card["description"] += (
-            " Post-processing adapted to these tomograms (confident sizes truncated at the radius "
-            f"floor): {', '.join(f'{k} = {v:g}' for k, v in changed.items())}."
-        )
-    card.setdefault("extra", {})["adaptation"] = record
-    write_text_atomic(path, json.dumps(card, indent=2, default=str), overwrite=True)
