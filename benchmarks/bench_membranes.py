@@ -18,7 +18,11 @@ membrane segmentation, the class volume ``membranes`` (the map cleaned by
 ``synapseg.context.membrane_mask`` with the model card's parameters, then classified; every
 class but 2): ``seg_dice``, ``seg_sd_*`` (and ``seg_budget``). ``--data DIR --names sim_028
 ...`` scores folders in ``synapseg simulate``'s layout instead (e.g. the membrane recipe's
-validation draws), to choose parameters away from the benchmark.
+validation draws), to choose parameters away from the benchmark. ``--ceiling`` adds the
+metric's ceilings per case (``synapseg.train.membrane_ceiling``): the truth after the 2.4 and
+4.8 nm grid round trips, one-voxel shifts, dilation and erosion; the raw map and the
+segmentation with oracles (far false positives removed, the score local to the membrane both
+found, other thresholds there), and the thickness ratio.
 
 ``--timing``: a random float32 volume of ``--shape`` (default the reference size
 261x1024x1024) at ``--voxel-size`` (1.469 nm); in one process, one after the other: the
@@ -31,6 +35,8 @@ and off.
     python benchmarks/bench_membranes.py --accuracy --n 8 --json membranes.json
     python benchmarks/bench_membranes.py --accuracy --n 6 --budget --model sim-membrane-v3
     python benchmarks/bench_membranes.py --accuracy --budget --model sim-membrane-v3 \
+        --data ~/.cache/synapseg/train_membranes --names sim_028 sim_029 sim_030 sim_031
+    python benchmarks/bench_membranes.py --accuracy --ceiling --model sim-membrane-v3 \
         --data ~/.cache/synapseg/train_membranes --names sim_028 sim_029 sim_030 sim_031
     python benchmarks/bench_membranes.py --timing --shape 261 1024 1024
 """
@@ -93,6 +99,7 @@ def accuracy(
     budget: bool = False,
     data: str | None = None,
     names: list[str] | None = None,
+    ceiling: bool = False,
 ) -> list[dict]:
     import synapseg
     from synapseg.evaluate.membrane_budget import membrane_error_budget
@@ -156,6 +163,10 @@ def accuracy(
             rows[-1]["seg_budget"] = membrane_error_budget(
                 mask, sim.membrane_labels, params.voxel_size_nm
             )
+        if ceiling:
+            rows[-1]["ceiling"] = case_ceiling(
+                seg[ARTIFACT], mask, sim.membrane_labels, params.voxel_size_nm
+            )
         r = rows[-1]
         print(
             f"{r['case']} {params.voxel_size_nm:.2f} nm cleft={r['cleft']!s:5} "
@@ -166,6 +177,55 @@ def accuracy(
             flush=True,
         )
     return rows
+
+
+def case_ceiling(raw: np.ndarray, mask: np.ndarray, labels: np.ndarray, vs: float) -> dict:
+    """``synapseg.train.membrane_ceiling`` on one case: the truth's own ceilings, and the
+    oracles on the raw map (with thresholds 0.3, 0.4, 0.6 locally) and on the segmentation."""
+    from synapseg.train.membrane_ceiling import oracle_ceiling, truth_ceiling
+    from synapseg.train.membrane_targets import non_vesicle_membrane
+
+    t = non_vesicle_membrane(labels)
+    out = {
+        "truth": truth_ceiling(t, vs),
+        "raw": oracle_ceiling(raw, t, vs, thresholds=(0.3, 0.4, 0.6)),
+        "seg": oracle_ceiling(mask, t, vs),
+    }
+    flat = {f"truth.{k}": v for k, v in out["truth"].items()}
+    for src in ("raw", "seg"):
+        for k in ("as_is", "no_far", "no_far_pieces", "local"):
+            flat[f"{src}.{k}"] = out[src][k]
+        for k, v in out[src]["local_at"].items():
+            flat[f"{src}.local_at_{k}"] = v
+
+    def fmt(v: dict) -> str:
+        sd = v["sd_median_nm"]
+        return f"{v['dice']:.3f}/{'-' if sd is None else round(sd, 2)}"
+
+    print(
+        "  ceiling (Dice/SD median nm):",
+        "; ".join(f"{k} {fmt(v)}" for k, v in flat.items()),
+        f"; thickness ratio raw {out['raw']['thickness_ratio']} "
+        f"seg {out['seg']['thickness_ratio']}",
+        flush=True,
+    )
+    out["flat"] = flat
+    return out
+
+
+def ceiling_summary(rows: list[dict]) -> dict:
+    """Per ceiling key: mean and min Dice, median of the surface-distance medians (nm)."""
+    keys = rows[0]["ceiling"]["flat"].keys()
+    out = {}
+    for k in keys:
+        vals = [r["ceiling"]["flat"][k] for r in rows]
+        med = [v["sd_median_nm"] for v in vals if v["sd_median_nm"] is not None]
+        out[k] = {
+            "dice_mean": float(np.mean([v["dice"] for v in vals])),
+            "dice_min": float(np.min([v["dice"] for v in vals])),
+            "sd_median_nm_median": float(np.median(med)) if med else None,
+        }
+    return out
 
 
 def summary(rows: list[dict], prefix: str = "") -> dict:
@@ -311,13 +371,19 @@ def main(argv: list[str] | None = None) -> int:
         help="--accuracy: score these simulate-layout folders instead of the benchmark draws",
     )
     ap.add_argument("--names", nargs="*", help="--data: the folder names (e.g. sim_028)")
+    ap.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="--accuracy: also the metric's ceilings (train.membrane_ceiling: the truth "
+        "round-tripped, shifted, thickened; the map with oracles)",
+    )
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args(argv)
     if not (a.accuracy or a.timing):
         ap.error("give --accuracy and/or --timing")
     result: dict = {"benchmark": "membranes", **machine(), "command": " ".join(sys.argv)}
     if a.accuracy:
-        rows = accuracy(a.n, a.model, a.budget, a.data, a.names)
+        rows = accuracy(a.n, a.model, a.budget, a.data, a.names, a.ceiling)
         result["accuracy"] = {
             "cases": rows,
             "summary": summary(rows),
@@ -336,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         print("raw map at 0.5:", json.dumps(result["accuracy"]["summary"], indent=1))
         print("segmentation:", json.dumps(result["accuracy"]["segmentation_summary"], indent=1))
+        if a.ceiling:
+            result["accuracy"]["ceiling_summary"] = ceiling_summary(rows)
+            print("ceilings:", json.dumps(result["accuracy"]["ceiling_summary"], indent=1))
     if a.timing:
         result["timing"] = timing(
             tuple(a.shape), a.voxel_size, not a.no_whole, a.model, not a.no_side, tuple(a.also)
