@@ -5,7 +5,7 @@ every block above its mmap threshold with a fresh ``mmap`` and unmaps it on ``fr
 each tile pays the kernel again for zeroed pages: on the 2-core reference machine that was
 ≈ 8 s of system time (page faults) for the 261×1024×1024 reference volume. Inside
 :func:`reuse_heap` large blocks come from the heap instead and freed memory is kept for the
-next tile; on exit the defaults are restored and the free heap is returned to the kernel
+next tile; on exit large blocks are mmapped again and the free heap is returned to the kernel
 (``malloc_trim``), so later stages see a normal allocator and the resident memory drops back.
 
 The allocator settings are process-global: nested or concurrent uses (threads) share one
@@ -21,10 +21,16 @@ import sys
 import threading
 from collections.abc import Iterator
 
-# mallopt parameters (glibc malloc.h) and glibc's documented defaults, restored on exit.
+# mallopt parameters (glibc malloc.h). Any mallopt call switches off glibc's dynamic mmap
+# threshold for good, so on exit the allocator is left where that dynamic rule settles in a
+# process that has freed large arrays (mmap threshold 32 MiB, the rule's maximum; trim
+# threshold twice that), not at the cold-start 128 KiB: with 128 KiB the later stages gave
+# back and re-faulted their heap on every free (+3.6 s of system time on the reference volume).
 _M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 _M_MMAP_MAX = -4
-_DEFAULT_TRIM_THRESHOLD = 128 * 1024
+_WARM_MMAP_THRESHOLD = 32 * 1024 * 1024
+_WARM_TRIM_THRESHOLD = 2 * _WARM_MMAP_THRESHOLD
 _DEFAULT_MMAP_MAX = 65536
 _KEEP_ALL = 2**31 - 1
 
@@ -78,5 +84,6 @@ def reuse_heap(enabled: bool = True) -> Iterator[bool]:
             _users -= 1
             if _users == 0:
                 _LIBC.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-                _LIBC.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+                _LIBC.mallopt(_M_MMAP_THRESHOLD, _WARM_MMAP_THRESHOLD)
+                _LIBC.mallopt(_M_TRIM_THRESHOLD, _WARM_TRIM_THRESHOLD)
                 _LIBC.malloc_trim(0)
