@@ -256,3 +256,26 @@ def test_lines_are_chosen_by_score_not_by_density():
     assert select_lines(score, off, 1, 4.0) == [1]
     assert select_lines(score, off, 3, 4.0) == [1, 4, 3]  # 2 lies 1 nm from 1
     assert select_lines(score, off, 5, 0.0) == [1, 2, 4, 3, 0]
+
+
+def test_a_pairs_extra_tether_lines_need_the_extra_threshold(tiny_scene):
+    """The 2nd and 3rd line of a tether pair are kept only above ``line_threshold_extra``
+    (issue 15, fifth round: most extra lines on a tethered vesicle were noise); the best
+    line needs ``line_threshold`` only."""
+    sc = tiny_scene
+    loose = dict(lines_for=("connector", "tether"), line_threshold=0.0)
+    many, _ = detect_filaments(
+        sc["image"], VS, sc["vesicles"], sc["az"], FilamentParams(**loose, line_threshold_extra=0.0)
+    )
+    one, _ = detect_filaments(
+        sc["image"], VS, sc["vesicles"], sc["az"], FilamentParams(**loose, line_threshold_extra=1.0)
+    )
+    tethers = (many["kind"] == "tether").sum()
+    assert tethers == FilamentParams().max_lines
+    assert (one["kind"] == "tether").sum() == 1
+    # the one kept is the pair's best line, and the real tether
+    s = score_filaments(gt_table(sc["filaments"]), one)
+    assert s["tether"]["tp"] == 1 and s["tether"]["endpoint_error_median_nm"] <= 2.0
+    lines = _candidates(sc, FilamentParams(**loose))
+    ranks = [c.stats["rank"] for key, cs in lines.items() if key[1] < 0 for c in cs]
+    assert ranks == list(range(len(ranks)))

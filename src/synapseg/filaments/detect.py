@@ -89,6 +89,9 @@ class FilamentParams:
         Lines (filaments) kept per pair at most.
     line_threshold
         Decision score (0-1) a line needs to be reported.
+    line_threshold_extra
+        Decision score a pair's second or third line (tethers of one vesicle) needs as
+        well: most extra lines on a tethered vesicle are noise beside the real tether.
     """
 
     invert: bool = False
@@ -115,6 +118,7 @@ class FilamentParams:
     line_exclude_nm: float = 4.0
     max_lines: int = 3
     line_threshold: float = 0.5
+    line_threshold_extra: float = 0.75
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

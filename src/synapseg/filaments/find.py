@@ -101,7 +101,12 @@ def detect_filaments(
         point = az_near[i] if j < 0 and az_near is not None else None
         if ("connector" if j >= 0 else "tether") in p.lines_for:
             found = line_candidates(image, bounds, i, j, p, point)
-            conns.extend(c for c in found if c.stats["score"] >= p.line_threshold)
+            extra = max(p.line_threshold, p.line_threshold_extra)
+            conns.extend(
+                c
+                for c in found
+                if c.stats["score"] >= (p.line_threshold if c.stats["rank"] == 0 else extra)
+            )
         else:
             conns.extend(find_between(image, bounds, i, j, p, stats, point))
     t_detect = time.perf_counter() - t0
