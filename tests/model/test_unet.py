@@ -140,3 +140,23 @@ def test_inference_decoders_skip_the_concatenation(upsample, monkeypatch):
     assert calls == []
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(pair, whole, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs oneDNN")
+@pytest.mark.parametrize("upsample", ["transpose", "trilinear"])
+def test_inference_relus_are_fused_into_the_convolutions(upsample, monkeypatch):
+    """Each ReLU after a convolution runs inside oneDNN's convolution (decoders: with the
+    split sum), with the same output as the separate ReLU, bit for bit."""
+    import synapseg.model.fast as fast_mod
+
+    if not fast_mod._has_pointwise():
+        pytest.skip("this PyTorch has no oneDNN pointwise fusion")
+    net = build_unet(UNetConfig(base_channels=4, depth=2, upsample=upsample), seed=0).eval()
+    fused = prepare_for_inference(net, "cpu")
+    assert not any(type(m) is torch.nn.ReLU for m in fused.modules())
+    monkeypatch.setattr(fast_mod, "_has_pointwise", lambda: False)
+    separate = prepare_for_inference(net, "cpu")
+    assert any(type(m) is torch.nn.ReLU for m in separate.modules())
+    x = torch.randn(1, 1, 16, 24, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), separate(x), atol=0, rtol=0)

@@ -9,7 +9,10 @@ Each rewrite gives the original network's output to float rounding:
   the skip connection (:class:`_OneDNNPairConv3d`): ``conv(cat([u, s]), W) = conv(u, W_u) +
   conv(s, W_s)``, so the concatenated tensor (the largest of the pass, 2x a level-0
   activation) is never built. Same arithmetic, one copy less, ~190 MB lower peak per
-  32 Mi-voxel tile on the default model (docs/benchmarks.md).
+  32 Mi-voxel tile on the default model (docs/benchmarks.md);
+- each ReLU after a convolution applied by oneDNN as it writes the convolution's output
+  (``torch.ops.mkldnn._convolution_pointwise``; for the split decoder convolution the sum
+  and the ReLU together): bit-identical, one memory pass per layer less.
 """
 
 from __future__ import annotations
@@ -57,15 +60,25 @@ def _channels_last(w: torch.Tensor) -> torch.Tensor:
     return w.detach().contiguous(memory_format=torch.channels_last_3d)
 
 
-def _onednn(x: torch.Tensor, w: torch.Tensor, bias, conv: nn.Module) -> torch.Tensor:
+def _has_pointwise() -> bool:
+    """Whether this PyTorch has oneDNN's fused convolution + activation ops."""
+    try:
+        torch.ops.mkldnn._convolution_pointwise_.binary  # noqa: B018
+        return True
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _onednn(
+    x: torch.Tensor, w: torch.Tensor, bias, conv: nn.Module, relu: bool = False
+) -> torch.Tensor:
+    x = x.contiguous(memory_format=torch.channels_last_3d)
+    if relu:  # ReLU applied as the convolution writes its output: one pass less
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, w, bias, conv.padding, conv.stride, conv.dilation, conv.groups, "relu", [], None
+        )
     return torch.mkldnn_convolution(
-        x.contiguous(memory_format=torch.channels_last_3d),
-        w,
-        bias,
-        conv.padding,
-        conv.stride,
-        conv.dilation,
-        conv.groups,
+        x, w, bias, conv.padding, conv.stride, conv.dilation, conv.groups
     )
 
 
@@ -82,6 +95,8 @@ class _OneDNNConv3d(nn.Module):
     differs from the contiguous layout by float rounding only (~5e-6 on the logits).
     """
 
+    relu = False  # set by :func:`_fuse_relus` when the next layer is a ReLU it replaces
+
     def __init__(self, conv: nn.Conv3d) -> None:
         super().__init__()
         self.weight = nn.Parameter(_channels_last(conv.weight), requires_grad=False)
@@ -90,7 +105,7 @@ class _OneDNNConv3d(nn.Module):
         self.dilation, self.groups = conv.dilation, conv.groups
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _onednn(x, self.weight, self.bias, self)
+        return _onednn(x, self.weight, self.bias, self, self.relu)
 
 
 class _OneDNNPairConv3d(_OneDNNConv3d):
@@ -115,7 +130,24 @@ class _OneDNNPairConv3d(_OneDNNConv3d):
         if isinstance(pair, torch.Tensor):  # called on a concatenation after all
             return super().forward(pair)
         y = _onednn(pair.pop(0), self.weight_up, self.bias, self)
-        return y.add_(_onednn(pair.pop(0), self.weight_skip, None, self))
+        skip = pair.pop(0)
+        if self.relu:  # relu(y + conv(skip)), accumulated into y by oneDNN itself
+            return torch.ops.mkldnn._convolution_pointwise_.binary(
+                y,
+                skip.contiguous(memory_format=torch.channels_last_3d),
+                self.weight_skip,
+                None,
+                self.padding,
+                self.stride,
+                self.dilation,
+                self.groups,
+                "add",
+                None,
+                "relu",
+                [],
+                None,
+            )
+        return y.add_(_onednn(skip, self.weight_skip, None, self))
 
 
 def prepare_for_inference(net: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
@@ -136,7 +168,22 @@ def prepare_for_inference(net: nn.Module, device: str | torch.device = "cpu") ->
                     n_up = up.up.out_channels
                     block._modules["0"] = _OneDNNPairConv3d(first, n_up)
         _swap_convs(fast)
+        if _has_pointwise():
+            _fuse_relus(fast)
     return fast.to(device)
+
+
+def _fuse_relus(module: nn.Module) -> None:
+    """Fold each ReLU that follows a oneDNN convolution into it (the ReLU becomes Identity)."""
+    for block in module.modules():
+        if not isinstance(block, nn.Sequential):
+            continue
+        names = list(block._modules)
+        for a, b in zip(names, names[1:]):
+            conv, act = block._modules[a], block._modules[b]
+            if isinstance(conv, _OneDNNConv3d) and type(act) is nn.ReLU:
+                conv.relu = True
+                block._modules[b] = nn.Identity()
 
 
 def _swap_convs(module: nn.Module) -> None:
