@@ -38,7 +38,7 @@ def test_simulate_world_options(tmp_path):
              "2", "--microtubules", "1", "--ribosomes", "20000", "--denoise-sigma", "1.5",
              "--dual-axis", "--membrane-thickness", "6.5", "--defocus-gradient",
              "--wedge-fill", "--er-tubules", "1", "--coated-vesicles", "1",
-             "--mvb-fraction", "0.5", "--ice", "1"]  # fmt: skip
+             "--mvb-fraction", "0.5", "--ice", "1", "--microtubule-tilt", "30", "60"]  # fmt: skip
     result = runner.invoke(app, ["simulate", str(tmp_path), *ARGS, *world])
     assert result.exit_code == 0, result.output
     params = json.loads((tmp_path / "sim_000" / "params.json").read_text())
@@ -49,11 +49,14 @@ def test_simulate_world_options(tmp_path):
     assert params["membrane_thickness_nm"] == 6.5 and params["defocus_gradient"] is True
     assert params["wedge_fill"] is True and params["n_er_tubules"] == 1
     assert params["n_coated_vesicles"] == 1 and params["mvb_fraction"] == 0.5
-    assert params["n_ice_blobs"] == 1
+    assert params["n_ice_blobs"] == 1 and params["microtubule_tilt_deg"] == [30.0, 60.0]
     info = json.loads((tmp_path / "sim_000" / "info.json").read_text())
     assert len(info["gold_beads_px"]) == 2 and set(info["imaging"]) == {"axis_y", "axis_x"}
     bad = runner.invoke(app, ["simulate", str(tmp_path / "b"), *ARGS, "--lamella-tilt", "80"])
     assert bad.exit_code == 2 and "lamella" in bad.output
+    steep = ["--microtubule-tilt", "60", "30"]
+    bad = runner.invoke(app, ["simulate", str(tmp_path / "c"), *ARGS, *steep])
+    assert bad.exit_code == 2 and "microtubule" in bad.output
 
 
 def test_simulate_filament_model(tmp_path):

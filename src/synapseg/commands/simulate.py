@@ -69,6 +69,12 @@ def simulate(
     ),
     gold: int = typer.Option(0, "--gold", min=0, help="Gold beads on the specimen surfaces."),
     microtubules: int = typer.Option(0, "--microtubules", min=0, help="Microtubules."),
+    microtubule_tilt: tuple[float, float] | None = typer.Option(
+        None,
+        "--microtubule-tilt",
+        help="LO HI: each microtubule axis at an angle drawn from LO..HI degrees out of the "
+        "xy plane (default: mostly in-plane).",
+    ),
     er_tubules: int = typer.Option(0, "--er-tubules", min=0, help="ER membrane tubes."),
     ice: int = typer.Option(0, "--ice", min=0, help="Ice contamination blobs on the surfaces."),
     mvb_fraction: float = typer.Option(
@@ -131,6 +137,7 @@ def simulate(
         lamella_cuts_vesicles=lamella_cuts,
         n_gold=gold,
         n_microtubules=microtubules,
+        microtubule_tilt_deg=tuple(microtubule_tilt) if microtubule_tilt else None,
         n_er_tubules=er_tubules,
         n_coated_vesicles=coated_vesicles,
         mvb_fraction=mvb_fraction,

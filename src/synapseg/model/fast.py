@@ -119,12 +119,8 @@ class _OneDNNPairConv3d(_OneDNNConv3d):
     def __init__(self, conv: nn.Conv3d, n_up: int) -> None:
         super().__init__(conv)
         self.n_up = n_up
-        self.weight_up = nn.Parameter(
-            _channels_last(conv.weight[:, :n_up]), requires_grad=False
-        )
-        self.weight_skip = nn.Parameter(
-            _channels_last(conv.weight[:, n_up:]), requires_grad=False
-        )
+        self.weight_up = nn.Parameter(_channels_last(conv.weight[:, :n_up]), requires_grad=False)
+        self.weight_skip = nn.Parameter(_channels_last(conv.weight[:, n_up:]), requires_grad=False)
 
     def forward(self, pair: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
         if isinstance(pair, torch.Tensor):  # called on a concatenation after all
