@@ -82,8 +82,7 @@ def test_a_zero_radius_antialias_filter_is_skipped_exactly(rng):
 
 def test_the_tile_loop_reuses_one_input_and_one_output_buffer(monkeypatch):
     """run_tiles makes its batch and probability buffers once and every forward pass fills
-    the same output in place (issue 17: no tile's tensors outlive its pass, so the tuned
-    heap starts every pass from the same state and does not grow)."""
+    the same output in place (issue 17: no tile's arrays outlive its pass)."""
     import torch
 
     import synapseg.infer.forward as fwd
@@ -119,31 +118,3 @@ def test_forward_batch_fills_out_in_place():
     got = forward_batch(net, batch, torch.device("cpu"), (1,), tta, out=out)
     assert got is out
     np.testing.assert_array_equal(out, forward_batch(net, batch, torch.device("cpu"), (1,), tta))
-
-
-def _rss_anon_mb() -> float:
-    import re
-    from pathlib import Path
-
-    status = Path("/proc/self/status").read_text()
-    return int(re.search(r"RssAnon:\s+(\d+)", status).group(1)) / 1024
-
-
-def test_reuse_heap_keeps_freed_pages_until_it_exits():
-    """Inside reuse_heap a freed 200 MB block stays resident for the next allocation;
-    leaving it returns the memory to the kernel (malloc_trim)."""
-    from synapseg.infer.heap import heap_reuse_available, reuse_heap
-
-    if not heap_reuse_available():
-        pytest.skip("glibc only")
-    base = _rss_anon_mb()
-    with reuse_heap() as active:
-        assert active
-        block = np.ones(50_000_000, np.float32)
-        del block
-        kept = _rss_anon_mb() - base
-    released = _rss_anon_mb() - base
-    assert kept > 150 and released < 50
-    block = np.ones(50_000_000, np.float32)  # outside: the default allocator (mmap) again
-    del block
-    assert _rss_anon_mb() - base < 50

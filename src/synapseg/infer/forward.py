@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from synapseg.errors import InputError
-from synapseg.infer.heap import reuse_heap
 from synapseg.infer.preprocess import available_cores as available_cpus
 from synapseg.infer.tiling import Tile, TilePlan, batched, iter_tiles
 from synapseg.model.fast import prepare_for_inference
@@ -163,23 +162,22 @@ def run_tiles(
     ``read(src, out)`` writes the network input of the model-grid region ``src`` into the
     (z, y, x) array ``out``.
     """
-    # Input and output buffers made once, before the heap is tuned: every forward pass then
-    # starts from the same heap state and reuses the previous tile's pages (no growth).
+    # One input and one output buffer for every tile: no tile's arrays outlive its pass, and
+    # no 128 MB blocks are mapped and zeroed again per tile.
     batch_size = max(1, min(batch_size, plan.n_tiles))
     batch = np.zeros((batch_size, 1, *plan.tile_shape), dtype=np.float32)
     probs = np.empty((batch_size, len(channels), *plan.tile_shape), dtype=np.float32)
     full = tuple(slice(0, t) for t in plan.tile_shape)
-    with reuse_heap(device.type == "cpu"):
-        for tiles in batched(iter_tiles(plan), batch_size):
-            n = len(tiles)
-            parts = [tile.data_slices(plan.shape) for tile in tiles]
-            for b, (src, dst) in enumerate(parts):
-                if dst != full:
-                    batch[b].fill(0)  # padding outside the volume
-                read(src, batch[(b, 0, *dst)])
-            forward_batch(net, batch[:n], device, channels, transforms, out=probs[:n])
-            for b, (tile, (src, dst)) in enumerate(zip(tiles, parts)):
-                weighted = weight_tile(probs[b], plan, tile, dst)
-                torch.from_numpy(acc[(slice(None), *src)]).add_(torch.from_numpy(weighted))
-            if progress is not None:
-                progress(n)
+    for tiles in batched(iter_tiles(plan), batch_size):
+        n = len(tiles)
+        parts = [tile.data_slices(plan.shape) for tile in tiles]
+        for b, (src, dst) in enumerate(parts):
+            if dst != full:
+                batch[b].fill(0)  # padding outside the volume
+            read(src, batch[(b, 0, *dst)])
+        forward_batch(net, batch[:n], device, channels, transforms, out=probs[:n])
+        for b, (tile, (src, dst)) in enumerate(zip(tiles, parts)):
+            weighted = weight_tile(probs[b], plan, tile, dst)
+            torch.from_numpy(acc[(slice(None), *src)]).add_(torch.from_numpy(weighted))
+        if progress is not None:
+            progress(n)
