@@ -91,24 +91,13 @@ def draw_params(index: int, version: str = "v1"):
     0.3-3x the calibrated default, crowding, radius, distractors, filaments, cleft) comes
     from ``SimulationParams.random``.
     """
-    from synapseg.simulate import SimulationParams
+    from synapseg.train.rehearsal import world_params  # the same draw adapt rehearses on
 
     if version == "v2":
-        from synapseg.simulate.draws import draw_world
-
-        rng = np.random.default_rng([SEED_V2, index])
-        params = draw_world(rng, xy_extent_nm=XY_EXTENT_NM, z_extent_nm=Z_EXTENT_NM)
         # vesicle-free gate negatives: the same world without synaptic vesicles
+        params = world_params("v2", index, seed=SEED_V2)
         return params.replace(n_vesicles=0) if index >= NEG_OFFSET else params
-    rng = np.random.default_rng([SEED, index])
-    params = SimulationParams.random(rng)
-    vs = params.voxel_size_nm
-    z_nm = float(rng.uniform(*Z_EXTENT_NM))
-
-    def even(nm: float) -> int:
-        return max(16, int(round(nm / vs / 2)) * 2)
-
-    return params.replace(shape=(even(z_nm), even(XY_EXTENT_NM), even(XY_EXTENT_NM)))
+    return world_params("v1", index, seed=SEED)
 
 
 def item_index(name: str) -> int:
