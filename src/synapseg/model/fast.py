@@ -18,6 +18,7 @@ Each rewrite gives the original network's output to float rounding:
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 from torch import nn
@@ -60,11 +61,24 @@ def _channels_last(w: torch.Tensor) -> torch.Tensor:
     return w.detach().contiguous(memory_format=torch.channels_last_3d)
 
 
+@functools.lru_cache(maxsize=1)
 def _has_pointwise() -> bool:
-    """Whether this PyTorch has oneDNN's fused convolution + activation ops."""
+    """Whether oneDNN's fused convolution + ReLU ops run here and give the unfused result
+    (checked once on a tiny input: the ops are private to PyTorch, so a platform or version
+    where they are missing or differ falls back to separate ReLUs)."""
     try:
-        torch.ops.mkldnn._convolution_pointwise_.binary  # noqa: B018
-        return True
+        conv = nn.Conv3d(2, 2, 3, padding=1).eval()
+        w = _channels_last(conv.weight)
+        x = torch.randn(1, 2, 4, 4, 4).contiguous(memory_format=torch.channels_last_3d)
+        with torch.inference_mode():
+            y = _onednn(x, w, conv.bias, conv)
+            want = torch.relu(y + _onednn(x, w, None, conv))
+            got = torch.ops.mkldnn._convolution_pointwise_.binary(
+                _onednn(x, w, conv.bias, conv), x, w, None, conv.padding, conv.stride,
+                conv.dilation, conv.groups, "add", None, "relu", [], None,
+            )  # fmt: skip
+            fused = _onednn(x, w, conv.bias, conv, relu=True)
+        return bool(torch.allclose(got, want) and torch.allclose(fused, torch.relu(y)))
     except (AttributeError, RuntimeError):
         return False
 
