@@ -198,7 +198,9 @@ def case_ceiling(raw: np.ndarray, mask: np.ndarray, labels: np.ndarray, vs: floa
         for k, v in out[src]["local_at"].items():
             flat[f"{src}.local_at_{k}"] = v
 
-    def fmt(v: dict) -> str:
+    def fmt(v: dict | None) -> str:
+        if v is None:  # nothing predicted near the truth: no local score
+            return "-"
         sd = v["sd_median_nm"]
         return f"{v['dice']:.3f}/{'-' if sd is None else round(sd, 2)}"
 
@@ -214,15 +216,18 @@ def case_ceiling(raw: np.ndarray, mask: np.ndarray, labels: np.ndarray, vs: floa
 
 
 def ceiling_summary(rows: list[dict]) -> dict:
-    """Per ceiling key: mean and min Dice, median of the surface-distance medians (nm)."""
-    keys = rows[0]["ceiling"]["flat"].keys()
+    """Per ceiling key: mean and min Dice, median of the surface-distance medians (nm), over
+    the cases where the key has a score (``n``; a local score is undefined where nothing was
+    predicted near the truth)."""
+    keys = {k for r in rows for k in r["ceiling"]["flat"]}
     out = {}
-    for k in keys:
-        vals = [r["ceiling"]["flat"][k] for r in rows]
+    for k in sorted(keys):
+        vals = [v for r in rows if (v := r["ceiling"]["flat"].get(k)) is not None]
         med = [v["sd_median_nm"] for v in vals if v["sd_median_nm"] is not None]
         out[k] = {
-            "dice_mean": float(np.mean([v["dice"] for v in vals])),
-            "dice_min": float(np.min([v["dice"] for v in vals])),
+            "n": len(vals),
+            "dice_mean": float(np.mean([v["dice"] for v in vals])) if vals else None,
+            "dice_min": float(np.min([v["dice"] for v in vals])) if vals else None,
             "sd_median_nm_median": float(np.median(med)) if med else None,
         }
     return out

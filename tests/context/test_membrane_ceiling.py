@@ -75,3 +75,11 @@ def test_oracle_ceiling_other_thresholds_of_a_map():
     assert c["local"]["dice"] == pytest.approx(1.0)
     assert c["local_at"]["0.3"]["dice"] == pytest.approx(2 * 4 / 9)
     assert oracle_ceiling(m >= 128, t, VS, thresholds=(0.3,))["local_at"] == {}
+
+
+def test_local_ceiling_is_undefined_when_nothing_was_predicted():
+    """An empty prediction has no local score (not Dice 1.0 of two empty regions)."""
+    t = np.zeros((8, 16, 16), bool)
+    t[:, :, 8] = True
+    c = oracle_ceiling(np.zeros_like(t), t, VS)
+    assert c["local"] is None and c["as_is"]["dice"] == 0.0

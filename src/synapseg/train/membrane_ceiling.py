@@ -177,11 +177,13 @@ def oracle_ceiling(
         "as_is": score(pred, t, vs),
         "no_far": score(pred & near_truth, t, vs),
         "no_far_pieces": score(touches[pieces], t, vs),
-        "local": score(pred, t, vs, region=local),
+        # undefined (None) where nothing was predicted near the truth: an empty region would
+        # score Dice 1.0 and count a segmentation that found nothing as perfect
+        "local": score(pred, t, vs, region=local) if local.any() else None,
         "local_at": {},
         "thickness_ratio": a / b if b else None,
     }
-    if np.asarray(prediction).dtype != bool:
+    if np.asarray(prediction).dtype != bool and local.any():
         for thr in thresholds:
             out["local_at"][f"{thr:g}"] = score(membrane_mask(prediction, thr), t, vs, local)
     return out
