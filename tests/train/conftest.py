@@ -69,3 +69,18 @@ def toy_data(tmp_path_factory) -> Path:
     for k in range(3):
         write_item(root / f"sim_{k:03d}", seed=k)
     return root
+
+
+def table_as_pseudo_labels(tomogram, folder, model, config, device="cpu"):
+    """Stand-in for ``synapseg.train.adapt.label_tomogram`` (no pipeline run): the toy
+    tomogram's own table as the pseudo-labels, every voxel counted."""
+    from synapseg.io.tables import read_table_csv
+    from synapseg.io.volume import read_volume
+
+    folder.mkdir(parents=True, exist_ok=True)
+    table = tomogram.parent / "vesicles.csv"
+    vol = read_volume(tomogram)
+    write_volume(folder / "mask.mrc", np.ones(vol.shape, np.uint8), vol.voxel_size_nm)
+    return {"tomogram": str(tomogram), "annotation": str(table), "mask": str(folder / "mask.mrc"),
+            "inverted": False, "positive": len(read_table_csv(table)), "uncertain": 0,
+            "negative_candidates": 0}  # fmt: skip

@@ -14,6 +14,8 @@ from synapseg.cli import app
 from synapseg.io.tables import make_table
 from synapseg.train.adapt import STATEMENT, AdaptConfig, candidate_confidence, pseudo_labels
 
+from .conftest import table_as_pseudo_labels
+
 VS = 2.0
 SHAPE = (40, 64, 64)
 
@@ -73,22 +75,6 @@ def test_default_low_cut_off_ignores_every_unconfident_candidate():
     assert _at(weight, (20, 48, 16)) == 0 and _at(weight, (20, 48, 48)) == 0
 
 
-def _fake_labels(tomogram, folder, model, config, device="cpu"):
-    """Stand-in for the pipeline: the toy tomogram's own table, all voxels counted."""
-    from synapseg.io.tables import read_table_csv
-    from synapseg.io.volume import read_volume
-    from synapseg.io.volume_writer import write_volume
-
-    folder.mkdir(parents=True, exist_ok=True)
-    table = read_table_csv(tomogram.parent / "vesicles.csv")
-    vol = read_volume(tomogram)
-    write_volume(folder / "mask.mrc", np.ones(vol.shape, np.uint8), vol.voxel_size_nm)
-    counts = {"positive": len(table), "uncertain": 0, "negative_candidates": 0}
-    csv = tomogram.parent / "vesicles.csv"
-    return {"tomogram": str(tomogram), "annotation": str(csv), "mask": str(folder / "mask.mrc"),
-            "inverted": False, **counts}  # fmt: skip
-
-
 def _normal_sizes(tomogram, segment_dir, min_confidence):
     """Stand-in for the size probe (no segment output here): ordinary vesicle sizes."""
     return {"radii_nm": [12.5, 15.0, 18.0, 21.0], "current_min_radius_nm": 10.0}
@@ -102,7 +88,7 @@ def test_adapt_model_card_refusal_and_seed(tmp_path, monkeypatch):
 
     from .conftest import write_item
 
-    monkeypatch.setattr(adapt, "label_tomogram", _fake_labels)
+    monkeypatch.setattr(adapt, "label_tomogram", table_as_pseudo_labels)
     monkeypatch.setattr(adapt_post, "probe_radii", _normal_sizes)
     tomo = write_item(tmp_path / "toy", seed=1, shape=(40, 64, 64)) / "tomogram.mrc"
     config = adapt.AdaptConfig(

@@ -8,6 +8,8 @@ import pytest
 
 from synapseg.train.adapt import AdaptConfig
 
+from .conftest import table_as_pseudo_labels
+
 
 class _Stop(Exception):
     pass
@@ -70,23 +72,6 @@ def test_blob_settings_are_checked():
         AdaptConfig(blob_margin_nm=-1.0)
 
 
-def _known_labels(tomogram, folder, model, config, device="cpu"):
-    """Stand-in for the pipeline: the toy tomogram's own table, every voxel counted."""
-    import numpy as np
-
-    from synapseg.io.tables import read_table_csv
-    from synapseg.io.volume import read_volume
-    from synapseg.io.volume_writer import write_volume
-
-    folder.mkdir(parents=True, exist_ok=True)
-    table = read_table_csv(tomogram.parent / "vesicles.csv")
-    vol = read_volume(tomogram)
-    write_volume(folder / "mask.mrc", np.ones(vol.shape, np.uint8), vol.voxel_size_nm)
-    return {"tomogram": str(tomogram), "annotation": str(tomogram.parent / "vesicles.csv"),
-            "mask": str(folder / "mask.mrc"), "inverted": False, "positive": len(table),
-            "uncertain": 0, "negative_candidates": 0}  # fmt: skip
-
-
 def test_adapt_keeps_the_base_models_calibration(tmp_path, monkeypatch):
     """A calibrated base (card ``postprocessing`` + ``confidence_model.json``, as the v2
     candidates have) keeps both in every round's model and in the adapted one; before, the
@@ -108,7 +93,7 @@ def test_adapt_keeps_the_base_models_calibration(tmp_path, monkeypatch):
     (base / "model.json").write_text(json.dumps(card))
     shutil.copyfile(MODEL_PATH, base / CONFIDENCE_NAME)
 
-    monkeypatch.setattr(adapt, "label_tomogram", _known_labels)
+    monkeypatch.setattr(adapt, "label_tomogram", table_as_pseudo_labels)
     monkeypatch.setattr(
         adapt_post,
         "probe_radii",

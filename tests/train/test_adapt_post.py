@@ -17,6 +17,8 @@ from synapseg.train.adapt_post import (
     estimate_min_radius,
 )
 
+from .conftest import table_as_pseudo_labels
+
 VOXEL_NM = 1.68
 
 
@@ -134,21 +136,6 @@ def test_a_cards_qc_floor_reaches_the_pipeline_and_a_users_floor_wins(tmp_path):
     assert "qc_min_radius_nm" not in vesicle_params({"model": "default"}, Wedge(), "no")
 
 
-def _known_labels(tomogram, folder, model, config, device="cpu"):
-    """Stand-in for the pipeline: the toy tomogram's own table, every voxel counted."""
-    from synapseg.io.tables import read_table_csv
-    from synapseg.io.volume import read_volume
-    from synapseg.io.volume_writer import write_volume
-
-    folder.mkdir(parents=True, exist_ok=True)
-    vol = read_volume(tomogram)
-    write_volume(folder / "mask.mrc", np.ones(vol.shape, np.uint8), vol.voxel_size_nm)
-    n = len(read_table_csv(tomogram.parent / "vesicles.csv"))
-    return {"tomogram": str(tomogram), "annotation": str(tomogram.parent / "vesicles.csv"),
-            "mask": str(folder / "mask.mrc"), "inverted": False, "positive": n,
-            "uncertain": 0, "negative_candidates": 0}  # fmt: skip
-
-
 @pytest.mark.parametrize("truncated", [False, True])
 def test_adapt_model_changes_the_card_only_when_sizes_are_truncated(
     truncated, tmp_path, monkeypatch
@@ -165,7 +152,7 @@ def test_adapt_model_changes_the_card_only_when_sizes_are_truncated(
         radii = _small_radii() if truncated else _normal_radii()
         return {"radii_nm": list(radii), "current_min_radius_nm": 10.0}
 
-    monkeypatch.setattr(adapt, "label_tomogram", _known_labels)
+    monkeypatch.setattr(adapt, "label_tomogram", table_as_pseudo_labels)
     monkeypatch.setattr(adapt_post, "probe_radii", probe)
     tomo = write_item(tmp_path / "toy", seed=3, shape=(40, 64, 64)) / "tomogram.mrc"
     config = adapt.AdaptConfig(

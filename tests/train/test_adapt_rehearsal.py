@@ -13,6 +13,8 @@ import torch
 
 from synapseg.train import forgetting, rehearsal
 
+from .conftest import table_as_pseudo_labels
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -179,21 +181,6 @@ def test_the_guard_drops_a_model_that_lost_on_the_held_in_set(tmp_path, monkeypa
     assert bad["held_in"][0]["seed"] == [forgetting.HELD_IN_SEED, 0]
 
 
-def _fake_labels(tomogram, folder, model, config, device="cpu"):
-    """Stand-in for the pipeline: the toy tomogram's own table as pseudo-labels."""
-    from synapseg.io.tables import read_table_csv
-    from synapseg.io.volume import read_volume
-    from synapseg.io.volume_writer import write_volume
-
-    folder.mkdir(parents=True, exist_ok=True)
-    vol = read_volume(tomogram)
-    write_volume(folder / "mask.mrc", np.ones(vol.shape, np.uint8), vol.voxel_size_nm)
-    n = len(read_table_csv(tomogram.parent / "vesicles.csv"))
-    return {"tomogram": str(tomogram), "annotation": str(tomogram.parent / "vesicles.csv"),
-            "mask": str(folder / "mask.mrc"), "inverted": False, "positive": n,
-            "uncertain": 0, "negative_candidates": 0}  # fmt: skip
-
-
 @pytest.mark.parametrize("kept", [True, False])
 def test_adapt_model_records_rehearsal_and_the_guard(tmp_path, monkeypatch, kept):
     """Fast: pipeline, simulator and guard scores replaced; one step per round."""
@@ -202,7 +189,7 @@ def test_adapt_model_records_rehearsal_and_the_guard(tmp_path, monkeypatch, kept
 
     from .conftest import write_item
 
-    monkeypatch.setattr(adapt, "label_tomogram", _fake_labels)
+    monkeypatch.setattr(adapt, "label_tomogram", table_as_pseudo_labels)
     monkeypatch.setattr(
         adapt_post, "probe_radii",
         lambda t, s, c: {"radii_nm": [13.0, 16.0, 19.0], "current_min_radius_nm": 10.0},
