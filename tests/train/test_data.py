@@ -162,3 +162,30 @@ def test_sampler_balances_vesicle_rich_and_random_patches():
     images, targets, weights = rich.sample(rng, 3)
     assert images.shape == (3, 1, 16, 32, 32) and targets.shape == (3, 1, 16, 32, 32)
     assert weights.shape == images.shape and images.dtype == np.float32
+
+
+def test_sampler_volume_probabilities_replace_the_size_weights():
+    """set_volume_probabilities decides which volume patches come from (rehearsal shares)."""
+    vols = []
+    for k in range(2):
+        shape = (32, 64, 64)
+        vols.append(
+            PreparedVolume(
+                name=f"v{k}",
+                image=np.zeros(shape, np.float32),
+                instances=np.zeros(shape, np.int32),
+                weight=np.ones(shape, np.uint8),
+                source_voxel_size_nm=(2.0,) * 3,
+                source_shape=shape,
+                fg_coords=np.zeros((0, 3), int),
+            )
+        )
+    sampler = PatchSampler(vols, (16, 32, 32))
+    rng = np.random.default_rng(0)
+    assert 0 < np.mean([sampler.corner(rng)[0] for _ in range(200)]) < 1
+    sampler.set_volume_probabilities([0.0, 1.0])
+    assert all(sampler.corner(rng)[0] == 1 for _ in range(50))
+    with pytest.raises(ValueError, match="summing to 1"):
+        sampler.set_volume_probabilities([0.5, 0.6])
+    with pytest.raises(ValueError, match="2 non-negative"):
+        sampler.set_volume_probabilities([1.0])

@@ -50,8 +50,10 @@ class ConsistencyTrainer(Trainer):
         names = set(rehearsal)
         if names:
             vols = self.sampler.volumes
-            self.sampler._vol_p = volume_probabilities(
-                [v.name for v in vols], [v.image.size for v in vols], names, rehearsal_fraction
+            self.sampler.set_volume_probabilities(
+                volume_probabilities(
+                    [v.name for v in vols], [v.image.size for v in vols], names, rehearsal_fraction
+                )
             )
 
     def extra_loss(

@@ -326,6 +326,14 @@ class PatchSampler:
         sizes = np.array([v.image.size for v in volumes], dtype=float)
         self._vol_p = sizes / sizes.sum()
 
+    def set_volume_probabilities(self, p: Sequence[float]) -> None:
+        """Draw volume ``k`` with probability ``p[k]`` instead of in proportion to its size
+        (e.g. a fixed share for rehearsal volumes, :mod:`synapseg.train.rehearsal`)."""
+        p = np.asarray(p, dtype=float)
+        if p.shape != (len(self.volumes),) or np.any(p < 0) or not np.isclose(p.sum(), 1.0):
+            raise ValueError(f"need {len(self.volumes)} non-negative probabilities summing to 1")
+        self._vol_p = p
+
     def corner(self, rng: np.random.Generator) -> tuple[int, tuple[int, int, int]]:
         """Pick a volume index and the patch corner."""
         k = int(rng.choice(len(self.volumes), p=self._vol_p))
