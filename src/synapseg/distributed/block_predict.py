@@ -62,6 +62,7 @@ def predict_block(
     """
     from synapseg.infer.forward import forward_batch, torch_threads, tta_transforms, weight_tile
     from synapseg.infer.normalise import neutral_outside
+    from synapseg.infer.predict import probability_to_uint8
 
     d = decisions
     net, card, dev = load_network(d.model, device)
@@ -112,4 +113,4 @@ def predict_block(
         block.core,
         back,
     )
-    return np.rint(np.clip(out, 0, 1) * 255).astype(np.uint8)
+    return probability_to_uint8(out)

@@ -82,9 +82,14 @@ def _scratch_array(
     return np.memmap(path, dtype=np.float32, mode="w+", shape=tuple(shape))
 
 
+def probability_to_uint8(block: np.ndarray) -> np.ndarray:
+    """Probabilities (0-1) as the uint8 0-255 maps the pipeline writes (rounded)."""
+    return np.rint(np.clip(block, 0, 1) * 255).astype(np.uint8)
+
+
 def _to_out_dtype(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if dtype == np.uint8:
-        return np.rint(np.clip(block, 0, 1) * 255).astype(np.uint8)
+        return probability_to_uint8(block)
     return np.clip(block, 0, 1).astype(dtype, copy=False)
 
 

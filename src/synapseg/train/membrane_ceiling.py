@@ -74,6 +74,7 @@ def grid_round_trip(
     """``truth`` (bool) as a network on ``model_voxel_nm`` voxels could at best give it back:
     its soft target on the model grid (area fraction, anti-aliased linear resampling), the
     stage's resampling back to the input grid (uint8 0-255), then ``>= 128``."""
+    from synapseg.infer.predict import probability_to_uint8
     from synapseg.infer.preprocess import resample_stream, rescale_factors, rescale_volume
 
     t = np.asarray(truth, bool)
@@ -81,7 +82,7 @@ def grid_round_trip(
     out = np.zeros(t.shape, np.uint8)
 
     def write(z0: int, z1: int, block: np.ndarray) -> None:
-        out[z0:z1] = np.clip(np.rint(block * 255), 0, 255).astype(np.uint8)
+        out[z0:z1] = probability_to_uint8(block)
 
     f = rescale_factors(voxel_size_nm, model_voxel_nm)
     resample_stream(lambda a, b: soft[a:b], soft.shape, t.shape, 1 / f, write)
