@@ -48,14 +48,14 @@ def test_rehearsal_and_held_in_seeds_are_disjoint_from_training_and_benchmarks()
 
 
 def test_base_world_follows_the_card():
-    from synapseg.model.registry import resolve_model
+    from synapseg.model.registry import read_card, resolve_model
 
-    def card(name):
-        return json.loads(resolve_model(name).read_text())
+    def training_data(name):
+        return read_card(resolve_model(name)).training_data
 
-    assert rehearsal.base_world(card("sim-unet-v2")) == "v2"
-    assert rehearsal.base_world(card("sim-unet-v1")) == "v1"
-    assert rehearsal.base_world({"training_data": "my own tomograms"}) == "v2"
+    assert rehearsal.base_world(training_data("sim-unet-v2")) == "v2"
+    assert rehearsal.base_world(training_data("sim-unet-v1")) == "v1"
+    assert rehearsal.base_world("my own tomograms") == "v2"
 
 
 def test_rehearsal_data_are_labeled_and_cached(tmp_path, monkeypatch):

@@ -28,7 +28,6 @@ on CPU.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import shutil
 from collections.abc import Callable, Sequence
@@ -254,7 +253,7 @@ def adapt_model(
     _check_output(model_dir, overwrite)
     base_card = resolve_model(from_model)
     base = read_card(base_card)
-    world = base_world(json.loads(base_card.read_text(encoding="utf-8")))
+    world = base_world(base.training_data)
     names = _unique_names(files)
     record: dict[str, Any] = {
         "statement": STATEMENT,

@@ -48,14 +48,15 @@ def cache_dir(world: str) -> Path:
     return Path(root) / f"adapt_{world}"
 
 
-def base_world(card: dict[str, Any]) -> str:
-    """The simulated world a base model was trained in: ``"v2"`` or ``"v1"``.
+def base_world(training_data: dict[str, Any] | str | None) -> str:
+    """The simulated world a base model was trained in: ``"v2"`` or ``"v1"``, from its
+    card's ``training_data`` (``ModelCard.training_data``).
 
-    ``"v2"`` when the card's ``training_data`` names the v2 recipe or ``draw_world``;
-    ``"v1"`` when it names ``scripts/train_default.py`` without ``--version v2``; any other
-    card (a user's model) gets ``"v2"``, the wider world.
+    ``"v2"`` when it names the v2 recipe or ``draw_world``; ``"v1"`` when it names
+    ``scripts/train_default.py`` without ``--version v2``; any other model (a user's) gets
+    ``"v2"``, the wider world.
     """
-    data = card.get("training_data") or {}
+    data = training_data or {}
     text = json.dumps(data, default=str) if isinstance(data, dict) else str(data)
     if "--version v2" in text or "draw_world" in text:
         return "v2"
