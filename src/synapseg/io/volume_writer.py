@@ -201,6 +201,11 @@ def open_volume_writer(
 
 
 def _section_stats(section: np.ndarray) -> tuple[float, float, float, float]:
+    if section.dtype.kind in "iub" and section.dtype.itemsize <= 2:
+        # 8/16-bit maps (labels, 0-255 probabilities): exact in int64 and ~3x faster than
+        # float64 (min/max on the native type, one widening copy for the sums)
+        wide = section.astype(np.int64).ravel()
+        return float(section.min()), float(section.max()), float(wide.sum()), float(wide @ wide)
     s = np.asarray(section, dtype=np.float64)
     return float(s.min()), float(s.max()), float(s.sum()), float(np.square(s).sum())
 
