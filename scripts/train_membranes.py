@@ -9,7 +9,10 @@ Sub-commands (run them in this order; each is idempotent):
     python scripts/train_membranes.py export -o src/synapseg/model/weights/sim-membrane-v2
 
 ``--version v3`` fine-tunes ``sim-membrane-v2``'s shipped weights with patches centred on
-non-vesicle membranes only (same data, same network).
+non-vesicle membranes only (same data, same network). ``--version v4`` fine-tunes
+``sim-membrane-v3`` with a signed-distance head: channel 0's target is
+``sigmoid(-d / 1 nm)``, ``d`` the signed distance to the bilayer surface clipped to ±6 nm,
+and the loss adds a clipped L1 on ``d`` (``synapseg.train.membrane_trainer.DistanceLoss``).
 
 Data: tomogram ``i`` is ``synapseg.simulate.draws.draw_world(default_rng([20261221, i]))``
 on a 300 x 300 x (120-170) nm volume (disjoint from the vesicle recipes' seeds
@@ -83,6 +86,28 @@ RECIPES = {
         "history": "fine-tune of sim-membrane-v2's shipped weights: train --steps 900 "
         "--decay-from 150 --batch-size 2 --patch-size 32 48 48 --val-every 300 --threads 1 "
         "--lr 1e-3 at nice 10 beside other jobs; export --weights last",
+    },
+    # v4: v3 fine-tuned to regress the signed distance to the bilayer surface (in nm,
+    # clipped) through its membrane logit: sigmoid(logit) keeps 0.5 on the surface, so the
+    # stage reads it unchanged (the ceilings: v3 is about one voxel off where it finds the
+    # membrane; a distance target supervises the surface position from every voxel within
+    # 6 nm, where an area fraction saturates one voxel away)
+    "v4": {
+        "name": "sim-membrane-v4",
+        "unet": {"stem": 1, "base_channels": 8, "depth": 3, "out_channels": 2},
+        "run": "run-v4",
+        "init": "sim-membrane-v3",
+        "fg_channels": (0,),
+        "signed_distance": {"tau_nm": 1.0, "clip_nm": 6.0},
+        "distance_weight": 0.25,
+        "target": "channel 0 'membrane': sigmoid(-d / 1 nm), d the signed distance (nm, "
+        "negative inside) to the surface of every membrane of membrane_labels except class 2 "
+        "(synaptic vesicles), computed on the label grid, clipped to +-6 nm and resampled like "
+        "the image; channel 1 'vesicle_membrane': class 2 as area fraction. Loss: Dice + BCE "
+        "+ 0.25/nm x clipped L1 of the signed distance read from channel 0's logit.",
+        "postprocessing": {"vesicle_membrane_weight": 0.0},
+        "history": "fine-tune of sim-membrane-v3's shipped weights (see RECIPES['v4'] and "
+        "the card's train_config); export --weights last",
     },
     # v3-small: v3's sampling on a network with half the channels (base 4), from scratch:
     # its bare network is 2.3x faster than v2's (still 4.4x slower than v1's). Not shipped:
@@ -168,14 +193,18 @@ def data_hashes(root: Path, n: int) -> dict:
     }
 
 
-def _volumes(root: Path, names: list[str], fg_channels=None):
+def _volumes(root: Path, names: list[str], fg_channels=None, signed_distance=None):
     from synapseg.train.membrane_targets import MembraneItem
     from synapseg.train.membrane_trainer import prepare_membrane_item
 
     out = []
     for name in names:
         item = MembraneItem(root / name / "tomogram.mrc", root / name / "membrane_labels.mrc")
-        out.append(prepare_membrane_item(item, MODEL_VOXEL_NM, fg_channels=fg_channels))
+        out.append(
+            prepare_membrane_item(
+                item, MODEL_VOXEL_NM, fg_channels=fg_channels, signed_distance=signed_distance
+            )
+        )
     return out
 
 
@@ -184,7 +213,7 @@ def _trainer(args):
 
     from synapseg.model.unet import UNetConfig, build_unet
     from synapseg.train.augment import AugmentParams
-    from synapseg.train.membrane_trainer import MembraneTrainer
+    from synapseg.train.membrane_trainer import DistanceLoss, MembraneTrainer
     from synapseg.train.trainer import TrainConfig
 
     root = Path(args.cache)
@@ -193,8 +222,9 @@ def _trainer(args):
     if missing:
         raise SystemExit(f"missing simulated data ({missing[:3]}...): run `generate` first")
     t0 = time.time()
-    train = _volumes(root, names[:N_TRAIN], RECIPE.get("fg_channels"))
-    val = _volumes(root, names[N_TRAIN:])
+    sd = RECIPE.get("signed_distance")
+    train = _volumes(root, names[:N_TRAIN], RECIPE.get("fg_channels"), sd)
+    val = _volumes(root, names[N_TRAIN:], None, sd)
     log.info("prepared %d + %d volumes in %.0f s", len(train), len(val), time.time() - t0)
     config = TrainConfig(
         steps=args.steps,
@@ -218,8 +248,16 @@ def _trainer(args):
         init, _ = load_model(RECIPE["init"], device="cpu")
         net.load_state_dict(init.state_dict())
         log.info("initialised from %s", RECIPE["init"])
+    distance = DistanceLoss(weight=RECIPE["distance_weight"], **sd) if sd is not None else None
     trainer = MembraneTrainer(
-        net, config, train, val, (MODEL_VOXEL_NM,) * 3, root / RECIPE["run"], device="cpu"
+        net,
+        config,
+        train,
+        val,
+        (MODEL_VOXEL_NM,) * 3,
+        root / RECIPE["run"],
+        device="cpu",
+        distance=distance,
     )
     return trainer, train, val
 
@@ -248,6 +286,8 @@ def cmd_train(args) -> int:
             if "val" in logs:
                 val = logs["val"]
                 line += f" val dice {val['dice']:.4f} ves {val['dice_vesicle_membrane']:.4f}"
+            if "distance" in logs:
+                line += f" dist {logs['distance']:.3f}"
             print(line, flush=True)
             t_last[0] = now
 
@@ -283,10 +323,13 @@ def cmd_export(args) -> int:
         "no real tomograms",
         "recipe": f"scripts/train_membranes.py (seeds [{SEED}, i], {N_TRAIN} train + {N_VAL} "
         "validation tomograms)",
-        "target": "channel 0 'membrane': every membrane class of membrane_labels except 2 "
-        "(synaptic vesicles): plasma, postsynaptic, mitochondria, endosomes, ER, dense-core and "
-        "coated vesicles; channel 1 'vesicle_membrane': class 2. Soft targets: the label masks "
-        "resampled like the image (area fraction per model voxel).",
+        "target": RECIPE.get(
+            "target",
+            "channel 0 'membrane': every membrane class of membrane_labels except 2 "
+            "(synaptic vesicles): plasma, postsynaptic, mitochondria, endosomes, ER, dense-core "
+            "and coated vesicles; channel 1 'vesicle_membrane': class 2. Soft targets: the label "
+            "masks resampled like the image (area fraction per model voxel).",
+        ),
         "voxel_size_nm": rng_of("voxel_size_nm"),
         "tilt_range_deg": rng_of("tilt_range_deg"),
         "membrane_thickness_nm": rng_of("membrane_thickness_nm"),

@@ -65,3 +65,42 @@ def test_fg_channels_centres_patches_on_the_chosen_channel_only(sim_folder, tmp_
     at = tuple(every.fg_coords.T)
     assert np.any((t[1][at] > 0.5) & (t[0][at] <= 0.5))
     assert len(every.fg_coords) > len(chosen.fg_coords)
+
+
+def test_signed_distance_item_and_one_training_step_with_the_distance_term(sim_folder, tmp_path):
+    """Recipe v4's path: channel 0 is the signed-distance target (same 0.5 level as the area
+    fraction, up to the sub-voxel surface), and the trainer adds and logs the distance term."""
+    import torch
+
+    from synapseg.model.unet import UNetConfig, build_unet
+    from synapseg.train.augment import AugmentParams
+    from synapseg.train.membrane_trainer import DistanceLoss, MembraneTrainer
+    from synapseg.train.trainer import TrainConfig
+
+    [item] = membrane_items(sim_folder)
+    sd = {"tau_nm": 1.0, "clip_nm": 6.0}
+    area = prepare_membrane_item(item, 2.4)
+    vol = prepare_membrane_item(item, 2.4, signed_distance=sd)
+    np.testing.assert_array_equal(vol.image, area.image)
+    np.testing.assert_allclose(vol.targets[1], area.targets[1])
+    inside_sd, inside_area = vol.targets[0] > 0.5, area.targets[0] > 0.5
+    assert inside_sd.any() and (inside_sd == inside_area).mean() > 0.95
+    assert vol.targets[0].min() > 0 and vol.targets[0].max() < 1  # finite logits
+
+    cfg = TrainConfig(
+        steps=1,
+        batch_size=1,
+        patch_size=(8, 16, 16),
+        val_every=100,
+        augment=AugmentParams(),
+        seed=1,
+    )
+    torch.manual_seed(0)
+    net = build_unet(UNetConfig(stem=1, base_channels=2, depth=1, out_channels=2), seed=0)
+    trainer = MembraneTrainer(
+        net, cfg, [vol], [], (2.4,) * 3, tmp_path / "run", distance=DistanceLoss(**sd)
+    )
+    logs = trainer.train_step()
+    assert logs["distance"] > 0
+    plain = MembraneTrainer(net, cfg, [vol], [], (2.4,) * 3, tmp_path / "run2")
+    assert "distance" not in plain.train_step()

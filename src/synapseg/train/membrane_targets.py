@@ -15,6 +15,15 @@ Gaussian, then linear interpolation), so the target is the blurred fraction of m
 each model voxel, in [0, 1]. Binary cross-entropy is minimised by predicting that fraction,
 so the prediction interpolated back to a finer grid crosses 0.5 where the membrane surfaces
 are: the coarse network keeps sub-voxel boundaries.
+
+Signed-distance targets (:func:`membrane_sd_targets`, recipe ``v4``): channel 0 is instead
+``sigmoid(-d / tau_nm)``, where ``d`` is the signed distance in nm from each voxel to the
+surface of the physical bilayer (negative inside), computed on the label's own (fine) grid,
+clipped to ``±clip_nm`` and resampled like the image. The network's logit then regresses
+``-d / tau_nm`` (:class:`synapseg.train.membrane_trainer.MembraneTrainer`'s distance term),
+so ``sigmoid(logit)`` is still a map whose 0.5 level is the bilayer surface: the stage reads
+it as any membrane map, and interpolating it back to the tomogram grid places the surfaces
+between model voxels.
 """
 
 from __future__ import annotations
@@ -68,6 +77,71 @@ def membrane_targets(
         for c in channels
     ]
     return np.stack(out).astype(np.float32)
+
+
+def signed_distance_nm(mask: np.ndarray, voxel_nm: float | Sequence[float]) -> np.ndarray:
+    """Signed distance (float32, nm) from each voxel to the surface of ``mask``.
+
+    Negative inside the mask, positive outside; the surface lies half a voxel beyond the
+    outermost voxel centres (a one-voxel-thick sheet has ``-0.5`` voxel at its centre). An
+    empty (or full) mask gives ``+inf`` (``-inf``) everywhere.
+    """
+    from scipy import ndimage
+
+    mask = np.asarray(mask, bool)
+    vs = np.broadcast_to(np.asarray(voxel_nm, np.float64), (3,))
+    half = 0.5 * float(vs.mean())
+    if not mask.any():
+        return np.full(mask.shape, np.inf, np.float32)
+    if mask.all():
+        return np.full(mask.shape, -np.inf, np.float32)
+    out = ndimage.distance_transform_edt(~mask, sampling=vs).astype(np.float32)
+    inside = ndimage.distance_transform_edt(mask, sampling=vs).astype(np.float32)
+    out[mask] = -inside[mask]
+    out[~mask] -= half
+    out[mask] += half
+    return out
+
+
+def membrane_sd_targets(
+    labels: np.ndarray,
+    source_voxel_nm: float | Sequence[float],
+    model_voxel_nm: float | Sequence[float],
+    tau_nm: float = 1.0,
+    clip_nm: float = 6.0,
+) -> np.ndarray:
+    """Soft targets (2, z, y, x) float32 whose channel 0 encodes the signed distance.
+
+    Parameters
+    ----------
+    labels
+        Membrane classes on the source grid (the simulator's ``membrane_labels``).
+    source_voxel_nm, model_voxel_nm
+        Voxel sizes of the labels and of the model grid.
+    tau_nm
+        Scale of the logistic: channel 0 is ``sigmoid(-d / tau_nm)``, ``d`` the signed
+        distance (nm) to the non-vesicle bilayers' surface, so the network's logit is
+        ``-d / tau_nm``.
+    clip_nm
+        ``d`` is clipped to ``[-clip_nm, clip_nm]`` before resampling (the regression's
+        range; the target stays in ``[sigmoid(-clip/tau), sigmoid(clip/tau)]``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Channel 0 as above; channel 1 the vesicle-membrane area fraction of
+        :func:`membrane_targets`.
+    """
+    labels = np.asarray(labels)
+    d = np.clip(
+        signed_distance_nm(non_vesicle_membrane(labels), source_voxel_nm), -clip_nm, clip_nm
+    )
+    d_model = rescale_volume(d, source_voxel_nm, model_voxel_nm)
+    sd = 1.0 / (1.0 + np.exp(np.clip(d_model, -clip_nm, clip_nm) / tau_nm))
+    ves = rescale_volume(
+        (labels == VESICLE_MEMBRANE_CLASS).astype(np.float32), source_voxel_nm, model_voxel_nm
+    )
+    return np.stack([sd, np.clip(ves, 0, 1)]).astype(np.float32)
 
 
 @dataclass
