@@ -22,7 +22,9 @@ validation draws), to choose parameters away from the benchmark. ``--ceiling`` a
 metric's ceilings per case (``synapseg.train.membrane_ceiling``): the truth after the 2.4 and
 4.8 nm grid round trips, one-voxel shifts, dilation and erosion; the raw map and the
 segmentation with oracles (far false positives removed, the score local to the membrane both
-found, other thresholds there), and the thickness ratio.
+found, other thresholds there), and the thickness ratio. ``--segmentation high=0.8 ...``
+overrides single keys of the card's membrane segmentation (``segment(...,
+membrane_segmentation={...})``), to compare settings on validation draws.
 
 ``--timing``: a random float32 volume of ``--shape`` (default the reference size
 261x1024x1024) at ``--voxel-size`` (1.469 nm); in one process, one after the other: the
@@ -100,6 +102,7 @@ def accuracy(
     data: str | None = None,
     names: list[str] | None = None,
     ceiling: bool = False,
+    segmentation: dict | None = None,
 ) -> list[dict]:
     import synapseg
     from synapseg.evaluate.membrane_budget import membrane_error_budget
@@ -114,6 +117,7 @@ def accuracy(
             outputs=[ARTIFACT, "membranes"],
             invert="no",
             membrane_model=model,
+            membrane_segmentation=segmentation or True,
         )
         t_seg = time.perf_counter() - t0
         score = score_membranes(seg[ARTIFACT], sim.membrane_labels, params.voxel_size_nm)
@@ -382,13 +386,21 @@ def main(argv: list[str] | None = None) -> int:
         help="--accuracy: also the metric's ceilings (train.membrane_ceiling: the truth "
         "round-tripped, shifted, thickened; the map with oracles)",
     )
+    ap.add_argument(
+        "--segmentation",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="--accuracy: override keys of the card's membrane segmentation (e.g. high=0.8)",
+    )
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args(argv)
+    seg_over = {k: float(v) for k, v in (kv.split("=", 1) for kv in a.segmentation)}
     if not (a.accuracy or a.timing):
         ap.error("give --accuracy and/or --timing")
     result: dict = {"benchmark": "membranes", **machine(), "command": " ".join(sys.argv)}
     if a.accuracy:
-        rows = accuracy(a.n, a.model, a.budget, a.data, a.names, a.ceiling)
+        rows = accuracy(a.n, a.model, a.budget, a.data, a.names, a.ceiling, seg_over or None)
         result["accuracy"] = {
             "cases": rows,
             "summary": summary(rows),
