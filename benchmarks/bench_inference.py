@@ -179,7 +179,7 @@ def bench_e2e(shapes, voxel_nm, model, workdir, threads, tile, extra) -> list:
             write_random_mrc(tomo, shape, voxel_nm)
             print(f"wrote {tomo} in {time.perf_counter() - t0:.1f} s", flush=True)
         out = workdir / "out"
-        cli = "import sys; from synapseg.cli import app; app()"
+        cli = "import synapseg.cli as c; (c.run if hasattr(c, 'run') else c.app)()"
         cmd = [sys.executable, "-c", cli, "-q", "predict", str(tomo), "-o", str(out)]
         cmd += ["--model", model, "--overwrite"]
         if threads:

@@ -40,7 +40,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _machine import machine, run_monitored  # noqa: E402
 
-CLI = "from synapseg.cli import app; app()"
+# what the console script runs: ``synapseg.cli.run`` (imports only the command it runs) where
+# the tree has it, else the whole app (older trees, e.g. the baseline)
+CLI = "import synapseg.cli as c; (c.run if hasattr(c, 'run') else c.app)()"
 
 
 def supported_flags(env: dict, flags: list[str]) -> list[str]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 
 from synapseg._lazy import import_in_background
+from synapseg.cli import COMMANDS
 
 
 def test_a_module_is_imported_in_another_thread(tmp_path, monkeypatch):
@@ -35,3 +37,43 @@ def test_a_failing_background_import_raises_where_the_module_is_used(tmp_path, m
         assert "broken on purpose" in str(e)
     else:  # pragma: no cover - the import must fail
         raise AssertionError("the broken module imported")
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess:
+    """``synapseg ARGS`` through the console script's entry point, in a fresh interpreter,
+    then the list of command modules it imported (last line of stdout)."""
+    code = (
+        "import sys\n"
+        "from synapseg.cli import run\n"
+        "try:\n"
+        f"    run({list(args)!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('synapseg.commands.')\n"
+        "             and m not in ('synapseg.commands.base', 'synapseg.commands.options')))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+
+
+def test_the_console_script_imports_only_the_command_it_runs():
+    """``synapseg -q segment ...`` registers segment alone (start-up without the other
+    commands' imports, issue 17); help without a command lists every command."""
+    out = _run_cli("-q", "segment", "--help")
+    assert "--no-context" in out.stdout  # segment's own help
+    assert out.stdout.strip().splitlines()[-1] == "['synapseg.commands.segment']"
+    out = _run_cli("--help")
+    for name in COMMANDS:
+        assert f"synapseg.commands.{name}" in out.stdout.splitlines()[-1]
+        assert name in out.stdout
+    out = _run_cli("no-such-command")  # the error lists the real ones
+    assert "synapseg.commands.evaluate" in out.stdout.splitlines()[-1]
+
+
+def test_library_import_of_app_has_every_command():
+    from typer.main import get_command
+
+    from synapseg.cli import app
+
+    assert set(get_command(app).commands) == set(COMMANDS)

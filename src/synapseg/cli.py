@@ -3,17 +3,25 @@
 The typer app and the shared error handling live in :mod:`synapseg.commands.base`
 (re-exported here); each command lives in ``synapseg.commands.<name>``, imports ``app``
 from ``synapseg.commands.base`` (never from this module: that would be an import circle)
-and registers itself on it when imported below.
+and registers itself on it when imported.
+
+``from synapseg.cli import app`` (tests, library callers) gets the app with every command.
+The console script runs :func:`run`, which imports only the command on its command line:
+the other commands' modules (evaluation, training, simulation: pandas extras, scipy.optimize)
+cost ≈ 1 s of start-up that ``synapseg segment`` does not need (issue 17).
 """
 
 from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
 
 from synapseg.commands.base import (  # noqa: F401 - re-exported: the CLI's public names
     EXIT_INTERRUPTED,
     INTERRUPTED_MESSAGE,
     INTERRUPTED_MESSAGES,
     INTERRUPTED_OTHER,
-    app,
     err_console,
     handle_errors,
     main,
@@ -21,16 +29,45 @@ from synapseg.commands.base import (  # noqa: F401 - re-exported: the CLI's publ
     show_progress,
 )
 
+COMMANDS = (
+    "info",
+    "segment",
+    "export",
+    "demo",
+    "evaluate",
+    "simulate",
+    "train",
+    "predict",
+    "models",
+    "adapt",
+    "filaments",
+)
+"""Every command, in the order ``synapseg --help`` lists them; each is the module
+``synapseg.commands.<name>``, which registers the command of that name."""
 
-# Commands register themselves on `app` when imported: one line per command module.
-from synapseg.commands import info  # noqa: E402,F401
-from synapseg.commands import segment  # noqa: E402,F401
-from synapseg.commands import export  # noqa: E402,F401
-from synapseg.commands import demo  # noqa: E402,F401
-from synapseg.commands import evaluate  # noqa: E402,F401
-from synapseg.commands import simulate  # noqa: E402,F401
-from synapseg.commands import train  # noqa: E402,F401
-from synapseg.commands import predict  # noqa: E402,F401
-from synapseg.commands import models  # noqa: E402,F401
-from synapseg.commands import adapt  # noqa: E402,F401
-from synapseg.commands import filaments  # noqa: E402,F401
+
+def register(names: Sequence[str] = COMMANDS):
+    """Import (and so register) the commands ``names``; return the typer app."""
+    from synapseg.commands.base import app
+
+    for name in names:
+        importlib.import_module(f"synapseg.commands.{name}")
+    return app
+
+
+def __getattr__(name: str):
+    if name == "app":  # the whole command line, for tests and library callers
+        return register()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    """The console script: run ``synapseg ARGS`` (default ``sys.argv[1:]``), importing only
+    the command named in them (every command for ``--help``, no command or an unknown one,
+    so that help and "no such command" list them all)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    # the global options (--verbose, --quiet, --version) take no value: the first word
+    # that is not an option is the command
+    chosen = next((a for a in args if not a.startswith("-")), None)
+    app = register([chosen] if chosen in COMMANDS else COMMANDS)
+    app(args=args, prog_name="synapseg")
