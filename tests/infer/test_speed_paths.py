@@ -118,3 +118,27 @@ def test_forward_batch_fills_out_in_place():
     got = forward_batch(net, batch, torch.device("cpu"), (1,), tta, out=out)
     assert got is out
     np.testing.assert_array_equal(out, forward_batch(net, batch, torch.device("cpu"), (1,), tta))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float16, np.float32])
+def test_probabilities_stored_in_place_as_the_plain_conversion(dtype):
+    """``predict._store`` converts the scratch block in place (no temporaries) and writes
+    what the plain conversion writes: ``probability_to_uint8`` for uint8, clipped values
+    otherwise; a non-numpy target (zarr) gets its own dtype."""
+    import zarr
+
+    from synapseg.infer.predict import _store, probability_to_uint8
+
+    rng = np.random.default_rng(5)
+    block = (rng.random((3, 7, 9), dtype=np.float32) * 1.4 - 0.2).astype(np.float32)
+    block[0, 0, :3] = [0.5 / 255, 1.5 / 255, 254.5 / 255]  # rounding ties
+    if dtype == np.uint8:
+        want = probability_to_uint8(block)
+    else:
+        want = np.clip(block, 0, 1).astype(dtype)
+    out = np.zeros((5, 7, 9), dtype)
+    _store(out, slice(1, 4), block.copy())
+    np.testing.assert_array_equal(out[1:4], want)
+    z = zarr.zeros((5, 7, 9), dtype=dtype, chunks=(2, 7, 9))
+    _store(z, slice(1, 4), block.copy())
+    np.testing.assert_array_equal(z[1:4], want)
