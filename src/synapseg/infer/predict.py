@@ -52,6 +52,7 @@ from synapseg.infer.preprocess import (
 from synapseg.infer.progress import Progress as _Progress
 from synapseg.infer.tiling import choose_tiling
 from synapseg.io.atomic import preallocate
+from synapseg.io.scratch import release_in_background
 from synapseg.io.volume import Volume
 from synapseg.model.registry import ModelCard, load_model
 from synapseg.specimen.mask import SpecimenMask, specimen_mask
@@ -272,6 +273,7 @@ def predict_volume(
         # 1. rescale to the model grid -----------------------------------------------------
         t0 = time.perf_counter()
         image = _scratch_array(grid, scratch, "image", stack)
+        scratch_maps = [image]
 
         def read_input(i0: int, i1: int) -> np.ndarray:
             return np.asarray(volume.data[i0:i1], dtype=np.float32)
@@ -300,6 +302,7 @@ def predict_volume(
         # 2. network over blended tiles ----------------------------------------------------
         t0 = time.perf_counter()
         acc = _scratch_array((len(channels), *grid), scratch, "probabilities", stack)
+        scratch_maps.append(acc)
         task = bar.add(f"network ({dev.type}, {plan.n_tiles} tiles)", plan.n_tiles)
         mask = specimen if isinstance(specimen, SpecimenMask) else None
 
@@ -349,6 +352,10 @@ def predict_volume(
             workers=RESAMPLE_WORKERS if isinstance(out, np.ndarray) else 1,
         )
         timings["resample_back_s"] = time.perf_counter() - t0
+    # the scratch files are unlinked now; unmapping them waits for the kernel's writeback
+    # of their pages (≈ 1.6 s on the reference volume): a daemon thread waits instead
+    image = acc = None  # this frame's and its closures' references go
+    release_in_background(scratch_maps)
     timings["total_s"] = time.perf_counter() - t_start
 
     if report is not None:

@@ -40,6 +40,7 @@ from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
 from synapseg.core.units import voxel_size_zyx
+from synapseg.io.scratch import release_in_background
 from synapseg.post.parallel import map_ordered
 
 log = logging.getLogger(__name__)
@@ -270,6 +271,10 @@ def candidate_instances(
                 scores.append(sco)
             else:
                 rejected.append((*c, r, sco, reason))
+    # the labels' map (an unlinked file above LABELS_IN_MEMORY_BYTES) is unmapped by a
+    # daemon thread: the unmapping waits for the kernel's writeback of its pages
+    maps, labels = [labels], None
+    release_in_background(maps)
     rej = pd.DataFrame(rejected, columns=REJECT_COLUMNS)
     log.info(
         "threshold %.3f: %d components (%d specks), %d split, %d candidates, %d rejected",
