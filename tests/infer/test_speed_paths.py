@@ -142,3 +142,20 @@ def test_probabilities_stored_in_place_as_the_plain_conversion(dtype):
     z = zarr.zeros((5, 7, 9), dtype=dtype, chunks=(2, 7, 9))
     _store(z, slice(1, 4), block.copy())
     np.testing.assert_array_equal(z[1:4], want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8, np.float16])
+@pytest.mark.parametrize(("shape", "axis"), [((12, 300, 300), 0), ((2, 12, 300, 300), 1)])
+def test_row_by_row_interpolation_equals_the_gather(monkeypatch, dtype, shape, axis):
+    """Along z (large rows) ``resample_axis`` interpolates plane by plane: bit-identical to
+    the two-gather version, coordinates clamped at both ends."""
+    from synapseg.infer import preprocess
+
+    rng = np.random.default_rng(2)
+    data = (rng.normal(size=shape) * 50).astype(dtype)
+    coords = np.linspace(-1.0, shape[axis] + 0.5, 17)
+    rows = preprocess.resample_axis(data, axis, coords)
+    monkeypatch.setattr(preprocess, "_ROW_LOOP_VOXELS", 10**12)  # force the gather
+    gather = preprocess.resample_axis(data, axis, coords)
+    assert rows.dtype == gather.dtype == np.float32
+    np.testing.assert_array_equal(rows, gather)

@@ -61,6 +61,9 @@ MAX_UPSAMPLING = 4.0
 SLOW_DOWNSAMPLING = 2.0
 """Inputs finer than this many times the model's voxel size get a warning about time."""
 _TRUNCATE = 4.0
+_ROW_LOOP_VOXELS = 2**16
+""":func:`resample_axis` interpolates row by row (no gathered copies) when each row along the
+axis holds at least this many voxels: the z axis of a volume; y and x take the gather."""
 RESAMPLE_WORKERS = 2
 """z-chunks resampled at the same time (threads, capped at the cores) where the target is a
 numpy array (:func:`rescale_volume`, :func:`synapseg.infer.predict.predict_volume`)."""
@@ -169,6 +172,8 @@ def resample_axis(data: np.ndarray, axis: int, coords: np.ndarray) -> np.ndarray
     i0 = np.minimum(np.floor(c).astype(np.intp), max(n - 2, 0))
     w = (c - i0).astype(np.float32)
     i1 = np.minimum(i0 + 1, n - 1)
+    if int(np.prod(data.shape[axis + 1 :])) >= _ROW_LOOP_VOXELS:
+        return _lerp_rows(data, axis, i0, i1, w)
     shape = [1] * data.ndim
     shape[axis] = len(c)
     w = w.reshape(shape)
@@ -178,6 +183,24 @@ def resample_axis(data: np.ndarray, axis: int, coords: np.ndarray) -> np.ndarray
     b *= w
     a += b
     return a
+
+
+def _lerp_rows(
+    data: np.ndarray, axis: int, i0: np.ndarray, i1: np.ndarray, w: np.ndarray
+) -> np.ndarray:
+    """:func:`resample_axis` one output row (a whole plane) at a time, written straight
+    into the result: no two gathered copies. Bit-identical (``w * (b - a) + a``) and about
+    twice as fast along z, where each row is a large contiguous plane (issue 17)."""
+    shape = list(data.shape)
+    shape[axis] = len(i0)
+    out = np.empty(shape, dtype=np.float32)
+    src, dst = np.moveaxis(data, axis, 0), np.moveaxis(out, axis, 0)
+    for j, (a, b) in enumerate(zip(i0, i1)):
+        row = dst[j]
+        np.subtract(src[b], src[a], out=row, dtype=np.float32)
+        row *= w[j]
+        row += src[a]
+    return out
 
 
 def resample_block(
