@@ -94,6 +94,7 @@ def _adapt(data: Path, shift: str, model_dir: Path, a) -> dict[str, Any]:
         "postprocessing_changed": (record.get("postprocessing_adapted") or {}).get("changed"),
         "forgetting": {k: v for k, v in (record.get("forgetting") or {}).items()
                        if k in ("kept", "base", "adapted", "delta_f1", "delta_recall")},
+        "interpolation": record.get("interpolation"),
         "rehearsal": {k: v for k, v in (record.get("rehearsal") or {}).items()
                       if k in ("fraction", "world")},
     }  # fmt: skip

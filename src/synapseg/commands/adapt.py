@@ -53,8 +53,8 @@ def adapt(
     check_gain: bool = typer.Option(
         True,
         "--check-gain/--no-check-gain",
-        help="Keep the fine-tuned weights only if the last round finds no fewer confident "
-        "vesicles than the base model.",
+        help="Keep the fine-tuned weights only if the last round finds at least 10 % more "
+        "confident vesicles than the base model.",
     ),
     rehearsal: float = typer.Option(
         0.5,
@@ -71,6 +71,12 @@ def adapt(
         help="Keep the fine-tuned weights only if they do not lose F1/recall on held-in "
         "simulated tomograms of the base model's world.",
     ),
+    interpolate: float = typer.Option(
+        0.5,
+        "--interpolate",
+        help="Write w_base + LAMBDA * (w_fine_tuned - w_base): keeps part of the gain, forgets "
+        "less elsewhere (1: the fine-tuned weights as they are).",
+    ),
     device: str = device_option(),
     seed: int = typer.Option(0, "--seed", help="Random seed (runs are reproducible on CPU)."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
@@ -81,8 +87,8 @@ def adapt(
     Each round segments the tomograms, keeps vesicles with confidence >= --min-confidence as
     targets, ignores uncertain candidates (loss mask) and fine-tunes with a flip-consistency
     term, mixing in labeled simulated tomograms of the base model's world (--rehearsal).
-    The fine-tuned weights are kept only if the last round finds no fewer confident
-    vesicles than the base model and they do not lose on held-in simulated tomograms
+    The fine-tuned weights are kept only if the last round finds at least 10 % more
+    confident vesicles than the base model and they do not lose on held-in simulated tomograms
     (--check-forgetting); the size check's radius floor is lowered when the
     confident sizes are truncated at it (both recorded in the card). Writes OUTPUT/model.pt
     + model.json (use `segment --model OUTPUT`) and the pseudo-labels in
@@ -114,6 +120,7 @@ def adapt(
         rehearsal=rehearsal,
         anchor_weight=anchor,
         check_forgetting=check_forgetting,
+        interpolation=interpolate,
         seed=seed,
     )
     quiet = bool((ctx.find_root().obj or {}).get("quiet"))

@@ -90,8 +90,8 @@ class AdaptConfig:
         sizes (:mod:`synapseg.train.adapt_post`); the card changes only when the sizes are
         truncated at the floor.
     check_gain
-        Keep the fine-tuned weights only when the last pseudo-label pass finds at least as
-        many confident vesicles as the first (:mod:`synapseg.train.adapt_guard`).
+        Keep the fine-tuned weights only when the last pseudo-label pass finds ≥ 10 % more
+        confident vesicles than the first (:mod:`synapseg.train.adapt_guard`).
     rehearsal
         Share of the training patches drawn from labeled tomograms simulated from the base
         model's training world (:mod:`synapseg.train.rehearsal`; 0 disables it).
@@ -104,6 +104,9 @@ class AdaptConfig:
         base model's world (:mod:`synapseg.train.forgetting`).
     held_in_tomograms
         How many held-in tomograms the forgetting guard simulates (seeds ``[20261312, i]``).
+    interpolation
+        λ of the written weights ``w_base + λ · (w_fine_tuned − w_base)``
+        (:mod:`synapseg.train.adapt_blend`; 1: the fine-tuned weights as they are).
     seed
         Seed of every random choice.
     """
@@ -127,6 +130,7 @@ class AdaptConfig:
     anchor_weight: float = 1.0
     check_forgetting: bool = True
     held_in_tomograms: int = 3
+    interpolation: float = 0.5
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -144,12 +148,12 @@ class AdaptConfig:
                 f"{self.blob_margin_nm} nm are out of range",
                 "give 0 < --ignore-probability <= 1 and --blob-margin >= 0",
             )
-        if not 0 <= self.rehearsal < 1 or self.anchor_weight < 0:
+        if not 0 <= self.rehearsal < 1 or self.anchor_weight < 0 or not 0 < self.interpolation <= 1:
             raise InputError(
                 "--rehearsal",
-                f"rehearsal share {self.rehearsal:g} / anchor weight {self.anchor_weight:g} "
-                "out of range",
-                "give 0 <= --rehearsal < 1 and --anchor >= 0",
+                f"rehearsal share {self.rehearsal:g} / anchor weight {self.anchor_weight:g} / "
+                f"interpolation {self.interpolation:g} out of range",
+                "give 0 <= --rehearsal < 1, --anchor >= 0 and 0 < --interpolate <= 1",
             )
         if self.rounds < 1 or self.steps < 1:
             raise InputError("--steps", "rounds and steps must be at least 1", "give e.g. 40")
@@ -236,6 +240,7 @@ def adapt_model(
     """
     from synapseg.model.registry import read_card, resolve_model
     from synapseg.train import adapt_card
+    from synapseg.train.adapt_blend import interpolate_model
     from synapseg.train.data import DataItem
     from synapseg.train.forgetting import check_forgetting
     from synapseg.train.rehearsal import (
@@ -327,6 +332,13 @@ def adapt_model(
         adapt_card.carry_calibration(base_card, target)
         current = str(target)
         trained = last
+    if trained and config.interpolation < 1:
+        on_event(
+            f"interpolating the weights towards the base model (lambda {config.interpolation:g})"
+        )
+        record["interpolation"] = interpolate_model(
+            str(from_model), model_dir, config.interpolation
+        )
     if trained and config.check_forgetting and config.held_in_tomograms > 0:
         on_event(f"forgetting guard: {config.held_in_tomograms} held-in simulated tomograms")
         record["forgetting"] = check_forgetting(

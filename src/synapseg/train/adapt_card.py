@@ -101,6 +101,12 @@ def write_card(model_dir: Path, record: dict[str, Any], base: Any) -> None:
         )
     if record.get("anchor"):
         card["description"] += f" L2-SP anchoring, alpha {record['anchor']['alpha']:g}."
+    blend = record.get("interpolation")
+    if blend and record.get("weights", {}).get("kept", True):
+        card["description"] += (
+            f" Weights interpolated towards the base model's: w_base + {blend['lambda']:g} x "
+            "(w_fine_tuned - w_base)."
+        )
     forgetting = record.get("forgetting")
     if forgetting and forgetting["kept"]:
         card["description"] += f" {forgetting['decision']}."
