@@ -1,4 +1,4 @@
-"""``synapseg adapt`` keeps fine-tuned weights only when they find no fewer confident
+"""``synapseg adapt`` keeps fine-tuned weights only when they find clearly more confident
 vesicles on the user's tomograms (:mod:`synapseg.train.adapt_guard`, issue 11, H1)."""
 
 from __future__ import annotations
@@ -12,7 +12,15 @@ from synapseg.train.adapt_guard import RULE, weights_decision
 
 @pytest.mark.parametrize(
     ("counts", "kept", "checked"),
-    [([57, 54], False, True), ([73, 96], True, True), ([57, 57], True, True), ([9], True, False)],
+    [
+        ([57, 54], False, True),
+        ([73, 96], True, True),
+        ([15, 99], True, True),
+        ([57, 57], False, True),  # no gain: only the risk of forgetting elsewhere
+        ([55, 56], False, True),  # +2 %: below the 10 % the weights must pay
+        ([20, 22], True, True),
+        ([9], True, False),
+    ],
 )
 def test_weights_decision(counts, kept, checked):
     d = weights_decision(counts)
