@@ -38,3 +38,28 @@ def test_a_deleted_probability_map_is_recomputed_with_what_follows(
     assert fake_file_hooks.calls == ["predict", "vesicles"] * 2
     assert (out / "syn_probabilities.mrc").exists() and report["finished"]
     assert (out / "syn_vesicles.mod").read_bytes() != b"stale"  # the exports were redone
+
+
+def test_reports_after_each_stage_are_compact_and_the_finished_one_indented(
+    tomo_file, tmp_path, fake_file_hooks, monkeypatch
+):
+    """The report rewritten after every stage (the resume state) is compact JSON, the
+    finished report indented text; every one of them parses."""
+    import synapseg.core.tomogram as tomogram_mod
+
+    written = []
+    real = tomogram_mod.write_text_atomic
+
+    def spy(path, text, overwrite=False):
+        if str(path).endswith("_report.json"):
+            written.append(text)
+        return real(path, text, overwrite=overwrite)
+
+    monkeypatch.setattr(tomogram_mod, "write_text_atomic", spy)
+    out = tmp_path / "out"
+    segment_tomogram(tomo_file, out, SegmentOptions(formats=("csv",)), hooks=fake_file_hooks)
+    assert len(written) >= 3
+    assert all("\n" not in text for text in written[:-1])
+    assert written[-1].startswith('{\n  "') and json.loads(written[-1])["finished"]
+    assert all(isinstance(json.loads(text), dict) for text in written)
+    assert (out / "syn_report.json").read_text() == written[-1]
