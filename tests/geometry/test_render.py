@@ -92,3 +92,25 @@ def test_bad_ids_and_out_rejected():
 def test_empty_table_gives_zeros():
     table = make_table(np.zeros((0, 3)), [], (1.0, 1.0, 1.0))
     assert not render_labels(table, (4, 5, 6), 1.0).any()
+
+
+def test_a_new_writer_file_is_zero_and_is_not_cleared_again(tmp_path):
+    """``open_volume_writer`` yields zeros, so ``out_is_zero=True`` paints the vesicles
+    without clearing (touching) the rest of the map: same labels; and the flag really skips
+    the clearing (a voxel set beforehand stays)."""
+    from synapseg.io.volume import read_volume
+    from synapseg.io.volume_writer import open_volume_writer
+
+    vs = (1.0, 1.0, 1.0)
+    table = make_table([[6.0, 6.0, 6.0], [6.0, 6.0, 14.0]], [0, 0], vs, outer_radius_nm=[3.0, 2.5])
+    want = render_labels(table, (12, 14, 20), vs)
+    with open_volume_writer(tmp_path / "l.mrc", (12, 14, 20), np.uint16, 1.0) as out:
+        assert not np.any(out)  # a new file: zeros
+        render_labels(table, (12, 14, 20), vs, out=out, out_is_zero=True)
+    np.testing.assert_array_equal(np.asarray(read_volume(tmp_path / "l.mrc").data), want)
+    marked = np.zeros((12, 14, 20), np.uint16)
+    marked[0, 0, 0] = 2  # far from both spheres
+    render_labels(table, (12, 14, 20), vs, out=marked, out_is_zero=True)
+    assert marked[0, 0, 0] == 2 and marked[6, 6, 6] == 1
+    render_labels(table, (12, 14, 20), vs, out=marked)  # the default clears
+    np.testing.assert_array_equal(marked, want)

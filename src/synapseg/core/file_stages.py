@@ -202,7 +202,7 @@ def stage_export(
                 overwrite=True,
                 label="synapseg labels",
             ) as out:
-                render_labels(table, shape, vs, out=out)
+                render_labels(table, shape, vs, out=out, out_is_zero=True)  # a new file
         elif fmt == "pyto":
             from synapseg.io.pyto import write_pyto
 

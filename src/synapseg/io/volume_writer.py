@@ -169,7 +169,7 @@ def open_volume_writer(
     overwrite: bool = False,
     label: str | None = None,
 ) -> Iterator[np.ndarray]:
-    """Create an MRC file and yield its writable, memory-mapped (z, y, x) data.
+    """Create an MRC file and yield its writable, memory-mapped (z, y, x) data (zeros).
 
     Use it to stream results block by block into a volume larger than memory. The file
     appears under ``path`` only when the ``with`` block finishes without error. Its disk
