@@ -62,10 +62,10 @@ def test_adapt_writes_the_interpolated_weights(tmp_path, monkeypatch, lam):
     assert blend["lambda"] == 0.5 and "WiSE-FT" in blend["method"]
     assert blend["drift_fine_tuned"] > 0
     assert blend["drift_written"] == pytest.approx(0.25 * blend["drift_fine_tuned"], rel=1e-3)
-    moved = sum(
-        float(torch.sum((p - base.state_dict()[k]) ** 2))
-        for k, p in net.state_dict().items()
-        if p.is_floating_point()
-    )
+    ref = dict(base.named_parameters())
+    moved = sum(float(torch.sum((p - ref[k]) ** 2)) for k, p in net.named_parameters())
     assert moved == pytest.approx(blend["drift_written"], rel=1e-3)
+    assert blend["buffer_drift_written"] == pytest.approx(
+        0.25 * blend["buffer_drift_fine_tuned"], rel=1e-3
+    )
     assert "w_base + 0.5 x (w_fine_tuned - w_base)" in card.description

@@ -64,8 +64,10 @@ def interpolate_model(base_model: str, model_dir: Path, lam: float) -> dict[str,
     Returns
     -------
     dict
-        ``lambda``, ``method`` and the weight drift ``Σ (w − w_base)²`` before and after,
-        for the card's adaptation record.
+        ``lambda``, ``method``, the weight drift ``Σ (w − w_base)²`` over the parameters
+        before and after (``drift_*``) and the same over the floating-point buffers
+        (``buffer_drift_*``: batch-norm running statistics, re-estimated from the
+        fine-tuning patches and not held by the anchor), for the card's adaptation record.
     """
     from synapseg.io.atomic import atomic_path, write_text_atomic
     from synapseg.model.registry import load_model, sha256_file
@@ -76,11 +78,12 @@ def interpolate_model(base_model: str, model_dir: Path, lam: float) -> dict[str,
     base, adapted = base_net.state_dict(), net.state_dict()
     blended = blend_state(base, adapted, lam)
 
-    def drift(state: dict[str, torch.Tensor]) -> float:
-        return float(
-            sum(torch.sum((state[k] - base[k]) ** 2) for k in state if state[k].is_floating_point())
-        )
+    params = {name for name, _ in base_net.named_parameters()}
 
+    def drift(state: dict[str, torch.Tensor], keys: set[str]) -> float:
+        return round(float(sum(torch.sum((state[k] - base[k]) ** 2) for k in keys)), 6)
+
+    buffers = {k for k in base if k not in params and base[k].is_floating_point()}
     weights = model_dir / card.weights_file
     with atomic_path(weights, True) as tmp:
         torch.save({k: v.detach().cpu() for k, v in blended.items()}, tmp)
@@ -91,6 +94,8 @@ def interpolate_model(base_model: str, model_dir: Path, lam: float) -> dict[str,
     return {
         "lambda": float(lam),
         "method": "WiSE-FT: w = w_base + lambda * (w_fine_tuned - w_base)",
-        "drift_fine_tuned": round(drift(adapted), 6),
-        "drift_written": round(drift(blended), 6),
+        "drift_fine_tuned": drift(adapted, params),
+        "drift_written": drift(blended, params),
+        "buffer_drift_fine_tuned": drift(adapted, buffers),
+        "buffer_drift_written": drift(blended, buffers),
     }
