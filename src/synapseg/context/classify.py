@@ -150,6 +150,27 @@ def fit_quadric(points_nm: np.ndarray) -> dict[str, Any]:
 def quadric_side(fit: dict[str, Any], points_nm: np.ndarray) -> np.ndarray:
     """Signed height of points above a fitted quadric sheet (nm, along its w axis)."""
     u, v, w = ((np.asarray(points_nm, float) - fit["center"]) @ fit["frame"].T).T
+    return _height(fit, u, v, w)
+
+
+def quadric_side_section(
+    fit: dict[str, Any], z_nm: float, y_nm: np.ndarray, x_nm: np.ndarray
+) -> np.ndarray:
+    """:func:`quadric_side` of every point of a z-section, (len(y_nm), len(x_nm)).
+
+    The sheet's coordinates are affine in y and x, so they are built by broadcasting 1D
+    terms: no (N, 3) point list and no matrix product (which took 0.16 s per 512 × 512
+    section under load, 20 s of the compartment on the reference volume; issue 14).
+    Equal to :func:`quadric_side` on the same points to float rounding."""
+    dz = float(z_nm) - fit["center"][0]
+    dy = (np.asarray(y_nm, float) - fit["center"][1])[:, None]
+    dx = (np.asarray(x_nm, float) - fit["center"][2])[None, :]
+    frame = fit["frame"]
+    u, v, w = (frame[k, 0] * dz + frame[k, 1] * dy + frame[k, 2] * dx for k in range(3))
+    return _height(fit, u, v, w)
+
+
+def _height(fit: dict[str, Any], u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
     a, b, c, d, e, f = fit["coef"]
     return w - (a * u * u + b * u * v + c * v * v + d * u + e * v + f)
 

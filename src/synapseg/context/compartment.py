@@ -20,7 +20,13 @@ import pandas as pd
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from synapseg.context.classify import ORGANELLE, PRESYNAPTIC, MembraneMap, quadric_side
+from synapseg.context.classify import (
+    ORGANELLE,
+    PRESYNAPTIC,
+    MembraneMap,
+    quadric_side,
+    quadric_side_section,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +88,12 @@ def presynaptic_compartment(
     fit = mmap.shapes[max(pm, key=lambda c: mmap.shapes[c]["area_nm2"])]
     ves_side = float(np.sign(np.median(quadric_side(fit, centers * vs)))) or 1.0
     band = 1.5 * float(np.linalg.norm(cvs))
-    cy, cx = np.meshgrid(
-        np.arange(free.shape[1]) * cvs[1], np.arange(free.shape[2]) * cvs[2], indexing="ij"
-    )
-    cy, cx = cy.ravel() + (f - 1) / 2 * vs[1], cx.ravel() + (f - 1) / 2 * vs[2]
+    # coarse voxel centers (nm) along y and x
+    cy = np.arange(free.shape[1]) * cvs[1] + (f - 1) / 2 * vs[1]
+    cx = np.arange(free.shape[2]) * cvs[2] + (f - 1) / 2 * vs[2]
     near = np.zeros(free.shape, bool)  # coarse voxels the sheet passes close to
     for k in range(free.shape[0]):  # keep the vesicles' side of the plasma membrane
-        pts = np.c_[np.full(cy.size, (k * f + (f - 1) / 2) * vs[0]), cy, cx]
-        side = (quadric_side(fit, pts) * ves_side).reshape(free.shape[1:])
+        side = quadric_side_section(fit, (k * f + (f - 1) / 2) * vs[0], cy, cx) * ves_side
         free[k] &= side > 0
         near[k] = np.abs(side) < band
     labels, _ = ndimage.label(free)
