@@ -109,6 +109,21 @@ RECIPES = {
         "history": "fine-tune of sim-membrane-v3's shipped weights (see RECIPES['v4'] and "
         "the card's train_config); export --weights last",
     },
+    # v4-fast: the same signed-distance head on v1's network (stem 2, a third of v2/v3's
+    # stage CPU), fine-tuned from sim-membrane-v1: the candidate that could keep the
+    # context stage's time
+    "v4-fast": {
+        "name": "sim-membrane-v4-fast",
+        "unet": {"stem": 2, "base_channels": 8, "depth": 3, "out_channels": 2},
+        "run": "run-v4-fast",
+        "init": "sim-membrane-v1",
+        "fg_channels": (0,),
+        "signed_distance": {"tau_nm": 1.0, "clip_nm": 6.0},
+        "distance_weight": 0.25,
+        "postprocessing": {"vesicle_membrane_weight": 0.0},
+        "history": "fine-tune of sim-membrane-v1's shipped weights with v4's targets and loss "
+        "(see the card's train_config); export --weights last",
+    },
     # v3-small: v3's sampling on a network with half the channels (base 4), from scratch:
     # its bare network is 2.3x faster than v2's (still 4.4x slower than v1's). Not shipped:
     # validation Dice 0.20 at step 600, 0.13 at step 1200 (v2 0.338, v3 0.413)
@@ -124,6 +139,7 @@ RECIPES = {
         "export --weights last",
     },
 }
+RECIPES["v4-fast"]["target"] = RECIPES["v4"]["target"]
 RECIPE = RECIPES["v2"]
 HASHED_FILES = ("tomogram.mrc", "membrane_labels.mrc")
 
@@ -208,7 +224,9 @@ def _volumes(root: Path, names: list[str], fg_channels=None, signed_distance=Non
     return out
 
 
-def _trainer(args):
+def _trainer(args, with_train: bool = True):
+    """The recipe's trainer; ``with_train=False`` (export) skips preparing the training
+    volumes (the sampler then draws from the validation volumes, and is never used)."""
     import torch
 
     from synapseg.model.unet import UNetConfig, build_unet
@@ -223,8 +241,8 @@ def _trainer(args):
         raise SystemExit(f"missing simulated data ({missing[:3]}...): run `generate` first")
     t0 = time.time()
     sd = RECIPE.get("signed_distance")
-    train = _volumes(root, names[:N_TRAIN], RECIPE.get("fg_channels"), sd)
     val = _volumes(root, names[N_TRAIN:], None, sd)
+    train = _volumes(root, names[:N_TRAIN], RECIPE.get("fg_channels"), sd) if with_train else val
     log.info("prepared %d + %d volumes in %.0f s", len(train), len(val), time.time() - t0)
     config = TrainConfig(
         steps=args.steps,
@@ -302,7 +320,7 @@ def cmd_export(args) -> int:
 
     root = Path(args.cache)
     args.steps = args.steps or 0
-    trainer, train, val = _trainer(args)
+    trainer, _, _ = _trainer(args, with_train=False)
     if args.weights == "best":
         best = trainer.load_best()
     else:  # the last checkpoint, validated again

@@ -181,11 +181,13 @@ def test_a_vesicle_model_is_refused_as_membrane_model(sim):
     # noise. The default is v1: the same active zone, distances and pools as v2 at a third
     # of its CPU (docs/model.md); v2 is one option away.
     # v3 (v2 fine-tuned on non-vesicle membranes, card channel weight 0; 2026-12-02 third
-    # session): 0.584, 1.68 nm.
+    # session): 0.584, 1.68 nm. v4 (v3 fine-tuned on the signed distance to the bilayer
+    # surface, 2026-12-03): 0.536, 1.68 nm.
     [
         ("default", "sim-membrane-v1", 0.42),
         ("sim-membrane-v2", "sim-membrane-v2", 0.45),
         ("sim-membrane-v3", "sim-membrane-v3", 0.45),
+        ("sim-membrane-v4", "sim-membrane-v4", 0.45),
     ],
 )
 def test_shipped_models_find_the_plasma_membrane(sim, spec, name, min_dice):
