@@ -31,17 +31,32 @@ def bin_factor(voxel_size_nm: float | Sequence[float], work_nm: float = 3.0) -> 
 
 
 def block_max(volume: np.ndarray, factor: int) -> np.ndarray:
-    """Maximum over ``factor``³ blocks (the last partial block included), slab by slab."""
+    """Maximum over ``factor``³ blocks (the last partial block included, padded with
+    zeros), slab by slab.
+
+    Within a section the block maximum is an elementwise maximum of the ``factor``²
+    strided sub-grids: a reduction over a length-``factor`` innermost axis (the reshape
+    way) was ~17x slower (0.6 s per 40 sections of 1024², four calls per context run).
+    """
     if factor == 1:
         return np.asarray(volume)
-    shape = tuple(-(-s // factor) for s in volume.shape)
-    out = np.zeros(shape, np.asarray(volume[:1, :1, :1]).dtype)
+    f = factor
+    shape = tuple(-(-s // f) for s in volume.shape)
+    dtype = np.asarray(volume[:1, :1, :1]).dtype
+    out = np.empty(shape, dtype)
     ny, nx = volume.shape[1], volume.shape[2]
+    pad = np.zeros((shape[1] * f, shape[2] * f), dtype) if ny % f or nx % f else None
     for k in range(shape[0]):
-        slab = np.asarray(volume[k * factor : (k + 1) * factor]).max(axis=0)
-        pad = np.zeros((shape[1] * factor, shape[2] * factor), slab.dtype)
-        pad[:ny, :nx] = slab
-        out[k] = pad.reshape(shape[1], factor, shape[2], factor).max(axis=(1, 3))
+        sec = np.maximum.reduce(np.asarray(volume[k * f : (k + 1) * f]), axis=0)
+        if pad is not None:
+            pad[:ny, :nx] = sec
+            sec = pad
+        block = out[k]
+        np.copyto(block, sec[0::f, 0::f])
+        for i in range(f):
+            for j in range(f):
+                if i or j:
+                    np.maximum(block, sec[i::f, j::f], out=block)
     return out
 
 
