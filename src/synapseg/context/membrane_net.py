@@ -18,6 +18,10 @@ surface) sampled at the model voxels and spread by a maximum filter over
 ``postprocessing.vesicle_membrane_weight`` (default 1; ``sim-membrane-v3`` has 0: its own
 ``membrane`` channel finds the organelles, and the other channel only adds false membrane on
 the recipe's training draws), and with ``w = 0`` only the ``membrane`` channel is computed.
+``sim-membrane-v4`` (v3's network, weight 0) learned its ``membrane`` logit as the signed
+distance to the bilayer surface, ``-d / 1 nm`` (:func:`synapseg.train.membrane_targets.
+membrane_sd_targets`): its sigmoid is read like any map, 0.5 on the surface, and the linear
+resampling to the input grid places the surfaces between model voxels.
 Only that one map is resampled to the input grid and written, as uint8 0-255, into the
 artifact ``membrane_probabilities`` (streamed into a sink, z-chunk by z-chunk; the file
 runner keeps it as ``<name>_membrane_probabilities.mrc``). The ``context`` stage reads it.
