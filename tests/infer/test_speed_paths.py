@@ -159,3 +159,27 @@ def test_row_by_row_interpolation_equals_the_gather(monkeypatch, dtype, shape, a
     gather = preprocess.resample_axis(data, axis, coords)
     assert rows.dtype == gather.dtype == np.float32
     np.testing.assert_array_equal(rows, gather)
+
+
+def test_prepared_network_is_reused_until_its_weights_change():
+    """``prepare_net`` gives the same prepared copy for the same network and device (the
+    polarity decision and the prediction share it), and a new one once a weight changed,
+    even through ``.data`` (which leaves torch's version counters alone)."""
+    import torch
+
+    from synapseg.infer.forward import prepare_net
+    from synapseg.model.unet import build_unet
+
+    net = build_unet(UNetConfig(stem=2, base_channels=4, depth=2), seed=0)
+    cpu = torch.device("cpu")
+    first = prepare_net(net, cpu)
+    assert prepare_net(net, cpu) is first
+    x = torch.randn(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        before = first(x)
+        next(net.parameters()).data.mul_(1.5)
+    second = prepare_net(net, cpu)
+    assert second is not first
+    with torch.no_grad():
+        assert not torch.allclose(second(x), before)
+        torch.testing.assert_close(second(x), net.eval()(x), rtol=1e-4, atol=1e-5)
