@@ -40,3 +40,17 @@ def test_block_max_is_the_maximum_of_each_block_partial_ones_included():
         for k, j, i in np.ndindex(*shape):
             block = volume[k * f : (k + 1) * f, j * f : (j + 1) * f, i * f : (i + 1) * f]
             assert got[k, j, i] == block.max()
+
+
+def test_membrane_stage_resamples_numpy_targets_in_two_threads(tmp_path):
+    """The membrane stage's two resamplings run RESAMPLE_WORKERS threads into numpy arrays
+    and memory maps (disjoint rows), one into a zarr array."""
+    import zarr
+
+    from synapseg.context.membrane_net import _workers
+    from synapseg.infer.preprocess import RESAMPLE_WORKERS
+
+    mapped = np.lib.format.open_memmap(tmp_path / "m.npy", "w+", np.uint8, (4, 4, 4))
+    assert RESAMPLE_WORKERS >= 2
+    assert _workers(np.zeros((4, 4, 4))) == _workers(mapped) == RESAMPLE_WORKERS
+    assert _workers(zarr.zeros((4, 4, 4), chunks=(2, 4, 4))) == 1

@@ -92,6 +92,15 @@ def _scratch(shape: tuple[int, ...], dtype: Any, folder: str, name: str) -> np.n
     return np.zeros(shape, dtype)
 
 
+def _workers(target: Any) -> int:
+    """Threads for a resampling into ``target``: disjoint rows may be written concurrently
+    into a numpy array or memory map (the filters and interpolation release the GIL: about
+    half the wall time on 2 cores), not into a zarr array whose chunks span several rows."""
+    from synapseg.infer.preprocess import RESAMPLE_WORKERS
+
+    return RESAMPLE_WORKERS if isinstance(target, np.ndarray) else 1
+
+
 def _writer(target: Any, to_uint8: bool = False) -> Any:
     """``write_rows`` for :func:`~synapseg.infer.preprocess.resample_stream` into ``target``."""
 
@@ -206,6 +215,7 @@ def run_membrane_net(ctx: StageContext) -> dict[str, Any]:
             mshape,
             factors,
             _writer(model_image),
+            workers=_workers(model_image),
         )
         timings["rescale_s"] = time.perf_counter() - t0
         # 2. the network on the model grid (its own rescaling is then the identity)
@@ -241,6 +251,7 @@ def run_membrane_net(ctx: StageContext) -> dict[str, Any]:
             grid.shape,
             1 / factors,
             _writer(out, to_uint8=True),
+            workers=_workers(out),
         )
         timings["to_input_grid_s"] = time.perf_counter() - t1
         maps = combined = None
