@@ -54,3 +54,19 @@ def test_membrane_stage_resamples_numpy_targets_in_two_threads(tmp_path):
     assert RESAMPLE_WORKERS >= 2
     assert _workers(np.zeros((4, 4, 4))) == _workers(mapped) == RESAMPLE_WORKERS
     assert _workers(zarr.zeros((4, 4, 4), chunks=(2, 4, 4))) == 1
+
+
+def test_membrane_writer_rounds_in_place_as_before():
+    """The uint8 writer of the membrane map (rounded, clipped, in place) writes what the
+    out-of-place conversion wrote, into numpy and zarr targets alike."""
+    import zarr
+
+    from synapseg.context.membrane_net import _writer
+
+    rng = np.random.default_rng(0)
+    block = (rng.random((3, 5, 7)) * 300 - 20).astype(np.float32)
+    block[0, 0, :3] = [0.5, 1.5, 254.5]  # rounding ties: to even, as numpy's rint
+    want = np.clip(np.rint(block), 0, 255).astype(np.uint8)
+    for target in (np.zeros((5, 5, 7), np.uint8), zarr.zeros((5, 5, 7), dtype=np.uint8)):
+        _writer(target, to_uint8=True)(1, 4, block.copy())
+        np.testing.assert_array_equal(target[1:4], want)

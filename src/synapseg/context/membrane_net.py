@@ -105,7 +105,12 @@ def _writer(target: Any, to_uint8: bool = False) -> Any:
     """``write_rows`` for :func:`~synapseg.infer.preprocess.resample_stream` into ``target``."""
 
     def write(z0: int, z1: int, block: np.ndarray) -> None:
-        target[z0:z1] = np.clip(np.rint(block), 0, 255).astype(np.uint8) if to_uint8 else block
+        if to_uint8:  # in place (block is the resampler's own): no temporaries per chunk
+            np.rint(block, out=block)
+            np.clip(block, 0, 255, out=block)
+            if not isinstance(target, np.ndarray):
+                block = block.astype(np.uint8)
+        target[z0:z1] = block  # numpy casts the whole numbers 0-255 exactly
 
     return write
 
