@@ -61,9 +61,7 @@ MAX_UPSAMPLING = 4.0
 SLOW_DOWNSAMPLING = 2.0
 """Inputs finer than this many times the model's voxel size get a warning about time."""
 _TRUNCATE = 4.0
-_ROW_LOOP_VOXELS = 2**16
-""":func:`resample_axis` interpolates row by row (no gathered copies) when each row along the
-axis holds at least this many voxels: the z axis of a volume; y and x take the gather."""
+_ROW_LOOP_VOXELS = 2**16  # rows this large (z planes) are interpolated one by one, no gather
 RESAMPLE_WORKERS = 2
 """z-chunks resampled at the same time (threads, capped at the cores) where the target is a
 numpy array (:func:`rescale_volume`, :func:`synapseg.infer.predict.predict_volume`)."""
