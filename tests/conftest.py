@@ -64,3 +64,32 @@ def load_script():
         return module
 
     return load
+
+
+@pytest.fixture
+def released(monkeypatch):
+    """``released(module)`` spies on ``module.release_in_background``: returns a function
+    that waits for the release threads and gives weak references to every array handed
+    over (dead once the thread dropped the last reference)."""
+    import weakref
+
+    from synapseg.io import scratch
+
+    handed, threads = [], []
+
+    def spy(arrays):
+        handed.extend(weakref.ref(a) for a in arrays)
+        threads.append(scratch.release_in_background(arrays))
+        return threads[-1]
+
+    def watch(module):
+        monkeypatch.setattr(module, "release_in_background", spy)
+
+        def wait() -> list:
+            for thread in threads:
+                thread.join(30)
+            return handed
+
+        return wait
+
+    return watch

@@ -115,27 +115,18 @@ def test_large_volumes_stream_through_scratch_files(tmp_path, tiny_model, rng, m
     assert not list(tmp_path.iterdir())  # scratch files are removed
 
 
-def test_scratch_maps_are_released_by_a_background_thread(tmp_path, tiny_model, rng, monkeypatch):
+def test_scratch_maps_are_released_by_a_background_thread(
+    tmp_path, tiny_model, rng, monkeypatch, released
+):
     """predict_volume hands the last references to its two scratch maps to
     ``release_in_background`` (unmapping an unlinked file waits for its writeback): once
     that thread is done nothing holds them, and the scratch files are gone."""
-    import weakref
-
-    from synapseg.io import scratch
-
     vol = Volume(rng.normal(size=(30, 50, 40)).astype(np.float32), (1.4,) * 3)
     monkeypatch.setattr(predict_mod, "IN_MEMORY_BYTES", 1000)
-    handed, threads = [], []
-
-    def spy(arrays):
-        handed.extend(weakref.ref(a) for a in arrays)
-        threads.append(scratch.release_in_background(arrays))
-        return threads[-1]
-
-    monkeypatch.setattr(predict_mod, "release_in_background", spy)
+    wait = released(predict_mod)
     predict_volume(vol, tiny_model, device="cpu", tile_size=32, halo=4, scratch_dir=tmp_path)
-    threads[0].join(30)
-    assert len(handed) == 2 and all(isinstance(ref, weakref.ref) for ref in handed)
+    handed = wait()
+    assert len(handed) == 2
     assert all(ref() is None for ref in handed)  # the thread dropped the last references
     assert not list(tmp_path.iterdir())
 

@@ -138,25 +138,16 @@ def test_map_ordered_outside_the_main_thread_uses_threads():
     assert {pid for _, pid in a + b} == {os.getpid()}
 
 
-def test_the_labels_map_is_released_by_a_background_thread(monkeypatch, tmp_path):
+def test_the_labels_map_is_released_by_a_background_thread(monkeypatch, tmp_path, released):
     """The labels' map is handed to ``release_in_background`` with no other reference left
     (its unmapping waits for writeback): once that thread is done, it is gone."""
     import tempfile
-    import weakref
 
-    from synapseg.io import scratch
     from synapseg.post import instances
 
     monkeypatch.setattr(instances, "LABELS_IN_MEMORY_BYTES", 0)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    handed, threads = [], []
-
-    def spy(arrays):
-        handed.extend(weakref.ref(a) for a in arrays)
-        threads.append(scratch.release_in_background(arrays))
-        return threads[-1]
-
-    monkeypatch.setattr(instances, "release_in_background", spy)
+    wait = released(instances)
     assert len(candidate_instances(_balls_map(11), 1.5)) > 10
-    threads[0].join(30)
+    handed = wait()
     assert len(handed) == 1 and handed[0]() is None  # the thread dropped the last reference
