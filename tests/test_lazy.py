@@ -77,3 +77,30 @@ def test_library_import_of_app_has_every_command():
     from synapseg.cli import app
 
     assert set(get_command(app).commands) == set(COMMANDS)
+
+
+def test_console_script_asks_torch_for_huge_pages_unless_told(monkeypatch, tmp_path):
+    """``run`` sets THP_MEM_ALLOC_ENABLE=1 where the kernel offers transparent huge pages
+    (not "[never]"), and keeps a value the user set."""
+    import os
+
+    import synapseg.cli as cli
+
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
+    fake = tmp_path / "enabled"
+    real_path = cli.Path
+
+    def path(p):
+        return fake if str(p).endswith("transparent_hugepage/enabled") else real_path(p)
+
+    monkeypatch.setattr(cli, "Path", path)
+    fake.write_text("always [madvise] never\n")
+    cli._huge_pages_for_torch()
+    assert os.environ["THP_MEM_ALLOC_ENABLE"] == "1"
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
+    cli._huge_pages_for_torch()
+    assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"  # the user's choice stays
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE")
+    fake.write_text("always madvise [never]\n")
+    cli._huge_pages_for_torch()
+    assert "THP_MEM_ALLOC_ENABLE" not in os.environ

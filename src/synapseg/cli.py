@@ -14,8 +14,10 @@ cost ≈ 1 s of start-up that ``synapseg segment`` does not need (issue 17).
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from synapseg.commands.base import (  # noqa: F401 - re-exported: the CLI's public names
     EXIT_INTERRUPTED,
@@ -61,10 +63,26 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _huge_pages_for_torch() -> None:
+    """Let PyTorch's CPU allocator back its large blocks (>= 2 MB: the network's activations)
+    with transparent huge pages, where the kernel offers them (``THP_MEM_ALLOC_ENABLE``,
+    read at torch's first allocation; a value the user set is kept): 512x fewer page
+    faults for the tensors each tile allocates afresh (issue 17)."""
+    if "THP_MEM_ALLOC_ENABLE" in os.environ:
+        return
+    try:
+        mode = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:  # not Linux, or no THP
+        return
+    if "[never]" not in mode:
+        os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
+
+
 def run(argv: Sequence[str] | None = None) -> None:
     """The console script: run ``synapseg ARGS`` (default ``sys.argv[1:]``), importing only
     the command named in them (every command for ``--help``, no command or an unknown one,
     so that help and "no such command" list them all)."""
+    _huge_pages_for_torch()
     args = list(sys.argv[1:] if argv is None else argv)
     # the global options (--verbose, --quiet, --version) take no value: the first word
     # that is not an option is the command
