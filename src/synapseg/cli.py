@@ -8,7 +8,7 @@ and registers itself on it when imported.
 ``from synapseg.cli import app`` (tests, library callers) gets the app with every command.
 The console script runs :func:`run`, which imports only the command on its command line:
 the other commands' modules (evaluation, training, simulation: pandas extras, scipy.optimize)
-cost ≈ 1 s of start-up that ``synapseg segment`` does not need (issue 17).
+cost ≈ 0.4 s of start-up that ``synapseg segment`` does not need (issue 17).
 """
 
 from __future__ import annotations
