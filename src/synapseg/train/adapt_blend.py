@@ -69,8 +69,9 @@ def interpolate_model(base_model: str, model_dir: Path, lam: float) -> dict[str,
         (``buffer_drift_*``: batch-norm running statistics, re-estimated from the
         fine-tuning patches and not held by the anchor), for the card's adaptation record.
     """
-    from synapseg.io.atomic import atomic_path, write_text_atomic
+    from synapseg.io.atomic import atomic_path
     from synapseg.model.registry import load_model, sha256_file
+    from synapseg.train.adapt_card import save_card_json
 
     model_dir = Path(model_dir)
     base_net, _ = load_model(base_model, device="cpu")
@@ -90,7 +91,7 @@ def interpolate_model(base_model: str, model_dir: Path, lam: float) -> dict[str,
     path = model_dir / "model.json"
     raw = json.loads(path.read_text(encoding="utf-8"))
     raw["sha256"] = sha256_file(weights)
-    write_text_atomic(path, json.dumps(raw, indent=2, default=str), overwrite=True)
+    save_card_json(path, raw)
     return {
         "lambda": float(lam),
         "method": "WiSE-FT: w = w_base + lambda * (w_fine_tuned - w_base)",

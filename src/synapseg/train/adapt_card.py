@@ -12,13 +12,20 @@ from typing import Any
 from synapseg.train.adapt import STATEMENT
 
 
+def save_card_json(path: Path, card: dict[str, Any]) -> None:
+    """Write a model card dict as ``model.json`` is written throughout adapt (atomically,
+    indented, non-JSON values as strings)."""
+    from synapseg.io.atomic import write_text_atomic
+
+    write_text_atomic(path, json.dumps(card, indent=2, default=str), overwrite=True)
+
+
 def carry_calibration(base_card: Path, target: Path) -> None:
     """Give the fine-tuned model in ``target`` the base model's post-processing calibration:
     its card's ``postprocessing`` (instance threshold, seed separation, vesicle-free gate) and
     its folder's ``confidence_model.json``. Without them a calibrated base (e.g. a v2
     candidate) would silently fall back to the pipeline defaults and the packaged confidence
     model, which were fitted to another network's outputs."""
-    from synapseg.io.atomic import write_text_atomic
     from synapseg.model.registry import CONFIDENCE_NAME
 
     base = json.loads(base_card.read_text(encoding="utf-8"))
@@ -26,7 +33,7 @@ def carry_calibration(base_card: Path, target: Path) -> None:
         path = target / "model.json"
         card = json.loads(path.read_text(encoding="utf-8"))
         card["postprocessing"] = base["postprocessing"]
-        write_text_atomic(path, json.dumps(card, indent=2, default=str), overwrite=True)
+        save_card_json(path, card)
     confidence = base_card.parent / CONFIDENCE_NAME
     if confidence.is_file():
         shutil.copyfile(confidence, target / CONFIDENCE_NAME)
@@ -37,7 +44,6 @@ def adapt_post(
 ) -> dict[str, Any]:
     """Re-estimate the card's post-processing (:mod:`synapseg.train.adapt_post`) from the
     pseudo-label pass in ``labels`` and write it into ``model_dir/model.json``."""
-    from synapseg.io.atomic import write_text_atomic
     from synapseg.train.adapt_post import adapt_postprocessing, probe_radii
 
     probes = [
@@ -51,7 +57,7 @@ def adapt_post(
     )
     if rec["changed"]:
         card["postprocessing"] = post
-        write_text_atomic(path, json.dumps(card, indent=2, default=str), overwrite=True)
+        save_card_json(path, card)
     return rec
 
 
@@ -71,7 +77,6 @@ def calibration_note(base_card: Path) -> dict[str, Any]:
 
 def write_card(model_dir: Path, record: dict[str, Any], base: Any) -> None:
     """Add the adaptation record to the card (model.pt and its sha256 are unchanged)."""
-    from synapseg.io.atomic import write_text_atomic
 
     path = model_dir / "model.json"
     card = json.loads(path.read_text(encoding="utf-8"))
@@ -117,4 +122,4 @@ def write_card(model_dir: Path, record: dict[str, Any], base: Any) -> None:
             f"floor): {', '.join(f'{k} = {v:g}' for k, v in changed.items())}."
         )
     card.setdefault("extra", {})["adaptation"] = record
-    write_text_atomic(path, json.dumps(card, indent=2, default=str), overwrite=True)
+    save_card_json(path, card)

@@ -33,9 +33,9 @@ from typing import Any
 
 MIN_GAIN = 0.10
 RULE = (
-    "weights: kept when the last pseudo-label pass finds at least 10 % more (and at least one "
-    "more) vesicles with confidence >= the pseudo-label cut than the first (the base "
-    "model's); otherwise the base model's weights are used"
+    f"weights: kept when the last pseudo-label pass finds at least {MIN_GAIN * 100:g} % more "
+    "(and at least one more) vesicles with confidence >= the pseudo-label cut than the first "
+    "(the base model's); otherwise the base model's weights are used"
 )
 
 
@@ -77,8 +77,8 @@ def weights_decision(
 def use_base_weights(base_card: Path, model_dir: Path) -> None:
     """Put the base model (weights, card, its confidence model) into ``model_dir``; the
     caller then writes the adaptation record into the card."""
-    from synapseg.io.atomic import write_text_atomic
     from synapseg.model.registry import CONFIDENCE_NAME
+    from synapseg.train.adapt_card import save_card_json
 
     card = json.loads(base_card.read_text(encoding="utf-8"))
     weights = base_card.parent / str(card.get("weights_file") or "model.pt")
@@ -88,6 +88,4 @@ def use_base_weights(base_card: Path, model_dir: Path) -> None:
     if confidence.is_file():
         shutil.copyfile(confidence, model_dir / CONFIDENCE_NAME)
     card["name"] = model_dir.name
-    write_text_atomic(
-        model_dir / "model.json", json.dumps(card, indent=2, default=str), overwrite=True
-    )
+    save_card_json(model_dir / "model.json", card)
