@@ -72,11 +72,17 @@ def membrane_targets(
     """
     labels = np.asarray(labels)
     channels = (non_vesicle_membrane(labels), labels == VESICLE_MEMBRANE_CLASS)
-    out = [
-        np.clip(rescale_volume(c.astype(np.float32), source_voxel_nm, model_voxel_nm), 0, 1)
-        for c in channels
-    ]
+    out = [_area_fraction(c, source_voxel_nm, model_voxel_nm) for c in channels]
     return np.stack(out).astype(np.float32)
+
+
+def _area_fraction(
+    mask: np.ndarray,
+    source_voxel_nm: float | Sequence[float],
+    model_voxel_nm: float | Sequence[float],
+) -> np.ndarray:
+    """A mask's fraction of each model voxel, resampled exactly as the image is, in [0, 1]."""
+    return np.clip(rescale_volume(mask.astype(np.float32), source_voxel_nm, model_voxel_nm), 0, 1)
 
 
 def signed_distance_nm(mask: np.ndarray, voxel_nm: float | Sequence[float]) -> np.ndarray:
@@ -138,10 +144,8 @@ def membrane_sd_targets(
     )
     d_model = rescale_volume(d, source_voxel_nm, model_voxel_nm)
     sd = 1.0 / (1.0 + np.exp(np.clip(d_model, -clip_nm, clip_nm) / tau_nm))
-    ves = rescale_volume(
-        (labels == VESICLE_MEMBRANE_CLASS).astype(np.float32), source_voxel_nm, model_voxel_nm
-    )
-    return np.stack([sd, np.clip(ves, 0, 1)]).astype(np.float32)
+    ves = _area_fraction(labels == VESICLE_MEMBRANE_CLASS, source_voxel_nm, model_voxel_nm)
+    return np.stack([sd, ves]).astype(np.float32)
 
 
 @dataclass
