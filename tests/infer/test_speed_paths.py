@@ -106,6 +106,29 @@ def test_the_tile_loop_reuses_one_input_and_one_output_buffer(monkeypatch):
     assert acc.min() > 0  # every voxel blended
 
 
+def test_tile_buffers_are_page_locked_for_cuda_only(monkeypatch):
+    """On a GPU the tile loop's host buffers are pinned (DMA uploads, issue 17's CUDA path);
+    on the CPU they are plain zeroed arrays. The CUDA branch is checked by spying on
+    torch.zeros, since this machine has no GPU."""
+    import torch
+
+    import synapseg.infer.forward as fwd
+
+    cpu = fwd.host_buffer((2, 1, 4, 4, 4), torch.device("cpu"))
+    assert cpu.dtype == np.float32 and cpu.shape == (2, 1, 4, 4, 4) and not cpu.any()
+    calls = []
+    real_zeros = torch.zeros
+
+    def spy(*shape, **kw):
+        calls.append(kw)
+        return real_zeros(*shape, **{k: v for k, v in kw.items() if k != "pin_memory"})
+
+    monkeypatch.setattr(fwd.torch, "zeros", spy)
+    gpu = fwd.host_buffer((2, 1, 4, 4, 4), torch.device("cuda"))
+    assert calls == [{"dtype": torch.float32, "pin_memory": True}]
+    assert gpu.dtype == np.float32 and gpu.shape == (2, 1, 4, 4, 4) and not gpu.any()
+
+
 def test_forward_batch_fills_out_in_place():
     import torch
 

@@ -86,7 +86,11 @@ def forward_batch(
     Returns float32 (B, len(channels), z, y, x): ``out`` when given (filled in place, so
     that no tensor of this pass outlives it), else a new array.
     """
-    x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)
+    # non_blocking: a DMA copy from run_tiles' page-locked buffer on CUDA (a no-op on CPU);
+    # the copy of the result back to the host below waits for it.
+    x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(
+        device, non_blocking=True
+    )
     amp = (
         torch.autocast(device_type="cuda", dtype=torch.float16)
         if device.type == "cuda"
@@ -171,6 +175,17 @@ def weight_tile(
     return part
 
 
+def host_buffer(shape: tuple[int, ...], device: torch.device) -> np.ndarray:
+    """A zeroed float32 host array for tiles going to or coming from ``device``.
+
+    Page-locked (pinned) when the device is a GPU, so that uploads and downloads are DMA
+    copies that need no staging copy; plain memory on the CPU.
+    """
+    if device.type == "cuda":
+        return torch.zeros(shape, dtype=torch.float32, pin_memory=True).numpy()
+    return np.zeros(shape, dtype=np.float32)
+
+
 def run_tiles(
     read,
     acc: np.ndarray,
@@ -190,8 +205,8 @@ def run_tiles(
     # One input and one output buffer for every tile: no tile's arrays outlive its pass, and
     # no 128 MB blocks are mapped and zeroed again per tile.
     batch_size = max(1, min(batch_size, plan.n_tiles))
-    batch = np.zeros((batch_size, 1, *plan.tile_shape), dtype=np.float32)
-    probs = np.empty((batch_size, len(channels), *plan.tile_shape), dtype=np.float32)
+    batch = host_buffer((batch_size, 1, *plan.tile_shape), device)
+    probs = host_buffer((batch_size, len(channels), *plan.tile_shape), device)
     full = tuple(slice(0, t) for t in plan.tile_shape)
     for tiles in batched(iter_tiles(plan), batch_size):
         n = len(tiles)
