@@ -89,18 +89,43 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB
 
 
-def build(path: Path, shape, tile_shape, voxel_nm: float, seed: int) -> dict:
-    """Write the int8 OME-Zarr chunk by chunk (chunks = the simulated tile)."""
+def has_synapse(index: tuple[int, int, int], every: int) -> bool:
+    """Whether the tile at grid ``index`` holds the synapse (1 in ``every``, spread along a
+    diagonal lattice so that no row or column of tiles is all synapse or all empty)."""
+    iz, iy, ix = index
+    return (7 * iz + 3 * iy + ix) % every == 0
+
+
+def build(
+    path: Path, shape, tile_shape, voxel_nm: float, seed: int, synapse_every: int = 1
+) -> dict:
+    """Write the int8 OME-Zarr chunk by chunk (chunks = the simulated tile).
+
+    With ``synapse_every`` N > 1, one tile in N holds the synapse and the others the same
+    kind of specimen without vesicles (``n_vesicles=0``, same seed): a field of view with
+    synapses here and there instead of a synapse everywhere.
+    """
     import synapseg
     from synapseg.io.zarr_writer import open_ome_zarr_writer
 
+    def as_int8(sim, med=None, scale=None):
+        tomo = np.asarray(sim.tomogram, np.float32)
+        if med is None:
+            med = float(np.median(tomo))
+            scale = 127 / max(float(np.percentile(np.abs(tomo - med), 99.9)), 1e-6)
+        return np.clip(np.rint((tomo - med) * scale), -128, 127).astype(np.int8), med, scale
+
     t0 = time.perf_counter()
     sim = synapseg.simulate(shape=tuple(tile_shape), voxel_size_nm=voxel_nm, seed=seed)
+    tile, med, scale = as_int8(sim)
+    empty = tile
+    if synapse_every > 1:  # the same grey scale, so the two kinds of tile match
+        plain = synapseg.simulate(
+            shape=tuple(tile_shape), voxel_size_nm=voxel_nm, seed=seed, n_vesicles=0
+        )
+        empty = as_int8(plain, med, scale)[0]
     t_sim = time.perf_counter() - t0
-    tomo = np.asarray(sim.tomogram, np.float32)
-    med = float(np.median(tomo))
-    scale = 127 / max(float(np.percentile(np.abs(tomo - med), 99.9)), 1e-6)
-    tile = np.clip(np.rint((tomo - med) * scale), -128, 127).astype(np.int8)
+    n_synapse = 0
     t0 = time.perf_counter()
     with open_ome_zarr_writer(
         path, shape, np.int8, voxel_nm, overwrite=True, chunks=tile_shape, max_levels=1,
@@ -110,13 +135,19 @@ def build(path: Path, shape, tile_shape, voxel_nm: float, seed: int) -> dict:
         for z0 in range(0, shape[0], tz):
             for y0 in range(0, shape[1], ty):
                 for x0 in range(0, shape[2], tx):
-                    part = tile[: shape[0] - z0, : shape[1] - y0, : shape[2] - x0]
+                    syn = has_synapse((z0 // tz, y0 // ty, x0 // tx), synapse_every)
+                    n_synapse += syn
+                    src = tile if syn else empty
+                    part = src[: shape[0] - z0, : shape[1] - y0, : shape[2] - x0]
                     out[z0 : z0 + tz, y0 : y0 + ty, x0 : x0 + tx] = part
     return {
         "simulate_s": round(t_sim, 1),
         "write_s": round(time.perf_counter() - t0, 1),
         "bytes": int(np.prod(shape)),
         "true_vesicles_per_tile": int(len(sim.vesicles)),
+        "synapse_every": synapse_every,
+        "synapse_tiles": int(n_synapse),
+        "true_vesicles": int(n_synapse * len(sim.vesicles)),
     }
 
 
@@ -277,6 +308,9 @@ def main() -> None:
     ap.add_argument("--node-cores", type=int, default=32)
     ap.add_argument("--gpu-mvox-s", type=float, default=100.0, help="ASSUMED GPU network speed")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--synapse-every", type=int, default=1, help="1 tile in N holds the synapse (default: all)"
+    )
     ap.add_argument("--json", type=Path)
     ap.add_argument("--block-memory", action="store_true", help="peak RSS of one full-size block")
     ap.add_argument("--run", type=int, help=argparse.SUPPRESS)
@@ -309,7 +343,9 @@ def main() -> None:
         "note": note,
     }
     if not (args.reuse and store.exists()):
-        result["build"] = build(store, shape, args.tile, args.voxel_size, args.seed)
+        result["build"] = build(
+            store, shape, args.tile, args.voxel_size, args.seed, args.synapse_every
+        )
         print("build:", result["build"])
     if args.decide_full:
         result["decisions_full_volume"] = decide_full(store, args.decide_region or shape)
