@@ -103,3 +103,36 @@ def test_whole_volume_passes_read_each_zarr_chunk_once(tmp_path):
     assert np.array_equal(view[5, 1::3, ::2], data[5, 1::3, ::2])
     assert np.array_equal(view[3:5, :8, :8], data[3:5, :8, :8])  # a small window: direct
     assert len(reads) == 5 + 1 + 1
+
+
+def test_z_slabs_hold_one_slab_and_serve_strides(tmp_path):
+    """Reads across a slab border and strided in z come from the cache, one slab at a time
+    (the decisions pass of a 4096×4096-section store held two 1 GB slabs before)."""
+    import zarr
+
+    from synapseg.distributed.decisions import ZSlabs
+
+    data = np.random.default_rng(1).normal(size=(50, 24, 30)).astype(np.float32)
+    store = zarr.create_array(
+        store=str(tmp_path / "b.zarr"), shape=data.shape, chunks=(8, 24, 30), dtype=data.dtype
+    )
+    store[:] = data
+    reads = []
+
+    class Counting:
+        shape, dtype, chunks = store.shape, store.dtype, store.chunks
+
+        def __getitem__(self, key):
+            reads.append(key)
+            return store[key]
+
+    view = ZSlabs.wrap(Counting())
+    held = []
+    for z0 in range(0, 50, 6):  # 6-deep reads straddle the 8-deep slabs
+        got = view[z0 : z0 + 6 : 2, :, ::3]
+        held.append(len(view._slab))
+        assert np.array_equal(got, data[z0 : z0 + 6 : 2, :, ::3])
+    assert max(held) == 8  # never two slabs
+    assert len(reads) == 7  # each of the 7 slabs read once
+    assert np.array_equal(view[46:50:3], data[46:50:3])  # 46 | 49: head and tail
+    assert np.array_equal(view[44:50:3], data[44:50:3])  # 44, 47 | none: the head alone

@@ -66,3 +66,28 @@ def test_cell_statistics_reduce_two_layers_at_a_time(monkeypatch):
     assert len(calls) == 2
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_cell_statistics_read_one_section_at_a_time_when_sections_are_large(monkeypatch):
+    """A section larger than the read budget is read alone (a 4096×4096 store's cells were
+    computed on 11-section float32 blocks plus their float64 squares: ~1.5 GB)."""
+    import synapseg.specimen.mask as module
+
+    rng = np.random.default_rng(5)
+    vol = rng.normal(0, 1, (23, 16, 16)).astype(np.float32)
+    want = cell_statistics(vol, (5, 4, 4))
+    sizes = []
+
+    class Recording:
+        shape, dtype = vol.shape, vol.dtype
+
+        def __getitem__(self, key):
+            got = vol[key]
+            sizes.append(got.shape[0])
+            return got
+
+    monkeypatch.setattr(module, "_READ_VOXELS", 100)  # less than a 16×16 section
+    got = cell_statistics(Recording(), (5, 4, 4))
+    assert max(sizes) == 1 and sum(sizes) == 3 * 4 + 2  # sections 0, 2, 4 of each layer
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-9)

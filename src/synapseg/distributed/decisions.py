@@ -102,8 +102,9 @@ class ZSlabs:
     """Read-through cache of whole z-slabs of a chunked array (zarr) for the whole-volume
     passes, which read whole (y, x) sections in z order: on a store chunked 64 deep, reading
     4 sections at a time would read every chunk 16 times. Requests over most of each section
-    (strides allowed) are served from the cached slab of chunk depth; others (small
-    windows) go straight to the array.
+    (strides allowed, in z too) are served from the one cached slab of chunk depth (a request
+    across a slab border takes its head from the old slab before the next one is read, so one
+    slab is held at a time); others (small windows) go straight to the array.
     """
 
     MAX_BYTES = 2 * 2**30
@@ -133,24 +134,28 @@ class ZSlabs:
             for k, n in zip(rest, self.shape[1:])
         )
         if isinstance(zk, int | np.integer):
-            z0, z1 = int(zk), int(zk) + 1
-        elif isinstance(zk, slice) and zk.step in (None, 1):
-            z0, z1, _ = zk.indices(self.shape[0])
+            z0, z1, step = int(zk), int(zk) + 1, 1
+        elif isinstance(zk, slice) and (zk.step or 1) > 0:
+            z0, z1, step = zk.indices(self.shape[0])
         else:
             full = False
         if not full or z1 - z0 > self.depth or z1 <= z0:
             return np.asarray(self.data[key])
-        if self._slab is None or z0 < self._z0 or z1 > self._z0 + len(self._slab):
+        if self._slab is None or not self._z0 <= z0 < self._z0 + len(self._slab):
             self._z0 = z0 // self.depth * self.depth
             self._slab = None  # free the old slab first
-            stop = self._z0 + (2 if z1 > self._z0 + self.depth else 1) * self.depth
-            self._slab = np.asarray(self.data[self._z0 : min(stop, self.shape[0])])
-        local = (
-            zk - self._z0
-            if isinstance(zk, int | np.integer)
-            else slice(z0 - self._z0, z1 - self._z0)
-        )
-        return self._slab[(local, *rest)]
+            self._slab = np.asarray(self.data[self._z0 : self._z0 + self.depth])
+        end = self._z0 + len(self._slab)
+        if isinstance(zk, int | np.integer):
+            return self._slab[(zk - self._z0, *rest)]
+        local = self._slab[(slice(z0 - self._z0, z1 - self._z0, step), *rest)]
+        if z1 <= end:
+            return local
+        head = local.copy()  # the rest lies in the next slab
+        z_next = z0 + len(head) * step
+        if z_next >= z1:
+            return head
+        return np.concatenate([head, self[(slice(z_next, z1, step), *rest)]])
 
 
 def block_tiling(config: Any, model_shape: Any, tile_size: int | None = None) -> TilePlan:

@@ -60,7 +60,12 @@ def resample_region(
 
 
 class ModelGridRows:
-    """Read-only view of a volume's model grid: ``view[z, ::s, ::s]`` computes that row.
+    """Read-only view of a volume's model grid: ``view[z, ys, xs]`` computes that row.
+
+    The row's source sections are read once, in their own dtype, and resampled in bands of
+    model rows of at most :attr:`BAND_VOXELS` source voxels each (a model row of a
+    4096×4096-section volume computed whole held ~2 GB of float32 intermediates); only the
+    bands holding rows in ``ys`` are computed.
 
     Parameters
     ----------
@@ -72,20 +77,30 @@ class ModelGridRows:
         The model grid's shape.
     """
 
+    BAND_VOXELS = 16 * 2**20
+
     def __init__(self, data: object, factors: Sequence[float], shape: Sequence[int]) -> None:
         self.data = data
         self.factors = [float(v) for v in factors]
         self.shape = tuple(int(s) for s in shape)
 
-    def _read(self, sl: tuple[slice, slice, slice]) -> np.ndarray:
-        return np.asarray(self.data[sl], dtype=np.float32)  # type: ignore[index]
-
     def __getitem__(self, key: tuple) -> np.ndarray:
         z, ys, xs = key
-        row = resample_region(
-            self._read,
-            self.data.shape,  # type: ignore[attr-defined]
-            (slice(int(z), int(z) + 1), slice(0, self.shape[1]), slice(0, self.shape[2])),
-            self.factors,
-        )
-        return row[0][ys, xs]
+        src_shape = tuple(int(n) for n in self.data.shape)  # type: ignore[attr-defined]
+        a, b = source_range(int(z), int(z) + 1, self.factors[0], src_shape[0])
+        raw = np.asarray(self.data[a:b])  # type: ignore[index]
+
+        def read(sl: tuple[slice, slice, slice]) -> np.ndarray:
+            return raw[(slice(sl[0].start - a, sl[0].stop - a), sl[1], sl[2])]
+
+        ny, nx = self.shape[1:]
+        wanted = np.arange(ny)[ys]
+        band = max(1, int(self.BAND_VOXELS // max(1, (b - a) * src_shape[2] / self.factors[1])))
+        rows = []
+        for y0 in range(0, ny, band):
+            here = wanted[(wanted >= y0) & (wanted < y0 + band)]
+            if here.size:
+                region = (slice(int(z), int(z) + 1), slice(y0, min(y0 + band, ny)), slice(0, nx))
+                block = resample_region(read, src_shape, region, self.factors)
+                rows.append(block[0][here - y0][:, xs])
+        return np.concatenate(rows) if rows else np.zeros((0, len(range(nx)[xs])), np.float32)

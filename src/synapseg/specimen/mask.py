@@ -179,13 +179,14 @@ def cell_statistics(data: Any, cell_px: Sequence[int]) -> tuple[np.ndarray, np.n
 
     Cells at least 4 sections thick use every other section (rows 0, 2, 4, ... of each cell
     layer: half the reading and arithmetic). Only finite values count; a cell without any
-    gets mean NaN and std 0. Memory is bounded by a chunk of :data:`_READ_VOXELS` voxels
-    plus the coarse grid.
+    gets mean NaN and std 0. Memory is bounded by two reads of at most :data:`_READ_VOXELS`
+    voxels (one section where a section is larger: a 4096×4096 section, not a 64-deep
+    slab of them) plus the coarse grid.
 
     Sums and sums of squares are taken in float64, over x-blocks first (``reduceat``: partial
-    edge cells need no padding), then over the sections and the y-blocks. A layer is checked
+    edge cells need no padding), then over the sections and the y-blocks. A read is checked
     for NaN/inf through its sums of squares (a float64 square of a float32 cannot overflow,
-    so they are finite exactly when every voxel is); only a layer with non-finite voxels
+    so they are finite exactly when every voxel is); only a read with non-finite voxels
     takes the slower masked path.
     """
     nz, ny, nx = (int(s) for s in data.shape)
@@ -203,27 +204,36 @@ def cell_statistics(data: Any, cell_px: Sequence[int]) -> tuple[np.ndarray, np.n
         s2 = np.add.reduceat(np.square(a, dtype=np.float64), xs, axis=2).sum(axis=0)
         return s, s2
 
-    def layer_stats(layer: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        s, s2 = xsums(layer)
+    def read_stats(sections: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        s, s2 = xsums(sections)
         if np.isfinite(s2).all():
-            n = len(layer) * per_cell
+            n = len(sections) * per_cell
         else:
-            finite = np.isfinite(layer)
-            s, s2 = xsums(np.where(finite, layer, np.float32(0)))
+            finite = np.isfinite(sections)
+            s, s2 = xsums(np.where(finite, sections, np.float32(0)))
             n = np.add.reduceat(finite.sum(axis=0, dtype=np.float64), xs, axis=1)
             n = np.add.reduceat(n, ys, axis=0)
         return np.add.reduceat(s, ys, axis=0), np.add.reduceat(s2, ys, axis=0), n
 
-    layers = max(1, _READ_VOXELS // max(ny * nx * cz, 1))
-    # two layers at a time: numpy's reductions release the GIL (each layer is its own cells)
+    # each read: a run of one layer's used sections, at most _READ_VOXELS voxels (>= 1 section)
+    per_read = max(1, _READ_VOXELS // max(ny * nx, 1)) * sz
+    reads = [
+        (k, z0, min(z0 + per_read, (k + 1) * cz, nz))
+        for k in range(gz)
+        for z0 in range(k * cz, min((k + 1) * cz, nz), per_read)
+    ]
+    # two reads at a time: numpy's reductions release the GIL; the reading stays in this
+    # thread (a slab cache over a zarr store is not thread-safe)
     with ThreadPoolExecutor(2) as pool:
-        for k0 in range(0, gz, layers):
-            k1 = min(gz, k0 + layers)
+        for i in range(0, len(reads), 2):
+            pair = reads[i : i + 2]
             # a float32 memmap is viewed, not copied: only the sections used are read
-            block = np.asarray(data[k0 * cz : min(nz, k1 * cz)], dtype=np.float32)
-            views = [block[(k - k0) * cz : (k - k0 + 1) * cz : sz] for k in range(k0, k1)]
-            for k, (t, t2, n) in zip(range(k0, k1), pool.map(layer_stats, views)):
-                total[k], total_sq[k], count[k] = t, t2, n
+            blocks = [np.asarray(data[z0:z1:sz], dtype=np.float32) for _, z0, z1 in pair]
+            for (k, _, _), (t, t2, n) in zip(pair, pool.map(read_stats, blocks)):
+                total[k] += t
+                total_sq[k] += t2
+                count[k] += n
+            del blocks
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
         var = total_sq / count - mean * mean
