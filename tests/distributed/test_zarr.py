@@ -76,28 +76,32 @@ def test_thickness_profiles_read_only_boxes_of_a_zarr_tomogram(tmp_path):
         assert not arr[:, :5, 100:].any()  # far from both vesicles: never read
 
 
-def test_whole_volume_passes_read_each_zarr_chunk_once(tmp_path):
-    """The decisions read sections in z order through slabs of chunk depth: the same values,
-    and each chunk fetched once instead of once per section."""
+def counted_slabs(path, data, chunks):
+    """``ZSlabs`` over a zarr copy of ``data``, and the list of the keys read from the store."""
     import zarr
 
     from synapseg.distributed.decisions import ZSlabs
 
-    data = np.random.default_rng(0).normal(size=(70, 40, 50)).astype(np.float32)
-    store = zarr.create_array(
-        store=str(tmp_path / "a.zarr"), shape=data.shape, chunks=(16, 40, 50), dtype=data.dtype
-    )
+    store = zarr.create_array(store=str(path), shape=data.shape, chunks=chunks, dtype=data.dtype)
     store[:] = data
     reads = []
 
     class Counting:
-        shape, dtype, chunks = store.shape, store.dtype, store.chunks
+        shape, dtype = store.shape, store.dtype
+        chunks = store.chunks
 
         def __getitem__(self, key):
             reads.append(key)
             return store[key]
 
-    view = ZSlabs.wrap(Counting())
+    return ZSlabs.wrap(Counting()), reads
+
+
+def test_whole_volume_passes_read_each_zarr_chunk_once(tmp_path):
+    """The decisions read sections in z order through slabs of chunk depth: the same values,
+    and each chunk fetched once instead of once per section."""
+    data = np.random.default_rng(0).normal(size=(70, 40, 50)).astype(np.float32)
+    view, reads = counted_slabs(tmp_path / "a.zarr", data, (16, 40, 50))
     for z0 in range(0, 70, 4):  # as the specimen mask reads
         assert np.array_equal(view[z0 : z0 + 4], data[z0 : z0 + 4])
     assert np.array_equal(view[5, 1::3, ::2], data[5, 1::3, ::2])
@@ -108,25 +112,8 @@ def test_whole_volume_passes_read_each_zarr_chunk_once(tmp_path):
 def test_z_slabs_hold_one_slab_and_serve_strides(tmp_path):
     """Reads across a slab border and strided in z come from the cache, one slab at a time
     (the decisions pass of a 4096×4096-section store held two 1 GB slabs before)."""
-    import zarr
-
-    from synapseg.distributed.decisions import ZSlabs
-
     data = np.random.default_rng(1).normal(size=(50, 24, 30)).astype(np.float32)
-    store = zarr.create_array(
-        store=str(tmp_path / "b.zarr"), shape=data.shape, chunks=(8, 24, 30), dtype=data.dtype
-    )
-    store[:] = data
-    reads = []
-
-    class Counting:
-        shape, dtype, chunks = store.shape, store.dtype, store.chunks
-
-        def __getitem__(self, key):
-            reads.append(key)
-            return store[key]
-
-    view = ZSlabs.wrap(Counting())
+    view, reads = counted_slabs(tmp_path / "b.zarr", data, (8, 24, 30))
     held = []
     for z0 in range(0, 50, 6):  # 6-deep reads straddle the 8-deep slabs
         got = view[z0 : z0 + 6 : 2, :, ::3]
