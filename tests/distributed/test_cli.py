@@ -53,3 +53,34 @@ def test_dask_batch_goes_on_past_a_broken_tomogram(sim_mrc, tmp_path, in_process
     again = CliRunner().invoke(app, args)  # the finished one is skipped
     summary = json.loads((out / "batch_summary.json").read_text())
     assert again.exit_code == 2 and len(summary["skipped"]) == 1
+
+
+def test_interrupted_block_run_resumes_after_its_probabilities(sim_mrc, tmp_path, monkeypatch):
+    """A run that dies after the network (the 1024×4096×4096 run lost 1.5 h that way) keeps
+    its probability map; the rerun reuses it and writes what an uninterrupted run writes."""
+    import pandas as pd
+
+    import synapseg.distributed.files as files
+    from synapseg.core.options import SegmentOptions
+
+    opts = SegmentOptions(invert="no", tile_size=208, device="cpu", formats=("csv", "json"))
+    fresh = files.segment_file(sim_mrc, tmp_path / "fresh", opts, volume_format="zarr")
+
+    def killed(*a, **k):
+        raise RuntimeError("driver killed")
+
+    out = tmp_path / "out"
+    with monkeypatch.context() as m:
+        m.setattr(files, "vesicles_blocks", killed)
+        with pytest.raises(RuntimeError, match="driver killed"):
+            files.segment_file(sim_mrc, out, opts, volume_format="zarr")
+    report = json.loads((out / "tomo_report.json").read_text())
+    assert not report["finished"] and "predict" in report["stages"]
+    monkeypatch.setattr(files, "predict_blocks", killed)  # must not run again
+    again = files.segment_file(sim_mrc, out, opts, volume_format="zarr")
+    assert again["finished"] and again["stages"]["predict"]["resumed"]
+    assert again["n_vesicles"] == fresh["n_vesicles"] > 0
+    pd.testing.assert_frame_equal(
+        pd.read_csv(out / "tomo_vesicles.csv", comment="#"),
+        pd.read_csv(tmp_path / "fresh" / "tomo_vesicles.csv", comment="#"),
+    )

@@ -5,7 +5,8 @@ table with provenance, the exports, ``<name>_report.json``), computed block by b
 :mod:`synapseg.distributed.run` on a dask client (or here without one). Volume outputs are
 MRC or, with ``volume_format="zarr"``, OME-Zarr multiscale (``<name>_probabilities.zarr``,
 ``<name>_vesicles.zarr``), written block-wise. A finished tomogram is skipped unless
-``overwrite``; an interrupted one is redone from the start (its stages are not resumed).
+``overwrite``; an interrupted one resumes after its probability map when that was finished
+(the report records it), else it is redone from the start.
 """
 
 from __future__ import annotations
@@ -164,22 +165,32 @@ def segment_file(
     d = decide(volume, options.model, params, tile_size=options.tile_size)
     prov["model"] = d.facts["model"]
     prov["acquisition"] = d.facts.get("acquisition")
-    with _writer(
-        prob_path, volume.shape, np.uint8, volume, False, "synapseg probability x255"
-    ) as sink:
-        predict_facts = predict_blocks(
-            volume,
-            d,
-            sink,
-            client=client,
-            tiles_per_block=tiles_per_block,
-            device=options.device,
-            tta=options.tta,
-            retries=retries,
-            gpu_resource=gpu_resource,
-        )
-    predict_facts["seconds"] = time.perf_counter() - t0
-    predict_facts.update(model=d.facts["model"], polarity=d.polarity)
+    earlier = state["stages"].get("predict")
+    if earlier and prob_path.exists():  # an interrupted run's finished probability map
+        log.info("%s: resuming after the probabilities of the earlier run", tomogram)
+        predict_facts = {**earlier, "resumed": True}
+    else:
+        with _writer(
+            prob_path, volume.shape, np.uint8, volume, False, "synapseg probability x255"
+        ) as sink:
+            predict_facts = predict_blocks(
+                volume,
+                d,
+                sink,
+                client=client,
+                tiles_per_block=tiles_per_block,
+                device=options.device,
+                tta=options.tta,
+                retries=retries,
+                gpu_resource=gpu_resource,
+            )
+        predict_facts["seconds"] = time.perf_counter() - t0
+        predict_facts.update(model=d.facts["model"], polarity=d.polarity)
+        # an interrupted run resumes here (the network is most of a huge volume's time)
+        state.update(digest=digest, input=fingerprint, backend=prov["backend"], finished=False)
+        state["stages"] = {"predict": {**predict_facts, "probabilities": str(prob_path)}}
+        text = json.dumps(round_floats(state), default=str)
+        write_text_atomic(paths["report"], text, overwrite=True)
     on_stage("vesicles")
     prob = FileArray(prob_path, volume.voxel_size_nm)
     d = d.with_threshold(prob)
