@@ -5,8 +5,8 @@
 specimen mask (cell statistics), the contrast polarity, the missing wedge, the network's
 normalisation sample (model-grid rows) and the grey-value background. This runs each pass
 on its own, over the same z-slab cache, on a region of a store (e.g. the one
-``bench_distributed.py --out DIR --workers`` builds), while a thread samples the process's
-resident set every 20 ms; with ``--save`` it also pickles the decisions, to compare two
+``bench_distributed.py --out DIR --workers`` builds), with the process's peak resident set
+(VmHWM, reset before each pass); with ``--save`` it also pickles the decisions, to compare two
 code versions (run it once per ``PYTHONPATH``, then ``--compare A.pkl B.pkl``)::
 
     python benchmarks/bench_decisions.py /tmp/big/big.zarr --region 128 4096 4096 \\
@@ -20,38 +20,13 @@ import dataclasses
 import json
 import os
 import pickle
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench_distributed import open_region
-
-
-def _rss_gb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 2**20
-    return 0.0
-
-
-class PeakRss:
-    """Peak resident set (GB) since the last :meth:`reset`, sampled by a daemon thread."""
-
-    def __init__(self, every: float = 0.02) -> None:
-        self.peak = _rss_gb()
-        threading.Thread(target=self._run, args=(every,), daemon=True).start()
-
-    def _run(self, every: float) -> None:
-        while True:
-            self.peak = max(self.peak, _rss_gb())
-            time.sleep(every)
-
-    def reset(self) -> float:
-        time.sleep(0.1)  # the sampler sees the end of the previous pass
-        self.peak = _rss_gb()
-        return self.peak
+from _machine import reset_peak_rss
+from bench_distributed import open_region, peak_rss_gb
 
 
 def passes(store: Path, region: list[int]) -> tuple[dict, dict]:
@@ -67,18 +42,17 @@ def passes(store: Path, region: list[int]) -> tuple[dict, dict]:
 
     vol = open_region(store, tuple(slice(0, int(n)) for n in region))
     vol = dataclasses.replace(vol, data=ZSlabs.wrap(vol.data))
-    rss = PeakRss()
     timings: dict = {}
     found: dict = {}
 
     def run(name, fn):
-        before, t0 = rss.reset(), time.perf_counter()
+        reset_peak_rss()  # VmHWM from here is this pass's peak
+        before, t0 = peak_rss_gb(), time.perf_counter()
         found[name] = fn()
-        time.sleep(0.1)
         timings[name] = {
             "seconds": round(time.perf_counter() - t0, 2),
             "rss_before_gb": round(before, 3),
-            "peak_rss_gb": round(rss.peak, 3),
+            "peak_rss_gb": round(peak_rss_gb(), 3),
         }
         print(name, timings[name], flush=True)
 

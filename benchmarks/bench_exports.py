@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from _machine import reset_peak_rss
 from synapseg.io.imod import write_imod_spheres
 from synapseg.io.pyto import write_pyto
 from synapseg.io.star import write_table_star
@@ -70,16 +71,6 @@ def proc_status() -> dict[str, float]:
     except OSError:
         pass
     return out
-
-
-def reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False when not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def measure(fn: Callable[[], Any], repeat: int = 1, trace: bool = True) -> dict[str, Any]:
