@@ -87,8 +87,7 @@ def counted_slabs(path, data, chunks):
     reads = []
 
     class Counting:
-        shape, dtype = store.shape, store.dtype
-        chunks = store.chunks
+        shape, dtype, chunks = store.shape, store.dtype, store.chunks
 
         def __getitem__(self, key):
             reads.append(key)

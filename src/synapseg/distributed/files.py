@@ -117,11 +117,11 @@ def segment_file(
     from synapseg.core.options import STAGES, OutputPaths, provenance
     from synapseg.core.resume import load_state, options_digest
     from synapseg.errors import InputError
-    from synapseg.io.atomic import check_free_space, write_text_atomic
+    from synapseg.io.atomic import check_free_space
     from synapseg.io.fingerprint import input_fingerprint
     from synapseg.io.scan import check_finite
     from synapseg.io.tables import write_table_csv
-    from synapseg.numbers import round_floats, round_sig
+    from synapseg.numbers import round_sig
 
     on_stage = on_stage or (lambda stage: None)
     if options.from_stage is not None:
@@ -189,8 +189,7 @@ def segment_file(
         # an interrupted run resumes here (the network is most of a huge volume's time)
         state.update(digest=digest, input=fingerprint, backend=prov["backend"], finished=False)
         state["stages"] = {"predict": {**predict_facts, "probabilities": str(prob_path)}}
-        text = json.dumps(round_floats(state), default=str)
-        write_text_atomic(paths["report"], text, overwrite=True)
+        _save_report(paths["report"], state, indent=None)
     on_stage("vesicles")
     prob = FileArray(prob_path, volume.voxel_size_nm)
     d = d.with_threshold(prob)
@@ -242,8 +241,16 @@ def segment_file(
         timings_s={s: round(stages[s].get("seconds", 0.0), 3) for s in STAGES},
         finished=True,
     )
-    text = json.dumps(round_floats(state), indent=2, default=str)
-    with contextlib.suppress(FileNotFoundError):
-        paths["report"].parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(paths["report"], text, overwrite=True)
+    _save_report(paths["report"], state)
     return state
+
+
+def _save_report(path: Path, state: dict[str, Any], indent: int | None = 2) -> None:
+    """Write the report atomically (floats rounded: 1.68, not 1.68000…02)."""
+    from synapseg.io.atomic import write_text_atomic
+    from synapseg.numbers import round_floats
+
+    text = json.dumps(round_floats(state), indent=indent, default=str)
+    with contextlib.suppress(FileNotFoundError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, text, overwrite=True)
