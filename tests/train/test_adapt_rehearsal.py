@@ -80,6 +80,30 @@ def test_rehearsal_data_are_labeled_and_cached(tmp_path, monkeypatch):
     assert (folder / "tomogram.mrc").stat().st_mtime_ns == stamp
 
 
+def test_a_concurrent_run_that_finished_first_is_kept(tmp_path, monkeypatch):
+    """Two adapt jobs sharing the cache: the later one neither rewrites nor breaks the
+    finished copy (they wrote the same temporary files in turn before)."""
+    import synapseg.simulate as sim
+
+    monkeypatch.setattr(rehearsal, "XY_EXTENT_NM", 80.0)
+    monkeypatch.setattr(rehearsal, "Z_EXTENT_NM", (50.0, 60.0))
+    real, finished = sim.simulate_tomogram, []
+
+    def racing(params, **kw):
+        result = real(params, **kw)
+        if not finished:  # the other job completes the same draw meanwhile
+            finished.append(None)
+            (other,) = rehearsal.simulate_set(tmp_path, "v1", 1)
+            finished.append((Path(other["folder"]) / "tomogram.mrc").stat().st_mtime_ns)
+        return result
+
+    monkeypatch.setattr(sim, "simulate_tomogram", racing)
+    (rec,) = rehearsal.simulate_set(tmp_path, "v1", 1)
+    folder = Path(rec["folder"])
+    assert (folder / "tomogram.mrc").stat().st_mtime_ns == finished[1]
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no private folder left
+
+
 def test_volume_probabilities_give_rehearsal_its_share():
     p = rehearsal.volume_probabilities(["u1", "u2", "r1"], [100, 300, 50], {"r1"}, 0.5)
     assert p == pytest.approx([0.125, 0.375, 0.5])

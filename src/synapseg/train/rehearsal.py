@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -102,6 +105,34 @@ def world_params(world: str, index: int, seed: int = REHEARSAL_SEED):
     return params.replace(shape=(even(z_nm), even(XY_EXTENT_NM), even(XY_EXTENT_NM)))
 
 
+def _is_cached(sub: Path, params) -> bool:
+    done = sub / "params.json"
+    return done.is_file() and json.loads(done.read_text()) == _jsonable(params.to_dict())
+
+
+def _simulate_into(sub: Path, params) -> None:
+    """Simulate into a private folder, then move it into place in one rename, so that
+    runs sharing the cache (two ``adapt`` jobs at once) never read or break each other's
+    half-written tomograms."""
+    from synapseg.simulate import simulate_tomogram
+    from synapseg.simulate.writer import write_simulation
+
+    sub.parent.mkdir(parents=True, exist_ok=True)
+    tmp = sub.parent / f".{sub.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    try:
+        write_simulation(tmp, simulate_tomogram(params, keep_phantom=False), overwrite=True)
+        if _is_cached(sub, params):
+            return  # another run finished the same draw first
+        shutil.rmtree(sub, ignore_errors=True)  # a stale draw
+        try:
+            os.rename(tmp, sub)
+        except OSError:
+            if not _is_cached(sub, params):  # lost the race to a finished copy: fine
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def simulate_set(
     folder: Path, world: str, n: int, seed: int = REHEARSAL_SEED, prefix: str = PREFIX
 ) -> list[dict[str, Any]]:
@@ -114,16 +145,12 @@ def simulate_set(
         Per tomogram: ``folder``, ``seed`` (``[seed, i]``), ``simulation_seed``, ``shape``,
         ``voxel_size_nm``, ``snr``, ``n_vesicles``.
     """
-    from synapseg.simulate import simulate_tomogram
-    from synapseg.simulate.writer import write_simulation
-
     out = []
     for i in range(int(n)):
         params = world_params(world, i, seed)
         sub = Path(folder) / f"{prefix}{i:03d}"
-        done = sub / "params.json"
-        if not (done.is_file() and json.loads(done.read_text()) == _jsonable(params.to_dict())):
-            write_simulation(sub, simulate_tomogram(params, keep_phantom=False), overwrite=True)
+        if not _is_cached(sub, params):
+            _simulate_into(sub, params)
         n_ves = max(0, sum(1 for _ in open(sub / "vesicles.csv", encoding="utf-8")) - 1)
         out.append(
             {
