@@ -77,6 +77,12 @@ def adapt(
         help="Write w_base + LAMBDA * (w_fine_tuned - w_base): keeps part of the gain, forgets "
         "less elsewhere (1: the fine-tuned weights as they are).",
     ),
+    freeze_bn: bool = typer.Option(
+        True,
+        "--freeze-bn/--train-bn",
+        help="Keep the base model's batch-norm statistics while fine-tuning (--train-bn: "
+        "re-estimate them from the fine-tuning batches).",
+    ),
     device: str = device_option(),
     seed: int = typer.Option(0, "--seed", help="Random seed (runs are reproducible on CPU)."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
@@ -121,6 +127,7 @@ def adapt(
         anchor_weight=anchor,
         check_forgetting=check_forgetting,
         interpolation=interpolate,
+        freeze_batch_norm=freeze_bn,
         seed=seed,
     )
     quiet = bool((ctx.find_root().obj or {}).get("quiet"))

@@ -15,14 +15,12 @@ Each round (default 2):
    ``mask.mrc``), read by the ordinary training data path
    (:class:`synapseg.train.data.DataItem`).
 2. **Fine-tuning** with :func:`synapseg.train.run.train_model` (masked Dice + BCE, wedge-safe
-   augmentation), low learning rate and few steps, plus a **flip-consistency** term: the
-   prediction on a randomly flipped patch (flipped back, no gradient) is a target for the
-   prediction on the patch itself, everywhere including the ignored regions
-   (:class:`ConsistencyTrainer`).
+   augmentation), low learning rate and few steps, the base's batch-norm statistics, plus a
+   **flip-consistency** term: the prediction on a flipped copy (flipped back, no gradient)
+   is a target everywhere, the ignored regions included (:class:`ConsistencyTrainer`).
 
 Round ``r + 1`` re-labels with the model of round ``r`` and continues from it. No ground
-truth is read at any point. Everything random is seeded (``seed``), so a run is reproducible
-on CPU.
+truth is read. Everything random is seeded (``seed``): a run is reproducible on CPU.
 """
 
 from __future__ import annotations
@@ -104,6 +102,8 @@ class AdaptConfig:
         base model's world (:mod:`synapseg.train.forgetting`).
     held_in_tomograms
         How many held-in tomograms the forgetting guard simulates (seeds ``[20261312, i]``).
+    freeze_batch_norm
+        Fine-tune with the base model's batch-norm statistics (:class:`ConsistencyTrainer`).
     interpolation
         λ of the written weights ``w_base + λ · (w_fine_tuned − w_base)``
         (:mod:`synapseg.train.adapt_blend`; 1: the fine-tuned weights as they are).
@@ -131,6 +131,7 @@ class AdaptConfig:
     check_forgetting: bool = True
     held_in_tomograms: int = 3
     interpolation: float = 0.5
+    freeze_batch_norm: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -394,5 +395,6 @@ def _fine_tune(
             rehearsal_fraction=config.rehearsal,
             anchor=anchor,
             anchor_weight=config.anchor_weight,
+            freeze_batch_norm=config.freeze_batch_norm,
         ),
     )

@@ -31,6 +31,12 @@ class ConsistencyTrainer(Trainer):
         Base-model parameters for the L2-SP term (None: no anchoring).
     anchor_weight
         α of ``α · Σ (w − w_base)²``.
+    freeze_batch_norm
+        Keep every batch-norm layer in inference mode while fine-tuning: the base model's
+        running statistics normalise every batch and are written unchanged (the affine
+        weights still learn). Fine-tuning batches hold two patches, so their statistics are
+        noisy, and the running averages of a few dozen such batches would replace what the
+        base model learnt over its whole training world.
     """
 
     def __init__(
@@ -41,12 +47,14 @@ class ConsistencyTrainer(Trainer):
         rehearsal_fraction: float = 0.0,
         anchor: dict[str, torch.Tensor] | None = None,
         anchor_weight: float = 0.0,
+        freeze_batch_norm: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.consistency_weight = float(consistency_weight)
         self.anchor = anchor if anchor_weight > 0 else None
         self.anchor_weight = float(anchor_weight)
+        self.freeze_batch_norm = bool(freeze_batch_norm)
         names = set(rehearsal)
         if names:
             vols = self.sampler.volumes
@@ -55,6 +63,14 @@ class ConsistencyTrainer(Trainer):
                     [v.name for v in vols], [v.image.size for v in vols], names, rehearsal_fraction
                 )
             )
+
+    def set_train_mode(self) -> None:
+        """Training mode, with the batch-norm layers in inference mode when frozen."""
+        self.net.train()
+        if self.freeze_batch_norm:
+            for module in self.net.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
 
     def extra_loss(
         self, x: torch.Tensor, logits: torch.Tensor, parts: dict[str, float]

@@ -186,7 +186,7 @@ class Trainer:
         lr = learning_rate(cfg, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.net.train()
+        self.set_train_mode()
         self.optimizer.zero_grad(set_to_none=True)
         logits = self.net(x)
         loss, parts = masked_dice_bce(logits, y, w, pos_weight=cfg.pos_weight)
@@ -203,6 +203,10 @@ class Trainer:
         self.optimizer.step()
         self.step += 1
         return {"loss": float(loss.detach()), "lr": lr, **parts}
+
+    def set_train_mode(self) -> None:
+        """Put the network in training mode before a step (subclasses may keep parts frozen)."""
+        self.net.train()
 
     def extra_loss(
         self, x: torch.Tensor, logits: torch.Tensor, parts: dict[str, float]
