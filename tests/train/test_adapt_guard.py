@@ -64,7 +64,13 @@ def test_fewer_confident_vesicles_keep_the_base_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(adapt_post, "probe_radii", probe)
     tomo = write_item(tmp_path / "toy", seed=4, shape=(40, 64, 64)) / "tomogram.mrc"
     config = adapt.AdaptConfig(
-        rounds=2, steps=1, patch_size=(32, 32, 32), seed=3, rehearsal=0.0, check_forgetting=False
+        rounds=2,
+        steps=1,
+        patch_size=(32, 32, 32),
+        seed=3,
+        check_gain=True,
+        rehearsal=0.0,
+        check_forgetting=False,
     )
     record = adapt.adapt_model([tomo], tmp_path / "out", config=config)
     base = resolve_model("default")
@@ -77,14 +83,9 @@ def test_fewer_confident_vesicles_keep_the_base_weights(tmp_path, monkeypatch):
     assert probed == ["round1"]  # sizes probed on the pass of the model written
     assert (tmp_path / "out" / "rounds" / "round1" / "model.pt").is_file()  # trained, dropped
 
+    # the default (since the batch-norm statistics are frozen): no gain guard
     off = adapt.AdaptConfig(
-        rounds=2,
-        steps=1,
-        patch_size=(32, 32, 32),
-        seed=3,
-        check_gain=False,
-        rehearsal=0.0,
-        check_forgetting=False,
+        rounds=2, steps=1, patch_size=(32, 32, 32), seed=3, rehearsal=0.0, check_forgetting=False
     )
     record = adapt.adapt_model([tomo], tmp_path / "kept", config=off)
     assert record["weights"]["kept"] is True

@@ -51,10 +51,11 @@ def adapt(
         help="Lower the size check's radius floor when the confident sizes are truncated at it.",
     ),
     check_gain: bool = typer.Option(
-        True,
+        False,
         "--check-gain/--no-check-gain",
         help="Keep the fine-tuned weights only if the last round finds at least 10 % more "
-        "confident vesicles than the base model.",
+        "confident vesicles than the base model (off by default: with the batch-norm "
+        "statistics frozen, dropped weights never cost another data set).",
     ),
     rehearsal: float = typer.Option(
         0.5,
@@ -93,9 +94,9 @@ def adapt(
     Each round segments the tomograms, keeps vesicles with confidence >= --min-confidence as
     targets, ignores uncertain candidates (loss mask) and fine-tunes with a flip-consistency
     term, mixing in labeled simulated tomograms of the base model's world (--rehearsal).
-    The fine-tuned weights are kept only if the last round finds at least 10 % more
-    confident vesicles than the base model and they do not lose on held-in simulated tomograms
-    (--check-forgetting); the size check's radius floor is lowered when the
+    The fine-tuned weights are kept only if they do not lose on held-in simulated tomograms
+    (--check-forgetting; --check-gain also asks for 10 % more confident vesicles than the
+    base model); the size check's radius floor is lowered when the
     confident sizes are truncated at it (both recorded in the card). Writes OUTPUT/model.pt
     + model.json (use `segment --model OUTPUT`) and the pseudo-labels in
     OUTPUT/pseudo_labels/. No ground truth is used: check the result on a

@@ -89,7 +89,7 @@ class AdaptConfig:
         truncated at the floor.
     check_gain
         Keep the fine-tuned weights only when the last pseudo-label pass finds ≥ 10 % more
-        confident vesicles than the first (:mod:`synapseg.train.adapt_guard`).
+        confident vesicles than the first (:mod:`synapseg.train.adapt_guard`; off by default).
     rehearsal
         Share of the training patches drawn from labeled tomograms simulated from the base
         model's training world (:mod:`synapseg.train.rehearsal`; 0 disables it).
@@ -124,7 +124,7 @@ class AdaptConfig:
     consistency_weight: float = 1.0
     tta: bool = False
     adapt_postprocessing: bool = True
-    check_gain: bool = True
+    check_gain: bool = False
     rehearsal: float = 0.5
     rehearsal_tomograms: int = 4
     anchor_weight: float = 1.0
