@@ -45,17 +45,17 @@ def test_reports_after_each_stage_are_compact_and_the_finished_one_indented(
 ):
     """The report rewritten after every stage (the resume state) is compact JSON, the
     finished report indented text; every one of them parses."""
-    import synapseg.core.tomogram as tomogram_mod
+    import synapseg.core.resume as resume_mod  # where the report is written
 
     written = []
-    real = tomogram_mod.write_text_atomic
+    real = resume_mod.write_text_atomic
 
     def spy(path, text, overwrite=False):
         if str(path).endswith("_report.json"):
             written.append(text)
         return real(path, text, overwrite=overwrite)
 
-    monkeypatch.setattr(tomogram_mod, "write_text_atomic", spy)
+    monkeypatch.setattr(resume_mod, "write_text_atomic", spy)
     out = tmp_path / "out"
     segment_tomogram(tomo_file, out, SegmentOptions(formats=("csv",)), hooks=fake_file_hooks)
     assert len(written) >= 3

@@ -10,7 +10,6 @@ the same way.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -23,14 +22,13 @@ from synapseg._lazy import import_in_background
 from synapseg.core import file_stages
 from synapseg.core.grid import Grid
 from synapseg.core.options import STAGES, OutputPaths, SegmentOptions, provenance
-from synapseg.core.resume import load_state, options_digest, preflight
+from synapseg.core.resume import load_state, options_digest, preflight, save_report
 from synapseg.core.runner import Runner
-from synapseg.io.atomic import write_text_atomic
 from synapseg.io.fingerprint import input_fingerprint
 from synapseg.io.scan import check_finite
 from synapseg.io.tables import read_table_csv
 from synapseg.io.volume import read_volume
-from synapseg.numbers import round_floats, round_sig
+from synapseg.numbers import round_sig
 from synapseg.summary import check_usable, segment_warnings
 
 log = logging.getLogger(__name__)
@@ -132,11 +130,7 @@ def segment_tomogram(
         state["warnings"] = input_facts["warnings"] + [
             w for st in state["stages"].values() for w in st.get("warnings", [])
         ]
-        # the report after each stage is the resume state: compact (json's C encoder, ~4x
-        # faster than indented text on a report of thousands of rejected candidates); the
-        # finished report is indented for reading
-        text = json.dumps(round_floats(state), indent=2 if final else None, default=str)
-        write_text_atomic(paths["report"], text, overwrite=True)  # floats: 1.68, not 1.68000…02
+        save_report(paths["report"], state, final)
 
     def after(stage: Any, outputs: dict[str, Any], facts: dict[str, Any]) -> None:
         if stage.name == "specimen":

@@ -11,8 +11,6 @@ MRC or, with ``volume_format="zarr"``, OME-Zarr multiscale (``<name>_probabiliti
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -115,7 +113,7 @@ def segment_file(
     from synapseg.core.builtin import rejected_summary
     from synapseg.core.file_stages import load_mask, stage_export
     from synapseg.core.options import STAGES, OutputPaths, provenance
-    from synapseg.core.resume import load_state, options_digest
+    from synapseg.core.resume import load_state, options_digest, save_report
     from synapseg.errors import InputError
     from synapseg.io.atomic import check_free_space
     from synapseg.io.fingerprint import input_fingerprint
@@ -189,7 +187,7 @@ def segment_file(
         # an interrupted run resumes here (the network is most of a huge volume's time)
         state.update(digest=digest, input=fingerprint, backend=prov["backend"], finished=False)
         state["stages"] = {"predict": {**predict_facts, "probabilities": str(prob_path)}}
-        _save_report(paths["report"], state, indent=None)
+        save_report(paths["report"], state, final=False)
     on_stage("vesicles")
     prob = FileArray(prob_path, volume.voxel_size_nm)
     d = d.with_threshold(prob)
@@ -241,16 +239,5 @@ def segment_file(
         timings_s={s: round(stages[s].get("seconds", 0.0), 3) for s in STAGES},
         finished=True,
     )
-    _save_report(paths["report"], state)
+    save_report(paths["report"], state, final=True)
     return state
-
-
-def _save_report(path: Path, state: dict[str, Any], indent: int | None = 2) -> None:
-    """Write the report atomically (floats rounded: 1.68, not 1.68000…02)."""
-    from synapseg.io.atomic import write_text_atomic
-    from synapseg.numbers import round_floats
-
-    text = json.dumps(round_floats(state), indent=indent, default=str)
-    with contextlib.suppress(FileNotFoundError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, text, overwrite=True)
