@@ -76,6 +76,26 @@ def test_polarity_is_the_same_on_two_crops_of_vesicle_free_data(negative_103, mo
     assert all(d["evidence"] == "none" and d["confidence"] == 0.0 for d in found)
 
 
+def test_bright_protein_alone_does_not_flip_the_contrast():
+    """A vesicle-free draw of world v2 whose inverted crop holds more confident voxels than
+    ``MIN_EVIDENCE`` (bright protein densities read as lumens by ``sim-unet-v2``) and over
+    twice the normal ones: the old rule flipped it, and 10 false vesicles followed.
+    Flipping needs ``MIN_INVERT_EVIDENCE``."""
+    from synapseg.infer import polarity
+    from synapseg.train.rehearsal import world_params
+
+    v2 = load_model("sim-unet-v2")
+    params = world_params("v2", 1004, seed=20261295).replace(n_vesicles=0)
+    x = simulate_tomogram(params, keep_phantom=False).tomogram
+    vs = params.voxel_size_nm
+    found = decide_polarity(Volume(x, (vs,) * 3), v2, "cpu", specimen_mask(x, vs))
+    share = found["confident_fraction"]
+    assert polarity.MIN_EVIDENCE <= share["inverted"] < polarity.MIN_INVERT_EVIDENCE
+    assert share["inverted"] >= polarity.MIN_RATIO * share["normal"]
+    assert found["invert"] is False and found["evidence"] == "weak"
+    assert "--invert yes" in found["statement"]
+
+
 @pytest.mark.slow
 def test_polarity_of_inverted_vesicle_free_data_stays_dark(negative_103, model):
     a, b = negative_103[:, :128, :128], negative_103[:, 32:, 32:]
