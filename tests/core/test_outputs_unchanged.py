@@ -28,11 +28,14 @@ def _assert_same(out, seg, tmp_path) -> None:
     assert len(seg.vesicles) > 0  # something was compared
 
 
-def test_runner_and_core_agree(tomo_file, tmp_path, fake_file_hooks, fake_core_network):
+@pytest.mark.parametrize("model", ["default", "sim-unet-v2"])
+def test_runner_and_core_agree(model, tomo_file, tmp_path, fake_file_hooks, fake_core_network):
+    """``sim-unet-v2``'s card calibrates the threshold, the gate and the tube test: both
+    paths must read it although the (fake) network stage that names the model is gone."""
     out = tmp_path / "out"
-    options = SegmentOptions(formats=("csv", "labels"))
+    options = SegmentOptions(formats=("csv", "labels"), model=model)
     segment_tomogram(tomo_file, out, options, hooks=fake_file_hooks)
-    seg = synapseg.segment(read_volume(tomo_file))
+    seg = synapseg.segment(read_volume(tomo_file), model=model)
     _assert_same(out, seg, tmp_path)
 
 

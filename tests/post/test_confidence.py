@@ -160,7 +160,8 @@ def test_confidence_model_belongs_to_the_network(tmp_path):
     from synapseg.model.registry import confidence_model_path, create_random_model
 
     assert confidence_model_path("sim-unet-v1") is None  # the packaged one is used
-    assert _confidence_model("default") is None
+    assert _confidence_model("sim-unet-v1") is None
+    assert _confidence_model("sim-unet-v2") == str(confidence_model_path("sim-unet-v2"))
     folder = tmp_path / "net"
     create_random_model(folder)
     assert confidence_model_path(folder) is None

@@ -111,9 +111,11 @@ def test_the_pipeline_reads_max_tube_score_from_the_model_card(tmp_path):
 
     plain = tmp_path / "plain"
     shutil.copytree(resolve_model("default").parent, plain)
+    card = json.loads((plain / "model.json").read_text())
+    card["postprocessing"] = {}
+    (plain / "model.json").write_text(json.dumps(card))
     strict = tmp_path / "strict"
     shutil.copytree(plain, strict)
-    card = json.loads((strict / "model.json").read_text())
     card["postprocessing"] = {"max_tube_score": -1e9}
     (strict / "model.json").write_text(json.dumps(card))
     wedge = WedgeEstimate(tilt_range_deg=60.0)

@@ -165,7 +165,7 @@ def test_adapt_model_changes_the_card_only_when_sizes_are_truncated(
     assert [s[0].parent.parent.name for s in seen] == ["round2"] and seen[0][1] == 0.8
     entry = record["postprocessing_adapted"]
     if truncated:
-        assert set(card.postprocessing) == {"qc_min_radius_nm"}
+        assert set(card.postprocessing) == set(base.postprocessing) | {"qc_min_radius_nm"}
         assert card.postprocessing["qc_min_radius_nm"] < 10.0
         assert entry["changed"] and "qc_min_radius_nm" in card.description
     else:

@@ -282,6 +282,7 @@ BUILTIN = (
         ("vesicles",),
         run_vesicles,
         {
+            "model": "default",  # its card's calibrated post-processing and confidence model
             "threshold": None,
             "min_radius_nm": None,
             "max_radius_nm": None,
