@@ -93,6 +93,7 @@ def test_bright_protein_alone_does_not_flip_the_contrast():
     assert polarity.MIN_EVIDENCE <= share["inverted"] < polarity.MIN_INVERT_EVIDENCE
     assert share["inverted"] >= polarity.MIN_RATIO * share["normal"]
     assert found["invert"] is False and found["evidence"] == "weak"
+    assert found["confidence"] == 0.0  # dark densities assumed, not measured
     assert "--invert yes" in found["statement"]
 
 

@@ -110,13 +110,15 @@ def decide_polarity(
         Specimen mask: crops are centred inside the specimen, and each crop is normalised
         over its own specimen voxels.
     max_crops
-        Crops are judged in turn until one holds evidence (at most this many).
+        Crops are judged in turn until they hold enough evidence for the side that leads
+        (at most this many).
 
     Returns
     -------
     dict
-        ``invert`` (bool), ``confidence`` (0: no evidence, the usual dark densities are
-        assumed; else the share of confident voxels on the winning side, 0.5-1),
+        ``invert`` (bool), ``confidence`` (0: no evidence, or a lean to inverted below
+        :data:`MIN_INVERT_EVIDENCE`, and the usual dark densities are assumed; else the share
+        of confident voxels on the winning side, 0.5-1),
         ``evidence`` (``none``, ``weak`` or ``clear``), ``confident_fraction`` for
         ``normal`` and ``inverted`` contrast (summed over the crops used), ``ratio`` (the
         larger over the smaller), ``crops`` (their centers) and a one-line ``statement``.
@@ -148,9 +150,12 @@ def decide_polarity(
     enough = max(normal, inverted) >= MIN_EVIDENCE * len(used)
     invert = bool(_enough(totals, len(used)) and inverted > normal and ratio >= MIN_RATIO)
     evidence = "none" if not enough else ("clear" if ratio >= MIN_RATIO else "weak")
-    if enough and inverted > normal and ratio >= MIN_RATIO and not invert:
-        evidence = "weak"  # leans inverted, below what flipping needs
-    confidence = 0.0 if not enough else max(normal, inverted) / (normal + inverted)
+    leans_inverted = enough and inverted > normal and ratio >= MIN_RATIO and not invert
+    if leans_inverted:
+        evidence = "weak"  # below what flipping needs: dark densities assumed
+    confidence = (
+        0.0 if not enough or leans_inverted else max(normal, inverted) / (normal + inverted)
+    )
     if invert:
         statement = (
             f"contrast looks inverted (bright densities: the network finds {ratio:.0f}x more "
