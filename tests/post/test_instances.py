@@ -47,6 +47,35 @@ def test_crowded_cluster_is_split_with_high_recall(crowded):
     assert np.all((cand.score > 0) & (cand.score <= 1))
 
 
+def test_a_joined_cloud_is_split_on_a_coarser_grid(crowded, monkeypatch):
+    """A component whose bounding box exceeds ``COARSE_BOX_VOXELS`` is split on every second
+    voxel (its distance transform gets an eighth of the voxels) and still gives the same
+    vesicles: the coarse candidates lie within a voxel or so of the full-resolution ones."""
+    from synapseg.post import instances
+
+    _, centers, outer, prob = crowded
+    full = candidate_instances(prob, VOXEL_NM, threshold=0.5, workers=1)
+    sizes = []
+    edt = instances.ndimage.distance_transform_edt
+
+    def spy(a, *args, **kwargs):
+        sizes.append(a.size)
+        return edt(a, *args, **kwargs)
+
+    monkeypatch.setattr(instances.ndimage, "distance_transform_edt", spy)
+    monkeypatch.setattr(instances, "COARSE_BOX_VOXELS", 20**3)
+    coarse = candidate_instances(prob, VOXEL_NM, threshold=0.5, workers=1)
+    biggest = max(
+        np.prod([s.stop - s.start for s in sl])
+        for sl in ndimage.find_objects(ndimage.label(prob >= 0.5)[0])
+    )
+    assert biggest > 20**3 and max(sizes) < biggest / 4  # the big ones ran coarse
+    assert _recall(coarse.centers_px, centers, outer) >= 0.95
+    assert abs(len(coarse) - len(full)) <= 0.05 * len(full)
+    d, _ = cKDTree(full.centers_px).query(coarse.centers_px)
+    assert np.median(d) < 1.0 and np.mean(d < 2.0) >= 0.9
+
+
 def test_uint8_map_gives_the_same_candidates(crowded):
     _, centers, outer, prob = crowded
     a = candidate_instances(prob, VOXEL_NM, threshold=0.5)
