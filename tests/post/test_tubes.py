@@ -57,6 +57,18 @@ def test_tube_sections_score_high_and_vesicles_low(tilt):
     assert np.nanmax(ves) < tubes.min() - 0.5
 
 
+def test_chunks_in_threads_give_the_scores_of_one_chunk():
+    """The candidates are sampled in chunks by parallel threads; the scores come back in the
+    candidates' order, as from one chunk."""
+    sim = _scene((40.0, 50.0))
+    points = np.vstack([_axis_points(sim), sim.vesicles[CENTERS].to_numpy()])
+    radii = np.concatenate([np.full(2, 11.0), sim.vesicles["radius_nm"].to_numpy()])
+    one = tube_scores(sim.tomogram, points, radii, VS, chunk=len(points))
+    many = tube_scores(sim.tomogram, points, radii, VS, chunk=3)
+    np.testing.assert_array_equal(many, one)
+    assert np.all(one[:2] > 0.8) and np.all(np.nan_to_num(one[2:]) < 0.5)
+
+
 def test_default_post_params_measure_nothing():
     sim = _scene((0.0, 10.0))
     fits = sim.vesicles[[*CENTERS, "radius_nm"]].copy()

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from synapseg.core.units import voxel_size_zyx
+from synapseg.post.parallel import map_ordered
 from synapseg.post.profiles import (
     estimate_background,
     fibonacci_directions,
@@ -149,15 +150,18 @@ def tube_scores(
     memb = np.abs(offs) <= 0.5 * t
     inner = (offs >= -2.0 * t) & (offs <= -1.0 * t)
     outer = (offs >= 1.0 * t) & (offs <= 2.0 * t)
-    dip = np.empty((n, len(dirs)))
-    for s in range(0, n, chunk):
+
+    def chunk_dips(s: int) -> np.ndarray:
         c, r = centers[s : s + chunk], radii[s : s + chunk]
         r_nm = np.maximum(r[:, None] + offs[None, :], 0.0)
         prof = sample_profiles(tomogram, c, r_nm, dirs, vs, norm, specimen)  # (m, d, k)
         with warnings.catch_warnings(), np.errstate(invalid="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)  # rays wholly outside: NaN
             flank = np.nanmean(prof[..., inner], -1) + np.nanmean(prof[..., outer], -1)
-            dip[s : s + chunk] = 0.5 * flank - np.nanmean(prof[..., memb], -1)
+            return 0.5 * flank - np.nanmean(prof[..., memb], -1)
+
+    # in threads, as the sphere fit samples its rays
+    dip = np.concatenate(map_ordered(chunk_dips, range(0, n, chunk)))
     w = np.where(np.isfinite(dip), wdir[None, :], 0.0)
     if reference:
         dip = dip / _reference(dip, w)[None, :]
