@@ -148,14 +148,12 @@ def decide_polarity(
     normal, inverted = totals["normal"], totals["inverted"]
     ratio = max(normal, inverted) / max(min(normal, inverted), 1e-6)
     enough = max(normal, inverted) >= MIN_EVIDENCE * len(used)
-    invert = bool(_enough(totals, len(used)) and inverted > normal and ratio >= MIN_RATIO)
-    evidence = "none" if not enough else ("clear" if ratio >= MIN_RATIO else "weak")
-    leans_inverted = enough and inverted > normal and ratio >= MIN_RATIO and not invert
-    if leans_inverted:
-        evidence = "weak"  # below what flipping needs: dark densities assumed
-    confidence = (
-        0.0 if not enough or leans_inverted else max(normal, inverted) / (normal + inverted)
-    )
+    leads_inverted = inverted > normal and ratio >= MIN_RATIO
+    invert = bool(leads_inverted and _enough(totals, len(used)))
+    # no evidence, or a lean to inverted below what flipping needs: dark densities assumed
+    assumed = not enough or (leads_inverted and not invert)
+    evidence = "none" if not enough else ("clear" if ratio >= MIN_RATIO and not assumed else "weak")
+    confidence = 0.0 if assumed else max(normal, inverted) / (normal + inverted)
     if invert:
         statement = (
             f"contrast looks inverted (bright densities: the network finds {ratio:.0f}x more "
